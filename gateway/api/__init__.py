@@ -1,0 +1,1 @@
+"""The JSON-RPC method handlers: eth_, net_, web3_ and the coco_ namespace."""

@@ -1,0 +1,110 @@
+"""Polling filters (eth_newFilter and friends), kept on the host, answered from the enclave.
+
+A filter remembers the last block it reported; each poll asks the enclave for what came
+after. Filters nobody polls for five minutes are removed, as geth does.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gateway.enclave import messages as m
+from gateway.enclave.runtime import EnclaveClient
+from gateway.errors import LimitExceeded, ServerError
+
+FILTER_TIMEOUT = 300.0
+MAX_FILTERS = 10_000
+
+
+@dataclass
+class Filter:
+    kind: str  # "logs" | "blocks" | "pending"
+    last_block: int
+    query: m.GetLogs | None = None
+    seen_pending: set[bytes] = field(default_factory=set)
+    touched: float = field(default_factory=time.monotonic)
+
+
+class FilterManager:
+    def __init__(self, enclave: EnclaveClient) -> None:
+        self.enclave = enclave
+        self.filters: dict[str, Filter] = {}
+
+    async def _head(self) -> int:
+        status = await self.enclave.request(m.GetStatus())
+        return int(status["head"]["number"])
+
+    def _install(self, flt: Filter) -> str:
+        self._expire()
+        if len(self.filters) >= MAX_FILTERS:
+            raise LimitExceeded(f"too many filters installed (limit {MAX_FILTERS})")
+        filter_id = hex(secrets.randbits(128) | 1 << 127)
+        self.filters[filter_id] = flt
+        return filter_id
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, f in self.filters.items() if now - f.touched > FILTER_TIMEOUT]:
+            del self.filters[key]
+
+    def _get(self, filter_id: str) -> Filter:
+        flt = self.filters.get(filter_id)
+        if flt is None:
+            raise ServerError("filter not found")
+        flt.touched = time.monotonic()
+        return flt
+
+    async def new_log_filter(self, query: m.GetLogs) -> str:
+        head = await self._head()
+        start = query.from_block
+        last = head if not isinstance(start, int) else max(start - 1, -1)
+        if isinstance(start, int) and start > head:
+            last = start - 1
+        return self._install(Filter("logs", last, query))
+
+    async def new_block_filter(self) -> str:
+        return self._install(Filter("blocks", await self._head()))
+
+    async def new_pending_filter(self) -> str:
+        current = set(await self.enclave.request(m.PendingTxs()))
+        return self._install(Filter("pending", 0, seen_pending=current))
+
+    def uninstall(self, filter_id: str) -> bool:
+        return self.filters.pop(filter_id, None) is not None
+
+    async def changes(self, filter_id: str) -> list[Any]:
+        flt = self._get(filter_id)
+        if flt.kind == "pending":
+            current = list(await self.enclave.request(m.PendingTxs()))
+            fresh = [h for h in current if h not in flt.seen_pending]
+            flt.seen_pending = set(current)
+            return ["0x" + h.hex() for h in fresh]
+        head = await self._head()
+        if head <= flt.last_block:
+            return []
+        start, flt.last_block = flt.last_block + 1, head
+        if flt.kind == "blocks":
+            out = []
+            for number in range(start, head + 1):
+                block = await self.enclave.request(m.GetBlock(number, False))
+                if block is not None:
+                    out.append(block["hash"])
+            return out
+        assert flt.query is not None
+        if flt.query.block_hash is not None:
+            return []
+        end = flt.query.to_block if isinstance(flt.query.to_block, int) else head
+        end = min(end, head)
+        if end < start:
+            return []
+        query = replace(flt.query, from_block=start, to_block=end)
+        return list(await self.enclave.request(query))
+
+    async def all_logs(self, filter_id: str) -> list[Any]:
+        flt = self._get(filter_id)
+        if flt.kind != "logs" or flt.query is None:
+            raise ServerError("filter not found")
+        return list(await self.enclave.request(flt.query))

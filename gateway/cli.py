@@ -1,0 +1,134 @@
+"""The ``coco-gateway`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from gateway import __version__
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.devaccounts import DEV_BALANCE_WEI, DEV_MNEMONIC, derive
+    from gateway.node import NodeConfig
+    from gateway.server.app import make_app
+
+    config = NodeConfig(
+        host=args.host,
+        port=args.port,
+        chain_id=args.chain_id,
+        data_dir=Path(args.data_dir),
+        block_time=args.block_time,
+        dev=True,
+        dev_accounts=args.accounts,
+        fork=args.fork,
+        enclave_runtime=args.enclave,
+        durable_fsync=args.fsync,
+    )
+    accounts = derive(DEV_MNEMONIC, args.accounts)
+    url = f"http://{args.host}:{args.port}"
+    lines = [
+        "",
+        f"coco-gateway v{__version__}: development node (single validator, dev accounts unlocked)",
+        "",
+        "WARNING: this node runs a software (virtual) enclave: it protects nothing against",
+        "         the machine's operator. Use it for development only.",
+        "",
+        "Available accounts",
+        "==================",
+    ]
+    ether = DEV_BALANCE_WEI // 10**18
+    lines += [f"({i}) {a.address} ({ether} ETH)" for i, a in enumerate(accounts)]
+    lines += ["", "Private keys", "=================="]
+    lines += [f"({i}) 0x{a.private_key.hex()}" for i, a in enumerate(accounts)]
+    lines += [
+        "",
+        f"Mnemonic:       {DEV_MNEMONIC}",
+        "Derivation:     m/44'/60'/0'/0/<index>",
+        "",
+        f"Chain ID:       {args.chain_id}",
+        f"Data directory: {Path(args.data_dir).resolve()}",
+        f"Blocks:         {'on each transaction (automine)' if args.block_time <= 0 else f'every {args.block_time:g} s'}",
+        "",
+        f"RPC URL:        {url}",
+        f"WebSocket:      ws://{args.host}:{args.port}",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+    app = make_app(config)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=lambda *_: print(f"Listening on {url} (Ctrl-C to stop)", flush=True),
+        access_log=None,
+        shutdown_timeout=10,
+    )
+    return 0
+
+
+def _verify_seal(args: argparse.Namespace) -> int:
+    from gateway.sealcheck import SealCheckError, verify_block_seal
+
+    try:
+        report = asyncio.run(verify_block_seal(args.rpc, args.block))
+    except SealCheckError as exc:
+        print(f"seal NOT valid: {exc}", file=sys.stderr)
+        return 1
+    print(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coco-gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"coco-gateway {__version__}")
+    parser.add_argument(
+        "--log-level", default=os.environ.get("COCO_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR (default INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run a single-node development chain")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8545)
+    dev.add_argument("--chain-id", type=int, default=31337)
+    dev.add_argument("--data-dir", default="coco-data", help="where the chain lives (default ./coco-data)")
+    dev.add_argument(
+        "--block-time", type=float, default=0.0,
+        help="seconds between blocks; 0 (default) seals a block as soon as transactions arrive",
+    )
+    dev.add_argument("--accounts", type=int, default=10, help="number of funded dev accounts")
+    dev.add_argument("--fork", default="prague", choices=["shanghai", "cancun", "prague"])
+    dev.add_argument(
+        "--enclave", default="process", choices=["process", "inprocess"],
+        help="run the enclave in a child process (default) or on a thread of this process",
+    )
+    dev.add_argument("--fsync", action="store_true", help="fsync every commit (survives power loss)")
+    dev.set_defaults(func=_dev)
+
+    verify = sub.add_parser("verify-seal", help="check a block's proof-of-authority seal")
+    verify.add_argument("block", nargs="?", default="latest", help="block number or tag")
+    verify.add_argument("--rpc", default="http://127.0.0.1:8545")
+    verify.set_defaults(func=_verify_seal)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

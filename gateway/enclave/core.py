@@ -1,0 +1,311 @@
+"""Inside the enclave: the node key, the ledger's sealed part, and the execution engine.
+
+``Enclave.handle`` takes one decoded message and returns plain data or raises RpcError.
+Both runtimes (separate process, in-process for tests) drive this same object.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import rlp
+from eth_account import Account
+
+from gateway.consensus.seal import SEAL_VERSION, sign_seal
+from gateway.devaccounts import derive
+from gateway.enclave import messages as m
+from gateway.errors import InvalidParams, RpcError, ServerError
+from gateway.execution import format as fmt
+from gateway.execution.chain import (
+    CREATE2_DEPLOYER,
+    CREATE2_DEPLOYER_CODE,
+    GenesisAccount,
+    GenesisSpec,
+)
+from gateway.execution.engine import CallArgs, Engine, LogFilter
+from gateway.ledger import CommittedBlock, Ledger
+
+log = logging.getLogger("gateway.enclave")
+
+LEDGER_FILE = "ledger.sqlite"
+
+
+class Enclave:
+    def __init__(self, opened: m.Open) -> None:
+        data_dir = Path(opened.data_dir)
+        self.ledger = Ledger(data_dir / LEDGER_FILE, durable_fsync=opened.durable_fsync)
+        self.ledger.check_integrity()
+        self.dev_keys: dict[bytes, bytes] = {}
+        if opened.dev_mnemonic:
+            for acct in derive(opened.dev_mnemonic, opened.dev_accounts):
+                self.dev_keys[bytes.fromhex(acct.address[2:])] = acct.private_key
+        key = self.ledger.get_meta("node_key")
+        if key is None:
+            key = secrets.token_bytes(32)
+            self.ledger.put_meta("node_key", key)
+            log.info("created the node identity key")
+        self._node_key = key
+        self.validator = bytes.fromhex(Account.from_key(key).address[2:])
+        stored = self.ledger.get_meta("genesis")
+        if stored is None:
+            spec = self._genesis_spec(opened)
+            self.engine = Engine(self.ledger.kv, spec, create=True, coinbase=self.validator)
+            head = self.engine.head
+            self.ledger.commit_genesis(
+                CommittedBlock(0, head.hash, rlp.encode(head), b"", b""),
+                {"genesis": spec.to_json()},
+            )
+            log.info("created chain %d at genesis 0x%s", spec.chain_id, head.hash.hex())
+        else:
+            spec = GenesisSpec.from_json(stored)
+            if spec.chain_id != opened.chain_id:
+                raise InvalidParams(
+                    f"the data directory {data_dir} holds chain {spec.chain_id}, not "
+                    f"{opened.chain_id}; pass --chain-id {spec.chain_id} or use another directory"
+                )
+            self.engine = Engine(self.ledger.kv, spec, create=False, coinbase=self.validator)
+            if self.ledger.kv.dirty:
+                self.ledger.kv.discard()
+            self._check_head()
+        self._restore_pool()
+
+    def _genesis_spec(self, opened: m.Open) -> GenesisSpec:
+        alloc = {CREATE2_DEPLOYER: GenesisAccount(code=CREATE2_DEPLOYER_CODE, nonce=1)}
+        for address, balance in opened.genesis_alloc:
+            alloc[bytes(address)] = GenesisAccount(balance=int(balance))
+        return GenesisSpec(
+            chain_id=opened.chain_id,
+            fork=opened.fork,
+            gas_limit=opened.gas_limit,
+            timestamp=opened.genesis_timestamp or int(time.time()),
+            alloc=alloc,
+        )
+
+    def _check_head(self) -> None:
+        committed = self.ledger.head()
+        head = self.engine.head
+        if committed is None or committed.hash != head.hash:
+            raise RuntimeError(
+                "ledger is inconsistent: the header chain and the state database disagree "
+                "about the head block"
+            )
+        log.info("resumed at block %d (0x%s)", head.block_number, head.hash.hex())
+
+    def _restore_pool(self) -> None:
+        restored = dropped = 0
+        for entry in self.ledger.pool_entries():
+            try:
+                ptx = self.engine.admit(entry.raw)
+            except RpcError as exc:
+                self.ledger.pool_remove([entry.hash])
+                dropped += 1
+                log.info("dropped pooled tx 0x%s on restart: %s", entry.hash.hex(), exc.message)
+                continue
+            self.engine.accept(ptx)
+            restored += 1
+        if restored or dropped:
+            log.info("restored %d pending transactions (%d no longer valid)", restored, dropped)
+
+    # ------------------------------------------------------------------ dispatch
+    def handle(self, msg: Any) -> Any:
+        handler = getattr(self, "_on_" + type(msg).__name__, None)
+        if handler is None:
+            raise InvalidParams(f"the enclave does not serve {type(msg).__name__}")
+        return handler(msg)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def _on_Close(self, msg: m.Close) -> None:
+        self.close()
+
+    def _on_GetStatus(self, msg: m.GetStatus) -> dict[str, Any]:
+        head = self.engine.head
+        return {
+            "chainId": self.engine.chain_id,
+            "fork": self.engine.spec.fork,
+            "head": {"number": head.block_number, "hash": head.hash, "timestamp": head.timestamp},
+            "genesisHash": self.engine.header_by_number(0).hash,  # type: ignore[union-attr]
+            "finalized": self.engine.finalized_number,
+            "validator": self.validator,
+            "poolSize": len(self.engine.pool),
+            "gasPrice": self.engine.gas_price(),
+            "baseFee": self.engine.next_base_fee(),
+            "devAccounts": list(self.dev_keys),
+        }
+
+    def _on_GetBlock(self, msg: m.GetBlock) -> dict[str, Any] | None:
+        header = self.engine.resolve(msg.ref)
+        return None if header is None else self.engine.block_rpc(header, msg.full)
+
+    def _on_GetBlockTxCount(self, msg: m.GetBlockTxCount) -> int | None:
+        header = self.engine.resolve(msg.ref)
+        return None if header is None else self.engine.block_tx_count(header)
+
+    def _on_GetTxByBlockIndex(self, msg: m.GetTxByBlockIndex) -> dict[str, Any] | None:
+        header = self.engine.resolve(msg.ref)
+        return None if header is None else self.engine.tx_by_index_rpc(header, msg.index)
+
+    def _on_GetAccount(self, msg: m.GetAccount) -> Any:
+        header = self.engine.require(msg.ref)
+        if msg.kind == "balance":
+            return str(self.engine.balance(msg.address, header))
+        if msg.kind == "nonce":
+            return self.engine.nonce(msg.address, header, pending=msg.ref == "pending")
+        if msg.kind == "code":
+            return self.engine.code(msg.address, header)
+        raise InvalidParams(f"unknown account field {msg.kind!r}")
+
+    def _on_GetStorage(self, msg: m.GetStorage) -> bytes:
+        header = self.engine.require(msg.ref)
+        return self.engine.storage(msg.address, msg.slot, header).to_bytes(32, "big")
+
+    def _on_Call(self, msg: m.Call) -> Any:
+        header = self.engine.require(msg.ref)
+        args = CallArgs(sender=msg.sender, to=msg.to, gas=msg.gas, value=msg.value, data=msg.data)
+        if msg.estimate:
+            return self.engine.estimate_gas(args, header)
+        return self.engine.call(args, header)
+
+    def _on_SubmitRawTx(self, msg: m.SubmitRawTx) -> bytes:
+        return self._submit(msg.raw)
+
+    def _submit(self, raw: bytes) -> bytes:
+        ptx = self.engine.admit(raw)
+        # durable before acknowledged: the pool row is committed before the caller hears back
+        self.ledger.pool_add(ptx.hash, ptx.raw, ptx.replaces.hash if ptx.replaces else None)
+        self.engine.accept(ptx)
+        return ptx.hash
+
+    def _on_SubmitTx(self, msg: m.SubmitTx) -> bytes:
+        key = self.dev_keys.get(msg.sender)
+        if key is None:
+            raise ServerError(f"unknown account 0x{msg.sender.hex()}: only dev accounts are unlocked")
+        head = self.engine.head
+        nonce = msg.nonce if msg.nonce is not None else self.engine.nonce(
+            msg.sender, head, pending=True
+        )
+        tx: dict[str, Any] = {
+            "chainId": self.engine.chain_id,
+            "nonce": nonce,
+            "to": "0x" + msg.to.hex() if msg.to else b"",
+            "value": msg.value,
+            "data": msg.data,
+        }
+        if msg.gas is None:
+            args = CallArgs(sender=msg.sender, to=msg.to, value=msg.value, data=msg.data)
+            tx["gas"] = self.engine.estimate_gas(args, head)
+        else:
+            tx["gas"] = msg.gas
+        legacy = msg.gas_price is not None or msg.tx_type == 0
+        if legacy:
+            tx["gasPrice"] = msg.gas_price if msg.gas_price is not None else self.engine.gas_price()
+        else:
+            tip = msg.max_priority_fee_per_gas
+            if tip is None:
+                tip = min(10**9, msg.max_fee_per_gas) if msg.max_fee_per_gas is not None else 10**9
+            fee_cap = msg.max_fee_per_gas
+            if fee_cap is None:
+                fee_cap = 2 * self.engine.next_base_fee() + tip
+            tx.update(maxFeePerGas=fee_cap, maxPriorityFeePerGas=tip, type=2)
+        if not msg.to:
+            del tx["to"]
+        signed = Account.sign_transaction(tx, key)
+        return self._submit(bytes(signed.raw_transaction))
+
+    def _on_GetTx(self, msg: m.GetTx) -> dict[str, Any] | None:
+        return self.engine.tx_rpc(msg.hash)
+
+    def _on_GetReceipt(self, msg: m.GetReceipt) -> dict[str, Any] | None:
+        return self.engine.receipt_rpc(msg.hash)
+
+    def _on_GetBlockReceipts(self, msg: m.GetBlockReceipts) -> list[dict[str, Any]] | None:
+        header = self.engine.resolve(msg.ref)
+        return None if header is None else self.engine.block_receipts_rpc(header)
+
+    def _on_GetLogs(self, msg: m.GetLogs) -> list[dict[str, Any]]:
+        if msg.block_hash is not None:
+            flt = LogFilter(0, 0, tuple(msg.addresses), _topics(msg.topics), msg.block_hash)
+        else:
+            start = self._number(msg.from_block)
+            end = self._number(msg.to_block)
+            if start > end:
+                return []
+            flt = LogFilter(start, end, tuple(msg.addresses), _topics(msg.topics))
+        return self.engine.logs(flt)
+
+    def _number(self, ref: m.BlockRef) -> int:
+        if isinstance(ref, int):
+            return ref
+        return self.engine.require(ref).block_number
+
+    def _on_FeeHistory(self, msg: m.FeeHistory) -> dict[str, Any]:
+        newest = self.engine.require(msg.newest)
+        return self.engine.fee_history(msg.count, newest, msg.percentiles)
+
+    def _on_PendingTxs(self, msg: m.PendingTxs) -> list[bytes]:
+        return self.engine.pending_hashes()
+
+    def _on_BuildBlock(self, msg: m.BuildBlock) -> dict[str, Any] | None:
+        if not len(self.engine.pool) and not msg.allow_empty:
+            return None
+        try:
+            prepared = self.engine.build_block(msg.timestamp, extra_data=b"coco-gateway")
+            if not prepared.included and not msg.allow_empty:
+                self.ledger.kv.discard()
+                self.engine.on_abandoned()
+                self._forget_dropped(prepared.dropped)
+                return None
+            header = prepared.header
+            seal = sign_seal(self._node_key, self.engine.chain_id, header.hash)
+            self.ledger.commit_block(
+                CommittedBlock(
+                    header.block_number, header.hash, rlp.encode(header), seal, self.validator
+                ),
+                prepared.included + [h for h, _ in prepared.dropped],
+            )
+        except BaseException:
+            self.ledger.kv.discard()
+            self.engine.on_abandoned()
+            raise
+        self.engine.on_committed(prepared)
+        for tx_hash, reason in prepared.dropped:
+            log.info("dropped tx 0x%s from the pool: %s", tx_hash.hex(), reason)
+        return {
+            "number": header.block_number,
+            "hash": header.hash,
+            "timestamp": header.timestamp,
+            "transactions": prepared.included,
+            "header": self.engine.block_rpc(header, False),
+            "executablePending": self.engine.executable_count(),
+        }
+
+    def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:
+        if dropped:
+            self.ledger.pool_remove([h for h, _ in dropped])
+            self.engine.pool.remove(h for h, _ in dropped)
+
+    def _on_GetSeal(self, msg: m.GetSeal) -> dict[str, Any] | None:
+        header = self.engine.resolve(msg.ref)
+        if header is None:
+            return None
+        block = self.ledger.block_by_number(header.block_number)
+        if block is None:
+            return None
+        return {
+            "version": SEAL_VERSION,
+            "chainId": self.engine.chain_id,
+            "number": block.number,
+            "hash": block.hash,
+            "seal": block.seal,
+            "sealer": block.sealer,
+            "header": fmt.header_to_rpc(header),
+        }
+
+
+def _topics(raw: list[list[bytes] | None]) -> tuple[tuple[bytes, ...] | None, ...]:
+    return tuple(None if t is None else tuple(t) for t in raw)

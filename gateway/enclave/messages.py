@@ -1,0 +1,179 @@
+"""The enclave interface: every request the host may make, as a plain dataclass.
+
+If it is not a field of one of these types, it does not cross the boundary. Field values
+are msgpack primitives only (None, bool, int, float, str, bytes, lists and string-keyed
+dicts of these), so the codec never has to trust the other side with objects.
+
+A block reference (``BlockRef``) is a tag ("latest", "earliest", "pending", "safe",
+"finalized"), a block number, or ``{"hash": bytes, "requireCanonical": bool}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+BlockRef = str | int | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Open:
+    """First message: open (or create) the node's ledger and keys."""
+
+    data_dir: str
+    chain_id: int
+    fork: str = "prague"
+    gas_limit: int = 30_000_000
+    genesis_timestamp: int = 0
+    genesis_alloc: list[list[Any]] = field(default_factory=list)  # [address, balance wei str]
+    dev_mnemonic: str | None = None
+    dev_accounts: int = 0
+    durable_fsync: bool = False
+
+
+@dataclass(frozen=True)
+class GetStatus:
+    pass
+
+
+@dataclass(frozen=True)
+class GetBlock:
+    ref: BlockRef
+    full: bool = False
+
+
+@dataclass(frozen=True)
+class GetBlockTxCount:
+    ref: BlockRef
+
+
+@dataclass(frozen=True)
+class GetTxByBlockIndex:
+    ref: BlockRef
+    index: int
+
+
+@dataclass(frozen=True)
+class GetAccount:
+    kind: str  # "balance" | "nonce" | "code"
+    address: bytes
+    ref: BlockRef
+
+
+@dataclass(frozen=True)
+class GetStorage:
+    address: bytes
+    slot: int
+    ref: BlockRef
+
+
+@dataclass(frozen=True)
+class Call:
+    """eth_call / eth_estimateGas arguments, already parsed into field values."""
+
+    ref: BlockRef
+    sender: bytes | None = None
+    to: bytes | None = None
+    gas: int | None = None
+    value: int = 0
+    data: bytes = b""
+    estimate: bool = False
+
+
+@dataclass(frozen=True)
+class SubmitRawTx:
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class SubmitTx:
+    """Dev mode only: the enclave signs with an unlocked dev account."""
+
+    sender: bytes
+    to: bytes | None = None
+    gas: int | None = None
+    gas_price: int | None = None
+    max_fee_per_gas: int | None = None
+    max_priority_fee_per_gas: int | None = None
+    value: int = 0
+    data: bytes = b""
+    nonce: int | None = None
+    tx_type: int | None = None
+
+
+@dataclass(frozen=True)
+class GetTx:
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class GetReceipt:
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class GetBlockReceipts:
+    ref: BlockRef
+
+
+@dataclass(frozen=True)
+class GetLogs:
+    from_block: BlockRef = "latest"
+    to_block: BlockRef = "latest"
+    addresses: list[bytes] = field(default_factory=list)
+    topics: list[list[bytes] | None] = field(default_factory=list)
+    block_hash: bytes | None = None
+
+
+@dataclass(frozen=True)
+class FeeHistory:
+    count: int
+    newest: BlockRef
+    percentiles: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PendingTxs:
+    pass
+
+
+@dataclass(frozen=True)
+class BuildBlock:
+    timestamp: int
+    allow_empty: bool = False
+
+
+@dataclass(frozen=True)
+class GetSeal:
+    ref: BlockRef
+
+
+@dataclass(frozen=True)
+class Close:
+    pass
+
+
+MESSAGES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        Open,
+        GetStatus,
+        GetBlock,
+        GetBlockTxCount,
+        GetTxByBlockIndex,
+        GetAccount,
+        GetStorage,
+        Call,
+        SubmitRawTx,
+        SubmitTx,
+        GetTx,
+        GetReceipt,
+        GetBlockReceipts,
+        GetLogs,
+        FeeHistory,
+        PendingTxs,
+        BuildBlock,
+        GetSeal,
+        Close,
+    )
+}

@@ -1,0 +1,178 @@
+"""How the host reaches the enclave: one async ``request`` method, two runtimes.
+
+``ProcessEnclave`` (the default) runs the enclave in a child process and talks to it over
+its standard input and output with length-prefixed msgpack frames; execution then runs on
+the second core while the host serves RPC. ``InProcessEnclave`` runs the same enclave
+object on a worker thread, through the same codec, for tests and debugging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from gateway.enclave import codec
+from gateway.enclave.messages import Close, Open
+from gateway.errors import InternalError, RpcError
+
+log = logging.getLogger("gateway.enclave.runtime")
+
+
+class EnclaveClient(Protocol):
+    async def start(self, opened: Open) -> None: ...
+
+    async def request(self, message: Any) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+class EnclaveUnavailable(InternalError):
+    def __init__(self) -> None:
+        super().__init__("the node's enclave is not running; see the node's log")
+
+
+class InProcessEnclave:
+    """The enclave on a dedicated thread of this process (py-evm never runs on the loop)."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enclave")
+        self._enclave: Any = None
+        self._next_id = 0
+
+    async def start(self, opened: Open) -> None:
+        from gateway.enclave.core import Enclave  # the enclave's own code stays out of the host
+
+        loop = asyncio.get_running_loop()
+        self._enclave = await loop.run_in_executor(self._executor, Enclave, opened)
+
+    async def request(self, message: Any) -> Any:
+        if self._enclave is None:
+            raise EnclaveUnavailable()
+        self._next_id += 1
+        frame = codec.encode_request(self._next_id, message)
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(self._executor, _serve_frame, self._enclave, frame)
+        _, ok, payload = codec.decode_response(reply)
+        if not ok:
+            raise codec.error_from(payload)
+        return payload
+
+    async def close(self) -> None:
+        if self._enclave is not None:
+            enclave, self._enclave = self._enclave, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, enclave.close)
+        self._executor.shutdown(wait=True)
+
+
+def _serve_frame(enclave: Any, frame: bytes) -> bytes:
+    """Decode, handle and encode one request; shared by both runtimes."""
+    request_id = 0
+    try:
+        request_id, message = codec.decode_request(frame)
+        result = enclave.handle(message)
+        return codec.encode_response(request_id, True, result)
+    except RpcError as exc:
+        return codec.encode_error(request_id, exc)
+    except codec.CodecError as exc:
+        log.warning("rejected a malformed enclave request: %s", exc)
+        return codec.encode_error(request_id, InternalError("malformed enclave request"))
+    except Exception:
+        log.exception("enclave request failed")
+        return codec.encode_error(request_id, InternalError("internal error"))
+
+
+class ProcessEnclave:
+    """The enclave in a child process: ``python -m gateway.enclave.worker``."""
+
+    def __init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._next_id = 0
+        self._reader_task: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def start(self, opened: Open) -> None:
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.enclave.worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=codec.MAX_FRAME,
+        )
+        self._reader_task = asyncio.create_task(self._read_loop())
+        await self.request(opened)
+
+    async def _read_loop(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._proc.stdout
+        try:
+            while True:
+                header = await stdout.readexactly(4)
+                body = await stdout.readexactly(codec.frame_length(header))
+                request_id, ok, payload = codec.decode_response(body)
+                future = self._pending.pop(request_id, None)
+                if future is None or future.done():
+                    continue
+                if ok:
+                    future.set_result(payload)
+                else:
+                    future.set_exception(codec.error_from(payload))
+        except (asyncio.IncompleteReadError, ConnectionError, codec.CodecError) as exc:
+            if not isinstance(exc, asyncio.IncompleteReadError):
+                log.error("enclave link broken: %s", exc)
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(EnclaveUnavailable())
+            self._pending.clear()
+
+    async def request(self, message: Any) -> Any:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.returncode is not None:
+            raise EnclaveUnavailable()
+        self._next_id += 1
+        request_id = self._next_id
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        payload = codec.frame(codec.encode_request(request_id, message))
+        async with self._write_lock:
+            try:
+                proc.stdin.write(payload)
+                await proc.stdin.drain()
+            except (ConnectionError, RuntimeError):
+                self._pending.pop(request_id, None)
+                raise EnclaveUnavailable() from None
+        return await future
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def close(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.request(Close()), timeout=10)
+            except (RpcError, asyncio.TimeoutError):
+                pass
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=10)
+            except asyncio.TimeoutError:
+                log.warning("enclave did not stop within 10 s; killing it")
+                proc.kill()
+                await proc.wait()
+        if self._reader_task is not None:
+            await self._reader_task
+        self._proc = None

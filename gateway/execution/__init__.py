@@ -1,0 +1,1 @@
+"""py-evm execution: chain configuration, the pending pool, block building, calls and queries."""

@@ -1,0 +1,633 @@
+"""The execution engine: admits transactions, builds blocks, answers state queries.
+
+Runs inside the enclave room only. It is synchronous and CPU-bound by nature (py-evm);
+the enclave runtime keeps it off the host's event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import rlp
+from eth import constants
+from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
+from eth.exceptions import (
+    BlockNotFound,
+    HeaderNotFound,
+    TransactionNotFound,
+    VMError,
+)
+from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
+from eth.vm.spoof import SpoofTransaction
+from eth_bloom import BloomFilter
+from eth_utils import ValidationError
+
+from gateway.errors import (
+    ExecutionReverted,
+    InvalidParams,
+    LimitExceeded,
+    ServerError,
+)
+from gateway.execution import format as fmt
+from gateway.execution.chain import GenesisSpec, open_chain
+from gateway.execution.pool import PoolTx, TxPool
+from gateway.execution.revert import decode_revert_reason, vm_error_message
+
+log = logging.getLogger("gateway.execution")
+
+MAX_TX_SIZE = 128 * 1024  # geth's txMaxSize
+CALL_GAS_CAP = 50_000_000  # geth's default RPC gas cap
+MAX_LOG_BLOCK_RANGE = 10_000
+MAX_LOG_RESULTS = 10_000
+SUPPORTED_TX_TYPES = (0, 1, 2)
+DEFAULT_PRIORITY_FEE = 1_000_000_000  # 1 gwei, suggested tip
+
+
+@dataclass(frozen=True)
+class CallArgs:
+    """A call or gas estimate, as parsed from JSON-RPC."""
+
+    sender: bytes | None = None
+    to: bytes | None = None
+    gas: int | None = None
+    gas_price: int | None = None
+    max_fee_per_gas: int | None = None
+    max_priority_fee_per_gas: int | None = None
+    value: int = 0
+    data: bytes = b""
+    nonce: int | None = None
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    from_block: int
+    to_block: int
+    addresses: tuple[bytes, ...] = ()
+    # topics[i] is None (any) or a tuple of alternatives
+    topics: tuple[tuple[bytes, ...] | None, ...] = ()
+    block_hash: bytes | None = None
+
+
+@dataclass
+class PreparedBlock:
+    """A block built and executed but not yet committed."""
+
+    block: BlockAPI
+    included: list[bytes]
+    dropped: list[tuple[bytes, str]]
+
+    @property
+    def header(self) -> BlockHeaderAPI:
+        return self.block.header
+
+
+@dataclass
+class _BlockData:
+    header: BlockHeaderAPI
+    txs: tuple[SignedTransactionAPI, ...]
+    receipts: tuple[ReceiptAPI, ...]
+    first_log_index: tuple[int, ...]
+
+
+class Engine:
+    def __init__(
+        self,
+        kv: MutableMapping[bytes, bytes],
+        spec: GenesisSpec,
+        *,
+        create: bool,
+        coinbase: bytes = constants.ZERO_ADDRESS,
+    ) -> None:
+        self.spec = spec
+        self.chain_id = spec.chain_id
+        self.chain = open_chain(spec, kv, create=create)
+        self.coinbase = coinbase
+        self.pool = TxPool()
+        self.head: BlockHeaderAPI = self.chain.get_canonical_head()
+        self.finalized_number = self.head.block_number
+        vm_class = self.chain.get_vm_class(self.head)
+        self._tx_builder = vm_class.get_transaction_builder()
+        self._receipt_builder = vm_class.get_receipt_builder()
+        self._block_cache: OrderedDict[bytes, _BlockData] = OrderedDict()
+
+    # ---------------------------------------------------------------- block references
+    def header_by_number(self, number: int) -> BlockHeaderAPI | None:
+        if number < 0 or number > self.head.block_number:
+            return None
+        try:
+            return self.chain.get_canonical_block_header_by_number(number)  # type: ignore[arg-type]
+        except HeaderNotFound:
+            return None
+
+    def header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI | None:
+        try:
+            header = self.chain.get_block_header_by_hash(block_hash)  # type: ignore[arg-type]
+        except (HeaderNotFound, BlockNotFound):
+            return None
+        canonical = self.header_by_number(header.block_number)
+        return header if canonical is not None and canonical.hash == header.hash else None
+
+    def resolve(self, ref: Any) -> BlockHeaderAPI | None:
+        """A block reference from the API: a tag, a number, or {"hash": bytes}."""
+        if isinstance(ref, dict):
+            return self.header_by_hash(ref["hash"])
+        if isinstance(ref, int):
+            return self.header_by_number(ref)
+        if ref in ("latest", "pending"):
+            return self.head
+        if ref == "earliest":
+            return self.header_by_number(0)
+        if ref in ("safe", "finalized"):
+            return self.header_by_number(self.finalized_number)
+        raise InvalidParams(f"unknown block tag {ref!r}")
+
+    def require(self, ref: Any) -> BlockHeaderAPI:
+        header = self.resolve(ref)
+        if header is None:
+            if isinstance(ref, dict):
+                raise ServerError(f"header for hash 0x{ref['hash'].hex()} not found")
+            raise ServerError("header not found")
+        return header
+
+    # ---------------------------------------------------------------- account state
+    def _state(self, header: BlockHeaderAPI) -> Any:
+        return self.chain.get_vm(header).state
+
+    def balance(self, address: bytes, header: BlockHeaderAPI) -> int:
+        return int(self._state(header).get_balance(address))
+
+    def nonce(self, address: bytes, header: BlockHeaderAPI, *, pending: bool = False) -> int:
+        n = int(self._state(header).get_nonce(address))
+        return self.pool.pending_nonce(address, n) if pending else n
+
+    def code(self, address: bytes, header: BlockHeaderAPI) -> bytes:
+        return bytes(self._state(header).get_code(address))
+
+    def storage(self, address: bytes, slot: int, header: BlockHeaderAPI) -> int:
+        return int(self._state(header).get_storage(address, slot))
+
+    # ---------------------------------------------------------------- fees
+    def next_base_fee(self) -> int:
+        return int(calculate_expected_base_fee_per_gas(self.head))
+
+    def gas_price(self) -> int:
+        return self.next_base_fee() + DEFAULT_PRIORITY_FEE
+
+    def fee_history(
+        self, count: int, newest: BlockHeaderAPI, percentiles: Sequence[float]
+    ) -> dict[str, Any]:
+        count = max(0, min(count, 1024, newest.block_number + 1))
+        oldest = newest.block_number - count + 1
+        base_fees: list[str] = []
+        ratios: list[float] = []
+        rewards: list[list[str]] = []
+        for number in range(oldest, newest.block_number + 1):
+            header = self.header_by_number(number)
+            assert header is not None
+            base_fee = int(getattr(header, "base_fee_per_gas", 0) or 0)
+            base_fees.append(fmt.qty(base_fee))
+            ratios.append(header.gas_used / header.gas_limit if header.gas_limit else 0.0)
+            if percentiles:
+                rewards.append([fmt.qty(r) for r in self._rewards(header, base_fee, percentiles)])
+        if count:
+            base_fees.append(fmt.qty(int(calculate_expected_base_fee_per_gas(newest))))
+        out: dict[str, Any] = {
+            "oldestBlock": fmt.qty(oldest if count else newest.block_number),
+            "baseFeePerGas": base_fees,
+            "gasUsedRatio": ratios,
+        }
+        if percentiles:
+            out["reward"] = rewards
+        return out
+
+    def _rewards(
+        self, header: BlockHeaderAPI, base_fee: int, percentiles: Sequence[float]
+    ) -> list[int]:
+        data = self._block_data(header)
+        if not data.txs:
+            return [0 for _ in percentiles]
+        items = []
+        previous = 0
+        for tx, receipt in zip(data.txs, data.receipts, strict=True):
+            items.append((fmt.effective_gas_price(tx, base_fee) - base_fee, receipt.gas_used - previous))
+            previous = receipt.gas_used
+        items.sort()
+        total = sum(g for _, g in items) or 1
+        out = []
+        for p in percentiles:
+            threshold = total * p / 100
+            acc = 0
+            chosen = items[-1][0]
+            for tip, gas in items:
+                acc += gas
+                if acc >= threshold:
+                    chosen = tip
+                    break
+            out.append(max(chosen, 0))
+        return out
+
+    # ---------------------------------------------------------------- admission
+    def decode(self, raw: bytes) -> SignedTransactionAPI:
+        if len(raw) > MAX_TX_SIZE:
+            raise ServerError("oversized data")
+        if not raw:
+            raise InvalidParams("invalid raw transaction: empty input")
+        if raw[0] <= 0x7F and raw[0] not in SUPPORTED_TX_TYPES:
+            raise ServerError("transaction type not supported")
+        try:
+            tx = self._tx_builder.decode(raw)
+        except Exception:  # rlp and py-evm raise a zoo of types for malformed input
+            raise InvalidParams(
+                "invalid raw transaction: not a valid RLP-encoded signed transaction"
+            ) from None
+        return tx
+
+    def admit(self, raw: bytes) -> PoolTx:
+        """Check a signed transaction against the pool's rules and head state."""
+        tx = self.decode(raw)
+        try:
+            tx.validate()
+            sender = tx.sender
+        except Exception:
+            raise ServerError("invalid sender: the signature does not recover an address") from None
+        kind = fmt.tx_type(tx)
+        chain_id = tx.chain_id
+        if chain_id is None:
+            raise ServerError("only replay-protected (EIP-155) transactions allowed over RPC")
+        if chain_id != self.chain_id:
+            raise ServerError(f"invalid chain id for signer: have {chain_id} want {self.chain_id}")
+        intrinsic = int(tx.intrinsic_gas)
+        if tx.gas < intrinsic:
+            raise ServerError(f"intrinsic gas too low: have {tx.gas}, want {intrinsic}")
+        if tx.gas > self.head.gas_limit:
+            raise ServerError("exceeds block gas limit")
+        if kind == 2:
+            fee_cap, tip_cap = int(tx.max_fee_per_gas), int(tx.max_priority_fee_per_gas)
+            if tip_cap > fee_cap:
+                raise ServerError(
+                    f"max priority fee per gas higher than max fee per gas: address "
+                    f"0x{sender.hex()}, maxPriorityFeePerGas: {tip_cap}, maxFeePerGas: {fee_cap}"
+                )
+        else:
+            fee_cap = tip_cap = int(tx.gas_price)
+        base_fee = self.next_base_fee()
+        if fee_cap < base_fee:
+            raise ServerError(
+                f"max fee per gas less than block base fee: address 0x{sender.hex()}, "
+                f"maxFeePerGas: {fee_cap}, baseFee: {base_fee}"
+            )
+        if not tx.to and len(tx.data) > 2 * 24576:
+            raise ServerError(f"max initcode size exceeded: code size {len(tx.data)} limit 49152")
+        state = self._state(self.head)
+        ptx = PoolTx(
+            hash=bytes(tx.hash),
+            sender=bytes(sender),
+            nonce=int(tx.nonce),
+            gas=int(tx.gas),
+            fee_cap=fee_cap,
+            tip_cap=tip_cap,
+            raw=raw,
+            tx=tx,
+        )
+        replaces = self.pool.check(ptx, int(state.get_nonce(sender)))
+        cost = tx.gas * fee_cap + tx.value
+        balance = int(state.get_balance(sender))
+        if balance < cost:
+            raise ServerError(
+                f"insufficient funds for gas * price + value: address 0x{sender.hex()} "
+                f"have {balance} want {cost}"
+            )
+        ptx.replaces = replaces
+        return ptx
+
+    def accept(self, ptx: PoolTx) -> None:
+        self.pool.add(ptx, ptx.replaces)
+
+    # ---------------------------------------------------------------- blocks
+    def build_block(self, timestamp: int, extra_data: bytes = b"") -> PreparedBlock:
+        """Execute pool transactions on top of head. Nothing is committed here."""
+        parent = self.head
+        timestamp = max(timestamp, parent.timestamp + 1)
+        header = self.chain.create_header_from_parent(
+            parent,
+            timestamp=timestamp,
+            coinbase=self.coinbase,
+            extra_data=extra_data[:32],
+            gas_limit=parent.gas_limit,
+        )
+        vm = self.chain.get_vm(header)
+        state = vm.state
+        base_fee = int(getattr(header, "base_fee_per_gas", 0) or 0)
+        candidates = self.pool.executable(lambda s: int(state.get_nonce(s)), base_fee)
+        txs: list[SignedTransactionAPI] = []
+        receipts: list[ReceiptAPI] = []
+        included: list[bytes] = []
+        dropped: list[tuple[bytes, str]] = []
+        blocked: set[bytes] = set()
+        running = header
+        for ptx in candidates:
+            if ptx.sender in blocked:
+                continue
+            if ptx.gas > running.gas_limit - running.gas_used:
+                blocked.add(ptx.sender)  # waits for the next block, with its successors
+                continue
+            snapshot = state.snapshot()
+            try:
+                receipt, _computation = vm.apply_transaction(running, ptx.tx)  # type: ignore[arg-type]
+            except ValidationError as exc:
+                state.revert(snapshot)
+                blocked.add(ptx.sender)
+                dropped.append((ptx.hash, str(exc)))
+                continue
+            running = vm.add_receipt_to_header(running, receipt)
+            txs.append(ptx.tx)  # type: ignore[arg-type]
+            receipts.append(receipt)
+            included.append(ptx.hash)
+        block = vm.set_block_transactions_and_withdrawals(vm.get_block(), running, txs, receipts)
+        mined = vm.mine_block(block).block
+        self.chain.chaindb.persist_block(mined)
+        return PreparedBlock(block=mined, included=included, dropped=dropped)
+
+    def on_committed(self, prepared: PreparedBlock) -> None:
+        self.head = prepared.header
+        self.pool.remove(prepared.included)
+        self.pool.remove(h for h, _ in prepared.dropped)
+        state = self._state(self.head)
+        stale = self.pool.stale(lambda s: int(state.get_nonce(s)))
+        self.pool.remove(p.hash for p in stale)
+        self.finalized_number = self.head.block_number
+
+    def on_abandoned(self) -> None:
+        """Building or committing failed: the buffered writes were discarded."""
+        self.head = self.chain.get_canonical_head()
+        self._block_cache.clear()
+
+    # ---------------------------------------------------------------- block data
+    def _block_data(self, header: BlockHeaderAPI) -> _BlockData:
+        cached = self._block_cache.get(header.hash)
+        if cached is not None:
+            self._block_cache.move_to_end(header.hash)
+            return cached
+        txs = tuple(self.chain.chaindb.get_block_transactions(header, self._tx_builder))
+        receipts = tuple(self.chain.chaindb.get_receipts(header, self._receipt_builder))
+        firsts = []
+        count = 0
+        for r in receipts:
+            firsts.append(count)
+            count += len(r.logs)
+        data = _BlockData(header, txs, receipts, tuple(firsts))
+        self._block_cache[header.hash] = data
+        if len(self._block_cache) > 256:
+            self._block_cache.popitem(last=False)
+        return data
+
+    def block_rpc(self, header: BlockHeaderAPI, full: bool) -> dict[str, Any]:
+        data = self._block_data(header)
+        base_fee = getattr(header, "base_fee_per_gas", None)
+        size = len(rlp.encode(header)) + sum(len(tx.encode()) for tx in data.txs) + 3
+        out = fmt.header_to_rpc(header, size=size)
+        if full:
+            out["transactions"] = [
+                fmt.tx_to_rpc(
+                    tx,
+                    block_hash=header.hash,
+                    block_number=header.block_number,
+                    index=i,
+                    base_fee=base_fee,
+                    timestamp=header.timestamp,
+                )
+                for i, tx in enumerate(data.txs)
+            ]
+        else:
+            out["transactions"] = [fmt.data(tx.hash) for tx in data.txs]
+        out["uncles"] = []
+        if getattr(header, "withdrawals_root", None) is not None:
+            out["withdrawals"] = []
+        return out
+
+    def block_tx_count(self, header: BlockHeaderAPI) -> int:
+        return len(self._block_data(header).txs)
+
+    def _locate(self, tx_hash: bytes) -> tuple[BlockHeaderAPI, int] | None:
+        try:
+            number, index = self.chain.chaindb.get_transaction_index(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
+        header = self.header_by_number(number)
+        if header is None:
+            return None
+        return header, index
+
+    def tx_rpc(self, tx_hash: bytes) -> dict[str, Any] | None:
+        found = self._locate(tx_hash)
+        if found is None:
+            ptx = self.pool.get(tx_hash)
+            if ptx is None:
+                return None
+            return fmt.tx_to_rpc(
+                ptx.tx, block_hash=None, block_number=None, index=None, base_fee=None  # type: ignore[arg-type]
+            )
+        header, index = found
+        return self.tx_by_index_rpc(header, index)
+
+    def tx_by_index_rpc(self, header: BlockHeaderAPI, index: int) -> dict[str, Any] | None:
+        data = self._block_data(header)
+        if not 0 <= index < len(data.txs):
+            return None
+        return fmt.tx_to_rpc(
+            data.txs[index],
+            block_hash=header.hash,
+            block_number=header.block_number,
+            index=index,
+            base_fee=getattr(header, "base_fee_per_gas", None),
+            timestamp=header.timestamp,
+        )
+
+    def receipt_rpc(self, tx_hash: bytes) -> dict[str, Any] | None:
+        found = self._locate(tx_hash)
+        if found is None:
+            return None
+        header, index = found
+        return self._receipt_at(self._block_data(header), index)
+
+    def _receipt_at(self, data: _BlockData, index: int) -> dict[str, Any]:
+        previous = data.receipts[index - 1].gas_used if index else 0
+        return fmt.receipt_to_rpc(
+            data.txs[index],
+            data.receipts[index],
+            header=data.header,
+            index=index,
+            gas_used=data.receipts[index].gas_used - previous,
+            first_log_index=data.first_log_index[index],
+        )
+
+    def block_receipts_rpc(self, header: BlockHeaderAPI) -> list[dict[str, Any]]:
+        data = self._block_data(header)
+        return [self._receipt_at(data, i) for i in range(len(data.txs))]
+
+    def executable_count(self) -> int:
+        """How many pooled transactions could go into the next block."""
+        state = self._state(self.head)
+        return len(self.pool.executable(lambda s: int(state.get_nonce(s)), self.next_base_fee()))
+
+    def pending_hashes(self) -> list[bytes]:
+        return self.pool.hashes()
+
+    # ---------------------------------------------------------------- logs
+    def logs(self, flt: LogFilter) -> list[dict[str, Any]]:
+        if flt.block_hash is not None:
+            header = self.header_by_hash(flt.block_hash)
+            if header is None:
+                raise ServerError(f"unknown block 0x{flt.block_hash.hex()}")
+            headers: Sequence[BlockHeaderAPI] = [header]
+        else:
+            start, end = flt.from_block, min(flt.to_block, self.head.block_number)
+            if end - start + 1 > MAX_LOG_BLOCK_RANGE:
+                raise LimitExceeded(
+                    f"block range too large: {end - start + 1} blocks, at most "
+                    f"{MAX_LOG_BLOCK_RANGE} per eth_getLogs call"
+                )
+            headers = [h for n in range(start, end + 1) if (h := self.header_by_number(n))]
+        out: list[dict[str, Any]] = []
+        for header in headers:
+            if not header.bloom or not _bloom_may_match(header.bloom, flt):
+                continue
+            data = self._block_data(header)
+            for i, (tx, receipt) in enumerate(zip(data.txs, data.receipts, strict=True)):
+                for j, entry in enumerate(receipt.logs):
+                    if not _log_matches(entry, flt):
+                        continue
+                    out.append(
+                        fmt.log_to_rpc(
+                            entry,
+                            block_hash=header.hash,
+                            block_number=header.block_number,
+                            tx_hash=tx.hash,
+                            tx_index=i,
+                            log_index=data.first_log_index[i] + j,
+                        )
+                    )
+                    if len(out) > MAX_LOG_RESULTS:
+                        raise LimitExceeded(
+                            f"query returned more than {MAX_LOG_RESULTS} results; "
+                            "narrow the block range or the filter"
+                        )
+        return out
+
+    # ---------------------------------------------------------------- calls
+    def _run(self, args: CallArgs, header: BlockHeaderAPI, gas: int) -> Any:
+        vm = self.chain.get_vm(header)
+        child = vm.create_header_from_parent(
+            header, timestamp=max(int(time.time()), header.timestamp + 1), coinbase=header.coinbase
+        )
+        exec_header = child.copy(
+            gas_limit=max(CALL_GAS_CAP, header.gas_limit), base_fee_per_gas=0
+        ) if hasattr(child, "base_fee_per_gas") else child.copy(gas_limit=max(CALL_GAS_CAP, header.gas_limit))
+        prev_hashes = [header.hash, *list(vm.previous_hashes or [])[:255]]
+        state = vm.build_state(self.chain.chaindb.db, exec_header, vm.chain_context, prev_hashes)
+        sender = args.sender or constants.ZERO_ADDRESS
+        balance = int(state.get_balance(sender))
+        if args.value > balance:
+            raise ServerError(
+                f"insufficient funds for gas * price + value: address 0x{sender.hex()} "
+                f"have {balance} want {args.value}"
+            )
+        unsigned = vm.create_unsigned_transaction(
+            nonce=int(state.get_nonce(sender)),
+            gas_price=0,
+            gas=gas,
+            to=args.to or b"",
+            value=args.value,
+            data=args.data,
+        )
+        tx = SpoofTransaction(unsigned, from_=sender)
+        snapshot = state.snapshot()
+        try:
+            return state.apply_transaction(tx)
+        except ValidationError as exc:
+            raise ServerError(_validation_message(str(exc))) from None
+        finally:
+            state.revert(snapshot)
+
+    def _call_gas(self, args: CallArgs) -> int:
+        gas = CALL_GAS_CAP if args.gas is None else min(args.gas, CALL_GAS_CAP)
+        return gas
+
+    def call(self, args: CallArgs, header: BlockHeaderAPI) -> bytes:
+        computation = self._run(args, header, self._call_gas(args))
+        if computation.is_error:
+            _raise_for(computation)
+        return bytes(computation.output)
+
+    def estimate_gas(self, args: CallArgs, header: BlockHeaderAPI) -> int:
+        cap = self._call_gas(args) if args.gas is not None else self.head.gas_limit
+        computation = self._run(args, header, cap)
+        if computation.is_error:
+            _raise_for(computation)
+        used = cap - int(computation.get_gas_remaining())
+        # try the common case first: what the run used plus the 1/64 withheld by CALLs
+        hint = min(cap, used + used // 63 + 2300)
+        lo, hi = used - 1, cap
+        if self._succeeds(args, header, hint):
+            hi = hint
+        else:
+            lo = hint
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            if self._succeeds(args, header, mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    def _succeeds(self, args: CallArgs, header: BlockHeaderAPI, gas: int) -> bool:
+        try:
+            return not self._run(args, header, gas).is_error
+        except ServerError:
+            return False
+
+
+def _raise_for(computation: Any) -> None:
+    error = computation.error
+    if computation.is_error and type(error).__name__ == "Revert":
+        output = bytes(computation.output)
+        raise ExecutionReverted(decode_revert_reason(output), output)
+    raise ServerError(vm_error_message(error))
+
+
+def _validation_message(text: str) -> str:
+    if "intrinsic" in text.lower():
+        return "intrinsic gas too low"
+    if "gas" in text.lower() and "limit" in text.lower():
+        return "gas limit too high for a call"
+    return "the call is not valid against the chosen block's state"
+
+
+def _bloom_may_match(bloom_value: int, flt: LogFilter) -> bool:
+    bloom = BloomFilter(bloom_value)
+    if flt.addresses and not any(a in bloom for a in flt.addresses):
+        return False
+    for alternatives in flt.topics:
+        if alternatives and not any(t in bloom for t in alternatives):
+            return False
+    return True
+
+
+def _log_matches(entry: Any, flt: LogFilter) -> bool:
+    if flt.addresses and bytes(entry.address) not in flt.addresses:
+        return False
+    topics = [t.to_bytes(32, "big") if isinstance(t, int) else bytes(t) for t in entry.topics]
+    for i, alternatives in enumerate(flt.topics):
+        if alternatives is None or not alternatives:
+            continue
+        if i >= len(topics) or topics[i] not in alternatives:
+            return False
+    return True
+
+
+__all__ = ["CallArgs", "Engine", "LogFilter", "PreparedBlock", "VMError"]

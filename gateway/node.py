@@ -1,0 +1,172 @@
+"""The node shell: starts the enclave, drives proof-of-authority block production.
+
+The consensus core (``gateway.consensus``) decides *when* to propose; this loop owns the
+clock and the enclave link, asks the enclave to build and seal a block when told to, and
+announces committed blocks to subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.api.eth import Api
+from gateway.consensus.poa import BlockInfo, PoaState, ProposeBlock, ValidatorSet, Wait
+from gateway.devaccounts import DEV_BALANCE_WEI, DEV_MNEMONIC, derive
+from gateway.enclave import messages as m
+from gateway.enclave.runtime import EnclaveClient, InProcessEnclave, ProcessEnclave
+
+log = logging.getLogger("gateway.node")
+
+
+@dataclass
+class NodeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8545
+    chain_id: int = 31337
+    data_dir: Path = field(default_factory=lambda: Path("coco-data"))
+    block_time: float = 0.0  # 0: a block as soon as transactions arrive (automine)
+    dev: bool = True
+    dev_accounts: int = 10
+    dev_mnemonic: str = DEV_MNEMONIC
+    fork: str = "prague"
+    gas_limit: int = 30_000_000
+    enclave_runtime: str = "process"  # or "inprocess"
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_batch: int = 1000
+    durable_fsync: bool = False
+
+    def open_message(self) -> m.Open:
+        alloc: list[list[Any]] = []
+        if self.dev:
+            alloc = [
+                [bytes.fromhex(a.address[2:]), str(DEV_BALANCE_WEI)]
+                for a in derive(self.dev_mnemonic, self.dev_accounts)
+            ]
+        return m.Open(
+            data_dir=str(self.data_dir),
+            chain_id=self.chain_id,
+            fork=self.fork,
+            gas_limit=self.gas_limit,
+            genesis_alloc=alloc,
+            dev_mnemonic=self.dev_mnemonic if self.dev else None,
+            dev_accounts=self.dev_accounts if self.dev else 0,
+            durable_fsync=self.durable_fsync,
+        )
+
+
+BlockListener = Callable[[dict[str, Any]], Awaitable[None]]
+TxListener = Callable[[bytes], Awaitable[None]]
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.enclave: EnclaveClient = (
+            InProcessEnclave() if config.enclave_runtime == "inprocess" else ProcessEnclave()
+        )
+        self.api = Api(self.enclave, dev=config.dev, on_transaction=self._on_transaction)
+        self.block_listeners: list[BlockListener] = []
+        self.tx_listeners: list[TxListener] = []
+        self._wake = asyncio.Event()
+        self._wanted = 0
+        self._producer: asyncio.Task[None] | None = None
+        self._poa: PoaState | None = None
+        self.validator: bytes = b""
+        self.automine = config.block_time <= 0
+
+    async def start(self) -> None:
+        await self.enclave.start(self.config.open_message())
+        await self.api.start()
+        status = await self.enclave.request(m.GetStatus())
+        self.validator = bytes(status["validator"])
+        head = status["head"]
+        self._poa = PoaState.start(
+            ValidatorSet([self.validator]),
+            self.config.block_time,
+            self.validator,
+            [BlockInfo(head["number"], bytes(head["hash"]), b"\x00" * 32, head["timestamp"],
+                       self.validator if head["number"] else None)],
+        )
+        self._wanted = int(status["poolSize"])
+        self._producer = asyncio.create_task(self._produce(), name="block-producer")
+        log.info(
+            "node ready: chain %d, head %d, validator 0x%s, %s",
+            status["chainId"],
+            head["number"],
+            self.validator.hex(),
+            "automine" if self.automine else f"a block every {self.config.block_time:g} s",
+        )
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            self._producer.cancel()
+            try:
+                await self._producer
+            except asyncio.CancelledError:
+                pass
+            self._producer = None
+        await self.enclave.close()
+
+    def _on_transaction(self, tx_hash: bytes) -> None:
+        self._wanted += 1
+        self._wake.set()
+        for listener in self.tx_listeners:
+            asyncio.get_running_loop().create_task(listener(tx_hash))
+
+    async def _produce(self) -> None:
+        assert self._poa is not None
+        while True:
+            now = time.time()
+            effects = self._poa.on_tick(now, self._poa.head, self._wanted, self.automine)
+            for effect in effects:
+                if isinstance(effect, ProposeBlock):
+                    self._wanted = 0
+                    self._wake.clear()
+                    try:
+                        await self._build(effect)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("building block %d failed; retrying in 1 s", effect.number)
+                        await asyncio.sleep(1)
+                elif isinstance(effect, Wait):
+                    timeout = None if effect.until is None else max(0.0, effect.until - now)
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    except asyncio.TimeoutError:
+                        pass
+                    self._wake.clear()
+
+    async def _build(self, proposal: ProposeBlock) -> None:
+        assert self._poa is not None
+        result = await self.enclave.request(
+            m.BuildBlock(proposal.timestamp, allow_empty=not self.automine)
+        )
+        if result is None:
+            return
+        block = BlockInfo(
+            result["number"], bytes(result["hash"]), proposal.parent_hash, result["timestamp"],
+            self.validator,
+        )
+        self._poa = self._poa.with_block(block)
+        self._wanted += int(result["executablePending"])
+        if result["transactions"]:
+            log.info(
+                "sealed block %d with %d transaction(s) 0x%s",
+                block.number, len(result["transactions"]), block.hash.hex(),
+            )
+        for listener in self.block_listeners:
+            try:
+                await listener(result)
+            except Exception:
+                log.exception("a block listener failed")
+
+    @property
+    def finalized(self) -> int:
+        return 0 if self._poa is None else self._poa.finalized

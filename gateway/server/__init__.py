@@ -1,0 +1,1 @@
+"""The aiohttp application: HTTP and WebSocket JSON-RPC, CORS, limits."""

@@ -1,0 +1,167 @@
+"""The application factory: ``make_app(config)`` is what the CLI runs and the tests reuse."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from gateway import __version__
+from gateway.errors import METHOD_NOT_FOUND, InvalidParams, LimitExceeded, RpcError
+from gateway.node import Node, NodeConfig
+from gateway.rpc import Dispatcher, Limits
+from gateway.server.keys import CONFIG, DISPATCHER, HUB, NODE
+from gateway.server.ws import Connection, SubscriptionHub
+
+log = logging.getLogger("gateway.server")
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def _dump(document: Any) -> str:
+    return json.dumps(document, separators=(",", ":"))
+
+
+def _error_document(error: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": None, "error": error.to_json()}
+
+
+def _json_response(document: Any) -> web.Response:
+    if document is None:
+        return web.Response(status=200, headers=CORS_HEADERS)
+    return web.Response(
+        text=_dump(document), content_type="application/json", headers=CORS_HEADERS
+    )
+
+
+async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    node = Node(config)
+    await node.start()
+    hub = SubscriptionHub(node.enclave)
+    node.block_listeners.append(hub.on_block)
+    node.tx_listeners.append(hub.on_transaction)
+    methods = dict(node.api.methods())
+    methods["eth_subscribe"] = methods["eth_unsubscribe"] = _no_subscriptions_over_http
+    app[NODE] = node
+    app[HUB] = hub
+    app[DISPATCHER] = Dispatcher(methods, Limits(max_batch=config.max_batch))
+    try:
+        yield
+    finally:
+        await node.stop()
+        log.info("node stopped cleanly")
+
+
+async def _close_sockets(app: web.Application) -> None:
+    hub = app.get(HUB)
+    if hub is None:
+        return
+    for conn in list(hub.connections):
+        await conn.socket.close(code=1001, message=b"node shutting down")
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise LimitExceeded(f"request body of {declared} bytes exceeds the {limit}-byte limit")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise LimitExceeded(f"request body exceeds the {limit}-byte limit")
+    return body
+
+
+async def http_rpc(request: web.Request) -> web.Response:
+    app = request.app
+    try:
+        body = await _read_body(request, app[CONFIG].max_body_bytes)
+    except RpcError as exc:
+        return _json_response(_error_document(exc))
+    document = await app[DISPATCHER].handle_text(body)
+    return _json_response(document)
+
+
+async def root_get(request: web.Request) -> web.StreamResponse:
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await websocket_rpc(request)
+    node = request.app[NODE]
+    info = {
+        "client": f"coco-gateway/v{__version__}",
+        "chainId": node.config.chain_id,
+        "rpc": "POST JSON-RPC 2.0 here, or open a WebSocket on this URL",
+    }
+    return web.json_response(info, headers=CORS_HEADERS)
+
+
+async def preflight(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers=CORS_HEADERS)
+
+
+async def websocket_rpc(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    limit = app[CONFIG].max_body_bytes
+    socket = web.WebSocketResponse(max_msg_size=limit, heartbeat=30)
+    await socket.prepare(request)
+    hub = app[HUB]
+    conn = Connection(socket)
+    hub.connections.add(conn)
+    dispatcher = app[DISPATCHER]
+    ws_dispatcher = Dispatcher(
+        {**dispatcher.methods, **_subscription_methods(hub, conn)}, dispatcher.limits
+    )
+    try:
+        async for msg in socket:
+            if msg.type == WSMsgType.TEXT:
+                document = await ws_dispatcher.handle_text(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                document = await ws_dispatcher.handle_text(msg.data)
+            else:
+                break
+            if document is not None:
+                await conn.send(document)
+    finally:
+        hub.connections.discard(conn)
+    return socket
+
+
+def _subscription_methods(hub: SubscriptionHub, conn: Connection) -> dict[str, Any]:
+    async def eth_subscribe(params: list[Any], ctx: Any) -> str:
+        return hub.subscribe(conn, params)
+
+    async def eth_unsubscribe(params: list[Any], ctx: Any) -> bool:
+        if len(params) != 1 or not isinstance(params[0], str):
+            raise InvalidParams("invalid argument 0 (subscription id): expected a hex string")
+        return conn.subscriptions.pop(params[0].lower(), None) is not None
+
+    return {"eth_subscribe": eth_subscribe, "eth_unsubscribe": eth_unsubscribe}
+
+
+async def _no_subscriptions_over_http(params: list[Any], ctx: Any) -> Any:
+    raise RpcError(
+        "notifications not supported: eth_subscribe needs a WebSocket connection",
+        code=METHOD_NOT_FOUND,
+    )
+
+
+def make_app(config: NodeConfig) -> web.Application:
+    # the body limit is enforced by _read_body with a JSON-RPC error; aiohttp's own cap
+    # sits just above it so that oversized bodies reach our handler.
+    app = web.Application(client_max_size=config.max_body_bytes + 1)
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_node_ctx)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_post("/", http_rpc)
+    app.router.add_get("/", root_get)
+    app.router.add_route("OPTIONS", "/", preflight)
+    return app
+
+
+__all__ = ["Node", "NodeConfig", "make_app"]
