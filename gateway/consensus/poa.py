@@ -376,7 +376,8 @@ def check_block(
     """
     if not ancestry:
         return Reject(RejectReason.MISSING_ANCESTRY, "the parent is needed")
-    _check_ancestry(ancestry)
+    window = validators.recent_window
+    _check_ancestry(ancestry[: window + 1])
     parent = ancestry[0]
     if block.parent_hash != parent.hash:
         return Reject(RejectReason.WRONG_PARENT, "parent hash does not match the given parent")
@@ -390,9 +391,8 @@ def check_block(
         return Reject(RejectReason.UNSEALED, "only the genesis block is unsealed")
     if sealer not in validators:
         return Reject(RejectReason.NOT_A_VALIDATOR, f"0x{sealer.hex()} is not a validator")
-    window = validators.recent_window
     if window > 0:
-        recent = [b for b in ancestry if b.number >= block.number - window]
+        recent = ancestry[:window]  # blocks number - window .. number - 1 (contiguous)
         if len(recent) < window and recent[-1].number != 0:
             return Reject(
                 RejectReason.MISSING_ANCESTRY, f"{window} ancestors are needed, got {len(recent)}"
