@@ -14,6 +14,7 @@ from typing import Any
 
 import rlp
 from eth_account import Account
+from eth_utils import to_checksum_address
 
 from gateway.consensus.seal import SEAL_VERSION, sign_seal
 from gateway.devaccounts import derive
@@ -192,7 +193,7 @@ class Enclave:
         tx: dict[str, Any] = {
             "chainId": self.engine.chain_id,
             "nonce": nonce,
-            "to": "0x" + msg.to.hex() if msg.to else b"",
+            "to": to_checksum_address(msg.to) if msg.to else b"",
             "value": msg.value,
             "data": msg.data,
         }

@@ -29,7 +29,7 @@ class Subscription:
     query: m.GetLogs | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class Connection:
     socket: web.WebSocketResponse
     subscriptions: dict[str, Subscription] = field(default_factory=dict)

@@ -1,0 +1,144 @@
+"""Shared fixtures: real gateway nodes started as processes on free 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DEV_KEYS = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+]
+CHAIN_ID = 31337
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rpc(url: str, method: str, params: list[Any] | None = None) -> dict[str, Any]:
+    """One raw JSON-RPC call; returns the whole response object."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
+    req = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+class NodeProcess:
+    """A `coco-gateway dev` process with its own data directory and port."""
+
+    def __init__(self, data_dir: Path, *extra: str, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.extra = extra
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"{data_dir.name}-node.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> NodeProcess:
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "gateway.cli", "dev",
+                "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(REPO),
+            start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited early:\n{self.log()}")
+            try:
+                if "result" in rpc(self.url, "eth_chainId"):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"node did not answer within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            if sig == signal.SIGKILL:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the host and its enclave child
+            else:
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """One dev node shared by every test that only adds to the chain."""
+    proc = NodeProcess(tmp_path_factory.mktemp("shared") / "data").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def fresh_node(tmp_path: Path) -> Iterator[NodeProcess]:
+    """A node of the test's own, for tests that restart or kill it."""
+    proc = NodeProcess(tmp_path / "data").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def w3(node: NodeProcess) -> Any:
+    from web3 import Web3
+
+    return Web3(checked_provider(node.url))
+
+
+def checked_provider(url: str) -> Any:
+    """web3's HTTPProvider, with every result checked against the execution-apis shapes."""
+    from rpc_schemas import has_schema, validate_result
+    from web3 import Web3
+
+    class CheckedHTTPProvider(Web3.HTTPProvider):  # type: ignore[misc,name-defined]
+        def make_request(self, method: Any, params: Any) -> Any:
+            response = super().make_request(method, params)
+            result = response.get("result") if isinstance(response, dict) else None
+            if result is not None and has_schema(str(method)):
+                pending = isinstance(result, dict) and result.get("blockHash", "x") is None
+                validate_result(str(method), result, params=params, pending=pending)
+            return response
+
+    return CheckedHTTPProvider(url, request_kwargs={"timeout": 60})
