@@ -47,6 +47,11 @@ def _dev(args: argparse.Namespace) -> int:
     lines += [f"({i}) {a.address} ({ether} ETH)" for i, a in enumerate(accounts)]
     lines += ["", "Private keys", "=================="]
     lines += [f"({i}) 0x{a.private_key.hex()}" for i, a in enumerate(accounts)]
+    blocks = (
+        "on each transaction (automine)"
+        if args.block_time <= 0
+        else f"every {args.block_time:g} s"
+    )
     lines += [
         "",
         f"Mnemonic:       {DEV_MNEMONIC}",
@@ -54,7 +59,7 @@ def _dev(args: argparse.Namespace) -> int:
         "",
         f"Chain ID:       {args.chain_id}",
         f"Data directory: {Path(args.data_dir).resolve()}",
-        f"Blocks:         {'on each transaction (automine)' if args.block_time <= 0 else f'every {args.block_time:g} s'}",
+        f"Blocks:         {blocks}",
         "",
         f"RPC URL:        {url}",
         f"WebSocket:      ws://{args.host}:{args.port}",
@@ -89,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coco-gateway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"coco-gateway {__version__}")
     parser.add_argument(
-        "--log-level", default=os.environ.get("COCO_LOG_LEVEL", "INFO"),
+        "--log-level",
+        default=os.environ.get("COCO_LOG_LEVEL", "INFO"),
         help="DEBUG, INFO, WARNING or ERROR (default INFO)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,18 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8545)
     dev.add_argument("--chain-id", type=int, default=31337)
-    dev.add_argument("--data-dir", default="coco-data", help="where the chain lives (default ./coco-data)")
     dev.add_argument(
-        "--block-time", type=float, default=0.0,
+        "--data-dir", default="coco-data", help="where the chain lives (default ./coco-data)"
+    )
+    dev.add_argument(
+        "--block-time",
+        type=float,
+        default=0.0,
         help="seconds between blocks; 0 (default) seals a block as soon as transactions arrive",
     )
     dev.add_argument("--accounts", type=int, default=10, help="number of funded dev accounts")
     dev.add_argument("--fork", default="prague", choices=["shanghai", "cancun", "prague"])
     dev.add_argument(
-        "--enclave", default="process", choices=["process", "inprocess"],
+        "--enclave",
+        default="process",
+        choices=["process", "inprocess"],
         help="run the enclave in a child process (default) or on a thread of this process",
     )
-    dev.add_argument("--fsync", action="store_true", help="fsync every commit (survives power loss)")
+    dev.add_argument(
+        "--fsync", action="store_true", help="fsync every commit (survives power loss)"
+    )
     dev.set_defaults(func=_dev)
 
     verify = sub.add_parser("verify-seal", help="check a block's proof-of-authority seal")

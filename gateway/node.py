@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ class NodeConfig:
 
 
 BlockListener = Callable[[dict[str, Any]], Awaitable[None]]
-TxListener = Callable[[bytes], Awaitable[None]]
+TxListener = Callable[[bytes], Coroutine[Any, Any, None]]
 
 
 class Node:
@@ -90,8 +90,15 @@ class Node:
             ValidatorSet([self.validator]),
             self.config.block_time,
             self.validator,
-            [BlockInfo(head["number"], bytes(head["hash"]), b"\x00" * 32, head["timestamp"],
-                       self.validator if head["number"] else None)],
+            [
+                BlockInfo(
+                    head["number"],
+                    bytes(head["hash"]),
+                    b"\x00" * 32,
+                    head["timestamp"],
+                    self.validator if head["number"] else None,
+                )
+            ],
         )
         self._wanted = int(status["poolSize"])
         self._producer = asyncio.create_task(self._produce(), name="block-producer")
@@ -139,7 +146,7 @@ class Node:
                     timeout = None if effect.until is None else max(0.0, effect.until - now)
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     self._wake.clear()
 
@@ -151,7 +158,10 @@ class Node:
         if result is None:
             return
         block = BlockInfo(
-            result["number"], bytes(result["hash"]), proposal.parent_hash, result["timestamp"],
+            result["number"],
+            bytes(result["hash"]),
+            proposal.parent_hash,
+            result["timestamp"],
             self.validator,
         )
         self._poa = self._poa.with_block(block)
@@ -159,7 +169,9 @@ class Node:
         if result["transactions"]:
             log.info(
                 "sealed block %d with %d transaction(s) 0x%s",
-                block.number, len(result["transactions"]), block.hash.hex(),
+                block.number,
+                len(result["transactions"]),
+                block.hash.hex(),
             )
         for listener in self.block_listeners:
             try:

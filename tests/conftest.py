@@ -56,12 +56,19 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> NodeProcess:
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child process owns it)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "gateway.cli", "dev",
-                "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra,
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "dev",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                *self.extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -79,7 +79,9 @@ def test_dev_accounts_are_anvils(w3: Web3) -> None:
 
 
 def test_create2_deployer_in_genesis(w3: Web3) -> None:
-    code = w3.eth.get_code(Web3.to_checksum_address("0x4e59b44847b379578588920ca78fbf26c0b4956c"), "earliest")
+    code = w3.eth.get_code(
+        Web3.to_checksum_address("0x4e59b44847b379578588920ca78fbf26c0b4956c"), "earliest"
+    )
     assert code.hex().startswith("7fffffff")
 
 
@@ -114,7 +116,9 @@ def test_legacy_and_access_list_transactions(w3: Web3, token: Any) -> None:
         "accessList": [{"address": token.address, "storageKeys": ["0x" + "00" * 32]}],
     }
     signed = OWNER.sign_transaction(tx)
-    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+    receipt = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(signed.raw_transaction)
+    )
     assert receipt.status == 1 and receipt.type == 1
     fetched = w3.eth.get_transaction(receipt.transactionHash)
     assert fetched.accessList[0]["address"] == token.address
@@ -135,11 +139,15 @@ def test_historical_state_at_explicit_blocks(w3: Web3, token: Any) -> None:
     )
     # EIP-1898 block objects
     block = w3.eth.get_block(start)
-    by_hash = rpc(w3.provider.endpoint_uri, "eth_getBalance",
-                  [OTHER.address, {"blockHash": block.hash.to_0x_hex()}])
+    by_hash = rpc(
+        w3.provider.endpoint_uri,
+        "eth_getBalance",
+        [OTHER.address, {"blockHash": block.hash.to_0x_hex()}],
+    )
     assert int(by_hash["result"], 16) == balance_then
-    by_number = rpc(w3.provider.endpoint_uri, "eth_getBalance",
-                    [OTHER.address, {"blockNumber": hex(start)}])
+    by_number = rpc(
+        w3.provider.endpoint_uri, "eth_getBalance", [OTHER.address, {"blockNumber": hex(start)}]
+    )
     assert int(by_number["result"], 16) == balance_then
 
 
@@ -149,8 +157,14 @@ def test_pending_nonce_counts_the_pool(w3: Web3) -> None:
     key = Account.create()
     fund = w3.eth.send_transaction({"from": OWNER.address, "to": key.address, "value": 10**18})
     w3.eth.wait_for_transaction_receipt(fund)
-    base = {"chainId": CHAIN_ID, "to": OTHER.address, "value": 1, "gas": 21000,
-            "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9}
+    base = {
+        "chainId": CHAIN_ID,
+        "to": OTHER.address,
+        "value": 1,
+        "gas": 21000,
+        "maxFeePerGas": 10**10,
+        "maxPriorityFeePerGas": 10**9,
+    }
     gapped = key.sign_transaction({**base, "nonce": 1})
     w3.eth.send_raw_transaction(gapped.raw_transaction)
     assert w3.eth.get_transaction_count(key.address, "pending") == 0
@@ -174,10 +188,17 @@ def test_revert_reasons(w3: Web3, events: Any) -> None:
         events.functions.failCustom(7).call()
     selector = Web3.keccak(text="Custom(uint256,string)")[:4]
     assert custom.value.data.startswith("0x" + selector.hex())
-    raw = rpc(w3.provider.endpoint_uri, "eth_call", [
-        {"to": events.address, "data": events.functions.failRequire()._encode_transaction_data()},
-        "latest",
-    ])
+    raw = rpc(
+        w3.provider.endpoint_uri,
+        "eth_call",
+        [
+            {
+                "to": events.address,
+                "data": events.functions.failRequire()._encode_transaction_data(),
+            },
+            "latest",
+        ],
+    )
     assert raw["error"]["code"] == 3
     assert raw["error"]["data"].startswith("0x08c379a0")
 
@@ -200,15 +221,21 @@ def test_events_and_get_logs(w3: Web3, events: Any) -> None:
     logs = events.events.ValueChanged().get_logs(from_block=first.blockNumber)
     assert [entry.args.newValue for entry in logs] == [41, 42]
     topic_who = "0x" + "00" * 12 + OWNER.address[2:].lower()
-    raw = w3.eth.get_logs({
-        "fromBlock": first.blockNumber,
-        "toBlock": second.blockNumber,
-        "address": events.address,
-        "topics": [events.events.ValueChanged().topic, topic_who],
-    })
+    raw = w3.eth.get_logs(
+        {
+            "fromBlock": first.blockNumber,
+            "toBlock": second.blockNumber,
+            "address": events.address,
+            "topics": [events.events.ValueChanged().topic, topic_who],
+        }
+    )
     assert len(raw) == 2
-    assert w3.eth.get_logs({"blockHash": second.blockHash, "address": events.address})[0][
-        "transactionHash"] == second.transactionHash
+    assert (
+        w3.eth.get_logs({"blockHash": second.blockHash, "address": events.address})[0][
+            "transactionHash"
+        ]
+        == second.transactionHash
+    )
     nobody = "0x" + "00" * 12 + "11" * 20
     assert w3.eth.get_logs({"fromBlock": first.blockNumber, "topics": [None, nobody]}) == []
 
@@ -257,9 +284,18 @@ def test_block_seal_verifies(node: NodeProcess, w3: Web3, token: Any) -> None:
 
     receipt = send(w3, token.functions.transfer(OTHER.address, 2))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "verify-seal", str(receipt.blockNumber),
-         "--rpc", node.url],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "verify-seal",
+            str(receipt.blockNumber),
+            "--rpc",
+            node.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "seal v1 valid" in result.stdout
@@ -273,9 +309,11 @@ def test_websocket_subscriptions(node: NodeProcess, w3: Web3, events: Any) -> No
         import websockets
 
         async with websockets.connect(node.ws_url) as ws:
+
             async def call(method: str, params: list[Any]) -> Any:
-                await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
-                                          "params": params}))
+                await ws.send(
+                    json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+                )
                 while True:
                     message = json.loads(await ws.recv())
                     if message.get("id") == 1:
@@ -289,7 +327,11 @@ def test_websocket_subscriptions(node: NodeProcess, w3: Web3, events: Any) -> No
             while not (heads and logs):
                 message = json.loads(await asyncio.wait_for(ws.recv(), 20))
                 params = message["params"]
-                (heads if params["subscription"] == heads_id else logs).append(params)
+                if params["subscription"] == heads_id:
+                    heads.append(params)
+                else:
+                    assert params["subscription"] == logs_id
+                    logs.append(params)
             assert await call("eth_unsubscribe", [heads_id]) is True
             assert heads[-1]["result"]["number"] == hex(receipt.blockNumber) or heads
             return heads, logs

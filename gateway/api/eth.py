@@ -148,7 +148,11 @@ class Api:
             raise p.bad("rewardPercentiles", 2, "expected an array of numbers")
         percentiles: list[float] = []
         for value in percentiles_raw:
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= 100
+            ):
                 raise p.bad("rewardPercentiles", 2, f"{value!r} is not a number from 0 to 100")
             if percentiles and value < percentiles[-1]:
                 raise p.bad("rewardPercentiles", 2, "percentiles must be in ascending order")

@@ -163,13 +163,13 @@ class ProcessEnclave:
         if proc.returncode is None:
             try:
                 await asyncio.wait_for(self.request(Close()), timeout=10)
-            except (RpcError, asyncio.TimeoutError):
+            except (TimeoutError, RpcError):
                 pass
             if proc.stdin is not None:
                 proc.stdin.close()
             try:
                 await asyncio.wait_for(proc.wait(), timeout=10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("enclave did not stop within 10 s; killing it")
                 proc.kill()
                 await proc.wait()

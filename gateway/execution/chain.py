@@ -9,6 +9,7 @@ from typing import Any
 
 from eth import constants
 from eth.abc import AtomicDatabaseAPI, BlockHeaderAPI
+from eth_typing import BlockNumber
 from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
@@ -120,15 +121,13 @@ def chain_class(spec: GenesisSpec) -> type[MiningChain]:
     vm_class = FORKS[spec.fork]
 
     class GatewayChain(MiningChain):
-        vm_configuration = ((0, vm_class),)
+        vm_configuration = ((BlockNumber(0), vm_class),)
         chain_id = spec.chain_id
 
     return GatewayChain
 
 
-def open_chain(
-    spec: GenesisSpec, kv: MutableMapping[bytes, bytes], *, create: bool
-) -> MiningChain:
+def open_chain(spec: GenesisSpec, kv: MutableMapping[bytes, bytes], *, create: bool) -> MiningChain:
     """Open the chain stored in ``kv``, or write block 0 into it when ``create`` is set."""
     db: AtomicDatabaseAPI = AtomicDB(LedgerDB(kv))
     cls = chain_class(spec)
@@ -144,7 +143,7 @@ def open_chain(
         "mix_hash": constants.ZERO_HASH32,
         "base_fee_per_gas": spec.base_fee,
     }
-    state = {
+    state: Any = {
         addr: {
             "balance": acct.balance,
             "nonce": acct.nonce,
@@ -153,7 +152,9 @@ def open_chain(
         }
         for addr, acct in spec.alloc.items()
     }
-    return cls.from_genesis(db, params, state)
+    chain = cls.from_genesis(db, params, state)
+    assert isinstance(chain, MiningChain)
+    return chain
 
 
 def genesis_header(chain: MiningChain) -> BlockHeaderAPI:

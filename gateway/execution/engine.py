@@ -155,7 +155,7 @@ class Engine:
         return header
 
     # ---------------------------------------------------------------- account state
-    def _state(self, header: BlockHeaderAPI) -> Any:
+    def _state(self, header: BlockHeaderAPI) -> Any:  # py-evm's StateAPI, loosely typed
         return self.chain.get_vm(header).state
 
     def balance(self, address: bytes, header: BlockHeaderAPI) -> int:
@@ -214,7 +214,9 @@ class Engine:
         items = []
         previous = 0
         for tx, receipt in zip(data.txs, data.receipts, strict=True):
-            items.append((fmt.effective_gas_price(tx, base_fee) - base_fee, receipt.gas_used - previous))
+            items.append(
+                (fmt.effective_gas_price(tx, base_fee) - base_fee, receipt.gas_used - previous)
+            )
             previous = receipt.gas_used
         items.sort()
         total = sum(g for _, g in items) or 1
@@ -321,7 +323,7 @@ class Engine:
             gas_limit=parent.gas_limit,
         )
         vm = self.chain.get_vm(header)
-        state = vm.state
+        state: Any = vm.state
         base_fee = int(getattr(header, "base_fee_per_gas", 0) or 0)
         candidates = self.pool.executable(lambda s: int(state.get_nonce(s)), base_fee)
         txs: list[SignedTransactionAPI] = []
@@ -430,7 +432,11 @@ class Engine:
             if ptx is None:
                 return None
             return fmt.tx_to_rpc(
-                ptx.tx, block_hash=None, block_number=None, index=None, base_fee=None  # type: ignore[arg-type]
+                ptx.tx,
+                block_hash=None,
+                block_number=None,
+                index=None,
+                base_fee=None,  # type: ignore[arg-type]
             )
         header, index = found
         return self.tx_by_index_rpc(header, index)
@@ -521,15 +527,19 @@ class Engine:
 
     # ---------------------------------------------------------------- calls
     def _run(self, args: CallArgs, header: BlockHeaderAPI, gas: int) -> Any:
-        vm = self.chain.get_vm(header)
+        vm: Any = self.chain.get_vm(header)
         child = vm.create_header_from_parent(
             header, timestamp=max(int(time.time()), header.timestamp + 1), coinbase=header.coinbase
         )
-        exec_header = child.copy(
-            gas_limit=max(CALL_GAS_CAP, header.gas_limit), base_fee_per_gas=0
-        ) if hasattr(child, "base_fee_per_gas") else child.copy(gas_limit=max(CALL_GAS_CAP, header.gas_limit))
+        exec_header = (
+            child.copy(gas_limit=max(CALL_GAS_CAP, header.gas_limit), base_fee_per_gas=0)
+            if hasattr(child, "base_fee_per_gas")
+            else child.copy(gas_limit=max(CALL_GAS_CAP, header.gas_limit))
+        )
         prev_hashes = [header.hash, *list(vm.previous_hashes or [])[:255]]
-        state = vm.build_state(self.chain.chaindb.db, exec_header, vm.chain_context, prev_hashes)
+        state: Any = vm.build_state(
+            self.chain.chaindb.db, exec_header, vm.chain_context, prev_hashes
+        )
         sender = args.sender or constants.ZERO_ADDRESS
         balance = int(state.get_balance(sender))
         if args.value > balance:

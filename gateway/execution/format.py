@@ -89,7 +89,7 @@ def h_bloom(bloom: int) -> str:
 
 
 def tx_to_rpc(
-    tx: SignedTransactionAPI,
+    tx: Any,
     *,
     block_hash: bytes | None,
     block_number: int | None,
