@@ -1,0 +1,52 @@
+"""The worked examples in docs/PROTOCOL.md match the code byte for byte."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import REPO
+from eth_account import Account
+
+from gateway.consensus.seal import recover_sealer, seal_digest, sign_seal
+from gateway.enclave import codec
+from gateway.enclave import messages as m
+
+DOC = (REPO / "docs" / "PROTOCOL.md").read_text()
+KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+BLOCK_HASH = bytes(range(32))
+
+
+def _hex_after(label: str, lines: int = 1) -> str:
+    match = re.search(rf"^{label}\s+([0-9a-f]+)((?:\n\s+[0-9a-f]+){{0,{lines - 1}}})", DOC, re.M)
+    assert match, f"{label} not found in PROTOCOL.md"
+    return (match.group(1) + match.group(2)).replace("\n", "").replace(" ", "")
+
+
+def test_seal_worked_example() -> None:
+    digest = seal_digest(31337, BLOCK_HASH)
+    assert _hex_after("digest") == digest.hex()
+    seal = sign_seal(KEY, 31337, BLOCK_HASH)
+    assert _hex_after("seal", 3) == seal.hex()
+    preimage = b"coco-gateway/seal/v1" + (31337).to_bytes(32, "big") + BLOCK_HASH
+    assert _hex_after("preimage", 3) == preimage.hex()
+    sealer = recover_sealer(31337, BLOCK_HASH, seal)
+    assert sealer == bytes.fromhex(Account.from_key(KEY).address[2:])
+
+
+def test_enclave_frame_worked_example() -> None:
+    address = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")
+    frame = codec.frame(codec.encode_request(7, m.GetAccount("balance", address, "latest")))
+    block = DOC[DOC.index("as request 7:") : DOC.index("and its response")]
+    # each line: hex bytes, then (after 3+ spaces or a quote) an annotation
+    documented = "".join(
+        token
+        for line in block.splitlines()
+        for token in re.split(r"\s{3,}|\"", line.strip())[0].split()
+        if re.fullmatch(r"[0-9a-f]+", token)
+    )
+    assert documented == frame.hex()
+    reply = codec.frame(codec.encode_response(7, True, str(10_000 * 10**18)))
+    assert "0000001b 93 07 c3 b7 " + reply[8:].hex() in DOC
+    assert reply.hex().startswith("0000001b9307c3b7")
+    request_id, decoded = codec.decode_request(frame[4:])
+    assert request_id == 7 and decoded == m.GetAccount("balance", address, "latest")
