@@ -18,6 +18,7 @@ def _dev(args: argparse.Namespace) -> int:
     from gateway.devaccounts import DEV_BALANCE_WEI, DEV_MNEMONIC, derive
     from gateway.node import NodeConfig
     from gateway.server.app import make_app
+    from gateway.server.keys import NODE
 
     config = NodeConfig(
         host=args.host,
@@ -75,7 +76,8 @@ def _dev(args: argparse.Namespace) -> int:
         access_log=None,
         shutdown_timeout=10,
     )
-    return 0
+    node = app.get(NODE)
+    return 0 if node is None else node.exit_code
 
 
 def _verify_seal(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -79,8 +81,11 @@ class Node:
         self._poa: PoaState | None = None
         self.validator: bytes = b""
         self.automine = config.block_time <= 0
+        self.exit_code = 0
 
     async def start(self) -> None:
+        if isinstance(self.enclave, ProcessEnclave):
+            self.enclave.on_lost = self._enclave_lost
         await self.enclave.start(self.config.open_message())
         await self.api.start()
         status = await self.enclave.request(m.GetStatus())
@@ -119,6 +124,12 @@ class Node:
                 pass
             self._producer = None
         await self.enclave.close()
+
+    def _enclave_lost(self, code: int | None) -> None:
+        """Without its enclave the node can serve nothing: stop, so a supervisor restarts it."""
+        log.error("stopping the node: its enclave is gone")
+        self.exit_code = 1
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def _on_transaction(self, tx_hash: bytes) -> None:
         self._wanted += 1

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -94,6 +95,8 @@ class ProcessEnclave:
         self._next_id = 0
         self._reader_task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
+        self._closing = False
+        self.on_lost: Callable[[int | None], None] | None = None
 
     async def start(self, opened: Open) -> None:
         env = dict(os.environ)
@@ -133,6 +136,11 @@ class ProcessEnclave:
                 if not future.done():
                     future.set_exception(EnclaveUnavailable())
             self._pending.clear()
+            if not self._closing:
+                code = await self._proc.wait()
+                log.error("the enclave process exited unexpectedly (exit code %s)", code)
+                if self.on_lost is not None:
+                    self.on_lost(code)
 
     async def request(self, message: Any) -> Any:
         proc = self._proc
@@ -160,6 +168,7 @@ class ProcessEnclave:
         proc = self._proc
         if proc is None:
             return
+        self._closing = True
         if proc.returncode is None:
             try:
                 await asyncio.wait_for(self.request(Close()), timeout=10)

@@ -9,12 +9,12 @@ from typing import Any
 
 from eth import constants
 from eth.abc import AtomicDatabaseAPI, BlockHeaderAPI
-from eth_typing import BlockNumber
 from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.vm.base import VM
 from eth.vm.forks import CancunVM, PragueVM, ShanghaiVM
+from eth_typing import BlockNumber
 
 FORKS: dict[str, type[VM]] = {
     "shanghai": ShanghaiVM,
