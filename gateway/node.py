@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway.api.eth import Api
-from gateway.consensus.poa import BlockInfo, PoaState, ProposeBlock, ValidatorSet, Wait
+from gateway.consensus.poa import (
+    BlockInfo,
+    PoaState,
+    ProposeBlock,
+    ValidatorSet,
+    Wait,
+    min_timestamp,
+)
 from gateway.devaccounts import DEV_BALANCE_WEI, DEV_MNEMONIC, derive
 from gateway.enclave import messages as m
 from gateway.enclave.runtime import EnclaveClient, InProcessEnclave, ProcessEnclave
@@ -72,7 +79,9 @@ class Node:
         self.enclave: EnclaveClient = (
             InProcessEnclave() if config.enclave_runtime == "inprocess" else ProcessEnclave()
         )
-        self.api = Api(self.enclave, dev=config.dev, on_transaction=self._on_transaction)
+        self.api = Api(
+            self.enclave, dev=config.dev, on_transaction=self._on_transaction, mine=self.mine
+        )
         self.block_listeners: list[BlockListener] = []
         self.tx_listeners: list[TxListener] = []
         self._wake = asyncio.Event()
@@ -82,6 +91,7 @@ class Node:
         self.validator: bytes = b""
         self.automine = config.block_time <= 0
         self.exit_code = 0
+        self._build_lock = asyncio.Lock()
 
     async def start(self) -> None:
         if isinstance(self.enclave, ProcessEnclave):
@@ -161,13 +171,26 @@ class Node:
                         pass
                     self._wake.clear()
 
-    async def _build(self, proposal: ProposeBlock) -> None:
+    async def mine(self) -> None:
+        """Seal a block now, even an empty one (evm_mine in dev mode)."""
         assert self._poa is not None
-        result = await self.enclave.request(
-            m.BuildBlock(proposal.timestamp, allow_empty=not self.automine)
-        )
-        if result is None:
-            return
+        head = self._poa.head
+        timestamp = max(int(time.time()), min_timestamp(head.timestamp, self.config.block_time))
+        await self._build(ProposeBlock(head.number + 1, timestamp, head.hash, True), empty=True)
+
+    async def _build(self, proposal: ProposeBlock, *, empty: bool = False) -> None:
+        async with self._build_lock:
+            assert self._poa is not None
+            if proposal.parent_hash != self._poa.head.hash:
+                return  # the head moved while this proposal waited
+            result = await self.enclave.request(
+                m.BuildBlock(proposal.timestamp, allow_empty=empty or not self.automine)
+            )
+            if result is not None:
+                await self._adopt(proposal, result)
+
+    async def _adopt(self, proposal: ProposeBlock, result: dict[str, Any]) -> None:
+        assert self._poa is not None
         block = BlockInfo(
             result["number"],
             bytes(result["hash"]),
@@ -176,6 +199,8 @@ class Node:
             self.validator,
         )
         self._poa = self._poa.with_block(block)
+        self.api.view.head_number = block.number
+        self.api.view.gas_price = int(result["gasPrice"])
         self._wanted += int(result["executablePending"])
         if result["transactions"]:
             log.info(

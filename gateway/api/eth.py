@@ -33,12 +33,22 @@ def hexdata(value: bytes) -> str:
 
 
 @dataclass
+class ChainView:
+    """Public facts the host keeps current from each block, so they need no enclave trip."""
+
+    head_number: int = -1
+    gas_price: int = 0
+
+
+@dataclass
 class Api:
     enclave: EnclaveClient
     dev: bool = False
     on_transaction: Callable[[bytes], None] = lambda _h: None
+    mine: Callable[[], Awaitable[None]] | None = None
     filters: FilterManager = field(init=False)
     chain_id: int = 0
+    view: ChainView = field(default_factory=ChainView)
 
     def __post_init__(self) -> None:
         self.filters = FilterManager(self.enclave)
@@ -46,6 +56,8 @@ class Api:
     async def start(self) -> None:
         status = await self.enclave.request(m.GetStatus())
         self.chain_id = int(status["chainId"])
+        self.view.head_number = int(status["head"]["number"])
+        self.view.gas_price = int(status["gasPrice"])
 
     def methods(self) -> dict[str, Method]:
         table: dict[str, Method] = {}
@@ -119,13 +131,11 @@ class Api:
 
     async def eth_blockNumber(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0)
-        status = await self._ask(m.GetStatus())
-        return qty(status["head"]["number"])
+        return qty(self.view.head_number)
 
     async def eth_gasPrice(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0)
-        status = await self._ask(m.GetStatus())
-        return qty(status["gasPrice"])
+        return qty(self.view.gas_price)
 
     async def eth_maxPriorityFeePerGas(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0)
@@ -338,9 +348,9 @@ class Api:
     # ------------------------------------------------------------------ dev helpers
     async def evm_mine(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0, 1)
-        import time
-
-        await self._ask(m.BuildBlock(int(time.time()), allow_empty=True))
+        if self.mine is None:
+            raise ServerError("this node cannot mine on demand")
+        await self.mine()
         return "0x0"
 
     # ------------------------------------------------------------------ the coco namespace

@@ -185,10 +185,14 @@ class Enclave:
     def _on_SubmitTx(self, msg: m.SubmitTx) -> bytes:
         key = self.dev_keys.get(msg.sender)
         if key is None:
-            raise ServerError(f"unknown account 0x{msg.sender.hex()}: only dev accounts are unlocked")
+            raise ServerError(
+                f"unknown account 0x{msg.sender.hex()}: only dev accounts are unlocked"
+            )
         head = self.engine.head
-        nonce = msg.nonce if msg.nonce is not None else self.engine.nonce(
-            msg.sender, head, pending=True
+        nonce = (
+            msg.nonce
+            if msg.nonce is not None
+            else self.engine.nonce(msg.sender, head, pending=True)
         )
         tx: dict[str, Any] = {
             "chainId": self.engine.chain_id,
@@ -283,6 +287,7 @@ class Enclave:
             "transactions": prepared.included,
             "header": self.engine.block_rpc(header, False),
             "executablePending": self.engine.executable_count(),
+            "gasPrice": self.engine.gas_price(),
         }
 
     def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:
