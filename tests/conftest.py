@@ -149,3 +149,13 @@ def checked_provider(url: str) -> Any:
             return response
 
     return CheckedHTTPProvider(url, request_kwargs={"timeout": 60})
+
+
+@pytest.fixture
+def checking_proxy(node: NodeProcess) -> Iterator[Any]:
+    """A proxy in front of the shared node that checks every response's shape."""
+    from rpc_proxy import CheckingProxy
+
+    proxy = CheckingProxy(node.url).start()
+    yield proxy
+    proxy.stop()
