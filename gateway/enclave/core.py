@@ -28,6 +28,7 @@ from gateway.execution.chain import (
     GenesisSpec,
 )
 from gateway.execution.engine import CallArgs, Engine, LogFilter
+from gateway.execution.pool import PoolTx
 from gateway.ledger import CommittedBlock, Ledger
 
 log = logging.getLogger("gateway.enclave")
@@ -97,10 +98,35 @@ class Enclave:
         log.info("resumed at block %d (0x%s)", head.block_number, head.hash.hex())
 
     def _restore_pool(self) -> None:
+        # These transactions were accepted once. Two admission rules judge a transaction
+        # against the head state of the moment, which has moved on since: its fee cap against
+        # the base fee, its cost against the balance. A running node keeps such a transaction
+        # waiting (the base fee may fall, a gap may fill, funds may arrive) and so must a
+        # restart; only what can never be mined (already mined, replaced, malformed) goes.
+        state_bound = ("max fee per gas less than block base fee", "insufficient funds")
         restored = dropped = 0
         for entry in self.ledger.pool_entries():
             try:
-                ptx = self.engine.admit(entry.raw)
+                try:
+                    ptx = self.engine.admit(entry.raw)
+                except ServerError as exc:
+                    if not exc.message.startswith(state_bound):
+                        raise
+                    tx: Any = self.engine.decode(entry.raw)
+                    dynamic = fmt.tx_type(tx) == 2
+                    fee_cap = int(tx.max_fee_per_gas if dynamic else tx.gas_price)
+                    ptx = PoolTx(
+                        hash=bytes(tx.hash),
+                        sender=bytes(tx.sender),
+                        nonce=int(tx.nonce),
+                        gas=int(tx.gas),
+                        fee_cap=fee_cap,
+                        tip_cap=int(tx.max_priority_fee_per_gas) if dynamic else fee_cap,
+                        raw=entry.raw,
+                        tx=tx,
+                    )
+                    state_nonce = self.engine.nonce(ptx.sender, self.engine.head)
+                    ptx.replaces = self.engine.pool.check(ptx, state_nonce)
             except RpcError as exc:
                 self.ledger.pool_remove([entry.hash])
                 dropped += 1
