@@ -18,6 +18,7 @@ def _dev(args: argparse.Namespace) -> int:
     from gateway.devaccounts import DEV_BALANCE_WEI, DEV_MNEMONIC, derive
     from gateway.node import NodeConfig
     from gateway.server.app import make_app
+    from gateway.errors import RpcError
     from gateway.server.keys import NODE
 
     config = NodeConfig(
@@ -49,9 +50,7 @@ def _dev(args: argparse.Namespace) -> int:
     lines += ["", "Private keys", "=================="]
     lines += [f"({i}) 0x{a.private_key.hex()}" for i, a in enumerate(accounts)]
     blocks = (
-        "on each transaction (automine)"
-        if args.block_time <= 0
-        else f"every {args.block_time:g} s"
+        "on each transaction (automine)" if args.block_time <= 0 else f"every {args.block_time:g} s"
     )
     lines += [
         "",
@@ -68,14 +67,24 @@ def _dev(args: argparse.Namespace) -> int:
     ]
     print("\n".join(lines), flush=True)
     app = make_app(config)
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        print=lambda *_: print(f"Listening on {url} (Ctrl-C to stop)", flush=True),
-        access_log=None,
-        shutdown_timeout=10,
-    )
+    try:
+        web.run_app(
+            app,
+            host=args.host,
+            port=args.port,
+            print=lambda *_: print(f"Listening on {url} (Ctrl-C to stop)", flush=True),
+            access_log=None,
+            shutdown_timeout=10,
+        )
+    except RpcError as exc:
+        print(f"coco-gateway: cannot start: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"coco-gateway: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
     node = app.get(NODE)
     return 0 if node is None else node.exit_code
 

@@ -94,9 +94,10 @@ class Node:
         self._build_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        if isinstance(self.enclave, ProcessEnclave):
-            self.enclave.on_lost = self._enclave_lost
         await self.enclave.start(self.config.open_message())
+        if isinstance(self.enclave, ProcessEnclave):
+            # only a running enclave can be lost; a refusal to open is reported by start()
+            self.enclave.on_lost = self._enclave_lost
         await self.api.start()
         status = await self.enclave.request(m.GetStatus())
         self.validator = bytes(status["validator"])

@@ -178,17 +178,6 @@ def test_restart_with_another_chain_id_is_refused(tmp_path: Path) -> None:
         stop_cleanly(node)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "gateway/node.py Node._enclave_lost + gateway/enclave/runtime.py ProcessEnclave."
-        "_read_loop: when the enclave refuses Open (chain id mismatch) and exits 1, the host "
-        "treats it as an unexpected crash: it logs 'the enclave process exited unexpectedly' "
-        "and 'stopping the node: its enclave is gone' at ERROR and SIGTERMs itself, which "
-        "races with the RpcError naming the chain ids and usually swallows it; when the "
-        "message does get through it comes inside a Python traceback"
-    ),
-)
 def test_chain_id_refusal_says_why(tmp_path: Path) -> None:
     data = tmp_path / "data"
     launch(data).stop()

@@ -96,6 +96,7 @@ class ProcessEnclave:
         self._reader_task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._closing = False
+        self._started = False
         self.on_lost: Callable[[int | None], None] | None = None
 
     async def start(self, opened: Open) -> None:
@@ -112,6 +113,7 @@ class ProcessEnclave:
         )
         self._reader_task = asyncio.create_task(self._read_loop())
         await self.request(opened)
+        self._started = True
 
     async def _read_loop(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -136,7 +138,7 @@ class ProcessEnclave:
                 if not future.done():
                     future.set_exception(EnclaveUnavailable())
             self._pending.clear()
-            if not self._closing:
+            if self._started and not self._closing and self._proc is not None:
                 code = await self._proc.wait()
                 log.error("the enclave process exited unexpectedly (exit code %s)", code)
                 if self.on_lost is not None:
