@@ -16,9 +16,9 @@ def _dev(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway.devaccounts import DEV_BALANCE_WEI, DEV_MNEMONIC, derive
+    from gateway.errors import RpcError
     from gateway.node import NodeConfig
     from gateway.server.app import make_app
-    from gateway.errors import RpcError
     from gateway.server.keys import NODE
 
     config = NodeConfig(
