@@ -16,6 +16,23 @@ def _where(name: str, index: int | None) -> str:
     return f"argument {index} ({name})" if index is not None else name
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for messages ("got object", not "got dict")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
 def bad(name: str, index: int | None, reason: str) -> InvalidParams:
     return InvalidParams(f"invalid {_where(name, index)}: {reason}")
 
@@ -31,7 +48,7 @@ def arity(params: list[Any], required: int, optional: int = 0) -> None:
 
 def quantity(value: Any, name: str, index: int | None = None, *, bits: int = 256) -> int:
     if not isinstance(value, str):
-        raise bad(name, index, f"expected a hex quantity string, got {type(value).__name__}")
+        raise bad(name, index, f"expected a hex quantity string, got {json_type(value)}")
     if not value.startswith(("0x", "0X")):
         raise bad(name, index, "hex string without 0x prefix")
     digits = value[2:]
@@ -47,7 +64,7 @@ def quantity(value: Any, name: str, index: int | None = None, *, bits: int = 256
 
 def data(value: Any, name: str, index: int | None = None, *, size: int | None = None) -> bytes:
     if not isinstance(value, str):
-        raise bad(name, index, f"expected 0x-prefixed hex data, got {type(value).__name__}")
+        raise bad(name, index, f"expected 0x-prefixed hex data, got {json_type(value)}")
     if not _HEX.match(value):
         raise bad(name, index, "expected 0x-prefixed hex data")
     if len(value) % 2:
@@ -72,7 +89,7 @@ def hash32(value: Any, name: str, index: int | None = None) -> bytes:
 
 def boolean(value: Any, name: str, index: int | None = None) -> bool:
     if not isinstance(value, bool):
-        raise bad(name, index, f"expected true or false, got {type(value).__name__}")
+        raise bad(name, index, f"expected true or false, got {json_type(value)}")
     return value
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from gateway.errors import (
@@ -31,6 +34,35 @@ Handler = Callable[[list[Any], Any], Awaitable[Any]]
 @dataclass(frozen=True)
 class Limits:
     max_batch: int = 1000
+    # json's C decoder recurses once per nesting level; under the host's raised recursion
+    # limit (py_ecc sets 100000) a deeply nested body overflows the C stack and kills the
+    # process, so nesting is measured before the body is handed to it.
+    max_depth: int = 256
+
+
+# a JSON string, or an unterminated one up to the end (so that the scan stays linear)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.S)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_STEP = {0x5B: 1, 0x7B: 1, 0x5D: -1, 0x7D: -1}
+
+
+def _too_deep(raw: bytes, limit: int) -> bool:
+    """Whether arrays and objects in ``raw`` nest deeper than ``limit`` (strings skipped)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", raw))
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > limit
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 def _error(request_id: Any, error: RpcError) -> dict[str, Any]:
@@ -50,8 +82,25 @@ class Dispatcher:
 
     async def handle_text(self, body: str | bytes, ctx: Any = None) -> Any:
         try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            if isinstance(body, str):
+                text, raw = body, body.encode("utf-8", "surrogatepass")
+            else:
+                text, raw = body.decode("utf-8-sig"), body
+        except UnicodeError:
+            return _error(None, ParseError("parse error: the request body is not UTF-8"))
+        if _too_deep(raw, self.limits.max_depth):
+            return _error(
+                None,
+                ParseError(
+                    f"parse error: the request nests arrays or objects deeper than "
+                    f"{self.limits.max_depth} levels"
+                ),
+            )
+        try:
+            document = json.loads(
+                text, parse_constant=_reject_constant, parse_float=_finite_float
+            )
+        except (ValueError, RecursionError):
             return _error(None, ParseError("parse error: the request body is not valid JSON"))
         return await self.handle_document(document, ctx)
 

@@ -73,10 +73,19 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise LimitExceeded(f"request body of {declared} bytes exceeds the {limit}-byte limit")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise LimitExceeded(f"request body exceeds the {limit}-byte limit")
-    return body
+    # StreamReader.read(n) returns whatever is buffered (up to n bytes), not n bytes:
+    # read until the end of the body, or until it is known to be over the limit.
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise LimitExceeded(f"request body exceeds the {limit}-byte limit")
+    return b"".join(chunks)
 
 
 async def http_rpc(request: web.Request) -> web.Response:
