@@ -51,7 +51,7 @@ class Api:
     view: ChainView = field(default_factory=ChainView)
 
     def __post_init__(self) -> None:
-        self.filters = FilterManager(self.enclave)
+        self.filters = FilterManager(self.enclave, lambda: self.view.head_number)
 
     async def start(self) -> None:
         status = await self.enclave.request(m.GetStatus())
@@ -342,8 +342,8 @@ class Api:
     # ------------------------------------------------------------------ pool
     async def txpool_status(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 0)
-        pending = await self._ask(m.PendingTxs())
-        return {"pending": qty(len(pending)), "queued": "0x0"}
+        status = await self._ask(m.PoolStatus())
+        return {"pending": qty(status["pending"]), "queued": qty(status["queued"])}
 
     # ------------------------------------------------------------------ dev helpers
     async def evm_mine(self, params: list[Any], ctx: Any) -> str:
@@ -397,14 +397,21 @@ def _filter_id(value: Any) -> str:
 
 def _tx_object(value: Any, name: str, index: int) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise p.bad(name, index, f"expected a transaction object, got {type(value).__name__}")
+        raise p.bad(name, index, f"expected a transaction object, got {p.json_type(value)}")
     out: dict[str, Any] = {}
     for key in ("from", "to"):
         if value.get(key) is not None:
             out[key] = p.address(value[key], f"{name}.{key}", index)
-    for key in ("gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "value", "nonce"):
+    for key, bits in (
+        ("gas", 64),
+        ("nonce", 64),
+        ("gasPrice", 256),
+        ("maxFeePerGas", 256),
+        ("maxPriorityFeePerGas", 256),
+        ("value", 256),
+    ):
         if value.get(key) is not None:
-            out[key] = p.quantity(value[key], f"{name}.{key}", index)
+            out[key] = p.quantity(value[key], f"{name}.{key}", index, bits=bits)
     if value.get("type") is not None:
         out["type"] = p.quantity(value["type"], f"{name}.type", index, bits=8)
     data = value.get("input")
@@ -421,9 +428,15 @@ def _tx_object(value: Any, name: str, index: int) -> dict[str, Any]:
     return out
 
 
+def _or_latest(value: dict[str, Any], key: str) -> Any:
+    """An absent or null bound means "latest"; anything else must parse as a block."""
+    found = value.get(key)
+    return "latest" if found is None else found
+
+
 def _log_query(value: Any, name: str, index: int) -> m.GetLogs:
     if not isinstance(value, dict):
-        raise p.bad(name, index, f"expected a filter object, got {type(value).__name__}")
+        raise p.bad(name, index, f"expected a filter object, got {p.json_type(value)}")
     unknown = set(value) - {"fromBlock", "toBlock", "address", "topics", "blockHash"}
     if unknown:
         raise p.bad(name, index, f"unknown field(s) {', '.join(sorted(unknown))}")
@@ -434,7 +447,9 @@ def _log_query(value: Any, name: str, index: int) -> m.GetLogs:
         addresses = [p.address(a, f"{name}.address", index) for a in addresses_raw]
     else:
         addresses = [p.address(addresses_raw, f"{name}.address", index)]
-    topics_raw = value.get("topics") or []
+    topics_raw = value.get("topics")
+    if topics_raw is None:
+        topics_raw = []
     if not isinstance(topics_raw, list) or len(topics_raw) > 4:
         raise p.bad(name, index, "topics must be an array of at most 4 entries")
     topics: list[list[bytes] | None] = []
@@ -454,8 +469,8 @@ def _log_query(value: Any, name: str, index: int) -> m.GetLogs:
             topics=topics,
             block_hash=p.hash32(value["blockHash"], f"{name}.blockHash", index),
         )
-    start = p.block_number_or_tag(value.get("fromBlock") or "latest", f"{name}.fromBlock", index)
-    end = p.block_number_or_tag(value.get("toBlock") or "latest", f"{name}.toBlock", index)
+    start = p.block_number_or_tag(_or_latest(value, "fromBlock"), f"{name}.fromBlock", index)
+    end = p.block_number_or_tag(_or_latest(value, "toBlock"), f"{name}.toBlock", index)
     if isinstance(start, int) and isinstance(end, int) and start > end:
         raise p.bad(name, index, "fromBlock is after toBlock")
     return m.GetLogs(from_block=start, to_block=end, addresses=addresses, topics=topics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,13 +30,13 @@ class Filter:
 
 
 class FilterManager:
-    def __init__(self, enclave: EnclaveClient) -> None:
+    def __init__(self, enclave: EnclaveClient, head: Callable[[], int]) -> None:
         self.enclave = enclave
+        self.head = head
         self.filters: dict[str, Filter] = {}
 
     async def _head(self) -> int:
-        status = await self.enclave.request(m.GetStatus())
-        return int(status["head"]["number"])
+        return self.head()
 
     def _install(self, flt: Filter) -> str:
         self._expire()

@@ -24,14 +24,50 @@ class CodecError(Exception):
     """A frame that is not a well-formed request or response."""
 
 
+BIG_INT_EXT = 1  # msgpack ext type: an integer outside 64 bits, as signed big-endian bytes
+
+
+def _big_ints(value: Any) -> Any:
+    """Replace integers msgpack cannot hold (Ethereum has 256-bit ones) by ext values."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**64:
+            return value
+        length = (value.bit_length() + 8) // 8
+        return msgpack.ExtType(BIG_INT_EXT, value.to_bytes(length, "big", signed=True))
+    if isinstance(value, list | tuple):
+        return [_big_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _big_ints(v) for k, v in value.items()}
+    return value
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == BIG_INT_EXT:
+        return int.from_bytes(data, "big", signed=True)
+    raise CodecError(f"unknown msgpack extension type {code}")
+
+
+def _pack(value: Any) -> bytes:
+    try:
+        return msgpack.packb(value, use_bin_type=True)
+    except OverflowError:
+        return msgpack.packb(_big_ints(value), use_bin_type=True)
+
+
+def _unpack(frame: bytes) -> Any:
+    return msgpack.unpackb(frame, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+
+
 def encode_request(request_id: int, message: Any) -> bytes:
     fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
-    return msgpack.packb([request_id, type(message).__name__, fields], use_bin_type=True)
+    return _pack([request_id, type(message).__name__, fields])
 
 
 def decode_request(frame: bytes) -> tuple[int, Any]:
     try:
-        request_id, name, fields = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+        request_id, name, fields = _unpack(frame)
     except Exception as exc:
         raise CodecError("request frame is not msgpack [id, type, fields]") from exc
     cls = MESSAGES.get(name) if isinstance(name, str) else None
@@ -47,7 +83,7 @@ def decode_request(frame: bytes) -> tuple[int, Any]:
 
 
 def encode_response(request_id: int, ok: bool, payload: Any) -> bytes:
-    return msgpack.packb([request_id, ok, payload], use_bin_type=True)
+    return _pack([request_id, ok, payload])
 
 
 def encode_error(request_id: int, error: RpcError) -> bytes:
@@ -58,7 +94,7 @@ def encode_error(request_id: int, error: RpcError) -> bytes:
 
 def decode_response(frame: bytes) -> tuple[int, bool, Any]:
     try:
-        request_id, ok, payload = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+        request_id, ok, payload = _unpack(frame)
     except Exception as exc:
         raise CodecError("response frame is not msgpack [id, ok, payload]") from exc
     return int(request_id), bool(ok), payload

@@ -27,13 +27,14 @@ from gateway.execution.chain import (
     GenesisAccount,
     GenesisSpec,
 )
-from gateway.execution.engine import CallArgs, Engine, LogFilter
+from gateway.execution.engine import BuildAborted, CallArgs, Engine, LogFilter
 from gateway.execution.pool import PoolTx
 from gateway.ledger import CommittedBlock, Ledger
 
 log = logging.getLogger("gateway.enclave")
 
 LEDGER_FILE = "ledger.sqlite"
+MAX_BUILD_ATTEMPTS = 16
 
 
 class Enclave:
@@ -278,10 +279,24 @@ class Enclave:
         newest = self.engine.require(msg.newest)
         return self.engine.fee_history(msg.count, newest, msg.percentiles)
 
+    def _on_PoolStatus(self, msg: m.PoolStatus) -> dict[str, int]:
+        executable = self.engine.executable_count()
+        return {"pending": executable, "queued": len(self.engine.pool) - executable}
+
     def _on_PendingTxs(self, msg: m.PendingTxs) -> list[bytes]:
         return self.engine.pending_hashes()
 
     def _on_BuildBlock(self, msg: m.BuildBlock) -> dict[str, Any] | None:
+        for _attempt in range(MAX_BUILD_ATTEMPTS):
+            try:
+                return self._build_block(msg)
+            except BuildAborted as exc:
+                # py-evm refused a transaction the pool thought valid: drop it and rebuild
+                log.warning("dropped tx 0x%s from the pool: %s", exc.tx_hash.hex(), exc.reason)
+                self._forget_dropped([(exc.tx_hash, exc.reason)])
+        return None
+
+    def _build_block(self, msg: m.BuildBlock) -> dict[str, Any] | None:
         if not len(self.engine.pool) and not msg.allow_empty:
             return None
         try:

@@ -138,6 +138,11 @@ class PendingTxs:
 
 
 @dataclass(frozen=True)
+class PoolStatus:
+    pass
+
+
+@dataclass(frozen=True)
 class BuildBlock:
     timestamp: int
     allow_empty: bool = False
@@ -172,6 +177,7 @@ MESSAGES: dict[str, type] = {
         GetLogs,
         FeeHistory,
         PendingTxs,
+        PoolStatus,
         BuildBlock,
         GetSeal,
         Close,

@@ -40,6 +40,7 @@ from gateway.execution.revert import decode_revert_reason, vm_error_message
 
 log = logging.getLogger("gateway.execution")
 
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 MAX_TX_SIZE = 128 * 1024  # geth's txMaxSize
 CALL_GAS_CAP = 50_000_000  # geth's default RPC gas cap
 MAX_LOG_BLOCK_RANGE = 10_000
@@ -71,6 +72,15 @@ class LogFilter:
     # topics[i] is None (any) or a tuple of alternatives
     topics: tuple[tuple[bytes, ...] | None, ...] = ()
     block_hash: bytes | None = None
+
+
+class BuildAborted(Exception):
+    """py-evm rejected a transaction mid-block; the block must be rebuilt without it."""
+
+    def __init__(self, tx_hash: bytes, reason: str) -> None:
+        super().__init__(reason)
+        self.tx_hash = tx_hash
+        self.reason = reason
 
 
 @dataclass
@@ -252,6 +262,9 @@ class Engine:
     def admit(self, raw: bytes) -> PoolTx:
         """Check a signed transaction against the pool's rules and head state."""
         tx = self.decode(raw)
+        if not 0 < tx.s <= SECP256K1_N // 2 or not 0 < tx.r < SECP256K1_N:
+            # EIP-2: only the low-s form of a signature is valid, so each has one encoding
+            raise ServerError("invalid transaction v, r, s values")
         try:
             tx.validate()
             sender = tx.sender
@@ -338,16 +351,30 @@ class Engine:
             if ptx.gas > running.gas_limit - running.gas_used:
                 blocked.add(ptx.sender)  # waits for the next block, with its successors
                 continue
-            snapshot = state.snapshot()
-            try:
-                receipt, _computation = vm.apply_transaction(running, ptx.tx)  # type: ignore[arg-type]
-            except ValidationError as exc:
-                state.revert(snapshot)
+            # py-evm's own validation runs after it has locked the state's checkpoints, so
+            # a transaction it rejects cannot be reverted: check what can change since
+            # admission (nonce, funds) here, and let only valid transactions reach it.
+            tx: Any = ptx.tx
+            if int(state.get_nonce(ptx.sender)) != ptx.nonce:
                 blocked.add(ptx.sender)
-                dropped.append((ptx.hash, str(exc)))
                 continue
+            cost = ptx.gas * ptx.fee_cap + int(tx.value)
+            balance = int(state.get_balance(ptx.sender))
+            if balance < cost:
+                blocked.add(ptx.sender)
+                dropped.append(
+                    (
+                        ptx.hash,
+                        f"insufficient funds for gas * price + value: have {balance} want {cost}",
+                    )
+                )
+                continue
+            try:
+                receipt, _computation = vm.apply_transaction(running, tx)
+            except ValidationError as exc:
+                raise BuildAborted(ptx.hash, str(exc)) from None
             running = vm.add_receipt_to_header(running, receipt)
-            txs.append(ptx.tx)  # type: ignore[arg-type]
+            txs.append(tx)
             receipts.append(receipt)
             included.append(ptx.hash)
         block = vm.set_block_transactions_and_withdrawals(vm.get_block(), running, txs, receipts)
