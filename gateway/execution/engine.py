@@ -6,6 +6,7 @@ the enclave runtime keeps it off the host's event loop.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import OrderedDict
@@ -88,6 +89,7 @@ class PreparedBlock:
     """A block built and executed but not yet committed."""
 
     block: BlockAPI
+    receipts: tuple[ReceiptAPI, ...]
     included: list[bytes]
     dropped: list[tuple[bytes, str]]
 
@@ -124,6 +126,7 @@ class Engine:
         self._tx_builder = vm_class.get_transaction_builder()
         self._receipt_builder = vm_class.get_receipt_builder()
         self._block_cache: OrderedDict[bytes, _BlockData] = OrderedDict()
+        self._head_state: Any = None
 
     # ---------------------------------------------------------------- block references
     def header_by_number(self, number: int) -> BlockHeaderAPI | None:
@@ -166,6 +169,11 @@ class Engine:
 
     # ---------------------------------------------------------------- account state
     def _state(self, header: BlockHeaderAPI) -> Any:  # py-evm's StateAPI, loosely typed
+        """Read-only state at ``header``; the head's is kept, with its warm caches."""
+        if header.hash == self.head.hash:
+            if self._head_state is None:
+                self._head_state = self.chain.get_vm(header).state
+            return self._head_state
         return self.chain.get_vm(header).state
 
     def balance(self, address: bytes, header: BlockHeaderAPI) -> int:
@@ -380,10 +388,14 @@ class Engine:
         block = vm.set_block_transactions_and_withdrawals(vm.get_block(), running, txs, receipts)
         mined = vm.mine_block(block).block
         self.chain.chaindb.persist_block(mined)
-        return PreparedBlock(block=mined, included=included, dropped=dropped)
+        return PreparedBlock(
+            block=mined, receipts=tuple(receipts), included=included, dropped=dropped
+        )
 
     def on_committed(self, prepared: PreparedBlock) -> None:
         self.head = prepared.header
+        self._head_state = None
+        self._remember(prepared.header, tuple(prepared.block.transactions), prepared.receipts)
         self.pool.remove(prepared.included)
         self.pool.remove(h for h, _ in prepared.dropped)
         state = self._state(self.head)
@@ -394,6 +406,7 @@ class Engine:
     def on_abandoned(self) -> None:
         """Building or committing failed: the buffered writes were discarded."""
         self.head = self.chain.get_canonical_head()
+        self._head_state = None
         self._block_cache.clear()
 
     # ---------------------------------------------------------------- block data
@@ -404,6 +417,14 @@ class Engine:
             return cached
         txs = tuple(self.chain.chaindb.get_block_transactions(header, self._tx_builder))
         receipts = tuple(self.chain.chaindb.get_receipts(header, self._receipt_builder))
+        return self._remember(header, txs, receipts)
+
+    def _remember(
+        self,
+        header: BlockHeaderAPI,
+        txs: tuple[SignedTransactionAPI, ...],
+        receipts: tuple[ReceiptAPI, ...],
+    ) -> _BlockData:
         firsts = []
         count = 0
         for r in receipts:
@@ -563,7 +584,10 @@ class Engine:
             if hasattr(child, "base_fee_per_gas")
             else child.copy(gas_limit=max(CALL_GAS_CAP, header.gas_limit))
         )
-        prev_hashes = [header.hash, *list(vm.previous_hashes or [])[:255]]
+        # lazily: only a call that uses BLOCKHASH reads ancestor headers
+        prev_hashes = itertools.islice(
+            itertools.chain([header.hash], vm.previous_hashes or ()), 256
+        )
         state: Any = vm.build_state(
             self.chain.chaindb.db, exec_header, vm.chain_context, prev_hashes
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,13 @@ class BufferedKV(MutableMapping[bytes, bytes]):
     ``discard`` drops it when building fails.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, cache_entries: int = 200_000) -> None:
         self._conn = conn
         self._pending: dict[bytes, bytes | None] = {}
+        # committed values recently read or written: this process is the file's only
+        # writer, so the cache cannot go stale (flushes update it)
+        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._cache_entries = cache_entries
 
     def __getitem__(self, key: bytes) -> bytes:
         value = self._pending.get(key, _MISSING)
@@ -83,10 +88,20 @@ class BufferedKV(MutableMapping[bytes, bytes]):
             raise KeyError(key)
         if value is not _MISSING:
             return value  # type: ignore[return-value]
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         row = self._conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
         if row is None:
             raise KeyError(key)
-        return bytes(row[0])
+        found = bytes(row[0])
+        self._remember(key, found)
+        return found
+
+    def _remember(self, key: bytes, value: bytes) -> None:
+        self._cache[key] = value
+        if len(self._cache) > self._cache_entries:
+            self._cache.popitem(last=False)
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self._pending[bytes(key)] = bytes(value)
@@ -121,6 +136,14 @@ class BufferedKV(MutableMapping[bytes, bytes]):
             cur.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", upserts)
         if deletes:
             cur.executemany("DELETE FROM kv WHERE k = ?", deletes)
+
+    def _flushed(self) -> None:
+        """The flushed writes are committed: they become cached committed values."""
+        for key, value in self._pending.items():
+            if value is None:
+                self._cache.pop(key, None)
+            else:
+                self._remember(key, value)
         self._pending.clear()
 
 
@@ -171,6 +194,7 @@ class Ledger:
                 )
                 cur.executemany("DELETE FROM pool WHERE hash = ?", [(h,) for h in included])
                 cur.execute("COMMIT")
+                self.kv._flushed()
             except BaseException:
                 cur.execute("ROLLBACK")
                 self.kv.discard()
@@ -191,6 +215,7 @@ class Ledger:
                     "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", meta.items()
                 )
                 cur.execute("COMMIT")
+                self.kv._flushed()
             except BaseException:
                 cur.execute("ROLLBACK")
                 self.kv.discard()
