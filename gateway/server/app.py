@@ -128,9 +128,7 @@ async def websocket_rpc(request: web.Request) -> web.WebSocketResponse:
     )
     try:
         async for msg in socket:
-            if msg.type == WSMsgType.TEXT:
-                document = await ws_dispatcher.handle_text(msg.data)
-            elif msg.type == WSMsgType.BINARY:
+            if msg.type == WSMsgType.TEXT or msg.type == WSMsgType.BINARY:
                 document = await ws_dispatcher.handle_text(msg.data)
             else:
                 break
