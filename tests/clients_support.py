@@ -1,0 +1,111 @@
+"""Running the JavaScript client scripts (tests/clients/js) from pytest.
+
+    from clients_support import ensure_npm_packages, run_client_script
+    ensure_npm_packages()                       # `npm ci` in tests/clients/js when needed
+    report = run_client_script("ethers.mjs", ["reverts"], proxy)
+
+A script runs the named scenarios against ``proxy.url`` / ``proxy.ws_url`` (env RPC_URL and
+WS_URL), prints a JSON report as its last line of standard output and exits non-zero when
+an expectation failed; ``run_client_script`` turns that into a pytest failure carrying the
+script's own messages.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+JS_DIR = Path(__file__).resolve().parent / "clients" / "js"
+# The same stamp scripts/setup writes: the lock file's hash once `npm ci` has succeeded.
+STAMP = JS_DIR / "node_modules" / ".coco-installed"
+
+
+def node_binary() -> str:
+    """The `node` executable, or a skip when this machine has none."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed; the JavaScript client tests need Node.js 18+")
+    return node
+
+
+def _lock_hash() -> str:
+    return hashlib.sha256((JS_DIR / "package-lock.json").read_bytes()).hexdigest()
+
+
+def ensure_npm_packages(timeout: float = 300) -> None:
+    """Run `npm ci` in tests/clients/js unless the installed packages match the lock file."""
+    node_binary()
+    want = _lock_hash()
+    if STAMP.is_file() and STAMP.read_text().strip() == want:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed; cannot install the JavaScript clients")
+    # One installer at a time (pytest-xdist workers may all get here).
+    with open(JS_DIR / ".npm-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if STAMP.is_file() and STAMP.read_text().strip() == want:
+            return
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=JS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"npm ci in {JS_DIR} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        STAMP.write_text(want + "\n")
+
+
+def _report(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                document = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(document, dict) and "report" in document:
+                return document
+    return None
+
+
+def run_client_script(
+    script: str, scenarios: Sequence[str], proxy: Any, timeout: float = 60
+) -> dict[str, Any]:
+    """Run `node <script> <scenarios...>` against the proxy; fail the test unless all passed.
+
+    Returns the parsed report: {"report": script, "ok": true, "results": [{"scenario",
+    "ok", "ms"}, ...]}.
+    """
+    env = dict(os.environ, RPC_URL=proxy.url, WS_URL=proxy.ws_url, NO_COLOR="1")
+    command = [node_binary(), str(JS_DIR / script), *scenarios]
+    try:
+        done = subprocess.run(
+            command, cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        pytest.fail(f"{script} {' '.join(scenarios)} ran over {timeout} s; stderr:\n{err[-6000:]}")
+    report = _report(done.stdout)
+    if done.returncode != 0 or report is None or not report.get("ok"):
+        failed = [r for r in (report or {}).get("results", []) if not r.get("ok")]
+        summary = "\n\n".join(f"[{r['scenario']}] {r.get('error')}" for r in failed)
+        pytest.fail(
+            f"{script} {' '.join(scenarios)} exited {done.returncode}\n"
+            f"{summary or '(no report)'}\n--- stderr ---\n{done.stderr[-6000:]}",
+            pytrace=False,
+        )
+    ran = [r["scenario"] for r in report["results"]]
+    assert not scenarios or ran == list(scenarios), f"{script} ran {ran}, not {list(scenarios)}"
+    return report
