@@ -143,6 +143,7 @@ class Node:
         os.kill(os.getpid(), signal.SIGTERM)
 
     def _on_transaction(self, tx_hash: bytes) -> None:
+        self.api.filters.record_pending(tx_hash)
         self._wanted += 1
         self._wake.set()
         for listener in self.tx_listeners:

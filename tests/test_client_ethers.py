@@ -15,12 +15,6 @@ from clients_support import ensure_npm_packages, run_client_script
 from conftest import NodeProcess
 from rpc_proxy import CheckingProxy
 
-PENDING_FILTER_BUG = (
-    "gateway bug: eth_getFilterChanges on an eth_newPendingTransactionFilter diffs snapshots "
-    "of the pool, so a transaction that arrives and is automined between two polls is never "
-    "reported (the WebSocket newPendingTransactions subscription does report it)"
-)
-
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
@@ -82,7 +76,6 @@ def test_websocket_provider(proxy: CheckingProxy) -> None:
     assert proxy.calls["eth_subscribe"] >= 3
 
 
-@pytest.mark.xfail(reason=PENDING_FILTER_BUG, strict=True)
 def test_pending_listener_over_http(proxy: CheckingProxy) -> None:
     """provider.on("pending") over HTTP polls an eth_newPendingTransactionFilter."""
     run(proxy, "pending_http")

@@ -15,12 +15,6 @@ from clients_support import ensure_npm_packages, run_client_script
 from conftest import NodeProcess
 from rpc_proxy import CheckingProxy
 
-PENDING_FILTER_BUG = (
-    "gateway bug: eth_getFilterChanges on an eth_newPendingTransactionFilter diffs snapshots "
-    "of the pool, so a transaction that arrives and is automined between two polls is never "
-    "reported (the WebSocket newPendingTransactions subscription does report it)"
-)
-
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
@@ -77,7 +71,6 @@ def test_watch_pending_transactions_websocket(proxy: CheckingProxy) -> None:
     run(proxy, "pending_ws")
 
 
-@pytest.mark.xfail(reason=PENDING_FILTER_BUG, strict=True)
 def test_watch_pending_transactions_http(proxy: CheckingProxy) -> None:
     """watchPendingTransactions over http polls an eth_newPendingTransactionFilter."""
     run(proxy, "pending_http")

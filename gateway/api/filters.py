@@ -18,6 +18,7 @@ from gateway.errors import LimitExceeded, ServerError
 
 FILTER_TIMEOUT = 300.0
 MAX_FILTERS = 10_000
+MAX_PENDING_BACKLOG = 10_000
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Filter:
     kind: str  # "logs" | "blocks" | "pending"
     last_block: int
     query: m.GetLogs | None = None
-    seen_pending: set[bytes] = field(default_factory=set)
+    arrived: list[bytes] = field(default_factory=list)  # pending filters: hashes since last poll
     touched: float = field(default_factory=time.monotonic)
 
 
@@ -70,8 +71,14 @@ class FilterManager:
         return self._install(Filter("blocks", await self._head()))
 
     async def new_pending_filter(self) -> str:
-        current = set(await self.enclave.request(m.PendingTxs()))
-        return self._install(Filter("pending", 0, seen_pending=current))
+        return self._install(Filter("pending", 0))
+
+    def record_pending(self, tx_hash: bytes) -> None:
+        """A transaction entered the pool: pending filters report it at their next poll,
+        even if it was mined in between (automine mines within milliseconds)."""
+        for flt in self.filters.values():
+            if flt.kind == "pending" and len(flt.arrived) < MAX_PENDING_BACKLOG:
+                flt.arrived.append(tx_hash)
 
     def uninstall(self, filter_id: str) -> bool:
         return self.filters.pop(filter_id, None) is not None
@@ -79,9 +86,7 @@ class FilterManager:
     async def changes(self, filter_id: str) -> list[Any]:
         flt = self._get(filter_id)
         if flt.kind == "pending":
-            current = list(await self.enclave.request(m.PendingTxs()))
-            fresh = [h for h in current if h not in flt.seen_pending]
-            flt.seen_pending = set(current)
+            fresh, flt.arrived = flt.arrived, []
             return ["0x" + h.hex() for h in fresh]
         head = await self._head()
         if head <= flt.last_block:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from gateway.execution.chain import (
     GenesisAccount,
     GenesisSpec,
 )
-from gateway.execution.engine import BuildAborted, CallArgs, Engine, LogFilter
+from gateway.execution.engine import BuildAborted, CallArgs, Engine, LogFilter, PreparedBlock
 from gateway.execution.pool import PoolTx
 from gateway.ledger import CommittedBlock, Ledger
 
@@ -39,6 +40,8 @@ MAX_BUILD_ATTEMPTS = 16
 
 class Enclave:
     def __init__(self, opened: m.Open) -> None:
+        self._lock = threading.RLock()  # the engine's pool, head and caches; the ledger
+        self._build_lock = threading.Lock()  # one block at a time
         data_dir = Path(opened.data_dir)
         self.ledger = Ledger(data_dir / LEDGER_FILE, durable_fsync=opened.durable_fsync)
         self.ledger.check_integrity()
@@ -140,16 +143,23 @@ class Enclave:
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, msg: Any) -> Any:
+        """Serve one message. Thread-safe: block building may run beside everything else.
+
+        Every handler holds the enclave lock, except BuildBlock, which takes it only to
+        pick its transactions and to commit; while it executes, the pool keeps admitting
+        transactions (for the next block) and reads are answered from the committed head.
+        """
         handler = getattr(self, "_on_" + type(msg).__name__, None)
         if handler is None:
             raise InvalidParams(f"the enclave does not serve {type(msg).__name__}")
-        return handler(msg)
+        if isinstance(msg, m.BuildBlock):
+            with self._build_lock:
+                return handler(msg)
+        with self._lock:
+            return handler(msg)
 
     def close(self) -> None:
         self.ledger.close()
-
-    def _on_Close(self, msg: m.Close) -> None:
-        self.close()
 
     def _on_GetStatus(self, msg: m.GetStatus) -> dict[str, Any]:
         head = self.engine.head
@@ -293,14 +303,27 @@ class Enclave:
             except BuildAborted as exc:
                 # py-evm refused a transaction the pool thought valid: drop it and rebuild
                 log.warning("dropped tx 0x%s from the pool: %s", exc.tx_hash.hex(), exc.reason)
-                self._forget_dropped([(exc.tx_hash, exc.reason)])
+                with self._lock:
+                    self._forget_dropped([(exc.tx_hash, exc.reason)])
         return None
 
     def _build_block(self, msg: m.BuildBlock) -> dict[str, Any] | None:
-        if not len(self.engine.pool) and not msg.allow_empty:
-            return None
+        with self._lock:
+            if not len(self.engine.pool) and not msg.allow_empty:
+                return None
+            selection = self.engine.select_block(msg.timestamp, extra_data=b"coco-gateway")
         try:
-            prepared = self.engine.build_block(msg.timestamp, extra_data=b"coco-gateway")
+            prepared = self.engine.execute_block(selection)
+        except BaseException:
+            with self._lock:
+                self.ledger.kv.discard()
+                self.engine.on_abandoned()
+            raise
+        with self._lock:
+            return self._commit(msg, prepared)
+
+    def _commit(self, msg: m.BuildBlock, prepared: PreparedBlock) -> dict[str, Any] | None:
+        try:
             if not prepared.included and not msg.allow_empty:
                 self.ledger.kv.discard()
                 self.engine.on_abandoned()

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from gateway.enclave import codec
-from gateway.enclave.messages import Close, Open
+from gateway.enclave.messages import BuildBlock, Close, Open
 from gateway.errors import InternalError, RpcError
 
 log = logging.getLogger("gateway.enclave.runtime")
@@ -41,6 +41,8 @@ class InProcessEnclave:
 
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enclave")
+        # block building runs beside the other requests, as in the enclave process
+        self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enclave-build")
         self._enclave: Any = None
         self._next_id = 0
 
@@ -56,33 +58,41 @@ class InProcessEnclave:
         self._next_id += 1
         frame = codec.encode_request(self._next_id, message)
         loop = asyncio.get_running_loop()
-        reply = await loop.run_in_executor(self._executor, _serve_frame, self._enclave, frame)
+        executor = self._builder if isinstance(message, BuildBlock) else self._executor
+        reply = await loop.run_in_executor(executor, _serve_frame, self._enclave, frame)
         _, ok, payload = codec.decode_response(reply)
         if not ok:
             raise codec.error_from(payload)
         return payload
 
     async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._builder.shutdown, True)  # a block in progress
         if self._enclave is not None:
             enclave, self._enclave = self._enclave, None
-            await asyncio.get_running_loop().run_in_executor(self._executor, enclave.close)
+            await loop.run_in_executor(self._executor, enclave.close)
         self._executor.shutdown(wait=True)
 
 
 def _serve_frame(enclave: Any, frame: bytes) -> bytes:
     """Decode, handle and encode one request; shared by both runtimes."""
-    request_id = 0
     try:
         request_id, message = codec.decode_request(frame)
+    except codec.CodecError as exc:
+        log.warning("rejected a malformed enclave request: %s", exc)
+        return codec.encode_error(0, InternalError("malformed enclave request"))
+    return serve(enclave, request_id, message)
+
+
+def serve(enclave: Any, request_id: int, message: Any) -> bytes:
+    """Handle one decoded request and encode the reply; never raises."""
+    try:
         result = enclave.handle(message)
         return codec.encode_response(request_id, True, result)
     except RpcError as exc:
         return codec.encode_error(request_id, exc)
-    except codec.CodecError as exc:
-        log.warning("rejected a malformed enclave request: %s", exc)
-        return codec.encode_error(request_id, InternalError("malformed enclave request"))
     except Exception:
-        log.exception("enclave request failed")
+        log.exception("enclave request %s failed", type(message).__name__)
         return codec.encode_error(request_id, InternalError("internal error"))
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import sys
+import threading
 from typing import Any
 
 from gateway.enclave import codec
-from gateway.enclave.messages import Close, Open
+from gateway.enclave.messages import BuildBlock, Close, Open
 from gateway.errors import InternalError, RpcError
 
 
@@ -26,29 +28,61 @@ def main() -> int:
         format="%(asctime)s %(levelname)s enclave %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from gateway.enclave.runtime import _serve_frame
+    from gateway.enclave.runtime import serve
 
     enclave = None
+    while enclave is None:
+        header = stdin.read(4)
+        if len(header) < 4:
+            return 0
+        enclave = _open(stdin.read(codec.frame_length(header)), out)
+        if enclave is None:
+            return 1
+
+    # Two serving threads: one builds blocks, one answers everything else (admissions,
+    # reads) meanwhile. Replies are written whole, under a lock, in completion order.
+    write_lock = threading.Lock()
+    requests: queue.Queue[tuple[int, Any] | None] = queue.Queue()
+    builds: queue.Queue[tuple[int, Any] | None] = queue.Queue()
+
+    def worker(inbox: queue.Queue[tuple[int, Any] | None]) -> None:
+        while (item := inbox.get()) is not None:
+            reply = codec.frame(serve(enclave, *item))
+            with write_lock:
+                out.write(reply)
+
+    threads = [
+        threading.Thread(target=worker, args=(requests,), name="enclave-requests"),
+        threading.Thread(target=worker, args=(builds,), name="enclave-build"),
+    ]
+    for thread in threads:
+        thread.start()
+    closing: tuple[int, Any] | None = None
     while True:
         header = stdin.read(4)
         if len(header) < 4:
             break
         body = stdin.read(codec.frame_length(header))
-        if enclave is None:
-            enclave = _open(body, out)
-            if enclave is None:
-                return 1
-            continue
-        reply = _serve_frame(enclave, body)
-        out.write(codec.frame(reply))
         try:
-            _, message = codec.decode_request(body)
-        except codec.CodecError:
+            request_id, message = codec.decode_request(body)
+        except codec.CodecError as exc:
+            logging.getLogger("gateway.enclave").warning("malformed enclave request: %s", exc)
+            with write_lock:
+                out.write(codec.frame(codec.encode_error(0, InternalError("malformed request"))))
             continue
         if isinstance(message, Close):
+            closing = (request_id, message)
             break
-    if enclave is not None:
-        enclave.close()
+        (builds if isinstance(message, BuildBlock) else requests).put((request_id, message))
+    # finish what was asked, then close the ledger and answer Close last
+    requests.put(None)
+    builds.put(None)
+    for thread in threads:
+        thread.join()
+    enclave.close()
+    if closing is not None:
+        with write_lock:
+            out.write(codec.frame(codec.encode_response(closing[0], True, None)))
     return 0
 
 

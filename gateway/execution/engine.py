@@ -75,6 +75,14 @@ class LogFilter:
     block_hash: bytes | None = None
 
 
+@dataclass
+class BlockSelection:
+    parent: BlockHeaderAPI
+    header: BlockHeaderAPI
+    vm: Any
+    candidates: list[PoolTx]
+
+
 class BuildAborted(Exception):
     """py-evm rejected a transaction mid-block; the block must be rebuilt without it."""
 
@@ -334,6 +342,10 @@ class Engine:
     # ---------------------------------------------------------------- blocks
     def build_block(self, timestamp: int, extra_data: bytes = b"") -> PreparedBlock:
         """Execute pool transactions on top of head. Nothing is committed here."""
+        return self.execute_block(self.select_block(timestamp, extra_data))
+
+    def select_block(self, timestamp: int, extra_data: bytes = b"") -> BlockSelection:
+        """Choose the next block's header and transactions (reads the pool: hold the lock)."""
         parent = self.head
         timestamp = max(timestamp, parent.timestamp + 1)
         header = self.chain.create_header_from_parent(
@@ -347,6 +359,17 @@ class Engine:
         state: Any = vm.state
         base_fee = int(getattr(header, "base_fee_per_gas", 0) or 0)
         candidates = self.pool.executable(lambda s: int(state.get_nonce(s)), base_fee)
+        return BlockSelection(parent, header, vm, candidates)
+
+    def execute_block(self, selection: BlockSelection) -> PreparedBlock:
+        """Run the selected transactions and seal the state root.
+
+        Touches no shared engine structure: the pool may take new transactions meanwhile.
+        """
+        vm = selection.vm
+        state: Any = vm.state
+        candidates = selection.candidates
+        header = selection.header
         txs: list[SignedTransactionAPI] = []
         receipts: list[ReceiptAPI] = []
         included: list[bytes] = []
