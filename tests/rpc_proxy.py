@@ -107,7 +107,7 @@ class CheckingProxy:
 
             async def pump_up() -> None:
                 async for msg in client:
-                    if msg.type != aiohttp.WSMsgType.TEXT:
+                    if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                         break
                     try:
                         document = json.loads(msg.data)
@@ -117,7 +117,10 @@ class CheckingProxy:
                                 pending[json.dumps(item["id"])] = item
                     except ValueError:
                         pass
-                    await upstream.send_str(msg.data)
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        await upstream.send_bytes(msg.data)
+                    else:
+                        await upstream.send_str(msg.data)
                 await upstream.close()
 
             async def pump_down() -> None:
