@@ -14,12 +14,62 @@ from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.vm.base import VM
 from eth.vm.forks import CancunVM, PragueVM, ShanghaiVM
+from eth.vm.forks.cancun.computation import CancunComputation
+from eth.vm.forks.cancun.state import CancunState
+from eth.vm.forks.prague.computation import PragueComputation
+from eth.vm.forks.prague.state import PragueState
+from eth.vm.forks.shanghai.computation import ShanghaiComputation
+from eth.vm.forks.shanghai.state import ShanghaiState
 from eth_typing import BlockNumber
+from eth_utils.toolz import merge
+
+from gateway.execution.precompiles import GATEWAY_PRECOMPILES
+
+# Each fork the gateway runs is py-evm's, plus the gateway's precompiles
+# (gateway.execution.precompiles), added the way py-evm's forks add theirs: the computation
+# merges its parent's precompile table, the state names the computation, the VM names the state.
+
+
+class GatewayShanghaiComputation(ShanghaiComputation):
+    _precompiles = merge(ShanghaiComputation.get_precompiles(), GATEWAY_PRECOMPILES)
+
+
+class GatewayShanghaiState(ShanghaiState):
+    computation_class = GatewayShanghaiComputation
+
+
+class GatewayShanghaiVM(ShanghaiVM):
+    _state_class = GatewayShanghaiState
+
+
+class GatewayCancunComputation(CancunComputation):
+    _precompiles = merge(CancunComputation.get_precompiles(), GATEWAY_PRECOMPILES)
+
+
+class GatewayCancunState(CancunState):
+    computation_class = GatewayCancunComputation
+
+
+class GatewayCancunVM(CancunVM):
+    _state_class = GatewayCancunState
+
+
+class GatewayPragueComputation(PragueComputation):
+    _precompiles = merge(PragueComputation.get_precompiles(), GATEWAY_PRECOMPILES)
+
+
+class GatewayPragueState(PragueState):
+    computation_class = GatewayPragueComputation
+
+
+class GatewayPragueVM(PragueVM):
+    _state_class = GatewayPragueState
+
 
 FORKS: dict[str, type[VM]] = {
-    "shanghai": ShanghaiVM,
-    "cancun": CancunVM,
-    "prague": PragueVM,
+    "shanghai": GatewayShanghaiVM,
+    "cancun": GatewayCancunVM,
+    "prague": GatewayPragueVM,
 }
 DEFAULT_FORK = "prague"
 
