@@ -32,6 +32,7 @@ def _dev(args: argparse.Namespace) -> int:
         fork=args.fork,
         enclave_runtime=args.enclave,
         durable_fsync=args.fsync,
+        seal_storage=not args.insecure_plaintext_storage,
     )
     accounts = derive(DEV_MNEMONIC, args.accounts)
     url = f"http://{args.host}:{args.port}"
@@ -134,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument(
         "--fsync", action="store_true", help="fsync every commit (survives power loss)"
+    )
+    dev.add_argument(
+        "--insecure-plaintext-storage",
+        action="store_true",
+        help="keep state, transactions and receipts unencrypted in the data directory "
+        "(debugging only; such a directory is refused without this flag, and vice versa)",
     )
     dev.set_defaults(func=_dev)
 

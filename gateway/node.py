@@ -49,6 +49,7 @@ class NodeConfig:
     max_body_bytes: int = 5 * 1024 * 1024
     max_batch: int = 1000
     durable_fsync: bool = False
+    seal_storage: bool = True  # False: --insecure-plaintext-storage
 
     def open_message(self) -> m.Open:
         alloc: list[list[Any]] = []
@@ -66,6 +67,7 @@ class NodeConfig:
             dev_mnemonic=self.dev_mnemonic if self.dev else None,
             dev_accounts=self.dev_accounts if self.dev else 0,
             durable_fsync=self.durable_fsync,
+            seal_storage=self.seal_storage,
         )
 
 

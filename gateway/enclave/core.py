@@ -20,6 +20,7 @@ from eth_utils import to_checksum_address
 from gateway.consensus.seal import SEAL_VERSION, sign_seal
 from gateway.devaccounts import derive
 from gateway.enclave import messages as m
+from gateway.enclave.storage import StorageSealer
 from gateway.errors import InvalidParams, RpcError, ServerError
 from gateway.execution import format as fmt
 from gateway.execution.chain import (
@@ -43,7 +44,12 @@ class Enclave:
         self._lock = threading.RLock()  # the engine's pool, head and caches; the ledger
         self._build_lock = threading.Lock()  # one block at a time
         data_dir = Path(opened.data_dir)
-        self.ledger = Ledger(data_dir / LEDGER_FILE, durable_fsync=opened.durable_fsync)
+        # meta and the header chain are readable now; kv and the pool once the keys are open
+        self.ledger = Ledger(
+            data_dir / LEDGER_FILE,
+            durable_fsync=opened.durable_fsync,
+            seal_storage=opened.seal_storage,
+        )
         self.ledger.check_integrity()
         self.dev_keys: dict[bytes, bytes] = {}
         if opened.dev_mnemonic:
@@ -56,6 +62,8 @@ class Enclave:
             log.info("created the node identity key")
         self._node_key = key
         self.validator = bytes.fromhex(Account.from_key(key).address[2:])
+        if opened.seal_storage:
+            self.ledger.set_sealer(StorageSealer(self.keys.storage_key))
         stored = self.ledger.get_meta("genesis")
         if stored is None:
             spec = self._genesis_spec(opened)

@@ -29,6 +29,7 @@ class Open:
     dev_mnemonic: str | None = None
     dev_accounts: int = 0
     durable_fsync: bool = False
+    seal_storage: bool = True  # False: --insecure-plaintext-storage
 
 
 @dataclass(frozen=True)

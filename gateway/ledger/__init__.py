@@ -1,5 +1,24 @@
-"""Durable embedded storage: public header chain and seals, the state and bodies, the pool."""
+"""Durable embedded storage: public header chain and seals, the sealed state and bodies, the
+sealed pool. The cipher is injected (``Ledger.set_sealer``): this room holds no key."""
 
-from gateway.ledger.store import CommittedBlock, Ledger, LedgerError, PoolEntry
+from gateway.ledger.store import (
+    FORMAT_VERSION,
+    CommittedBlock,
+    Ledger,
+    LedgerError,
+    LedgerRefused,
+    PoolEntry,
+    SealedValueError,
+    Sealer,
+)
 
-__all__ = ["CommittedBlock", "Ledger", "LedgerError", "PoolEntry"]
+__all__ = [
+    "FORMAT_VERSION",
+    "CommittedBlock",
+    "Ledger",
+    "LedgerError",
+    "LedgerRefused",
+    "PoolEntry",
+    "SealedValueError",
+    "Sealer",
+]

@@ -10,21 +10,67 @@ failure, at the cost of an fsync per commit.
 Tables:
   kv      opaque key/value pairs: py-evm's chain database (state trie, headers, bodies,
           receipts, lookups). Writes are buffered in memory until ``commit_block``.
-  blocks  the public header chain: number, hash, RLP header, seal, sealer.
-  pool    transactions accepted but not yet in a block (raw bytes), in arrival order.
-  meta    small named values: genesis parameters, the node key, format version.
+          Values are sealed; keys are stored as py-evm makes them (see "What stays
+          readable" below).
+  blocks  the public header chain: number, hash, RLP header, seal, sealer. Not sealed.
+  pool    transactions accepted but not yet in a block, in arrival order: the hash in the
+          clear (the pool is pruned by hash), the raw transaction sealed.
+  meta    small named values, not sealed by the ledger: the format version, the storage
+          mode, the public genesis parameters, the node key and consortium secret (which
+          the enclave seals itself, under the local sealing key), the storage key check.
+
+Sealed storage (ledger format 2). The ledger never holds a key and imports no cipher: the
+enclave hands it a ``Sealer`` (``gateway.enclave.storage.StorageSealer``, AES-256-GCM under
+the storage key) once its key ring is open. Each kv value is sealed with its kv key as
+associated data and each pooled transaction with its hash, so a value moved to another
+key or row fails to open. The read cache of ``BufferedKV`` holds opened (plaintext)
+values: they are opened once, when first read from the file. Until ``set_sealer`` is
+called, a sealed ledger serves meta and the header chain only.
+
+A data directory made with ``--insecure-plaintext-storage`` is marked so in meta
+(``storage = plaintext``) and is only opened in that mode; a sealed one only sealed.
+Format 1 files (written in plaintext by older nodes) are refused, not converted.
+
+What stays readable to whoever reads the file without the storage key:
+  * the header chain and seals (public by design): roots, gas used, timestamps, and the
+    logs bloom, which lets a guess "this block has a log from address A with topic T" be
+    confirmed;
+  * kv keys: the keccak hash of every trie node (state, storage, transaction and receipt
+    tries), of every contract's code and of every header, plus py-evm's lookup keys
+    (``transaction-hash-to-block:<tx hash>``, ``block-number-to-hash:<n>``,
+    ``block-hash-to-score:<hash>``, ``v1:...``). Transaction and block hashes are public
+    anyway. Content hashes let a guessed value be confirmed: whoever can build the trie
+    node a guess implies (a small storage value, a balance, a known contract's code) can
+    look for its hash among the keys;
+  * pooled transactions' hashes, every value's length (the plaintext's plus 37 bytes), the
+    number of rows, and when they were written;
+  * meta: the public genesis, the format and storage mode, the enclave's sealed secrets.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-FORMAT_VERSION = 1
+from gateway.errors import InvalidParams
+
+log = logging.getLogger("gateway.ledger")
+
+FORMAT_VERSION = 2
+STORAGE_SEALED = b"sealed"
+STORAGE_PLAINTEXT = b"plaintext"
+
+# associated-data prefixes: a sealed value is bound to its table and to its key
+_KV_AD = b"coco-ledger/kv\x00"
+_POOL_AD = b"coco-ledger/pool\x00"
+_CHECK_AD = b"coco-ledger/storage-check\x00"
+_CHECK_PLAINTEXT = b"coco-gateway sealed ledger storage v1"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
@@ -46,6 +92,38 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 
 class LedgerError(Exception):
     """The ledger file is unusable (wrong version, foreign chain, corrupt)."""
+
+
+class LedgerRefused(LedgerError, InvalidParams):
+    """This node, as configured, must not open this data directory.
+
+    An ``RpcError`` too, so that the enclave's refusal to start reaches the operator as
+    this message (``coco-gateway: cannot start: ...``), not as an internal error.
+    """
+
+
+class SealedValueError(LedgerError):
+    """A sealed value does not open: wrong storage key, or the file was altered."""
+
+
+class Sealer(Protocol):
+    """Seals the ledger's confidential values; implemented inside the enclave."""
+
+    def seal(self, plaintext: bytes, associated_data: bytes) -> bytes: ...
+
+    def open(self, blob: bytes, associated_data: bytes) -> bytes:
+        """The plaintext, or ``SealedValueError``."""
+        ...
+
+
+class _Locked:
+    """The sealer of a sealed ledger whose storage key is not known yet."""
+
+    def seal(self, plaintext: bytes, associated_data: bytes) -> bytes:
+        raise LedgerError("the ledger's sealed storage is locked: set_sealer was not called")
+
+    def open(self, blob: bytes, associated_data: bytes) -> bytes:
+        raise LedgerError("the ledger's sealed storage is locked: set_sealer was not called")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +149,18 @@ class BufferedKV(MutableMapping[bytes, bytes]):
 
     py-evm writes trie nodes and chain records through this object while a block is being
     built; ``Ledger.commit_block`` flushes the buffer inside the block's transaction and
-    ``discard`` drops it when building fails.
+    ``discard`` drops it when building fails. Values are sealed on their way to the file
+    and opened on their way back; the pending writes and the cache hold plaintext.
     """
 
-    def __init__(self, conn: sqlite3.Connection, cache_entries: int = 200_000) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, sealer: Sealer | None, cache_entries: int = 200_000
+    ) -> None:
         self._conn = conn
+        self._sealer = sealer  # None: the insecure plaintext mode
         self._pending: dict[bytes, bytes | None] = {}
-        # committed values recently read or written: this process is the file's only
-        # writer, so the cache cannot go stale (flushes update it)
+        # committed values recently read or written, opened: this process is the file's
+        # only writer, so the cache cannot go stale (flushes update it)
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._cache_entries = cache_entries
 
@@ -95,6 +177,8 @@ class BufferedKV(MutableMapping[bytes, bytes]):
         if row is None:
             raise KeyError(key)
         found = bytes(row[0])
+        if self._sealer is not None:
+            found = self._sealer.open(found, _KV_AD + key)
         self._remember(key, found)
         return found
 
@@ -129,9 +213,22 @@ class BufferedKV(MutableMapping[bytes, bytes]):
     def discard(self) -> None:
         self._pending.clear()
 
-    def _flush_into(self, cur: sqlite3.Cursor) -> None:
-        upserts = [(k, v) for k, v in self._pending.items() if v is not None]
+    def _rows(self) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes]]]:
+        """The pending writes as rows for the file: sealed upserts, and deletes."""
+        sealer = self._sealer
+        if sealer is None:
+            upserts = [(k, v) for k, v in self._pending.items() if v is not None]
+        else:
+            seal = sealer.seal
+            upserts = [(k, seal(v, _KV_AD + k)) for k, v in self._pending.items() if v is not None]
         deletes = [(k,) for k, v in self._pending.items() if v is None]
+        return upserts, deletes
+
+    @staticmethod
+    def _write(
+        cur: sqlite3.Cursor, rows: tuple[list[tuple[bytes, bytes]], list[tuple[bytes]]]
+    ) -> None:
+        upserts, deletes = rows
         if upserts:
             cur.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", upserts)
         if deletes:
@@ -148,26 +245,116 @@ class BufferedKV(MutableMapping[bytes, bytes]):
 
 
 class Ledger:
-    """The node's storage. Not thread-safe by design: one owner (the enclave) uses it."""
+    """The node's storage. Not thread-safe by design: one owner (the enclave) uses it.
 
-    def __init__(self, path: Path, *, durable_fsync: bool = False) -> None:
+    ``seal_storage`` (the default) keeps kv values and pooled transactions sealed; they
+    become readable and writable once ``set_sealer`` has been given the enclave's sealer.
+    ``seal_storage=False`` is ``--insecure-plaintext-storage``: everything in the clear.
+    """
+
+    def __init__(
+        self, path: Path, *, durable_fsync: bool = False, seal_storage: bool = True
+    ) -> None:
         self.path = path
+        self.sealed = seal_storage
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={'FULL' if durable_fsync else 'NORMAL'}")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(_SCHEMA)
-        version = self.get_meta("format_version")
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable_fsync else 'NORMAL'}")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(_SCHEMA)
+            self._check_format()
+        except BaseException:
+            self._conn.close()
+            raise
+        self._sealer: Sealer | None = _Locked() if seal_storage else None
+        self.kv = BufferedKV(self._conn, self._sealer)
+        if not seal_storage:
+            log.warning(
+                "%s keeps state, transactions and receipts IN PLAINTEXT "
+                "(--insecure-plaintext-storage): anyone who can read the data directory "
+                "can read them",
+                path,
+            )
+
+    def _check_format(self) -> None:
+        mode = STORAGE_SEALED if self.sealed else STORAGE_PLAINTEXT
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.get_meta("format_version")
+            if version is None:
+                # a new file: stamp the format and the storage mode before anything else
+                cur.executemany(
+                    "INSERT INTO meta (name, value) VALUES (?, ?)",
+                    [("format_version", str(FORMAT_VERSION).encode()), ("storage", mode)],
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
         if version is None:
-            self.put_meta("format_version", str(FORMAT_VERSION).encode())
-        elif int(version) != FORMAT_VERSION:
-            raise LedgerError(
-                f"{path} has ledger format {int(version)}, this node reads format "
+            return
+        if int(version) == 1:
+            raise LedgerRefused(
+                f"the data directory {self.path.parent} was written by an older node "
+                "(ledger format 1), which kept the chain's state, transactions and receipts "
+                f"in plaintext; this node (format {FORMAT_VERSION}) keeps them sealed and "
+                "does not convert old files. Start a new data directory (--data-dir), or "
+                "keep running the older node on this one"
+            )
+        if int(version) != FORMAT_VERSION:
+            raise LedgerRefused(
+                f"{self.path} has ledger format {int(version)}, this node reads format "
                 f"{FORMAT_VERSION}; use a node of the matching version or a new data directory"
             )
-        self.kv = BufferedKV(self._conn)
+        stored = self.get_meta("storage")
+        if stored == mode:
+            return
+        if stored == STORAGE_PLAINTEXT:
+            raise LedgerRefused(
+                f"the data directory {self.path.parent} was created with "
+                "--insecure-plaintext-storage: its state, transactions and receipts are not "
+                "encrypted. Start the node with --insecure-plaintext-storage to use it, or "
+                "start a new data directory to get sealed storage"
+            )
+        if stored == STORAGE_SEALED:
+            raise LedgerRefused(
+                f"the data directory {self.path.parent} keeps its state sealed (encrypted); "
+                "it cannot be opened with --insecure-plaintext-storage. Start the node "
+                "without that flag, or use a new data directory for a plaintext chain"
+            )
+        raise LedgerRefused(f"{self.path} declares an unknown storage mode {stored!r}")
+
+    def set_sealer(self, sealer: Sealer) -> None:
+        """Unlock sealed storage with the enclave's sealer (once its key ring is open).
+
+        The first time, a check value is sealed into meta; later, it must open, so that a
+        wrong storage key is refused here with a clear message, not on the first read.
+        """
+        if not self.sealed:
+            raise LedgerError(
+                f"{self.path} keeps plaintext storage (--insecure-plaintext-storage); "
+                "it takes no sealer"
+            )
+        check = self.get_meta("storage_check")
+        if check is None:
+            self.put_meta("storage_check", sealer.seal(_CHECK_PLAINTEXT, _CHECK_AD))
+        else:
+            try:
+                opened = sealer.open(check, _CHECK_AD)
+            except SealedValueError:
+                opened = None
+            if opened != _CHECK_PLAINTEXT:
+                raise LedgerRefused(
+                    f"the storage key does not open the sealed storage of {self.path}: the "
+                    "data directory was sealed under another consortium secret (or its "
+                    "storage check in meta was altered)"
+                )
+        self._sealer = sealer
+        self.kv._sealer = sealer
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, name: str) -> bytes | None:
@@ -180,14 +367,23 @@ class Ledger:
                 "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
             )
 
+    def delete_meta(self, name: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM meta WHERE name = ?", (name,))
+
     # -- blocks -------------------------------------------------------------------------
     def commit_block(self, block: CommittedBlock, included: Iterable[bytes]) -> None:
         """Atomically store the buffered state writes, the block row, and prune the pool."""
         with self._lock:
+            try:
+                rows = self.kv._rows()  # sealed before the write transaction begins
+            except BaseException:
+                self.kv.discard()
+                raise
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                self.kv._flush_into(cur)
+                self.kv._write(cur, rows)
                 cur.execute(
                     "INSERT INTO blocks (number, hash, header, seal, sealer) VALUES (?,?,?,?,?)",
                     (block.number, block.hash, block.header, block.seal, block.sealer),
@@ -203,10 +399,15 @@ class Ledger:
     def commit_genesis(self, block: CommittedBlock, meta: dict[str, bytes]) -> None:
         """Store the genesis state and header together with the chain's parameters."""
         with self._lock:
+            try:
+                rows = self.kv._rows()
+            except BaseException:
+                self.kv.discard()
+                raise
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                self.kv._flush_into(cur)
+                self.kv._write(cur, rows)
                 cur.execute(
                     "INSERT INTO blocks (number, hash, header, seal, sealer) VALUES (?,?,?,?,?)",
                     (block.number, block.hash, block.header, block.seal, block.sealer),
@@ -242,13 +443,16 @@ class Ledger:
     # -- pool ---------------------------------------------------------------------------
     def pool_add(self, tx_hash: bytes, raw: bytes, replaces: bytes | None = None) -> None:
         """Durably record an accepted transaction (and drop the one it replaces)."""
+        stored = raw if self._sealer is None else self._sealer.seal(raw, _POOL_AD + tx_hash)
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 if replaces is not None:
                     cur.execute("DELETE FROM pool WHERE hash = ?", (replaces,))
-                cur.execute("INSERT OR IGNORE INTO pool (hash, raw) VALUES (?, ?)", (tx_hash, raw))
+                cur.execute(
+                    "INSERT OR IGNORE INTO pool (hash, raw) VALUES (?, ?)", (tx_hash, stored)
+                )
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -260,7 +464,10 @@ class Ledger:
 
     def pool_entries(self) -> list[PoolEntry]:
         rows = self._conn.execute("SELECT hash, raw FROM pool ORDER BY seq").fetchall()
-        return [PoolEntry(bytes(h), bytes(r)) for h, r in rows]
+        sealer = self._sealer
+        if sealer is None:
+            return [PoolEntry(bytes(h), bytes(r)) for h, r in rows]
+        return [PoolEntry(bytes(h), sealer.open(bytes(r), _POOL_AD + bytes(h))) for h, r in rows]
 
     def check_integrity(self) -> None:
         row = self._conn.execute("PRAGMA quick_check").fetchone()
