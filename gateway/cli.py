@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -32,7 +33,10 @@ def _dev(args: argparse.Namespace) -> int:
         fork=args.fork,
         enclave_runtime=args.enclave,
         durable_fsync=args.fsync,
+        epoch_period=args.epoch_period,
+        require_encryption=args.require_encryption,
         seal_storage=not args.insecure_plaintext_storage,
+        privacy=args.privacy,
     )
     accounts = derive(DEV_MNEMONIC, args.accounts)
     url = f"http://{args.host}:{args.port}"
@@ -102,6 +106,56 @@ def _verify_seal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attest_measure(args: argparse.Namespace) -> int:
+    from gateway.enclave.keys import measurement
+
+    value, description = measurement()
+    print(f"0x{value.hex()}  {description}")
+    return 0
+
+
+def _attest_verify(args: argparse.Namespace) -> int:
+    from gateway.client.attest import explain, fetch_and_verify
+    from gateway.protocol.attestation import AttestationError
+
+    expected = bytes.fromhex(args.measurement.removeprefix("0x")) if args.measurement else None
+    try:
+        report = fetch_and_verify(
+            args.url,
+            expected_measurement=expected,
+            expected_chain_id=args.chain_id,
+            allow_virtual=args.allow_virtual,
+        )
+    except AttestationError as exc:
+        print(f"attestation NOT accepted: {exc}", file=sys.stderr)
+        return 1
+    print(explain(report, measurement_checked=expected is not None))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from gateway.client.session import sign_in
+    from gateway.protocol.attestation import AttestationError
+
+    key = args.key or os.environ.get("COCO_PRIVATE_KEY")
+    if not key:
+        print("coco-gateway token: pass --key 0x... or set COCO_PRIVATE_KEY", file=sys.stderr)
+        return 2
+    try:
+        session = sign_in(args.rpc, key)
+    except AttestationError as exc:  # rpc_call's error type: the node refused or is down
+        print(f"sign-in failed: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"sign-in failed: the key is not a valid private key ({exc})", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(session))
+    else:
+        print(session["rpcUrl"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coco-gateway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"coco-gateway {__version__}")
@@ -137,12 +191,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--fsync", action="store_true", help="fsync every commit (survives power loss)"
     )
     dev.add_argument(
+        "--require-encryption",
+        action="store_true",
+        help="refuse plain call data to contracts and plain deployments (value transfers pass)",
+    )
+    dev.add_argument(
+        "--privacy",
+        default="open",
+        choices=["open", "strict"],
+        help="strict: transactions, receipts, logs, balances and nonces only to their owners, "
+        "eth_call with msg.sender zero unless signed in (default open, so every tool works)",
+    )
+    dev.add_argument(
+        "--epoch-period",
+        type=int,
+        default=86_400,
+        help="seconds per transaction-key epoch (default one day)",
+    )
+    dev.add_argument(
         "--insecure-plaintext-storage",
         action="store_true",
         help="keep state, transactions and receipts unencrypted in the data directory "
         "(debugging only; such a directory is refused without this flag, and vice versa)",
     )
     dev.set_defaults(func=_dev)
+
+    attest = sub.add_parser("attest", help="attestation: measure this code, verify a node")
+    attest_sub = attest.add_subparsers(dest="attest_command", required=True)
+    measure = attest_sub.add_parser("measure", help="print the measurement of this installation")
+    measure.set_defaults(func=_attest_measure)
+    verify_att = attest_sub.add_parser("verify", help="fetch and verify a node's attestation")
+    verify_att.add_argument("url", help="the node's RPC URL")
+    verify_att.add_argument("--measurement", help="the expected measurement (0x-hex)")
+    verify_att.add_argument("--chain-id", type=int, help="the expected chain id")
+    verify_att.add_argument(
+        "--allow-virtual",
+        action="store_true",
+        help="accept a software (virtual) enclave, for development",
+    )
+    verify_att.set_defaults(func=_attest_verify)
+
+    token = sub.add_parser(
+        "token", help="sign in with a private key and print a personal RPC URL (session)"
+    )
+    token.add_argument("--key", help="the account's private key (or set COCO_PRIVATE_KEY)")
+    token.add_argument("--rpc", default="http://127.0.0.1:8545", help="the node's RPC URL")
+    token.add_argument("--json", action="store_true", help="print the whole session as JSON")
+    token.set_defaults(func=_token)
 
     verify = sub.add_parser("verify-seal", help="check a block's proof-of-authority seal")
     verify.add_argument("block", nargs="?", default="latest", help="block number or tag")

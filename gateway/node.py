@@ -49,6 +49,9 @@ class NodeConfig:
     max_body_bytes: int = 5 * 1024 * 1024
     max_batch: int = 1000
     durable_fsync: bool = False
+    epoch_period: int = 86_400
+    require_encryption: bool = False
+    privacy: str = "open"  # "strict" enforces who may see what on reads (docs/SECURITY.md)
     seal_storage: bool = True  # False: --insecure-plaintext-storage
 
     def open_message(self) -> m.Open:
@@ -67,7 +70,10 @@ class NodeConfig:
             dev_mnemonic=self.dev_mnemonic if self.dev else None,
             dev_accounts=self.dev_accounts if self.dev else 0,
             durable_fsync=self.durable_fsync,
+            epoch_period=self.epoch_period,
+            require_encryption=self.require_encryption,
             seal_storage=self.seal_storage,
+            privacy=self.privacy,
         )
 
 

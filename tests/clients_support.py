@@ -25,8 +25,6 @@ from typing import Any
 import pytest
 
 JS_DIR = Path(__file__).resolve().parent / "clients" / "js"
-# The same stamp scripts/setup writes: the lock file's hash once `npm ci` has succeeded.
-STAMP = JS_DIR / "node_modules" / ".coco-installed"
 
 
 def node_binary() -> str:
@@ -37,34 +35,38 @@ def node_binary() -> str:
     return node
 
 
-def _lock_hash() -> str:
-    return hashlib.sha256((JS_DIR / "package-lock.json").read_bytes()).hexdigest()
+def _lock_hash(directory: Path = JS_DIR) -> str:
+    return hashlib.sha256((directory / "package-lock.json").read_bytes()).hexdigest()
 
 
-def ensure_npm_packages(timeout: float = 300) -> None:
-    """Run `npm ci` in tests/clients/js unless the installed packages match the lock file."""
+def ensure_npm_packages(directory: Path = JS_DIR, timeout: float = 300) -> None:
+    """Run `npm ci` in ``directory`` (a folder under tests/clients) unless its installed
+    packages match its lock file; the stamp is the one scripts/setup writes."""
     node_binary()
-    want = _lock_hash()
-    if STAMP.is_file() and STAMP.read_text().strip() == want:
+    want = _lock_hash(directory)
+    stamp = directory / "node_modules" / ".coco-installed"
+    if stamp.is_file() and stamp.read_text().strip() == want:
         return
     npm = shutil.which("npm")
     if npm is None:
         pytest.skip("npm is not installed; cannot install the JavaScript clients")
     # One installer at a time (pytest-xdist workers may all get here).
-    with open(JS_DIR / ".npm-install.lock", "w") as lock:
+    with open(directory / ".npm-install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if STAMP.is_file() and STAMP.read_text().strip() == want:
+        if stamp.is_file() and stamp.read_text().strip() == want:
             return
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=JS_DIR,
+            cwd=directory,
             capture_output=True,
             text=True,
             timeout=timeout,
         )
         if done.returncode != 0:
-            pytest.fail(f"npm ci in {JS_DIR} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-        STAMP.write_text(want + "\n")
+            pytest.fail(
+                f"npm ci in {directory} failed ({done.returncode}):\n{done.stderr[-4000:]}"
+            )
+        stamp.write_text(want + "\n")
 
 
 def _report(stdout: str) -> dict[str, Any] | None:

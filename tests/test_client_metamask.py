@@ -33,25 +33,18 @@ expectation and the proxy fails the test if any answer breaks the execution-apis
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clients_support import node_binary, run_client_script
+from clients_support import ensure_npm_packages, run_client_script
 from conftest import NodeProcess
 from rpc_proxy import CheckingProxy
 
 MM_DIR = Path(__file__).resolve().parent / "clients" / "metamask"
 SCRIPT = MM_DIR / "metamask.mjs"
-# The same stamp scripts/setup writes: the lock file's hash once `npm ci` has succeeded.
-STAMP = MM_DIR / "node_modules" / ".coco-installed"
 
 # The packages whose code the scenarios exercise, as pinned in package.json.
 EXERCISED = (
@@ -64,37 +57,9 @@ EXERCISED = (
 )
 
 
-def ensure_metamask_packages(timeout: float = 600) -> None:
-    """Run `npm ci` in tests/clients/metamask unless node_modules matches the lock file."""
-    node_binary()
-    want = hashlib.sha256((MM_DIR / "package-lock.json").read_bytes()).hexdigest()
-    if STAMP.is_file() and STAMP.read_text().strip() == want:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not installed; cannot install MetaMask's packages")
-    # One installer at a time (pytest-xdist workers may all get here); the lock file lives
-    # outside the work tree.
-    lock_path = Path(tempfile.gettempdir()) / f"coco-metamask-npm-{want[:16]}.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if STAMP.is_file() and STAMP.read_text().strip() == want:
-            return
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=MM_DIR,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm ci in {MM_DIR} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-        STAMP.write_text(want + "\n")
-
-
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    ensure_metamask_packages()
+    ensure_npm_packages(MM_DIR, timeout=600)
     node = NodeProcess(tmp_path_factory.mktemp("metamask") / "data").start()
     yield node
     node.stop()
@@ -110,7 +75,7 @@ def proxy(chain: NodeProcess) -> Iterator[CheckingProxy]:
 @pytest.fixture(scope="module")
 def interval_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A node that seals a block every 2 s, so transactions are seen while pending."""
-    ensure_metamask_packages()
+    ensure_npm_packages(MM_DIR, timeout=600)
     node = NodeProcess(tmp_path_factory.mktemp("metamask-interval") / "data", "--block-time", "2")
     node.start()
     yield node
@@ -125,7 +90,7 @@ def run(proxy: CheckingProxy, scenario: str) -> dict[str, Any]:
 
 def test_pinned_packages_are_installed() -> None:
     """The packages that run are the pinned versions (package.json, exact pins)."""
-    ensure_metamask_packages()
+    ensure_npm_packages(MM_DIR, timeout=600)
     pins = json.loads((MM_DIR / "package.json").read_text())["dependencies"]
     for name in EXERCISED:
         assert pins[name][0].isdigit(), f"{name} is not pinned exactly: {pins[name]}"

@@ -285,13 +285,6 @@ class LoggedPlaintext(AssertionError):
     """The node's log printed something confidential."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LoggedPlaintext,
-    reason="gateway/enclave/core.py logs why a transaction was dropped from a block, and "
-    "gateway/execution/engine.py's reason prints the sender's balance ('insufficient funds "
-    "for gas * price + value: have <balance> want <cost>')",
-)
 def test_dropped_transactions_do_not_log_balances(tmp_path: Path) -> None:
     """An account's balance is confidential state: a block that drops its transaction for
     want of funds must not print the balance in the node's log."""

@@ -50,3 +50,60 @@ def test_enclave_frame_worked_example() -> None:
     assert reply.hex().startswith("0000001b9307c3b7")
     request_id, decoded = codec.decode_request(frame[4:])
     assert request_id == 7 and decoded == m.GetAccount("balance", address, "latest")
+
+
+def test_attestation_worked_example() -> None:
+    from gateway.protocol import attestation
+
+    report = attestation.Report(
+        chain_id=31337,
+        platform=attestation.VIRTUAL,
+        measurement=bytes(range(32)),
+        node_address=bytes.fromhex(Account.from_key(KEY).address[2:]),
+        tx_keys=(attestation.TxKey(20778, b"\x11" * 32),),
+        epoch_period=86400,
+        grace=1,
+        issued_at=1795283149,
+        code="example",
+    )
+    canonical = re.search(r"^canonical (.+)$", DOC, re.M)
+    assert canonical and canonical.group(1).encode() == report.canonical()
+    assert _hex_after("report-digest") == attestation.digest(report).hex()
+    signature = attestation.sign(report, KEY)
+    assert _hex_after("report-signature") == signature.hex()
+    attestation.verify(report, signature, allow_virtual=True, expected_chain_id=31337)
+
+
+def test_session_token_worked_example() -> None:
+    from gateway.enclave.sessions import Session, SessionBook
+
+    book = SessionBook(bytes(range(32)), 31337)
+    session = Session(
+        bytes.fromhex(Account.from_key(KEY).address[2:]), 1795369549, bytes(range(16))
+    )
+    token = book._mint(session)
+    documented = re.search(r"^session-token\s+(\S+)$", DOC, re.M)
+    assert documented and documented.group(1) == token
+    assert book.verify(token, now=1795369549 - 1) == session
+
+
+def test_signed_query_worked_example() -> None:
+    from eth_account.messages import encode_typed_data
+    from eth_utils import keccak
+
+    from gateway.protocol import query
+
+    fields = {
+        "chain_id": 31337,
+        "sender": bytes.fromhex(Account.from_key(KEY).address[2:]),
+        "to": bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"),
+        "value": 0,
+        "data": bytes.fromhex("70a08231"),
+        "leash": {"nonce": 1, "blockNumber": 100, "blockRange": 16, "expiry": 1795283149},
+    }
+    message = encode_typed_data(full_message=query.typed_data(**fields))
+    digest = keccak(b"\x19" + message.version + message.header + message.body)
+    assert _hex_after("query-digest") == digest.hex()
+    signature = query.sign(KEY, **fields)
+    assert _hex_after("query-signature") == signature.hex()
+    assert query.check(signature, **fields, head_number=110, now=1795283148) == fields["sender"]

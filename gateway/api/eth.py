@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway import __version__
@@ -13,11 +13,16 @@ from gateway.api import params as p
 from gateway.api.filters import FilterManager
 from gateway.enclave import messages as m
 from gateway.enclave.runtime import EnclaveClient
-from gateway.errors import InvalidParams, MethodNotFound, ServerError
+from gateway.errors import InvalidParams, MethodNotFound, ServerError, Unauthorized
 
 log = logging.getLogger("gateway.api")
 
 Method = Callable[[list[Any], Any], Awaitable[Any]]
+
+PENDING_HIDDEN = (
+    "pending-transaction notifications are not offered on this node: with privacy "
+    "strict they would reveal other accounts' activity"
+)
 
 # Methods other dev nodes answer that tools probe for; they must get -32601 here, so that
 # forge and Hardhat know they are not talking to Anvil or Hardhat Network.
@@ -39,6 +44,15 @@ class ChainView:
     head_number: int = -1
     gas_price: int = 0
 
+    def observe(self, answer: Any) -> Any:
+        """An answer from the enclave names a committed block the host may not have adopted
+        yet (the BuildBlock reply is still on its way): a client that saw the receipt must
+        not then see an older eth_blockNumber."""
+        number = answer.get("blockNumber") if isinstance(answer, dict) else None
+        if isinstance(number, str):
+            self.head_number = max(self.head_number, int(number, 16))
+        return answer
+
 
 @dataclass
 class Api:
@@ -49,6 +63,7 @@ class Api:
     filters: FilterManager = field(init=False)
     chain_id: int = 0
     view: ChainView = field(default_factory=ChainView)
+    strict: bool = False
 
     def __post_init__(self) -> None:
         self.filters = FilterManager(self.enclave, lambda: self.view.head_number)
@@ -57,6 +72,7 @@ class Api:
         status = await self.enclave.request(m.GetStatus())
         self.chain_id = int(status["chainId"])
         self.view.head_number = int(status["head"]["number"])
+        self.strict = status.get("privacy") == "strict"
         self.view.gas_price = int(status["gasPrice"])
 
     def methods(self) -> dict[str, Method]:
@@ -176,13 +192,13 @@ class Api:
         p.arity(params, 2)
         ref = p.block_number_or_tag(params[0], "block", 0)
         full = p.boolean(params[1], "hydrated", 1)
-        return await self._ask(m.GetBlock(ref, full))
+        return await self._ask(m.GetBlock(ref, full, auth=_auth(ctx)))
 
     async def eth_getBlockByHash(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 2)
         block_hash = p.hash32(params[0], "blockHash", 0)
         full = p.boolean(params[1], "hydrated", 1)
-        return await self._ask(m.GetBlock({"hash": block_hash}, full))
+        return await self._ask(m.GetBlock({"hash": block_hash}, full, auth=_auth(ctx)))
 
     async def eth_getBlockTransactionCountByNumber(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
@@ -206,28 +222,31 @@ class Api:
 
     async def eth_getBlockReceipts(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self._ask(m.GetBlockReceipts(p.block_ref(params[0], "block", 0)))
+        ref = p.block_ref(params[0], "block", 0)
+        return await self._ask(m.GetBlockReceipts(ref, auth=_auth(ctx)))
 
     # ------------------------------------------------------------------ transactions
     async def eth_getTransactionByHash(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self._ask(m.GetTx(p.hash32(params[0], "transactionHash", 0)))
+        tx_hash = p.hash32(params[0], "transactionHash", 0)
+        return self.view.observe(await self._ask(m.GetTx(tx_hash, _auth(ctx))))
 
     async def eth_getTransactionReceipt(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self._ask(m.GetReceipt(p.hash32(params[0], "transactionHash", 0)))
+        tx_hash = p.hash32(params[0], "transactionHash", 0)
+        return self.view.observe(await self._ask(m.GetReceipt(tx_hash, _auth(ctx))))
 
     async def eth_getTransactionByBlockNumberAndIndex(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 2)
         ref = p.block_number_or_tag(params[0], "block", 0)
         index = p.quantity(params[1], "index", 1, bits=32)
-        return await self._ask(m.GetTxByBlockIndex(ref, index))
+        return await self._ask(m.GetTxByBlockIndex(ref, index, _auth(ctx)))
 
     async def eth_getTransactionByBlockHashAndIndex(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 2)
         ref = {"hash": p.hash32(params[0], "blockHash", 0)}
         index = p.quantity(params[1], "index", 1, bits=32)
-        return await self._ask(m.GetTxByBlockIndex(ref, index))
+        return await self._ask(m.GetTxByBlockIndex(ref, index, _auth(ctx)))
 
     async def eth_sendRawTransaction(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 1)
@@ -264,40 +283,41 @@ class Api:
         return hexdata(tx_hash)
 
     # ------------------------------------------------------------------ state
-    async def _account(self, kind: str, params: list[Any]) -> Any:
+    async def _account(self, kind: str, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1, 1)
         address = p.address(params[0], "address", 0)
         ref = p.block_ref(p.optional(params, 1, "latest"), "block", 1)
-        return await self._ask(m.GetAccount(kind, address, ref))
+        return await self._ask(m.GetAccount(kind, address, ref, _auth(ctx)))
 
     async def eth_getBalance(self, params: list[Any], ctx: Any) -> str:
-        return qty(int(await self._account("balance", params)))
+        return qty(int(await self._account("balance", params, ctx)))
 
     async def eth_getTransactionCount(self, params: list[Any], ctx: Any) -> str:
-        return qty(await self._account("nonce", params))
+        return qty(await self._account("nonce", params, ctx))
 
     async def eth_getCode(self, params: list[Any], ctx: Any) -> str:
-        return hexdata(await self._account("code", params))
+        return hexdata(await self._account("code", params, ctx))
 
     async def eth_getStorageAt(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 2, 1)
         address = p.address(params[0], "address", 0)
         slot = p.quantity(params[1], "storageSlot", 1)
         ref = p.block_ref(p.optional(params, 2, "latest"), "block", 2)
-        return hexdata(await self._ask(m.GetStorage(address, slot, ref)))
+        return hexdata(await self._ask(m.GetStorage(address, slot, ref, _auth(ctx))))
 
     async def eth_call(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 1, 2)
         if len(params) > 2 and params[2] not in (None, {}):
             raise p.bad("stateOverrides", 2, "state overrides are not supported")
-        return hexdata(await self._ask(self._call_message(params, estimate=False)))
+        return hexdata(await self._ask(self._call_message(params, ctx, estimate=False)))
 
     async def eth_estimateGas(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 1, 2)
-        return qty(await self._ask(self._call_message(params, estimate=True)))
+        return qty(await self._ask(self._call_message(params, ctx, estimate=True)))
 
-    def _call_message(self, params: list[Any], *, estimate: bool) -> m.Call:
+    def _call_message(self, params: list[Any], ctx: Any, *, estimate: bool) -> m.Call:
         tx = _tx_object(params[0], "transaction", 0)
+        signature, leash = _signed_query(params[0])
         ref = p.block_ref(p.optional(params, 1, "pending" if estimate else "latest"), "block", 1)
         return m.Call(
             ref=ref,
@@ -307,16 +327,19 @@ class Api:
             value=tx.get("value", 0),
             data=tx.get("data", b""),
             estimate=estimate,
+            auth=_auth(ctx),
+            query_signature=signature,
+            query_leash=leash,
         )
 
     # ------------------------------------------------------------------ logs and filters
     async def eth_getLogs(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self._ask(_log_query(params[0], "filter", 0))
+        return await self._ask(replace(_log_query(params[0], "filter", 0), auth=_auth(ctx)))
 
     async def eth_newFilter(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 1)
-        query = _log_query(params[0], "filter", 0)
+        query = replace(_log_query(params[0], "filter", 0), auth=_auth(ctx))
         return await self.filters.new_log_filter(query)
 
     async def eth_newBlockFilter(self, params: list[Any], ctx: Any) -> str:
@@ -325,6 +348,8 @@ class Api:
 
     async def eth_newPendingTransactionFilter(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0, 1)
+        if self.strict:
+            raise Unauthorized(PENDING_HIDDEN)
         return await self.filters.new_pending_filter()
 
     async def eth_getFilterChanges(self, params: list[Any], ctx: Any) -> Any:
@@ -372,6 +397,59 @@ class Api:
             "sealer": to_checksum_address(seal["sealer"]) if seal["sealer"] else None,
         }
 
+    async def coco_getAttestation(self, params: list[Any], ctx: Any) -> Any:
+        """The enclave's signed attestation report and its transaction keys
+        (docs/PROTOCOL.md, "Attestation report")."""
+        p.arity(params, 0)
+        answer = await self._ask(m.GetAttestation())
+        return {
+            "report": answer["report"],
+            "signature": hexdata(answer["signature"]),
+            "currentEpoch": answer["currentEpoch"],
+        }
+
+    async def coco_siweMessage(self, params: list[Any], ctx: Any) -> Any:
+        """A Sign-In with Ethereum message for ``address`` to sign (personal_sign)."""
+        p.arity(params, 1, 1)
+        address = p.address(params[0], "address", 0)
+        origin = p.optional(params, 1, getattr(ctx, "base_url", "") or "http://localhost")
+        if not isinstance(origin, str) or not origin.startswith(("http://", "https://")):
+            raise p.bad("origin", 1, "expected the page's origin, e.g. https://example.org")
+        message = await self._ask(m.SiweMessage(address, origin))
+        return {"message": message}
+
+    async def coco_signIn(self, params: list[Any], ctx: Any) -> Any:
+        """Exchange the signed message for a session and its personal RPC URL."""
+        p.arity(params, 2)
+        if not isinstance(params[0], str):
+            raise p.bad("message", 0, "expected the SIWE message text")
+        signature = p.data(params[1], "signature", 1, size=65)
+        session = await self._ask(m.SignIn(params[0], signature))
+        base = getattr(ctx, "base_url", "") or ""
+        from eth_utils import to_checksum_address
+
+        return {
+            "token": session["token"],
+            "address": to_checksum_address(session["address"]),
+            "expiresAt": session["expiresAt"],
+            "rpcUrl": f"{base}/rpc/{session['token']}",
+        }
+
+    async def coco_signOut(self, params: list[Any], ctx: Any) -> bool:
+        p.arity(params, 0)
+        auth = _auth(ctx)
+        if auth is None:
+            raise Unauthorized("coco_signOut needs your personal RPC URL (/rpc/<token>)")
+        return bool(await self._ask(m.SignOut(auth)))
+
+    async def coco_myActivity(self, params: list[Any], ctx: Any) -> Any:
+        """The signed-in account's own transactions (newest first) and contracts."""
+        p.arity(params, 0)
+        auth = _auth(ctx)
+        if auth is None:
+            raise Unauthorized("coco_myActivity needs your personal RPC URL (/rpc/<token>)")
+        return await self._ask(m.MyActivity(auth))
+
     async def coco_nodeInfo(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 0)
         from eth_utils import to_checksum_address
@@ -387,6 +465,30 @@ class Api:
             "pendingTransactions": status["poolSize"],
             "dev": self.dev,
         }
+
+
+def _auth(ctx: Any) -> str | None:
+    """The caller's session token, from the personal RPC URL it came in on."""
+    return getattr(ctx, "auth", None)
+
+
+def _signed_query(value: Any) -> tuple[bytes | None, dict[str, int] | None]:
+    """The optional ``signedQuery`` member of a call object: {signature, leash}."""
+    if not isinstance(value, dict) or value.get("signedQuery") is None:
+        return None, None
+    query = value["signedQuery"]
+    if not isinstance(query, dict):
+        raise p.bad("transaction.signedQuery", 0, "expected an object {signature, leash}")
+    signature = p.data(query.get("signature"), "transaction.signedQuery.signature", 0, size=65)
+    leash_raw = query.get("leash")
+    if not isinstance(leash_raw, dict):
+        raise p.bad("transaction.signedQuery.leash", 0, "expected an object")
+    leash = {}
+    for key in ("nonce", "blockNumber", "blockRange", "expiry"):
+        leash[key] = p.quantity(
+            leash_raw.get(key), f"transaction.signedQuery.leash.{key}", 0, bits=64
+        )
+    return signature, leash
 
 
 def _filter_id(value: Any) -> str:

@@ -6,10 +6,12 @@ Both runtimes (separate process, in-process for tests) drive this same object.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,10 @@ from eth_utils import to_checksum_address
 from gateway.consensus.seal import SEAL_VERSION, sign_seal
 from gateway.devaccounts import derive
 from gateway.enclave import messages as m
+from gateway.enclave.keys import KeyRing, LocalSealer, measurement
+from gateway.enclave.sessions import SessionBook
 from gateway.enclave.storage import StorageSealer
-from gateway.errors import InvalidParams, RpcError, ServerError
+from gateway.errors import InvalidParams, RpcError, ServerError, Unauthorized
 from gateway.execution import format as fmt
 from gateway.execution.chain import (
     CREATE2_DEPLOYER,
@@ -29,14 +33,50 @@ from gateway.execution.chain import (
     GenesisAccount,
     GenesisSpec,
 )
-from gateway.execution.engine import BuildAborted, CallArgs, Engine, LogFilter, PreparedBlock
-from gateway.execution.pool import PoolTx
+from gateway.execution.engine import (
+    BuildAborted,
+    CallArgs,
+    Engine,
+    LogFilter,
+    PreparedBlock,
+    sender_of,
+    topic_bytes,
+)
 from gateway.ledger import CommittedBlock, Ledger
+from gateway.protocol import attestation, envelope, query
 
 log = logging.getLogger("gateway.enclave")
 
 LEDGER_FILE = "ledger.sqlite"
 MAX_BUILD_ATTEMPTS = 16
+
+
+class _EnvelopeKeys:
+    """Opens request envelopes with the epoch keys derived from the consortium secret."""
+
+    def __init__(self, keys: KeyRing, chain_id: int) -> None:
+        self._keys = keys
+        self._chain_id = chain_id
+
+    def open(
+        self, data: bytes, sender: bytes, to: bytes | None, *, admission: bool
+    ) -> envelope.OpenedRequest:
+        if admission:
+            # new requests must use a key of the current window; what was admitted once
+            # (a pooled or mined transaction) stays readable with its own epoch's key
+            return envelope.open_request(
+                data,
+                chain_id=self._chain_id,
+                keys_by_epoch=self._keys.tx_key,
+                current_epoch=envelope.epoch_at(int(time.time()), self._keys.epoch_period),
+                sender=sender,
+                to=to,
+                grace=self._keys.grace,
+                lookahead=1,
+            )
+        return envelope.reopen_request(
+            data, chain_id=self._chain_id, keys_by_epoch=self._keys.tx_key, sender=sender, to=to
+        )
 
 
 class Enclave:
@@ -55,19 +95,29 @@ class Enclave:
         if opened.dev_mnemonic:
             for acct in derive(opened.dev_mnemonic, opened.dev_accounts):
                 self.dev_keys[bytes.fromhex(acct.address[2:])] = acct.private_key
-        key = self.ledger.get_meta("node_key")
-        if key is None:
-            key = secrets.token_bytes(32)
-            self.ledger.put_meta("node_key", key)
-            log.info("created the node identity key")
+        sealer = LocalSealer.from_data_dir(data_dir)
+        key = self._sealed_secret(sealer, "node_key", "node identity key")
         self._node_key = key
         self.validator = bytes.fromhex(Account.from_key(key).address[2:])
+        self.keys = KeyRing(
+            node_key=key,
+            secret=self._sealed_secret(sealer, "consortium_secret", "consortium secret"),
+            epoch_period=opened.epoch_period,
+            grace=opened.epoch_grace,
+        )
         if opened.seal_storage:
             self.ledger.set_sealer(StorageSealer(self.keys.storage_key))
+        self.measurement, self.measured_code = measurement()
+        log.info(
+            "virtual enclave: measurement 0x%s (%s); a software enclave protects nothing "
+            "against this machine's operator",
+            self.measurement.hex(),
+            self.measured_code,
+        )
         stored = self.ledger.get_meta("genesis")
         if stored is None:
             spec = self._genesis_spec(opened)
-            self.engine = Engine(self.ledger.kv, spec, create=True, coinbase=self.validator)
+            self.engine = Engine(self.ledger.kv, spec, create=True, **self._engine_options(opened))
             head = self.engine.head
             self.ledger.commit_genesis(
                 CommittedBlock(0, head.hash, rlp.encode(head), b"", b""),
@@ -81,11 +131,38 @@ class Enclave:
                     f"the data directory {data_dir} holds chain {spec.chain_id}, not "
                     f"{opened.chain_id}; pass --chain-id {spec.chain_id} or use another directory"
                 )
-            self.engine = Engine(self.ledger.kv, spec, create=False, coinbase=self.validator)
+            self.engine = Engine(self.ledger.kv, spec, create=False, **self._engine_options(opened))
             if self.ledger.kv.dirty:
                 self.ledger.kv.discard()
             self._check_head()
+        self.strict = opened.privacy == "strict"
+        revoked = self.ledger.get_meta("revoked_sessions")
+        self.sessions = SessionBook(
+            self.keys.token_key, opened.chain_id, json.loads(revoked) if revoked else None
+        )
         self._restore_pool()
+
+    def _sealed_secret(self, sealer: LocalSealer, name: str, what: str) -> bytes:
+        """A 32-byte secret kept sealed in the ledger: opened, or made on first start."""
+        blob = self.ledger.get_meta(name + ".sealed")
+        if blob is not None:
+            return sealer.open(name, blob)
+        legacy = self.ledger.get_meta(name)  # data directories from before sealing
+        value = legacy if legacy is not None else secrets.token_bytes(32)
+        self.ledger.put_meta(name + ".sealed", sealer.seal(name, value))
+        if legacy is not None:
+            self.ledger.delete_meta(name)
+            log.info("sealed the %s that was stored in the clear", what)
+        else:
+            log.info("created the %s", what)
+        return value
+
+    def _engine_options(self, opened: m.Open) -> dict[str, Any]:
+        return {
+            "coinbase": self.validator,
+            "envelopes": _EnvelopeKeys(self.keys, opened.chain_id),
+            "require_encryption": opened.require_encryption,
+        }
 
     def _genesis_spec(self, opened: m.Open) -> GenesisSpec:
         alloc = {CREATE2_DEPLOYER: GenesisAccount(code=CREATE2_DEPLOYER_CODE, nonce=1)}
@@ -110,39 +187,23 @@ class Enclave:
         log.info("resumed at block %d (0x%s)", head.block_number, head.hash.hex())
 
     def _restore_pool(self) -> None:
-        # These transactions were accepted once. Two admission rules judge a transaction
-        # against the head state of the moment, which has moved on since: its fee cap against
-        # the base fee, its cost against the balance. A running node keeps such a transaction
-        # waiting (the base fee may fall, a gap may fill, funds may arrive) and so must a
-        # restart; only what can never be mined (already mined, replaced, malformed) goes.
-        state_bound = ("max fee per gas less than block base fee", "insufficient funds")
+        """Re-admit the transactions accepted before the restart.
+
+        Rules that judge a transaction against the head state of the moment (fee cap against
+        base fee, cost against balance, the envelope's epoch window) are not applied again:
+        a running node would have kept such a transaction waiting too. Only what can never
+        be mined (already mined, replaced, malformed) is dropped, with a log line.
+        """
         restored = dropped = 0
         for entry in self.ledger.pool_entries():
             try:
-                try:
-                    ptx = self.engine.admit(entry.raw)
-                except ServerError as exc:
-                    if not exc.message.startswith(state_bound):
-                        raise
-                    tx: Any = self.engine.decode(entry.raw)
-                    dynamic = fmt.tx_type(tx) == 2
-                    fee_cap = int(tx.max_fee_per_gas if dynamic else tx.gas_price)
-                    ptx = PoolTx(
-                        hash=bytes(tx.hash),
-                        sender=bytes(tx.sender),
-                        nonce=int(tx.nonce),
-                        gas=int(tx.gas),
-                        fee_cap=fee_cap,
-                        tip_cap=int(tx.max_priority_fee_per_gas) if dynamic else fee_cap,
-                        raw=entry.raw,
-                        tx=tx,
-                    )
-                    state_nonce = self.engine.nonce(ptx.sender, self.engine.head)
-                    ptx.replaces = self.engine.pool.check(ptx, state_nonce)
+                ptx = self.engine.admit(entry.raw, restoring=True)
             except RpcError as exc:
                 self.ledger.pool_remove([entry.hash])
                 dropped += 1
-                log.info("dropped pooled tx 0x%s on restart: %s", entry.hash.hex(), exc.message)
+                log.info(
+                    "dropped pooled tx 0x%s on restart: %s", entry.hash.hex(), _reason(exc.message)
+                )
                 continue
             self.engine.accept(ptx)
             restored += 1
@@ -182,11 +243,36 @@ class Enclave:
             "gasPrice": self.engine.gas_price(),
             "baseFee": self.engine.next_base_fee(),
             "devAccounts": list(self.dev_keys),
+            "privacy": "strict" if self.strict else "open",
         }
+
+    # ------------------------------------------------------------------ who may see what
+    def _viewer(self, auth: str | None) -> bytes | None:
+        """The signed-in account behind a session token (None when anonymous)."""
+        return None if auth is None else self.sessions.verify(auth).address
+
+    def _tx_filter(self, auth: str | None) -> Callable[[Any], bool] | None:
+        """Which transactions the caller may see; None means all (privacy "open")."""
+        if not self.strict:
+            self._viewer(auth)  # a bad token is an error whatever the privacy mode
+            return None
+        viewer = self._viewer(auth)
+        return lambda tx: viewer is not None and sender_of(tx) == viewer
+
+    def _own(self, result: dict[str, Any] | None, auth: str | None) -> dict[str, Any] | None:
+        """A transaction or receipt, or None (as if unknown) when it is not the caller's."""
+        viewer = self._viewer(auth)
+        if result is None or not self.strict:
+            return result
+        if viewer is None or result["from"].lower() != "0x" + viewer.hex():
+            return None
+        return result
 
     def _on_GetBlock(self, msg: m.GetBlock) -> dict[str, Any] | None:
         header = self.engine.resolve(msg.ref)
-        return None if header is None else self.engine.block_rpc(header, msg.full)
+        if header is None:
+            return None
+        return self.engine.block_rpc(header, msg.full, self._tx_filter(msg.auth))
 
     def _on_GetBlockTxCount(self, msg: m.GetBlockTxCount) -> int | None:
         header = self.engine.resolve(msg.ref)
@@ -194,9 +280,18 @@ class Enclave:
 
     def _on_GetTxByBlockIndex(self, msg: m.GetTxByBlockIndex) -> dict[str, Any] | None:
         header = self.engine.resolve(msg.ref)
-        return None if header is None else self.engine.tx_by_index_rpc(header, msg.index)
+        if header is None:
+            return None
+        return self._own(self.engine.tx_by_index_rpc(header, msg.index), msg.auth)
 
     def _on_GetAccount(self, msg: m.GetAccount) -> Any:
+        viewer = self._viewer(msg.auth)
+        if self.strict and msg.kind in ("balance", "nonce") and viewer != msg.address:
+            raise Unauthorized(
+                f"not authorized to read the {msg.kind} of 0x{msg.address.hex()}: this node "
+                "keeps balances and nonces private; use that account's personal RPC URL "
+                "(sign in at the node's root page, or coco-gateway token)"
+            )
         header = self.engine.require(msg.ref)
         if msg.kind == "balance":
             return str(self.engine.balance(msg.address, header))
@@ -207,12 +302,46 @@ class Enclave:
         raise InvalidParams(f"unknown account field {msg.kind!r}")
 
     def _on_GetStorage(self, msg: m.GetStorage) -> bytes:
+        self._viewer(msg.auth)
+        if self.strict:
+            raise Unauthorized(
+                "eth_getStorageAt is not available on this node: contract storage is "
+                "confidential and is read only through the contract's own functions"
+            )
         header = self.engine.require(msg.ref)
         return self.engine.storage(msg.address, msg.slot, header).to_bytes(32, "big")
 
+    def _call_sender(self, msg: m.Call, header_number: int) -> bytes | None:
+        """msg.sender of a call: the signer of a signed query, else the signed-in account,
+        else (privacy "strict") nobody, the zero address, whatever ``from`` says."""
+        if msg.query_signature is not None and msg.query_leash is not None:
+            try:
+                return query.check(
+                    msg.query_signature,
+                    chain_id=self.engine.chain_id,
+                    sender=msg.sender,
+                    to=msg.to,
+                    value=msg.value,
+                    data=msg.data,
+                    leash=msg.query_leash,
+                    head_number=header_number,
+                    now=int(time.time()),
+                )
+            except query.QueryError as exc:
+                raise Unauthorized(f"signed query refused: {exc}") from None
+        viewer = self._viewer(msg.auth)
+        if viewer is not None:
+            if msg.sender is not None and msg.sender != viewer:
+                raise InvalidParams(
+                    f"from 0x{msg.sender.hex()} is not the signed-in account 0x{viewer.hex()}"
+                )
+            return viewer
+        return None if self.strict else msg.sender
+
     def _on_Call(self, msg: m.Call) -> Any:
         header = self.engine.require(msg.ref)
-        args = CallArgs(sender=msg.sender, to=msg.to, gas=msg.gas, value=msg.value, data=msg.data)
+        sender = self._call_sender(msg, self.engine.head.block_number)
+        args = CallArgs(sender=sender, to=msg.to, gas=msg.gas, value=msg.value, data=msg.data)
         if msg.estimate:
             return self.engine.estimate_gas(args, header)
         return self.engine.call(args, header)
@@ -268,14 +397,17 @@ class Enclave:
         return self._submit(bytes(signed.raw_transaction))
 
     def _on_GetTx(self, msg: m.GetTx) -> dict[str, Any] | None:
-        return self.engine.tx_rpc(msg.hash)
+        return self._own(self.engine.tx_rpc(msg.hash), msg.auth)
 
     def _on_GetReceipt(self, msg: m.GetReceipt) -> dict[str, Any] | None:
-        return self.engine.receipt_rpc(msg.hash)
+        return self._own(self.engine.receipt_rpc(msg.hash), msg.auth)
 
     def _on_GetBlockReceipts(self, msg: m.GetBlockReceipts) -> list[dict[str, Any]] | None:
         header = self.engine.resolve(msg.ref)
-        return None if header is None else self.engine.block_receipts_rpc(header)
+        if header is None:
+            return None
+        receipts = self.engine.block_receipts_rpc(header)
+        return [r for r in receipts if self._own(r, msg.auth) is not None]
 
     def _on_GetLogs(self, msg: m.GetLogs) -> list[dict[str, Any]]:
         if msg.block_hash is not None:
@@ -286,7 +418,20 @@ class Enclave:
             if start > end:
                 return []
             flt = LogFilter(start, end, tuple(msg.addresses), _topics(msg.topics))
-        return self.engine.logs(flt)
+        return self.engine.logs(flt, self._log_visibility(msg.auth))
+
+    def _log_visibility(self, auth: str | None) -> Callable[[Any, Any], bool] | None:
+        """A log is its transaction's sender's, and of every account an indexed topic names."""
+        if not self.strict:
+            self._viewer(auth)
+            return None
+        viewer = self._viewer(auth)
+        if viewer is None:
+            return lambda tx, topics: False
+        named = b"\x00" * 12 + viewer
+        return lambda tx, topics: (
+            sender_of(tx) == viewer or any(topic_bytes(t) == named for t in list(topics)[1:])
+        )
 
     def _number(self, ref: m.BlockRef) -> int:
         if isinstance(ref, int):
@@ -302,7 +447,29 @@ class Enclave:
         return {"pending": executable, "queued": len(self.engine.pool) - executable}
 
     def _on_PendingTxs(self, msg: m.PendingTxs) -> list[bytes]:
-        return self.engine.pending_hashes()
+        viewer = self._viewer(msg.auth)
+        if not self.strict:
+            return self.engine.pending_hashes()
+        return [] if viewer is None else self.engine.pending_hashes(viewer)
+
+    # ------------------------------------------------------------------ sessions
+    def _on_SiweMessage(self, msg: m.SiweMessage) -> str:
+        return self.sessions.prepare(msg.address, msg.origin)
+
+    def _on_SignIn(self, msg: m.SignIn) -> dict[str, Any]:
+        token, session = self.sessions.sign_in(msg.message, msg.signature)
+        log.info("session opened for 0x%s", session.address.hex())
+        return {"token": token, "address": session.address, "expiresAt": session.expires_at}
+
+    def _on_SignOut(self, msg: m.SignOut) -> bool:
+        revoked = self.sessions.revoke(msg.auth)
+        self.ledger.put_meta("revoked_sessions", revoked.encode())
+        return True
+
+    def _on_MyActivity(self, msg: m.MyActivity) -> dict[str, Any]:
+        viewer = self._viewer(msg.auth)
+        assert viewer is not None
+        return {"address": "0x" + viewer.hex(), "transactions": self.engine.activity(viewer)}
 
     def _on_BuildBlock(self, msg: m.BuildBlock) -> dict[str, Any] | None:
         for _attempt in range(MAX_BUILD_ATTEMPTS):
@@ -310,7 +477,9 @@ class Enclave:
                 return self._build_block(msg)
             except BuildAborted as exc:
                 # py-evm refused a transaction the pool thought valid: drop it and rebuild
-                log.warning("dropped tx 0x%s from the pool: %s", exc.tx_hash.hex(), exc.reason)
+                log.warning(
+                    "dropped tx 0x%s from the pool: %s", exc.tx_hash.hex(), _reason(exc.reason)
+                )
                 with self._lock:
                     self._forget_dropped([(exc.tx_hash, exc.reason)])
         return None
@@ -351,7 +520,7 @@ class Enclave:
             raise
         self.engine.on_committed(prepared)
         for tx_hash, reason in prepared.dropped:
-            log.info("dropped tx 0x%s from the pool: %s", tx_hash.hex(), reason)
+            log.info("dropped tx 0x%s from the pool: %s", tx_hash.hex(), _reason(reason))
         return {
             "number": header.block_number,
             "hash": header.hash,
@@ -366,6 +535,29 @@ class Enclave:
         if dropped:
             self.ledger.pool_remove([h for h, _ in dropped])
             self.engine.pool.remove(h for h, _ in dropped)
+
+    def _on_GetAttestation(self, msg: m.GetAttestation) -> dict[str, Any]:
+        now = int(time.time())
+        current = envelope.epoch_at(now, self.keys.epoch_period)
+        report = attestation.Report(
+            chain_id=self.engine.chain_id,
+            platform=attestation.VIRTUAL,
+            measurement=self.measurement,
+            node_address=self.validator,
+            tx_keys=tuple(
+                attestation.TxKey(epoch, self.keys.tx_public(epoch))
+                for epoch in (current, current + 1)
+            ),
+            epoch_period=self.keys.epoch_period,
+            grace=self.keys.grace,
+            issued_at=now,
+            code=self.measured_code,
+        )
+        return {
+            "report": report.to_json(),
+            "signature": attestation.sign(report, self._node_key),
+            "currentEpoch": current,
+        }
 
     def _on_GetSeal(self, msg: m.GetSeal) -> dict[str, Any] | None:
         header = self.engine.resolve(msg.ref)
@@ -387,3 +579,9 @@ class Enclave:
 
 def _topics(raw: list[list[bytes] | None]) -> tuple[tuple[bytes, ...] | None, ...]:
     return tuple(None if t is None else tuple(t) for t in raw)
+
+
+def _reason(message: str) -> str:
+    """The kind of a rejection, for the node's log, without the amounts, nonces or addresses
+    that follow it (an account's balance and nonce are confidential: the log is outside)."""
+    return message.split(":", 1)[0]

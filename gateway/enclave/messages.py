@@ -29,6 +29,10 @@ class Open:
     dev_mnemonic: str | None = None
     dev_accounts: int = 0
     durable_fsync: bool = False
+    epoch_period: int = 86_400  # seconds per transaction-key epoch
+    epoch_grace: int = 1  # earlier epochs whose keys still open new envelopes
+    require_encryption: bool = False  # refuse plain call data to contracts and plain deploys
+    privacy: str = "open"  # "strict": who-may-see-what (docs/SECURITY.md) enforced on reads
     seal_storage: bool = True  # False: --insecure-plaintext-storage
 
 
@@ -41,6 +45,7 @@ class GetStatus:
 class GetBlock:
     ref: BlockRef
     full: bool = False
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class GetBlockTxCount:
 class GetTxByBlockIndex:
     ref: BlockRef
     index: int
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class GetAccount:
     kind: str  # "balance" | "nonce" | "code"
     address: bytes
     ref: BlockRef
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class GetStorage:
     address: bytes
     slot: int
     ref: BlockRef
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,10 @@ class Call:
     value: int = 0
     data: bytes = b""
     estimate: bool = False
+    auth: str | None = None  # the caller's session token (None: anonymous)
+    # an EIP-712 signed query (docs/PROTOCOL.md, "Signed query"): msg.sender is its signer
+    query_signature: bytes | None = None
+    query_leash: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,16 +117,19 @@ class SubmitTx:
 @dataclass(frozen=True)
 class GetTx:
     hash: bytes
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
 class GetReceipt:
     hash: bytes
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
 class GetBlockReceipts:
     ref: BlockRef
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,7 @@ class GetLogs:
     addresses: list[bytes] = field(default_factory=list)
     topics: list[list[bytes] | None] = field(default_factory=list)
     block_hash: bytes | None = None
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
@@ -135,7 +151,7 @@ class FeeHistory:
 
 @dataclass(frozen=True)
 class PendingTxs:
-    pass
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
@@ -147,6 +163,37 @@ class PoolStatus:
 class BuildBlock:
     timestamp: int
     allow_empty: bool = False
+
+
+@dataclass(frozen=True)
+class GetAttestation:
+    pass
+
+
+@dataclass(frozen=True)
+class SiweMessage:
+    """Prepare a Sign-In with Ethereum (EIP-4361) message for ``address`` to sign."""
+
+    address: bytes
+    origin: str
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """Exchange a signed message this enclave prepared for a session token."""
+
+    message: str
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class SignOut:
+    auth: str
+
+
+@dataclass(frozen=True)
+class MyActivity:
+    auth: str
 
 
 @dataclass(frozen=True)
@@ -181,6 +228,11 @@ MESSAGES: dict[str, type] = {
         PoolStatus,
         BuildBlock,
         GetSeal,
+        GetAttestation,
+        SiweMessage,
+        SignIn,
+        SignOut,
+        MyActivity,
         Close,
     )
 }

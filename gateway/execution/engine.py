@@ -6,13 +6,15 @@ the enclave runtime keeps it off the host's event loop.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 import rlp
 from eth import constants
@@ -38,6 +40,7 @@ from gateway.execution import format as fmt
 from gateway.execution.chain import GenesisSpec, open_chain
 from gateway.execution.pool import PoolTx, TxPool
 from gateway.execution.revert import decode_revert_reason, vm_error_message
+from gateway.protocol import envelope
 
 log = logging.getLogger("gateway.execution")
 
@@ -48,6 +51,26 @@ MAX_LOG_BLOCK_RANGE = 10_000
 MAX_LOG_RESULTS = 10_000
 SUPPORTED_TX_TYPES = (0, 1, 2)
 DEFAULT_PRIORITY_FEE = 1_000_000_000  # 1 gwei, suggested tip
+
+
+TxFilter = Callable[[Any], bool]
+LogVisibility = Callable[[Any, Sequence[Any]], bool]
+
+
+def sender_of(tx: Any) -> bytes:
+    return bytes(tx.sender)
+
+
+def topic_bytes(topic: Any) -> bytes:
+    return topic.to_bytes(32, "big") if isinstance(topic, int) else bytes(topic)
+
+
+class EnvelopeKeys(Protocol):
+    """The enclave's side of the envelope format: opens request envelopes."""
+
+    def open(
+        self, data: bytes, sender: bytes, to: bytes | None, *, admission: bool
+    ) -> envelope.OpenedRequest: ...
 
 
 @dataclass(frozen=True)
@@ -122,7 +145,11 @@ class Engine:
         *,
         create: bool,
         coinbase: bytes = constants.ZERO_ADDRESS,
+        envelopes: EnvelopeKeys | None = None,
+        require_encryption: bool = False,
     ) -> None:
+        self.envelopes = envelopes
+        self.require_encryption = require_encryption
         self.spec = spec
         self.chain_id = spec.chain_id
         self.chain = open_chain(spec, kv, create=create)
@@ -275,8 +302,14 @@ class Engine:
             ) from None
         return tx
 
-    def admit(self, raw: bytes) -> PoolTx:
-        """Check a signed transaction against the pool's rules and head state."""
+    def admit(self, raw: bytes, *, restoring: bool = False) -> PoolTx:
+        """Check a signed transaction against the pool's rules and head state.
+
+        ``restoring`` re-admits a transaction the node had accepted before a restart: the
+        rules that judge it against the head state of the moment (fee cap against the base
+        fee, cost against the balance, the envelope's epoch window) are not applied again,
+        since a running node would have kept it waiting too.
+        """
         tx = self.decode(raw)
         if not 0 < tx.s <= SECP256K1_N // 2 or not 0 < tx.r < SECP256K1_N:
             # EIP-2: only the low-s form of a signature is valid, so each has one encoding
@@ -307,14 +340,27 @@ class Engine:
         else:
             fee_cap = tip_cap = int(tx.gas_price)
         base_fee = self.next_base_fee()
-        if fee_cap < base_fee:
+        if fee_cap < base_fee and not restoring:
             raise ServerError(
                 f"max fee per gas less than block base fee: address 0x{sender.hex()}, "
                 f"maxFeePerGas: {fee_cap}, baseFee: {base_fee}"
             )
-        if not tx.to and len(tx.data) > 2 * 24576:
-            raise ServerError(f"max initcode size exceeded: code size {len(tx.data)} limit 49152")
+        plaintext = self._open_envelope(tx.data, sender, tx.to, admission=not restoring)
+        code = plaintext if plaintext is not None else bytes(tx.data)
+        if not tx.to and len(code) > 2 * 24576:
+            raise ServerError(f"max initcode size exceeded: code size {len(code)} limit 49152")
         state = self._state(self.head)
+        if (
+            self.require_encryption
+            and plaintext is None
+            and tx.data
+            and (not tx.to or state.get_code(tx.to))
+        ):
+            raise ServerError(
+                "this node requires encrypted call data and init code: seal the data to "
+                "the enclave's transaction key (coco_getAttestation) in an envelope; "
+                "plain value transfers are accepted"
+            )
         ptx = PoolTx(
             hash=bytes(tx.hash),
             sender=bytes(sender),
@@ -324,17 +370,29 @@ class Engine:
             tip_cap=tip_cap,
             raw=raw,
             tx=tx,
+            plaintext=plaintext,
         )
         replaces = self.pool.check(ptx, int(state.get_nonce(sender)))
         cost = tx.gas * fee_cap + tx.value
         balance = int(state.get_balance(sender))
-        if balance < cost:
+        if balance < cost and not restoring:
             raise ServerError(
                 f"insufficient funds for gas * price + value: address 0x{sender.hex()} "
                 f"have {balance} want {cost}"
             )
         ptx.replaces = replaces
         return ptx
+
+    def _open_envelope(
+        self, data: bytes, sender: bytes, to: bytes | None, *, admission: bool
+    ) -> bytes | None:
+        """The plaintext of enveloped data (None for plain data); a bad envelope is refused."""
+        if self.envelopes is None or not envelope.is_envelope(data):
+            return None
+        try:
+            return self.envelopes.open(data, sender, to or None, admission=admission).plaintext
+        except envelope.EnvelopeError as exc:
+            raise ServerError(f"invalid transaction envelope: {exc}") from None
 
     def accept(self, ptx: PoolTx) -> None:
         self.pool.add(ptx, ptx.replaces)
@@ -400,8 +458,11 @@ class Engine:
                     )
                 )
                 continue
+            # an enveloped transaction runs on its decrypted data; the block keeps the
+            # signed transaction as it was sent (envelope included)
+            runnable = tx if ptx.plaintext is None else SpoofTransaction(tx, data=ptx.plaintext)
             try:
-                receipt, _computation = vm.apply_transaction(running, tx)
+                receipt, _computation = vm.apply_transaction(running, runnable)
             except ValidationError as exc:
                 raise BuildAborted(ptx.hash, str(exc)) from None
             running = vm.add_receipt_to_header(running, receipt)
@@ -459,7 +520,10 @@ class Engine:
             self._block_cache.popitem(last=False)
         return data
 
-    def block_rpc(self, header: BlockHeaderAPI, full: bool) -> dict[str, Any]:
+    def block_rpc(
+        self, header: BlockHeaderAPI, full: bool, visible: TxFilter | None = None
+    ) -> dict[str, Any]:
+        """The block; ``visible`` picks which transactions the caller may see."""
         data = self._block_data(header)
         base_fee = getattr(header, "base_fee_per_gas", None)
         size = len(rlp.encode(header)) + sum(len(tx.encode()) for tx in data.txs) + 3
@@ -475,9 +539,12 @@ class Engine:
                     timestamp=header.timestamp,
                 )
                 for i, tx in enumerate(data.txs)
+                if visible is None or visible(tx)
             ]
         else:
-            out["transactions"] = [fmt.data(tx.hash) for tx in data.txs]
+            out["transactions"] = [
+                fmt.data(tx.hash) for tx in data.txs if visible is None or visible(tx)
+            ]
         out["uncles"] = []
         if getattr(header, "withdrawals_root", None) is not None:
             out["withdrawals"] = []
@@ -534,14 +601,51 @@ class Engine:
 
     def _receipt_at(self, data: _BlockData, index: int) -> dict[str, Any]:
         previous = data.receipts[index - 1].gas_used if index else 0
+        tx = data.txs[index]
         return fmt.receipt_to_rpc(
-            data.txs[index],
+            tx,
             data.receipts[index],
             header=data.header,
             index=index,
             gas_used=data.receipts[index].gas_used - previous,
             first_log_index=data.first_log_index[index],
+            logs_shown=self._shown_logs(tx, data.receipts[index].logs),
         )
+
+    def _shown_logs(self, tx: Any, logs: Sequence[Any]) -> list[Any]:
+        """An enveloped transaction's log data, sealed to its sender's response key.
+
+        Topics stay as they are (filters match on them). The nonce is derived from the key,
+        the transaction hash and the log's position: a receipt reads the same every time it
+        is fetched, and the same envelope sent in two transactions (allowed: the sender may
+        reuse it) never seals two different log data under one nonce.
+        """
+        if self.envelopes is None or not logs or not envelope.is_envelope(bytes(tx.data)):
+            return list(logs)
+        try:
+            opened = self.envelopes.open(
+                bytes(tx.data), bytes(tx.sender), bytes(tx.to) or None, admission=False
+            )
+        except envelope.EnvelopeError:
+            return list(logs)
+        shown = []
+        for i, entry in enumerate(logs):
+            nonce = hashlib.sha256(
+                b"coco-gateway/log-nonce/v1"
+                + opened.response_key
+                + bytes(tx.hash)
+                + i.to_bytes(4, "big")
+            ).digest()[:12]
+            sealed = envelope.seal_response(
+                bytes(entry.data),
+                response_key=opened.response_key,
+                request_digest=opened.request_digest,
+                purpose=envelope.Purpose.LOG,
+                index=i,
+                nonce=nonce,
+            )
+            shown.append(SimpleNamespace(address=entry.address, topics=entry.topics, data=sealed))
+        return shown
 
     def block_receipts_rpc(self, header: BlockHeaderAPI) -> list[dict[str, Any]]:
         data = self._block_data(header)
@@ -552,11 +656,39 @@ class Engine:
         state = self._state(self.head)
         return len(self.pool.executable(lambda s: int(state.get_nonce(s)), self.next_base_fee()))
 
-    def pending_hashes(self) -> list[bytes]:
-        return self.pool.hashes()
+    def pending_hashes(self, sender: bytes | None = None) -> list[bytes]:
+        if sender is None:
+            return self.pool.hashes()
+        return [h for h in self.pool.hashes() if (p := self.pool.get(h)) and p.sender == sender]
+
+    def activity(self, sender: bytes, *, max_blocks: int = 5000, limit: int = 200) -> list[Any]:
+        """``sender``'s mined transactions, newest first (a bounded scan of recent blocks)."""
+        out: list[dict[str, Any]] = []
+        stop = max(0, self.head.block_number - max_blocks)
+        for number in range(self.head.block_number, stop, -1):
+            header = self.header_by_number(number)
+            if header is None:
+                continue
+            data = self._block_data(header)
+            for i in reversed(range(len(data.txs))):
+                if bytes(data.txs[i].sender) == sender:
+                    receipt = self._receipt_at(data, i)
+                    out.append(
+                        {
+                            "hash": receipt["transactionHash"],
+                            "blockNumber": receipt["blockNumber"],
+                            "to": receipt["to"],
+                            "contractAddress": receipt["contractAddress"],
+                            "status": receipt["status"],
+                        }
+                    )
+                    if len(out) >= limit:
+                        return out
+        return out
 
     # ---------------------------------------------------------------- logs
-    def logs(self, flt: LogFilter) -> list[dict[str, Any]]:
+    def logs(self, flt: LogFilter, visible: LogVisibility | None = None) -> list[dict[str, Any]]:
+        """Matching logs; ``visible(tx, topics)`` hides the ones the caller may not see."""
         if flt.block_hash is not None:
             header = self.header_by_hash(flt.block_hash)
             if header is None:
@@ -576,12 +708,17 @@ class Engine:
                 continue
             data = self._block_data(header)
             for i, (tx, receipt) in enumerate(zip(data.txs, data.receipts, strict=True)):
+                shown = None
                 for j, entry in enumerate(receipt.logs):
                     if not _log_matches(entry, flt):
                         continue
+                    if visible is not None and not visible(tx, entry.topics):
+                        continue
+                    if shown is None:
+                        shown = self._shown_logs(tx, receipt.logs)
                     out.append(
                         fmt.log_to_rpc(
-                            entry,
+                            shown[j],
                             block_hash=header.hash,
                             block_number=header.block_number,
                             tx_hash=tx.hash,
@@ -597,7 +734,14 @@ class Engine:
         return out
 
     # ---------------------------------------------------------------- calls
-    def _run(self, args: CallArgs, header: BlockHeaderAPI, gas: int) -> Any:
+    def _run(
+        self, args: CallArgs, header: BlockHeaderAPI, gas: int, plaintext: bytes | None = None
+    ) -> Any:
+        """Execute ``args`` on ``header``'s state and throw the changes away.
+
+        ``plaintext`` is the decrypted data of an enveloped call: intrinsic gas is charged on
+        the envelope (what a transaction would carry), the code runs on the plaintext.
+        """
         vm: Any = self.chain.get_vm(header)
         child = vm.create_header_from_parent(
             header, timestamp=max(int(time.time()), header.timestamp + 1), coinbase=header.coinbase
@@ -629,7 +773,10 @@ class Engine:
             value=args.value,
             data=args.data,
         )
-        tx = SpoofTransaction(unsigned, from_=sender)
+        if plaintext is None:
+            tx = SpoofTransaction(unsigned, from_=sender)
+        else:
+            tx = SpoofTransaction(unsigned, from_=sender, data=plaintext)
         snapshot = state.snapshot()
         try:
             return state.apply_transaction(tx)
@@ -642,44 +789,74 @@ class Engine:
         gas = CALL_GAS_CAP if args.gas is None else min(args.gas, CALL_GAS_CAP)
         return gas
 
+    def _open_call(self, args: CallArgs) -> envelope.OpenedRequest | None:
+        if self.envelopes is None or not envelope.is_envelope(args.data):
+            return None
+        sender = args.sender or constants.ZERO_ADDRESS
+        try:
+            return self.envelopes.open(args.data, sender, args.to or None, admission=True)
+        except envelope.EnvelopeError as exc:
+            raise InvalidParams(f"invalid call envelope: {exc}") from None
+
     def call(self, args: CallArgs, header: BlockHeaderAPI) -> bytes:
-        computation = self._run(args, header, self._call_gas(args))
+        """Return data; for an enveloped call, sealed to the caller's response key."""
+        opened = self._open_call(args)
+        plaintext = None if opened is None else opened.plaintext
+        computation = self._run(args, header, self._call_gas(args), plaintext)
         if computation.is_error:
-            _raise_for(computation)
-        return bytes(computation.output)
+            _raise_for(computation, opened)
+        output = bytes(computation.output)
+        if opened is None:
+            return output
+        return envelope.seal_response(
+            output, response_key=opened.response_key, request_digest=opened.request_digest
+        )
 
     def estimate_gas(self, args: CallArgs, header: BlockHeaderAPI) -> int:
+        opened = self._open_call(args)
+        plaintext = None if opened is None else opened.plaintext
         cap = self._call_gas(args) if args.gas is not None else self.head.gas_limit
-        computation = self._run(args, header, cap)
+        computation = self._run(args, header, cap, plaintext)
         if computation.is_error:
-            _raise_for(computation)
+            _raise_for(computation, opened)
         used = cap - int(computation.get_gas_remaining())
         # try the common case first: what the run used plus the 1/64 withheld by CALLs
         hint = min(cap, used + used // 63 + 2300)
         lo, hi = used - 1, cap
-        if self._succeeds(args, header, hint):
+        if self._succeeds(args, header, hint, plaintext):
             hi = hint
         else:
             lo = hint
         while lo + 1 < hi:
             mid = (lo + hi) // 2
-            if self._succeeds(args, header, mid):
+            if self._succeeds(args, header, mid, plaintext):
                 hi = mid
             else:
                 lo = mid
         return hi
 
-    def _succeeds(self, args: CallArgs, header: BlockHeaderAPI, gas: int) -> bool:
+    def _succeeds(
+        self, args: CallArgs, header: BlockHeaderAPI, gas: int, plaintext: bytes | None
+    ) -> bool:
         try:
-            return not self._run(args, header, gas).is_error
+            return not self._run(args, header, gas, plaintext).is_error
         except ServerError:
             return False
 
 
-def _raise_for(computation: Any) -> None:
+def _raise_for(computation: Any, opened: envelope.OpenedRequest | None = None) -> None:
     error = computation.error
     if computation.is_error and type(error).__name__ == "Revert":
         output = bytes(computation.output)
+        if opened is not None:
+            # the reason is the caller's secret: only the sealed revert data goes back
+            sealed = envelope.seal_response(
+                output,
+                response_key=opened.response_key,
+                request_digest=opened.request_digest,
+                purpose=envelope.Purpose.REVERT,
+            )
+            raise ExecutionReverted(None, sealed)
         raise ExecutionReverted(decode_revert_reason(output), output)
     raise ServerError(vm_error_message(error))
 

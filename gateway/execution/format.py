@@ -165,8 +165,11 @@ def receipt_to_rpc(
     index: int,
     gas_used: int,
     first_log_index: int,
+    logs_shown: Any = None,
 ) -> Json:
+    """``logs_shown`` replaces the receipt's logs (sealed log data of enveloped txs)."""
     base_fee = getattr(header, "base_fee_per_gas", None)
+    shown = receipt.logs if logs_shown is None else logs_shown
     logs = [
         log_to_rpc(
             log,
@@ -176,7 +179,7 @@ def receipt_to_rpc(
             tx_index=index,
             log_index=first_log_index + i,
         )
-        for i, log in enumerate(receipt.logs)
+        for i, log in enumerate(shown)
     ]
     return {
         "type": qty(tx_type(tx)),

@@ -31,6 +31,7 @@ class PoolTx:
     tx: object  # the decoded py-evm transaction
     seq: int = 0
     replaces: PoolTx | None = None  # the pooled transaction this one supersedes
+    plaintext: bytes | None = None  # decrypted data of an enveloped transaction (never stored)
 
     def effective_tip(self, base_fee: int) -> int:
         return min(self.tip_cap, self.fee_cap - base_fee)

@@ -33,6 +33,10 @@ VM_ERRORS = {
     "WriteProtection": "write protection",
     "OutOfBoundsRead": "return data out of bounds",
     "ReservedBytesInCode": "invalid code: must not begin with 0xef",
+    "RandomBytesRequestInvalid": (
+        "invalid random-bytes request: pass no input (32 bytes) or one 32-byte length "
+        "of at most 1024"
+    ),
 }
 
 

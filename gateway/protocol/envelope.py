@@ -4,7 +4,7 @@ A client seals the ``data`` of a transaction (or of an ``eth_call``) to the cons
 transaction key of an epoch; only an enclave holding that epoch's private key can open it.
 The same key agreement yields a response key, under which the enclave encrypts what it sends
 back to that caller (return data, revert data, log data). The byte layout, key schedule and a
-worked example are in docs/envelope.md.
+worked example are in docs/PROTOCOL.md, "Transaction envelope".
 
 This module is imported by both the enclave and the client SDK. It is pure: no clock (epochs
 and times come in as arguments), no files, no network. Its only side effect is drawing

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -17,6 +19,8 @@ from gateway.server.keys import CONFIG, DISPATCHER, HUB, NODE
 from gateway.server.ws import Connection, SubscriptionHub
 
 log = logging.getLogger("gateway.server")
+
+STATIC = Path(__file__).resolve().parent / "static"
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -47,6 +51,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     node = Node(config)
     await node.start()
     hub = SubscriptionHub(node.enclave)
+    hub.strict = node.api.strict
     node.block_listeners.append(hub.on_block)
     node.tx_listeners.append(hub.on_transaction)
     methods = dict(node.api.methods())
@@ -88,19 +93,35 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+@dataclass(frozen=True)
+class CallerContext:
+    """Who is calling: the session token of a personal URL (/rpc/<token>), and the URL
+    base the caller reached us at (for building personal URLs)."""
+
+    auth: str | None
+    base_url: str
+
+
+def _context(request: web.Request) -> CallerContext:
+    token = request.match_info.get("token")
+    return CallerContext(auth=token or None, base_url=f"{request.scheme}://{request.host}")
+
+
 async def http_rpc(request: web.Request) -> web.Response:
     app = request.app
     try:
         body = await _read_body(request, app[CONFIG].max_body_bytes)
     except RpcError as exc:
         return _json_response(_error_document(exc))
-    document = await app[DISPATCHER].handle_text(body)
+    document = await app[DISPATCHER].handle_text(body, _context(request))
     return _json_response(document)
 
 
 async def root_get(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await websocket_rpc(request)
+    if "text/html" in request.headers.get("Accept", "") and "token" not in request.match_info:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
     node = request.app[NODE]
     info = {
         "client": f"coco-gateway/v{__version__}",
@@ -120,7 +141,8 @@ async def websocket_rpc(request: web.Request) -> web.WebSocketResponse:
     socket = web.WebSocketResponse(max_msg_size=limit, heartbeat=30)
     await socket.prepare(request)
     hub = app[HUB]
-    conn = Connection(socket)
+    context = _context(request)
+    conn = Connection(socket, auth=context.auth)
     hub.connections.add(conn)
     dispatcher = app[DISPATCHER]
     ws_dispatcher = Dispatcher(
@@ -129,7 +151,7 @@ async def websocket_rpc(request: web.Request) -> web.WebSocketResponse:
     try:
         async for msg in socket:
             if msg.type == WSMsgType.TEXT or msg.type == WSMsgType.BINARY:
-                document = await ws_dispatcher.handle_text(msg.data)
+                document = await ws_dispatcher.handle_text(msg.data, context)
             else:
                 break
             if document is not None:
@@ -168,6 +190,11 @@ def make_app(config: NodeConfig) -> web.Application:
     app.router.add_post("/", http_rpc)
     app.router.add_get("/", root_get)
     app.router.add_route("OPTIONS", "/", preflight)
+    # personal RPC URLs: the session token in the path, so that every tool accepts them
+    app.router.add_post("/rpc/{token}", http_rpc)
+    app.router.add_get("/rpc/{token}", root_get)
+    app.router.add_route("OPTIONS", "/rpc/{token}", preflight)
+    app.router.add_static("/static", STATIC, show_index=False)
     return app
 
 

@@ -12,10 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import params as p
-from gateway.api.eth import _log_query
+from gateway.api.eth import PENDING_HIDDEN, _log_query
 from gateway.enclave import messages as m
 from gateway.enclave.runtime import EnclaveClient
-from gateway.errors import InvalidParams, LimitExceeded, RpcError
+from gateway.errors import InvalidParams, LimitExceeded, RpcError, Unauthorized
 
 log = logging.getLogger("gateway.server.ws")
 
@@ -32,6 +32,7 @@ class Subscription:
 @dataclass(eq=False)
 class Connection:
     socket: web.WebSocketResponse
+    auth: str | None = None  # the session token of the personal URL it connected on
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -49,6 +50,7 @@ class SubscriptionHub:
     def __init__(self, enclave: EnclaveClient) -> None:
         self.enclave = enclave
         self.connections: set[Connection] = set()
+        self.strict = False
 
     def subscribe(self, conn: Connection, params: list[Any]) -> str:
         if not params:
@@ -59,10 +61,12 @@ class SubscriptionHub:
             sub = Subscription("newHeads")
         elif kind == "logs":
             p.arity(params, 1, 1)
-            query = _log_query(p.optional(params, 1, {}), "filter", 1)
+            query = replace(_log_query(p.optional(params, 1, {}), "filter", 1), auth=conn.auth)
             sub = Subscription("logs", query)
         elif kind == "newPendingTransactions":
             p.arity(params, 1, 1)
+            if self.strict:
+                raise Unauthorized(PENDING_HIDDEN)
             sub = Subscription("newPendingTransactions")
         elif kind == "syncing":
             raise InvalidParams("the syncing subscription is not supported: this node never syncs")

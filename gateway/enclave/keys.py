@@ -1,0 +1,144 @@
+"""The enclave's keys: node identity, consortium secret, and what derives from them.
+
+Key hierarchy (docs/SECURITY.md, "Keys"):
+
+- local sealing key: protects this node's copies of the two secrets below at rest. The
+  software enclave reads it from ``<data-dir>/sealing.key``, a file the host keeps: it
+  protects nothing against that host (a hardware enclave derives it from the platform).
+- node identity key (secp256k1): signs block seals and attestation reports.
+- consortium secret (32 bytes): made by the genesis node's enclave. Derived from it by
+  HKDF-SHA256: the transaction key of each epoch (X25519, gateway.protocol.envelope), the
+  storage sealing key, and the session-token key.
+
+The node key and the secret are stored in the ledger's meta table only sealed
+(AES-256-GCM under the local sealing key, the name as associated data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from gateway.protocol.envelope import derive_epoch_key, epoch_public_key
+
+log = logging.getLogger("gateway.enclave.keys")
+
+SEALING_KEY_FILE = "sealing.key"
+_SEALED_PREFIX = b"coco-sealed-v1:"
+
+
+class SealedKeyError(Exception):
+    """The sealed keys cannot be opened (wrong sealing key file, or corrupted)."""
+
+
+def _hkdf(secret: bytes, info: bytes, length: int = 32) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
+
+
+class LocalSealer:
+    """AES-256-GCM under the local sealing key; the blob's name is the associated data."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path) -> LocalSealer:
+        path = data_dir / SEALING_KEY_FILE
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+                f.flush()
+                os.fsync(f.fileno())
+            log.info("created the local sealing key %s", path)
+        key = path.read_bytes()
+        if len(key) != 32:
+            raise SealedKeyError(f"{path} is not a 32-byte sealing key")
+        return cls(key)
+
+    def seal(self, name: str, plaintext: bytes) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return _SEALED_PREFIX + nonce + self._aead.encrypt(nonce, plaintext, name.encode())
+
+    def open(self, name: str, blob: bytes) -> bytes:
+        if not blob.startswith(_SEALED_PREFIX):
+            raise SealedKeyError(f"{name} is not sealed")
+        body = blob[len(_SEALED_PREFIX) :]
+        try:
+            return self._aead.decrypt(body[:12], body[12:], name.encode())
+        except InvalidTag:
+            raise SealedKeyError(
+                f"cannot open {name}: the sealing key file does not match this data directory"
+            ) from None
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    node_key: bytes
+    secret: bytes
+    epoch_period: int
+    grace: int
+
+    def tx_key(self, epoch: int) -> X25519PrivateKey:
+        return derive_epoch_key(self.secret, epoch)
+
+    def tx_public(self, epoch: int) -> bytes:
+        return epoch_public_key(self.secret, epoch)
+
+    @property
+    def storage_key(self) -> bytes:
+        return _hkdf(self.secret, b"coco-gateway/storage/v1")
+
+    @property
+    def token_key(self) -> bytes:
+        return _hkdf(self.secret, b"coco-gateway/session-token/v1")
+
+
+def measurement() -> tuple[bytes, str]:
+    """sha256 over the code that runs inside the enclave: the enclave, execution, ledger and
+    protocol rooms of this package, the seal code, and the installed py-evm package."""
+    import eth
+
+    import gateway
+
+    here = Path(gateway.__file__).resolve().parent
+    files = [
+        *sorted((here / "enclave").glob("*.py")),
+        *sorted((here / "execution").glob("*.py")),
+        *sorted((here / "ledger").glob("*.py")),
+        *sorted((here / "protocol").glob("*.py")),
+        here / "consensus" / "seal.py",
+        here / "errors.py",
+    ]
+    h = hashlib.sha256(b"coco-gateway/measurement/v1\n")
+    for path in files:
+        rel = ("gateway/" + path.relative_to(here).as_posix()).encode()
+        content = path.read_bytes()
+        h.update(len(rel).to_bytes(4, "big") + rel + len(content).to_bytes(8, "big") + content)
+    eth_root = Path(eth.__file__).resolve().parent
+    eth_files = sorted(eth_root.rglob("*.py"), key=lambda p: p.relative_to(eth_root).as_posix())
+    for path in eth_files:
+        rel = ("eth/" + path.relative_to(eth_root).as_posix()).encode()
+        content = path.read_bytes()
+        h.update(len(rel).to_bytes(4, "big") + rel + len(content).to_bytes(8, "big") + content)
+    from importlib.metadata import version
+
+    description = (
+        f"gateway enclave, execution, ledger, protocol rooms ({len(files)} files) + "
+        f"py-evm {version('py-evm')} ({len(eth_files)} files), Python "
+        f"{sys.version_info.major}.{sys.version_info.minor}"
+    )
+    h.update(description.encode())
+    return h.digest(), description
