@@ -159,3 +159,13 @@ def checking_proxy(node: NodeProcess) -> Iterator[Any]:
     proxy = CheckingProxy(node.url).start()
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture
+def proxy(chain: NodeProcess) -> Iterator[Any]:
+    """A checking proxy in front of the module's own `chain` node (the client suites)."""
+    from rpc_proxy import CheckingProxy
+
+    checking = CheckingProxy(chain.url).start()
+    yield checking
+    checking.stop()

@@ -24,13 +24,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     node.stop()
 
 
-@pytest.fixture
-def proxy(chain: NodeProcess) -> Iterator[CheckingProxy]:
-    checking = CheckingProxy(chain.url).start()
-    yield checking
-    checking.stop()
-
-
 def run(proxy: CheckingProxy, scenario: str) -> dict[str, Any]:
     report = run_client_script("ethers.mjs", [scenario], proxy)
     proxy.assert_clean()

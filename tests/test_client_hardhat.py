@@ -136,13 +136,6 @@ def chain(compiled: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     node.stop()
 
 
-@pytest.fixture
-def proxy(chain: NodeProcess) -> Iterator[CheckingProxy]:
-    checking = CheckingProxy(chain.url).start()
-    yield checking
-    checking.stop()
-
-
 def _report(stdout: str) -> dict[str, Any] | None:
     for line in reversed(stdout.splitlines()):
         line = line.strip()
