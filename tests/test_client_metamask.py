@@ -34,14 +34,19 @@ expectation and the proxy fails the test if any answer breaks the execution-apis
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clients_support import ensure_npm_packages, run_client_script
-from conftest import NodeProcess
+from clients_support import JS_DIR, ensure_npm_packages, node_binary, run_client_script
+from conftest import DEV_KEYS, NodeProcess, rpc
+from eth_account import Account
 from rpc_proxy import CheckingProxy
+
+from gateway.client.session import sign_in
 
 MM_DIR = Path(__file__).resolve().parent / "clients" / "metamask"
 SCRIPT = MM_DIR / "metamask.mjs"
@@ -196,3 +201,97 @@ def test_contract_detection_with_get_code(proxy: CheckingProxy) -> None:
     """eth_getCode decides simpleSend vs contractInteraction vs token transfer."""
     run(proxy, "contract_detection")
     assert proxy.calls["eth_getCode"] >= 3
+
+
+def test_personal_url_of_a_strict_node(tmp_path: Path) -> None:
+    """MetaMask on a ``--privacy strict`` node, its network's RPC URL being the personal URL
+    of the account it signs with (what the sign-in page hands out), through the proxy.
+
+    Each dev key signs in and gets its own URL; each scenario runs on the URL of the key it
+    uses (metamask.mjs: DEV_KEYS[0] for block_tracker, fees and mined_revert, [1] for
+    contract_detection and the sends, [2] for estimate_gas and reverts; add_network and
+    eip1559 sign nothing). They cover the nonce tracker, type-2 sends, receipts (mined and
+    failed), contract deployments, estimates, reverts and eth_call with the sender's own
+    ``from``, and pass unchanged.
+
+    Left out, for a principled reason: balances_nonces reads the balance of its transfer's
+    recipient, another account, at its first step; a strict node answers balances and nonces
+    only to their owner (-32002). send_legacy and send_eip1559 end by reading their
+    recipient's balance too. They run, and must fail there and nowhere else: that read is
+    their last step, sent only after every earlier expectation held (MetaMask signs the type 0
+    / type 2 transaction, eth_sendRawTransaction, the receipt, the block by hash, and the
+    eth_getTransactionByHash fields), so they still show both send types working. pending
+    needs a node sealing on a timer (--block-time) and is not run here.
+    """
+
+    class ErrorRecordingProxy(CheckingProxy):
+        def __init__(self, upstream: str) -> None:
+            super().__init__(upstream)
+            self.errors: list[tuple[str, Any, dict[str, Any]]] = []
+
+        def _check_pair(self, request: Any, response: Any) -> None:
+            super()._check_pair(request, response)
+            if isinstance(request, dict) and isinstance(response, dict) and "error" in response:
+                self.errors.append(
+                    (request.get("method"), request.get("params"), response["error"])
+                )
+
+    ensure_npm_packages(MM_DIR, timeout=600)
+    node = NodeProcess(tmp_path / "data", "--privacy", "strict").start()
+    try:
+        personal = [sign_in(node.url, key)["rpcUrl"] for key in DEV_KEYS[:3]]
+        # the public URL tells nobody these accounts' nonces: MetaMask needs the personal one
+        first = Account.from_key(DEV_KEYS[0]).address
+        assert rpc(node.url, "eth_getTransactionCount", [first])["error"]["code"] == -32002
+
+        groups = [
+            (0, ["add_network", "eip1559", "block_tracker", "fees", "mined_revert"]),
+            (1, ["contract_detection"]),
+            (2, ["estimate_gas", "reverts"]),
+        ]
+        for key, scenarios in groups:
+            proxy = ErrorRecordingProxy(personal[key]).start()
+            try:
+                run_client_script(str(SCRIPT), scenarios, proxy)
+                proxy.assert_clean()
+                assert proxy.calls["eth_sendRawTransaction"] >= 3
+                assert proxy.calls["eth_getTransactionReceipt"] >= 3
+                # the only errors are the scenarios' own reverts (code 3): no denial
+                assert all(e["code"] == 3 for _, _, e in proxy.errors), proxy.errors
+            finally:
+                proxy.stop()
+
+        # the two sends: denied at their last step, the recipient's balance, and only there
+        proxy = ErrorRecordingProxy(personal[1]).start()
+        try:
+            env = dict(os.environ, RPC_URL=proxy.url, WS_URL=proxy.ws_url, NO_COLOR="1")
+            done = subprocess.run(
+                [node_binary(), str(SCRIPT), "send_legacy", "send_eip1559"],
+                cwd=JS_DIR,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+            assert [(r["scenario"], r["ok"]) for r in report["results"]] == [
+                ("send_legacy", False),
+                ("send_eip1559", False),
+            ], done.stderr[-4000:]
+            # MetaMask's fetch middleware wraps the node's refusal as -32603
+            assert all("Internal JSON-RPC error" in r["error"] for r in report["results"])
+            recipients = [
+                "0x00000000000000000000000000000000c0c00046",
+                "0x" + "0" * 32 + "c0c00048",
+            ]
+            assert [(m, p[0]) for m, p, _ in proxy.errors] == [
+                ("eth_getBalance", r) for r in recipients
+            ], proxy.errors
+            assert all(e["code"] == -32002 for _, _, e in proxy.errors)
+            assert proxy.calls["eth_sendRawTransaction"] == 2
+            assert proxy.calls["eth_getTransactionByHash"] == 2
+            proxy.assert_clean()
+        finally:
+            proxy.stop()
+    finally:
+        node.stop()
