@@ -54,6 +54,16 @@ def _dev(args: argparse.Namespace) -> int:
     lines += [f"({i}) {a.address} ({ether} ETH)" for i, a in enumerate(accounts)]
     lines += ["", "Private keys", "=================="]
     lines += [f"({i}) 0x{a.private_key.hex()}" for i, a in enumerate(accounts)]
+    privacy = (
+        "strict: reads answered only to their owners (personal RPC URLs, signed queries)"
+        if args.privacy == "strict"
+        else "open: every read answered, as on Anvil (--privacy strict to enforce)"
+    )
+    storage = (
+        "PLAINTEXT (--insecure-plaintext-storage): for tests only"
+        if args.insecure_plaintext_storage
+        else "sealed (AES-256-GCM under the enclave's storage key)"
+    )
     blocks = (
         "on each transaction (automine)" if args.block_time <= 0 else f"every {args.block_time:g} s"
     )
@@ -66,8 +76,12 @@ def _dev(args: argparse.Namespace) -> int:
         f"Data directory: {Path(args.data_dir).resolve()}",
         f"Blocks:         {blocks}",
         "",
+        f"Privacy:        {privacy}",
+        f"Storage:        {storage}",
+        "",
         f"RPC URL:        {url}",
         f"WebSocket:      ws://{args.host}:{args.port}",
+        f"Sign in:        {url}/ in a browser with a wallet, for a personal RPC URL",
         "",
     ]
     print("\n".join(lines), flush=True)
