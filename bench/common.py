@@ -1,8 +1,10 @@
-"""Shared pieces of the benchmarks: the signed workload, a node process, a JSON-RPC client,
-the in-process py-evm chain used as baseline, and small statistics helpers.
+"""Shared pieces of the benchmarks: the signed workload (plaintext or with its call data
+sealed in request envelopes), a node process, a JSON-RPC client, the in-process py-evm chain
+used as baseline, and small statistics helpers.
 
 Nothing here imports the gateway's execution or enclave code: the baseline talks to py-evm
-directly, so that it measures py-evm's own fast path and not the gateway's engine.
+directly, so that it measures py-evm's own fast path and not the gateway's engine. Sealing
+uses what a client uses: ``gateway.protocol.envelope`` and ``gateway.client.attest``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ GAS_LIMIT = 30_000_000
 MAX_FEE = 20 * 10**9  # well above the base fee, which only falls in these runs
 TIP = 10**9
 TRANSFER_GAS = 100_000  # an ERC-20 transfer uses ~35-52k
+CALLDATA_NONZERO_GAS = 16  # per non-zero byte of call data
 DEPLOY_GAS = 3_000_000
 SENDER_ETH = 10**18  # enough for 100+ transfers at MAX_FEE * TRANSFER_GAS each
 SENDER_TOKENS = 10**24
@@ -133,6 +136,10 @@ def bench_keys(count: int) -> list[Key]:
     return [Key.from_private(keccak(b"coco-bench-sender-%d" % i)) for i in range(count)]
 
 
+Sealer = Callable[[bytes, bytes, bytes], bytes]
+"""``seal(sender, to, plaintext) -> data``: what goes into a transfer's ``data``."""
+
+
 @dataclass
 class Workload:
     """Every transaction of a run, signed before anything is timed.
@@ -140,6 +147,7 @@ class Workload:
     ``setup``: deploy the token from dev account 0, then give each sender ETH and tokens.
     ``transfers[i]``: sender i's ERC-20 transfers, in nonce order, each to the next sender
     in a ring (so every transfer updates two existing balances of the token).
+    ``encrypted``: the transfers' data are request envelopes (see ``Workload.sealed``).
     """
 
     deployer: Key
@@ -147,6 +155,7 @@ class Workload:
     token: bytes
     setup: list[SignedTx]
     transfers: list[list[SignedTx]]
+    encrypted: bool = False
 
     @property
     def total(self) -> int:
@@ -160,6 +169,37 @@ class Workload:
             out.extend(q[j] for q in self.transfers if j < len(q))
         return out
 
+    def sealed(self, seal: Sealer) -> Workload:
+        """The same transfers (senders, nonces, recipients, amounts), signed again with their
+        call data sealed by ``seal``; the setup stays as it is (plaintext, untimed)."""
+        counts = [len(q) for q in self.transfers]
+        transfers = make_transfers(self.senders, self.token, counts, seal)
+        return Workload(self.deployer, self.senders, self.token, self.setup, transfers, True)
+
+
+def make_transfers(
+    keys: Sequence[Key], token: bytes, counts: Sequence[int], seal: Sealer | None = None
+) -> list[list[SignedTx]]:
+    """Sender i's ``counts[i]`` transfers to sender i+1 (mod n), amounts 1, 2, 3, ...
+
+    Sealed data pays calldata gas on every envelope byte, and its ciphertext has no zero
+    bytes where the plaintext had many: an enveloped transfer gets ``TRANSFER_GAS`` plus
+    16 gas per envelope byte (an upper bound on what the envelope adds to intrinsic gas).
+    """
+    transfers: list[list[SignedTx]] = []
+    for i, (k, count) in enumerate(zip(keys, counts, strict=True)):
+        to = keys[(i + 1) % len(keys)].address
+        queue = []
+        for n in range(count):
+            data = transfer_data(to, 1 + n)
+            gas = TRANSFER_GAS
+            if seal is not None:
+                data = seal(k.address, token, data)
+                gas += CALLDATA_NONZERO_GAS * len(data)
+            queue.append(sign(k, n, token, data, gas=gas))
+        transfers.append(queue)
+    return transfers
+
 
 def make_workload(senders: int, txs: int) -> Workload:
     deployer = dev_keys(1)[0]
@@ -172,14 +212,47 @@ def make_workload(senders: int, txs: int) -> Workload:
         fund = transfer_data(k.address, SENDER_TOKENS)
         setup.append(sign(deployer, nonce + 1, token, fund, gas=TRANSFER_GAS))
         nonce += 2
-    transfers: list[list[SignedTx]] = []
-    for i, k in enumerate(keys):
-        count = txs // senders + (1 if i < txs % senders else 0)
-        to = keys[(i + 1) % senders].address
-        transfers.append(
-            [sign(k, n, token, transfer_data(to, 1 + n), gas=TRANSFER_GAS) for n in range(count)]
-        )
-    return Workload(deployer, keys, token, setup, transfers)
+    counts = [txs // senders + (1 if i < txs % senders else 0) for i in range(senders)]
+    return Workload(deployer, keys, token, setup, make_transfers(keys, token, counts))
+
+
+# ---------------------------------------------------------------------------- envelopes
+@dataclass(frozen=True)
+class TxKey:
+    """The enclave transaction key the encrypted workload is sealed to."""
+
+    epoch: int
+    public_key: bytes
+    platform: str
+    measurement: bytes
+
+
+def fetch_tx_key(url: str) -> TxKey:
+    """The node's attested transaction key of the current epoch (``coco_getAttestation``,
+    signature checked; a virtual enclave is accepted, as on a dev node)."""
+    from gateway.client.attest import fetch_and_verify
+    from gateway.protocol.envelope import epoch_at
+
+    report = fetch_and_verify(url, expected_chain_id=CHAIN_ID, allow_virtual=True)
+    current = epoch_at(int(time.time()), report.epoch_period)
+    keys = [k for k in report.tx_keys if k.epoch == current] or list(report.tx_keys[:1])
+    if not keys:
+        raise RuntimeError(f"{url}: the attestation lists no transaction key")
+    return TxKey(keys[0].epoch, keys[0].public_key, report.platform, report.measurement)
+
+
+def envelope_sealer(key: TxKey, chain_id: int = CHAIN_ID) -> Sealer:
+    """Seal call data as ``gateway/client`` does: envelope v1, kind CALL, bound to the
+    transaction's sender and recipient, a fresh ephemeral key and nonce per envelope."""
+    from gateway.protocol.envelope import Kind, seal_request
+
+    def seal(sender: bytes, to: bytes, plaintext: bytes) -> bytes:
+        return seal_request(
+            plaintext, kind=Kind.CALL, chain_id=chain_id, epoch=key.epoch,
+            enclave_public=key.public_key, sender=sender, to=to,
+        ).envelope
+
+    return seal
 
 
 # ---------------------------------------------------------------------------- statistics
