@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import rlp
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account import Account
 from eth_utils import to_checksum_address
 
@@ -57,6 +58,16 @@ class _EnvelopeKeys:
     def __init__(self, keys: KeyRing, chain_id: int) -> None:
         self._keys = keys
         self._chain_id = chain_id
+        self._epoch_keys: dict[int, X25519PrivateKey] = {}
+
+    def _key(self, epoch: int) -> X25519PrivateKey:
+        """An epoch's private transaction key, derived once (HKDF) and kept."""
+        key = self._epoch_keys.get(epoch)
+        if key is None:
+            if len(self._epoch_keys) > 64:
+                self._epoch_keys.clear()
+            key = self._epoch_keys[epoch] = self._keys.tx_key(epoch)
+        return key
 
     def open(
         self, data: bytes, sender: bytes, to: bytes | None, *, admission: bool
@@ -67,7 +78,7 @@ class _EnvelopeKeys:
             return envelope.open_request(
                 data,
                 chain_id=self._chain_id,
-                keys_by_epoch=self._keys.tx_key,
+                keys_by_epoch=self._key,
                 current_epoch=envelope.epoch_at(int(time.time()), self._keys.epoch_period),
                 sender=sender,
                 to=to,
@@ -75,7 +86,7 @@ class _EnvelopeKeys:
                 lookahead=1,
             )
         return envelope.reopen_request(
-            data, chain_id=self._chain_id, keys_by_epoch=self._keys.tx_key, sender=sender, to=to
+            data, chain_id=self._chain_id, keys_by_epoch=self._key, sender=sender, to=to
         )
 
 

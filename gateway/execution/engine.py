@@ -162,6 +162,7 @@ class Engine:
         self._receipt_builder = vm_class.get_receipt_builder()
         self._block_cache: OrderedDict[bytes, _BlockData] = OrderedDict()
         self._head_state: Any = None
+        self._opened: OrderedDict[bytes, envelope.OpenedRequest] = OrderedDict()
 
     # ---------------------------------------------------------------- block references
     def header_by_number(self, number: int) -> BlockHeaderAPI | None:
@@ -622,12 +623,18 @@ class Engine:
         """
         if self.envelopes is None or not logs or not envelope.is_envelope(bytes(tx.data)):
             return list(logs)
-        try:
-            opened = self.envelopes.open(
-                bytes(tx.data), bytes(tx.sender), bytes(tx.to) or None, admission=False
-            )
-        except envelope.EnvelopeError:
-            return list(logs)
+        tx_hash = bytes(tx.hash)
+        opened = self._opened.get(tx_hash)
+        if opened is None:
+            try:
+                opened = self.envelopes.open(
+                    bytes(tx.data), bytes(tx.sender), bytes(tx.to) or None, admission=False
+                )
+            except envelope.EnvelopeError:
+                return list(logs)
+            self._opened[tx_hash] = opened  # a receipt is fetched again and again: keep it
+            if len(self._opened) > 4096:
+                self._opened.popitem(last=False)
         shown = []
         for i, entry in enumerate(logs):
             nonce = hashlib.sha256(
