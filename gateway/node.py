@@ -191,9 +191,9 @@ class Node:
         """Under load, let a few more transactions join before the next automined block.
 
         A lone transaction on an idle node is mined at once. When the previous block held
-        several transactions (so more are arriving), wait up to a tenth of that block's build
-        time (at most 50 ms): per-block work (state root, tries, commit) is then shared by
-        more transactions, which is what keeps throughput up.
+        several transactions (so more are arriving), wait a tenth of that block's build time
+        (at most 50 ms): per-block work (state root, tries, commit) is then shared by more
+        transactions, which is what keeps throughput up, at little cost in latency.
         """
         if not self.automine or self._last_block_size < 2:
             return
