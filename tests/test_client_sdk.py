@@ -25,7 +25,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError, ContractPan
 from web3.middleware import SignAndSendRawMiddlewareBuilder
 from web3.providers.rpc import HTTPProvider
 
-from gateway.client.sdk import ConfidentialSession, Policy
+from gateway.client.sdk import ConfidentialSession, Policy, SignedQueryError, drive
 from gateway.client.web3 import (
     AttestationError,
     ConfidentialityError,
@@ -426,6 +426,51 @@ def test_epoch_rotation(tmp_path: Path) -> None:
         assert second.node_epoch >= first.node_epoch + 3
     finally:
         node.stop()
+
+
+def test_signed_queries_on_an_open_node(sdk: Web3, node: NodeProcess) -> None:
+    """With a local account the SDK signs its calls and estimates (the node checks them on
+    an open node too), never its transactions; sign_queries=False and the explicit
+    query_signers option; a call object signed by the caller over plain data is refused
+    before anything is sent. tests/test_sdk_signed_queries.py has the strict node."""
+    account = _funded_account(sdk)
+
+    def signed_methods(provider: RecordingProvider) -> list[str]:
+        entries = [json.loads(entry) for entry in provider.wire]
+        return sorted({m for m, params, _ in entries if "signedQuery" in json.dumps(params)})
+
+    wire = RecordingProvider(node.url)
+    w3 = confidential_web3(wire, account, allow_virtual=True)
+    assert session_of(w3).query_signers == (account.address,)
+    events, _ = _deploy(w3, "Events")
+    receipt = _wait(w3, events.functions.note(MARKER).transact())
+    assert events.functions.echo(MARKER.encode()).call() == MARKER.encode()
+    assert events.functions.spin(2).estimate_gas() > 21_000
+    assert signed_methods(wire) == ["eth_call", "eth_estimateGas"]
+    (noted,) = events.events.Note().process_receipt(receipt)
+    assert noted.args["from"] == account.address
+    assert MARKER_HEX not in "".join(wire.wire)
+
+    off = RecordingProvider(node.url)
+    unsigned = confidential_web3(off, account, allow_virtual=True, sign_queries=False)
+    contract = unsigned.eth.contract(address=events.address, abi=events.abi)
+    assert contract.functions.echo(b"plain").call() == b"plain"
+    assert session_of(unsigned).query_signers == () and signed_methods(off) == []
+
+    own = RecordingProvider(node.url)
+    mine = Web3(own)
+    mine.middleware_onion.add(confidential(allow_virtual=True, query_signers=[account]))
+    contract = mine.eth.contract(address=events.address, abi=events.abi)
+    assert contract.functions.echo(b"own").call({"from": account.address}) == b"own"
+    assert contract.functions.echo(b"anon").call() == b"anon"  # no from: nothing to sign
+    assert signed_methods(own) == ["eth_call"]
+
+    sent = len(own.wire)
+    foreign = {"signature": "0x" + "00" * 65, "leash": {}}
+    call = {"from": account.address, "to": events.address, "data": "0x1234", "signedQuery": foreign}
+    with pytest.raises(SignedQueryError, match="over plain data"):
+        drive(session_of(mine).exchange("eth_call", [call, "latest"]), own.make_request)
+    assert len(own.wire) == sent
 
 
 def test_signed_transaction_data_of_every_type() -> None:

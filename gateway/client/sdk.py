@@ -22,6 +22,16 @@ What it does, per method:
   envelope again). The call's result is opened (Purpose.RESULT); a revert (error code 3)
   is opened (Purpose.REVERT) and rewritten the way nodes report plain reverts, so web3's
   contract API raises its usual errors.
+- ``eth_call``, ``eth_estimateGas`` whose ``from`` is an account the session holds a query
+  signer for (``add_query_signer``): a signed query (``gateway.protocol.query``, EIP-712)
+  is attached, over the call object's data as sent (the envelope, when sealed), leashed to
+  the chain head (one ``eth_blockNumber``, reused for ``Policy.head_ttl`` seconds) plus
+  ``Policy.leash_blocks`` blocks and to now plus ``Policy.leash_seconds``. The node then
+  runs the call with msg.sender = ``from``, proven, and opens the envelope for it. A query
+  refused because the chain moved past its leash is signed again once, on a fresh head.
+  An unsigned call whose envelope the node cannot open for its ``from`` (a ``--privacy
+  strict`` node's public URL runs anonymous calls as the zero address) is sealed again
+  once, for the zero address: it then runs as nobody, as any anonymous call there does.
 - ``eth_sendRawTransaction``: the signed transaction's data is matched to the keys of an
   envelope this session sealed (the signing middleware ran inside this one); signed plain
   call data is refused unless the policy allows it: it would go on chain readable.
@@ -38,15 +48,19 @@ allowed) and cached until the key it offers leaves the admission window.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, TypeAlias, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
 import rlp
+from eth_account import Account
+from eth_account.messages import SignableMessage, encode_typed_data
 
+from gateway.protocol import query
 from gateway.protocol.attestation import AttestationError, Report, TxKey, verify
 from gateway.protocol.envelope import (
     REQUEST_HEADER_SIZE,
@@ -66,8 +80,10 @@ __all__ = [
     "ConfidentialityError",
     "Exchange",
     "Policy",
+    "QuerySigner",
     "Request",
     "ResponseKeys",
+    "SignedQueryError",
     "VerifiedAttestation",
     "drive",
     "drive_async",
@@ -83,6 +99,7 @@ Exchange: TypeAlias = Generator[Request, Any, T]
 ZERO_ADDRESS: Final = bytes(20)
 
 SEALED_METHODS: Final = frozenset({"eth_sendTransaction", "eth_call", "eth_estimateGas"})
+QUERY_METHODS: Final = frozenset({"eth_call", "eth_estimateGas"})
 LOG_METHODS: Final = frozenset({"eth_getLogs", "eth_getFilterChanges", "eth_getFilterLogs"})
 HANDLED_METHODS: Final = (
     SEALED_METHODS
@@ -95,6 +112,7 @@ HANDLED_METHODS: Final = (
 )
 
 EXECUTION_REVERTED: Final = 3
+UNAUTHORIZED: Final = -32002
 ERROR_SELECTOR: Final = bytes.fromhex("08c379a0")  # Error(string)
 
 # Intrinsic gas of one calldata byte: 4 when zero, 16 otherwise; the Prague calldata floor
@@ -109,6 +127,21 @@ class ConfidentialityError(Exception):
     """Sending or reading this would break confidentiality or authenticity: the node
     answered a sealed request in the clear, an answer failed authentication, or a signed
     transaction carries plain call data."""
+
+
+class SignedQueryError(Exception):
+    """A signed query could not be made: the chain head is unknown, or the call object
+    carries a signedQuery of its own over data the SDK would have to seal."""
+
+
+class QuerySigner(Protocol):
+    """What signs queries for one account: an eth-account ``LocalAccount`` (or anything
+    with its ``address`` and ``sign_message``)."""
+
+    @property
+    def address(self) -> str: ...
+
+    def sign_message(self, signable_message: SignableMessage, /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -129,6 +162,11 @@ class Policy:
     ``expected_chain_id``: the chain the report must be for. ``allow_plaintext``: let signed
     transactions with plain call data through eth_sendRawTransaction (off: refused).
     ``remember``: how many transactions' (and envelopes') keys to keep, oldest dropped.
+
+    Signed queries (for accounts the session holds a query signer for): ``leash_blocks``,
+    how many blocks past the head a query stays valid (at most 1024); ``leash_seconds``,
+    how long it stays valid by the clock; ``head_ttl``, how long one ``eth_blockNumber``
+    answer is reused as the leash's first block.
     """
 
     allow_virtual: bool = False
@@ -136,6 +174,15 @@ class Policy:
     expected_chain_id: int | None = None
     allow_plaintext: bool = False
     remember: int = 10_000
+    leash_blocks: int = 64
+    leash_seconds: int = 300
+    head_ttl: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.leash_blocks <= query.MAX_BLOCK_RANGE:
+            raise ValueError(f"leash_blocks must be within 0..{query.MAX_BLOCK_RANGE}")
+        if self.leash_seconds <= 0:
+            raise ValueError("leash_seconds must be positive")
 
     def measurement(self) -> bytes | None:
         value = self.expected_measurement
@@ -194,15 +241,20 @@ class _Bounded(Generic[T]):
 
 
 class ConfidentialSession:
-    """The state one confidential client keeps: the verified attestation, and the response
-    keys of the envelopes it sealed and of the transactions that carried them.
+    """The state one confidential client keeps: the verified attestation, the response
+    keys of the envelopes it sealed and of the transactions that carried them, and the
+    query signers of the accounts whose calls it signs.
 
     Thread-safe; share one session between every middleware instance of a Web3 object
     (web3 builds new instances whenever the middleware onion changes).
     """
 
     def __init__(
-        self, policy: Policy | None = None, *, clock: Callable[[], float] = time.time
+        self,
+        policy: Policy | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        query_signers: Iterable[QuerySigner | bytes | str] = (),
     ) -> None:
         self.policy = policy or Policy()
         self._measurement = self.policy.measurement()
@@ -212,7 +264,12 @@ class ConfidentialSession:
         self._by_digest: _Bounded[ResponseKeys] = _Bounded(self.policy.remember)
         self._by_tx: _Bounded[ResponseKeys] = _Bounded(self.policy.remember)
         self._first_log: _Bounded[int] = _Bounded(self.policy.remember)
+        self._signers: dict[bytes, QuerySigner] = {}
+        self._head: tuple[int, float] | None = None  # (eth_blockNumber, when fetched)
         self.attestations_fetched = 0
+        self.heads_fetched = 0
+        for signer in query_signers:
+            self.add_query_signer(signer)
 
     # ------------------------------------------------------------------ public state
     @property
@@ -238,6 +295,29 @@ class ConfidentialSession:
     def keys_for_envelope(self, envelope: bytes | str) -> ResponseKeys | None:
         """The keys of an envelope this session sealed."""
         return self._by_digest.get(request_digest(_as_bytes(envelope)))
+
+    def add_query_signer(self, signer: QuerySigner | bytes | str) -> str:
+        """Sign the eth_call and eth_estimateGas of ``signer``'s account from now on (a
+        LocalAccount, or a private key); returns the account's address."""
+        account: QuerySigner = (
+            Account.from_key(signer) if isinstance(signer, bytes | str) else signer
+        )
+        address = _address(account.address, "signer address")
+        assert address is not None
+        with self._lock:
+            self._signers[address] = account
+        return str(account.address)
+
+    def remove_query_signer(self, address: bytes | str) -> None:
+        """Stop signing ``address``'s calls (they go out anonymous again)."""
+        with self._lock:
+            self._signers.pop(_as_bytes(address), None)
+
+    @property
+    def query_signers(self) -> tuple[str, ...]:
+        """The accounts whose calls this session signs."""
+        with self._lock:
+            return tuple(str(s.address) for s in self._signers.values())
 
     @staticmethod
     def handles(method: str) -> bool:
@@ -313,42 +393,151 @@ class ConfidentialSession:
             return (yield (method, params))
         tx = dict(params[0])
         fields = [f for f in ("data", "input") if _as_bytes(tx.get(f))]
-        if not fields:
-            return (yield (method, params))  # a plain value transfer: nothing to hide
         values = {_as_bytes(tx[f]) for f in fields}
         if len(values) > 1:
             raise ValueError("the transaction's 'data' and 'input' differ; set one of them")
-        (data,) = values
+        data = values.pop() if values else b""
         sender = _address(tx.get("from"), "from")
-        if sender is None and method == "eth_sendTransaction":
+        if sender is None and method == "eth_sendTransaction" and data:
             raise ValueError("eth_sendTransaction needs 'from' (the envelope is bound to it)")
         to = _address(tx.get("to"), "to")
-
-        if is_envelope(data):
-            # sealed already (by this session, for the gas estimate or the signer inside)
-            keys = self._by_digest.get(request_digest(data))
-            response = yield (method, params)
-            return self._answer(method, response, keys, None)
-
-        for attempt in (0, 1):
-            key, chain_id = yield from self._tx_key(refresh=attempt > 0)
-            sealed = seal_request(
-                data,
-                kind=Kind.CREATE if to is None else Kind.CALL,
-                chain_id=chain_id,
-                epoch=key.epoch,
-                enclave_public=key.public_key,
-                sender=sender or ZERO_ADDRESS,
-                to=to,
+        signer = self._signer_for(method, tx, sender)
+        if tx.get("signedQuery") is not None and data and not is_envelope(data):
+            raise SignedQueryError(
+                "the call object carries a signedQuery over plain data, which the SDK would "
+                "seal (breaking the signature): leave the signing to the SDK "
+                "(add_query_signer), or sign over the envelope"
             )
-            keys = ResponseKeys(sealed.response_key, sealed.request_digest)
-            self._by_digest.put(keys.request_digest, keys)
-            hexed = "0x" + sealed.envelope.hex()
-            response = yield (method, [{**tx, **dict.fromkeys(fields, hexed)}, *params[1:]])
-            if attempt == 0 and _refused_for_epoch(response):
-                continue  # the key rotated under us: fetch the attestation, seal again
-            break
-        return self._answer(method, response, keys, sealed.envelope)
+        # sealed already (by this session, for the gas estimate or the signer inside), or
+        # nothing to hide (a plain value transfer): sent as it is, signed if it is a query
+        seal = bool(data) and not is_envelope(data)
+        if not seal and signer is None:
+            keys = self._by_digest.get(request_digest(data)) if data else None
+            return self._answer(method, (yield (method, params)), keys, None)
+
+        keys, sealed = None, None
+        seal_for = sender or ZERO_ADDRESS
+        retried: set[str] = set()
+        retry = ""
+        while True:
+            outgoing = tx
+            if seal:
+                key, chain_id = yield from self._tx_key(refresh=retry == "epoch")
+                sealed = seal_request(
+                    data,
+                    kind=Kind.CREATE if to is None else Kind.CALL,
+                    chain_id=chain_id,
+                    epoch=key.epoch,
+                    enclave_public=key.public_key,
+                    sender=seal_for,
+                    to=to,
+                )
+                keys = ResponseKeys(sealed.response_key, sealed.request_digest)
+                self._by_digest.put(keys.request_digest, keys)
+                outgoing = {**tx, **dict.fromkeys(fields, "0x" + sealed.envelope.hex())}
+            elif data:
+                keys = self._by_digest.get(request_digest(data))
+            if signer is not None:
+                assert sender is not None
+                signed = yield from self._signed_query(
+                    signer, outgoing, sender, to, sealed.envelope if sealed else data, retry
+                )
+                outgoing = {**outgoing, "signedQuery": signed}
+            response = yield (method, [outgoing, *params[1:]])
+            reasons = self._retry(method, response, seal=seal, signed=signer is not None)
+            retry = next(
+                (
+                    reason
+                    for reason in reasons
+                    if reason not in retried
+                    and not (reason == "anonymous" and seal_for == ZERO_ADDRESS)
+                ),
+                "",
+            )
+            if not retry:
+                break
+            retried.add(retry)
+            if retry == "anonymous":
+                seal_for = ZERO_ADDRESS
+        return self._answer(method, response, keys, sealed.envelope if sealed else None)
+
+    @staticmethod
+    def _retry(method: str, response: Any, *, seal: bool, signed: bool) -> tuple[str, ...]:
+        """Why a refused request may succeed when sent once more, most likely first (each
+        reason is tried once). "anonymous": an unsigned call's envelope did not open for its
+        ``from`` (a ``--privacy strict`` node's public URL runs anonymous calls as the zero
+        address and opens their envelopes for it): seal for zero. "epoch": the key rotated
+        under us (or the node's keys changed): fetch the attestation, seal again. "leash":
+        the chain moved past the query's leash (or the cached head was stale): sign on a
+        fresh head."""
+        error = response.get("error") if isinstance(response, Mapping) else None
+        if not isinstance(error, Mapping):
+            return ()
+        message = str(error.get("message", ""))
+        if seal and "envelope" in message and "failed authentication" in message:
+            return ("anonymous", "epoch") if method in QUERY_METHODS and not signed else ("epoch",)
+        if seal and "envelope" in message and "epoch" in message:
+            return ("epoch",)
+        leashed = "signed query" in message and "leashed" in message
+        if signed and error.get("code") == UNAUTHORIZED and leashed:
+            return ("leash",)
+        return ()
+
+    # ------------------------------------------------------------------ signed queries
+    def _signer_for(
+        self, method: str, tx: Mapping[str, Any], sender: bytes | None
+    ) -> QuerySigner | None:
+        """The signer of this call's queries: one the session holds for ``from``, unless
+        the call object is signed already."""
+        if method not in QUERY_METHODS or sender is None or tx.get("signedQuery") is not None:
+            return None
+        with self._lock:
+            return self._signers.get(sender)
+
+    def _leash_head(self, *, refresh: bool) -> Exchange[int]:
+        """The chain head to leash a query to: eth_blockNumber, reused for head_ttl."""
+        now = self._clock()
+        with self._lock:
+            cached = None if refresh else self._head
+        if cached is not None and 0 <= now - cached[1] < self.policy.head_ttl:
+            return cached[0]
+        response = yield ("eth_blockNumber", [])
+        number = _quantity(_result(response))
+        if number is None:
+            error = response.get("error") if isinstance(response, Mapping) else response
+            raise SignedQueryError(f"eth_blockNumber gave no head to leash a query to: {error}")
+        with self._lock:
+            self._head = (number, now)
+            self.heads_fetched += 1
+        return number
+
+    def _signed_query(
+        self,
+        signer: QuerySigner,
+        tx: Mapping[str, Any],
+        sender: bytes,
+        to: bytes | None,
+        data: bytes,
+        retry: str,
+    ) -> Exchange[dict[str, Any]]:
+        """The ``signedQuery`` member for a call object whose data as sent is ``data``."""
+        _, chain_id = yield from self._tx_key(refresh=False)
+        head = yield from self._leash_head(refresh=retry == "leash")
+        leash = {
+            "nonce": secrets.randbits(64),
+            "blockNumber": head,
+            "blockRange": self.policy.leash_blocks,
+            "expiry": int(self._clock()) + self.policy.leash_seconds,
+        }
+        value = _quantity(tx.get("value")) or 0
+        message = query.typed_data(
+            chain_id=chain_id, sender=sender, to=to, value=value, data=data, leash=leash
+        )
+        signed = signer.sign_message(encode_typed_data(full_message=message))
+        return {
+            "signature": "0x" + bytes(signed.signature).hex(),
+            "leash": {name: hex(number) for name, number in leash.items()},
+        }
 
     def _answer(
         self, method: str, response: Any, keys: ResponseKeys | None, sealed: bytes | None
@@ -572,13 +761,6 @@ def _replace(mapping: Mapping[str, Any], **changes: Any) -> Any:
         return type(mapping)(merged)  # type: ignore[call-arg]
     except Exception:
         return merged
-
-
-def _refused_for_epoch(response: Any) -> bool:
-    """The node refused the envelope for its epoch (stale, future or unknown key)."""
-    error = response.get("error") if isinstance(response, Mapping) else None
-    message = str(error.get("message", "")) if isinstance(error, Mapping) else ""
-    return "envelope" in message and "epoch" in message
 
 
 def _error_string(revert: bytes) -> str | None:

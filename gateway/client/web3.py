@@ -4,8 +4,11 @@
 
     w3 = confidential_web3("http://127.0.0.1:8545", account, allow_virtual=True)
     # or, on a Web3 of your own:
-    w3.middleware_onion.add(confidential(allow_virtual=True))           # outermost
+    w3.middleware_onion.add(confidential(allow_virtual=True, query_signers=[account]))
     w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(account), layer=0)
+
+With a local account, calls and gas estimates from it are signed queries (msg.sender
+proven, docs/PROTOCOL.md "Signed query"); ``sign_queries=False`` sends them anonymous.
 
 The logic lives in ``gateway.client.sdk`` (sans-I/O); this module only connects it to
 web3's sync and async request functions. docs/sdk.md has the details.
@@ -14,6 +17,7 @@ web3's sync and async request functions. docs/sdk.md has the details.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from web3 import AsyncWeb3, Web3
@@ -26,7 +30,9 @@ from gateway.client.sdk import (
     ConfidentialityError,
     ConfidentialSession,
     Policy,
+    QuerySigner,
     ResponseKeys,
+    SignedQueryError,
     drive,
     drive_async,
 )
@@ -50,7 +56,9 @@ __all__ = [
     "ConfidentialSession",
     "ConfidentialityError",
     "Policy",
+    "QuerySigner",
     "ResponseKeys",
+    "SignedQueryError",
     "async_confidential_web3",
     "confidential",
     "confidential_web3",
@@ -95,6 +103,7 @@ class ConfidentialMiddleware(Web3Middleware):
         expected_measurement: bytes | str | None = None,
         expected_chain_id: int | None = None,
         allow_plaintext: bool = False,
+        query_signers: Iterable[QuerySigner | bytes | str] = (),
         session: ConfidentialSession | None = None,
     ) -> ConfidentialBuilder:
         return confidential(
@@ -102,6 +111,7 @@ class ConfidentialMiddleware(Web3Middleware):
             expected_measurement=expected_measurement,
             expected_chain_id=expected_chain_id,
             allow_plaintext=allow_plaintext,
+            query_signers=query_signers,
             session=session,
         )
 
@@ -186,12 +196,15 @@ def confidential(
     expected_measurement: bytes | str | None = None,
     expected_chain_id: int | None = None,
     allow_plaintext: bool = False,
+    query_signers: Iterable[QuerySigner | bytes | str] = (),
     session: ConfidentialSession | None = None,
 ) -> ConfidentialBuilder:
     """The confidential middleware, for ``w3.middleware_onion.add(...)``.
 
     Add it as the outermost layer (``add``), and a signing middleware as the innermost
     (``inject(..., layer=0)``), so call data is sealed before it is signed.
+    ``query_signers`` (LocalAccounts or private keys): the accounts whose eth_call and
+    eth_estimateGas go out as signed queries (added to ``session`` when one is given).
     """
     if session is None:
         session = ConfidentialSession(
@@ -202,6 +215,8 @@ def confidential(
                 allow_plaintext=allow_plaintext,
             )
         )
+    for signer in query_signers:
+        session.add_query_signer(signer)
     return ConfidentialBuilder(session)
 
 
@@ -217,8 +232,17 @@ def session_of(w3: Web3 | AsyncWeb3[Any]) -> ConfidentialSession:
 
 
 def _install(
-    w3: Web3 | AsyncWeb3[Any], account: LocalAccount | None, builder: ConfidentialBuilder
+    w3: Web3 | AsyncWeb3[Any],
+    account: LocalAccount | None,
+    builder: ConfidentialBuilder,
+    sign_queries: bool | None,
 ) -> None:
+    if sign_queries is None:
+        sign_queries = account is not None
+    if sign_queries:
+        if account is None:
+            raise ValueError("sign_queries=True needs the local account that signs them")
+        builder.session.add_query_signer(account)
     onion: Any = w3.middleware_onion
     if account is not None:
         # innermost: signs what the confidential layer (outermost) has already sealed
@@ -235,10 +259,13 @@ def confidential_web3(
     expected_measurement: bytes | str | None = None,
     expected_chain_id: int | None = None,
     request_kwargs: dict[str, Any] | None = None,
+    sign_queries: bool | None = None,
 ) -> Web3:
     """A Web3 that seals to the node's attested key; with ``account`` (an eth-account
-    LocalAccount), transactions from it are signed locally, after sealing, and it is the
-    default account."""
+    LocalAccount), transactions from it are signed locally, after sealing, it is the
+    default account, and its eth_call and eth_estimateGas are signed queries (the node
+    runs them with msg.sender = the account). ``sign_queries``: None (default) signs them
+    when there is an account; False sends them unsigned."""
     provider = (
         HTTPProvider(url_or_provider, request_kwargs=request_kwargs)
         if isinstance(url_or_provider, str)
@@ -253,6 +280,7 @@ def confidential_web3(
             expected_measurement=expected_measurement,
             expected_chain_id=expected_chain_id,
         ),
+        sign_queries,
     )
     return w3
 
@@ -265,6 +293,7 @@ def async_confidential_web3(
     expected_measurement: bytes | str | None = None,
     expected_chain_id: int | None = None,
     request_kwargs: dict[str, Any] | None = None,
+    sign_queries: bool | None = None,
 ) -> AsyncWeb3[Any]:
     """The AsyncWeb3 counterpart of ``confidential_web3``."""
     provider = (
@@ -281,5 +310,6 @@ def async_confidential_web3(
             expected_measurement=expected_measurement,
             expected_chain_id=expected_chain_id,
         ),
+        sign_queries,
     )
     return w3

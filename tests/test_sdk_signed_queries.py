@@ -1,0 +1,420 @@
+"""Signed queries from the client SDK, on a ``--privacy strict`` node's public URL.
+
+A strict node runs an anonymous ``eth_call`` / ``eth_estimateGas`` with msg.sender zero and
+opens its envelope for sender zero. With a local account, the SDK attaches a signed query
+(docs/PROTOCOL.md, "Signed query, version 1") over the call object's data as sent (the
+envelope), so the node runs the call as the account, proven, without a session: the owner
+reads its own ConfidentialToken balance (``balanceOf`` reverts ``NotBalanceOwner`` unless
+msg.sender is the account) on the base URL, sealed end to end, and ``transact()`` (which
+estimates gas first) works there. Without signing the same read runs as address zero. A
+query replayed by a stock web3 under another ``from``, out of its block range or after its
+expiry is refused (-32002). Sync and async.
+
+What the tests check on the wire is recorded below the SDK (what the node received and
+answered); the node's own view (nonces, receipts) is read on the owner's personal URL,
+which a strict node keeps from the public one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from artifacts import load_artifact
+from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
+from eth_abi import encode
+from eth_account import Account
+from web3 import Web3
+from web3.exceptions import ContractCustomError, Web3RPCError
+from web3.providers.rpc import AsyncHTTPProvider, HTTPProvider
+
+from gateway.client.sdk import ConfidentialSession, Policy
+from gateway.client.session import sign_in
+from gateway.client.web3 import async_confidential_web3, confidential, confidential_web3
+from gateway.protocol import query
+from gateway.protocol.envelope import REQUEST_MAGIC, RESPONSE_MAGIC
+
+SUPPLY = 10**24
+ZERO = "0x0000000000000000000000000000000000000000"
+UNAUTHORIZED = -32002
+INVALID_PARAMS = -32602
+POLL = 0.05
+
+
+class Wire(HTTPProvider):
+    """HTTPProvider that keeps every (method, params, response) it carried."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, request_kwargs={"timeout": 60})
+        self.log: list[tuple[str, Any, Any]] = []
+
+    def make_request(self, method: Any, params: Any) -> Any:
+        response = super().make_request(method, params)
+        self.log.append((str(method), params, response))
+        return response
+
+    def sent(self, method: str) -> list[tuple[Any, Any]]:
+        return [(params, response) for m, params, response in self.log if m == method]
+
+
+class AsyncWire(AsyncHTTPProvider):
+    def __init__(self, url: str) -> None:
+        super().__init__(url, request_kwargs={"timeout": 60})
+        self.log: list[tuple[str, Any, Any]] = []
+
+    async def make_request(self, method: Any, params: Any) -> Any:
+        response = await super().make_request(method, params)
+        self.log.append((str(method), params, response))
+        return response
+
+
+class Chain:
+    """A strict node with a ConfidentialToken deployed by a fresh local account (owner)."""
+
+    def __init__(self, node: NodeProcess) -> None:
+        self.node = node
+        self.url = node.url
+        self.owner = Account.create()
+        self.bob = Account.create()  # holds no ether: it only reads
+        dev = Account.from_key(DEV_KEYS[0]).address
+        funded = rpc(
+            self.url,
+            "eth_sendTransaction",
+            [{"from": dev, "to": self.owner.address, "value": hex(10**20)}],
+        )
+        assert "result" in funded, funded
+        # the owner's own view (nonce, receipts): its personal URL; the tests use the base URL
+        self.personal = sign_in(self.url, self.owner.key)["rpcUrl"]
+        self._until(lambda: int(self._mine("eth_getBalance", self.owner.address, "latest"), 16) > 0)
+        art = load_artifact("ConfidentialToken")
+        self.abi = art["abi"]
+        w3 = confidential_web3(self.url, self.owner, allow_virtual=True)
+        factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        tx_hash = factory.constructor("Secret", "SEC", SUPPLY).transact({"nonce": self.nonce()})
+        receipt = self.receipt(tx_hash)
+        self.token = str(receipt["contractAddress"])
+
+    def _mine(self, method: str, *params: Any) -> Any:
+        """A plain JSON-RPC read on the owner's personal URL."""
+        answer = rpc(self.personal, method, list(params))
+        assert "error" not in answer, (method, answer)
+        return answer["result"]
+
+    @staticmethod
+    def _until(ready: Any, timeout: float = 30) -> Any:
+        deadline = time.time() + timeout
+        while not (value := ready()):
+            assert time.time() < deadline, "timed out"
+            time.sleep(POLL)
+        return value
+
+    def nonce(self) -> int:
+        return int(self._mine("eth_getTransactionCount", self.owner.address, "pending"), 16)
+
+    def receipt(self, tx_hash: Any) -> dict[str, Any]:
+        receipt = self._until(lambda: self._mine("eth_getTransactionReceipt", Web3.to_hex(tx_hash)))
+        assert receipt["status"] == "0x1", receipt
+        return dict(receipt)
+
+    def head(self) -> int:
+        return int(rpc(self.url, "eth_blockNumber")["result"], 16)
+
+    def contract(self, w3: Any) -> Any:
+        return w3.eth.contract(address=self.token, abi=self.abi)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    node = NodeProcess(tmp_path_factory.mktemp("signed-queries") / "data", "--privacy", "strict")
+    node.start()
+    try:
+        yield Chain(node)
+    finally:
+        node.stop()
+
+
+def custom_error(name: str, types: list[str], *args: Any) -> str:
+    selector = Web3.keccak(text=f"{name}({','.join(types)})")[:4]
+    return "0x" + (selector + encode(types, list(args))).hex()
+
+
+def not_owner(caller: str, account: str) -> str:
+    return custom_error("NotBalanceOwner", ["address", "address"], caller, account)
+
+
+def _bytes(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
+
+
+def check_signed(call: dict[str, Any], *, head: int | None = None) -> bytes:
+    """The signer of the call object's signed query, checked as the node checks it, over
+    the data as sent."""
+    signed = call["signedQuery"]
+    leash = {k: int(v, 16) for k, v in signed["leash"].items()}
+    return query.check(
+        _bytes(signed["signature"]),
+        chain_id=CHAIN_ID,
+        sender=_bytes(call["from"]),
+        to=_bytes(call["to"]) if call.get("to") else None,
+        value=int(call.get("value", "0x0"), 16),
+        data=_bytes(call.get("data") or call.get("input") or "0x"),
+        leash=leash,
+        head_number=leash["blockNumber"] if head is None else head,
+        now=int(time.time()),
+    )
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    assert "error" in response, response
+    return dict(response["error"])
+
+
+# ---------------------------------------------------------------- reads
+
+
+def test_owner_reads_its_balance_on_the_public_url(chain: Chain) -> None:
+    wire = Wire(chain.url)
+    w3 = confidential_web3(wire, chain.owner, allow_virtual=True)
+    token = chain.contract(w3)
+    head = chain.head()
+    assert token.functions.balanceOf(chain.owner.address).call() == SUPPLY
+    # msg.sender is the owner, not zero: asking for bob's balance names the owner as caller
+    with pytest.raises(ContractCustomError) as other:
+        token.functions.balanceOf(chain.bob.address).call()
+    assert other.value.data == not_owner(chain.owner.address, chain.bob.address)
+    assert token.functions.totalSupply().call() == SUPPLY
+
+    calls = wire.sent("eth_call")
+    assert len(calls) == 3
+    for params, response in calls:
+        call = params[0]
+        # sealed for the owner, and signed over the envelope as sent
+        assert _bytes(call["data"])[:3] == REQUEST_MAGIC
+        assert check_signed(call) == _bytes(chain.owner.address)
+        leash = {k: int(v, 16) for k, v in call["signedQuery"]["leash"].items()}
+        assert head <= leash["blockNumber"] <= chain.head()
+        assert leash["blockRange"] == 64
+        assert 0 < leash["expiry"] - time.time() <= 300
+        sealed = response.get("result") or response["error"]["data"]
+        assert _bytes(sealed)[:3] == RESPONSE_MAGIC
+    nonces = {params[0]["signedQuery"]["leash"]["nonce"] for params, _ in calls}
+    assert len(nonces) == 3  # random, one per query
+    # the supply never crossed the wire in clear
+    assert hex(SUPPLY)[2:] not in repr(wire.log)
+    # the head is fetched once and reused briefly (head_ttl), not per call
+    assert 1 <= len(wire.sent("eth_blockNumber")) <= 3
+
+    # the same holds on the personal URL: the signed query and the session agree
+    mine = confidential_web3(chain.personal, chain.owner, allow_virtual=True)
+    assert chain.contract(mine).functions.balanceOf(chain.owner.address).call() == SUPPLY
+
+
+def test_without_signing_the_read_runs_as_nobody(chain: Chain) -> None:
+    wire = Wire(chain.url)
+    w3 = confidential_web3(wire, chain.owner, allow_virtual=True, sign_queries=False)
+    from gateway.client.web3 import session_of
+
+    assert session_of(w3).query_signers == ()
+    token = chain.contract(w3)
+    with pytest.raises(ContractCustomError) as failed:
+        token.functions.balanceOf(chain.owner.address).call()
+    assert failed.value.data == not_owner(ZERO, chain.owner.address)
+    # the zero sender holds nothing: the estimate reverts with the zero address's balance
+    with pytest.raises(ContractCustomError) as poor:
+        token.functions.transfer(chain.bob.address, 1).estimate_gas()
+    assert poor.value.data == custom_error("InsufficientBalance", ["uint256", "uint256"], 0, 1)
+
+    # what happened: sealed for `from`, the node could not open it (it opens anonymous calls
+    # for sender zero), sealed once more for zero; nothing was signed
+    (first, refused), (second, answered) = wire.sent("eth_call")
+    assert "signedQuery" not in first[0] and "signedQuery" not in second[0]
+    assert error_of(refused)["code"] == INVALID_PARAMS
+    assert "failed authentication" in error_of(refused)["message"]
+    assert _bytes(error_of(answered)["data"])[:3] == RESPONSE_MAGIC
+    assert not wire.sent("eth_blockNumber")
+
+    with pytest.raises(ValueError, match="needs the local account"):
+        confidential_web3(chain.url, allow_virtual=True, sign_queries=True)
+
+
+def test_value_transfer_estimate_is_signed_too(chain: Chain) -> None:
+    """No data to seal, but the estimate still needs the sender's balance."""
+    wire = Wire(chain.url)
+    w3 = confidential_web3(wire, chain.owner, allow_virtual=True)
+    assert w3.eth.estimate_gas({"to": chain.bob.address, "value": 1}) == 21_000
+    ((params, _),) = wire.sent("eth_estimateGas")
+    assert "data" not in params[0] and check_signed(params[0]) == _bytes(chain.owner.address)
+
+    unsigned = confidential_web3(chain.url, chain.owner, allow_virtual=True, sign_queries=False)
+    with pytest.raises(Web3RPCError, match=f"insufficient funds.*{ZERO[2:]}"):
+        unsigned.eth.estimate_gas({"to": chain.bob.address, "value": 1})
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def test_transact_on_the_public_url(chain: Chain) -> None:
+    wire = Wire(chain.url)
+    w3 = confidential_web3(wire, chain.owner, allow_virtual=True)
+    token = chain.contract(w3)
+    before = token.functions.balanceOf(chain.owner.address).call()
+
+    # the public URL does not tell anyone a nonce (not even a signed query's signer): web3
+    # cannot fill it in there, so it is given; everything else is filled in as usual
+    with pytest.raises(Web3RPCError, match="nonce") as hidden:
+        token.functions.transfer(chain.bob.address, 7).transact()
+    assert hidden.value.rpc_response["error"]["code"] == UNAUTHORIZED
+
+    start = len(wire.log)
+    tx_hash = token.functions.transfer(chain.bob.address, 7).transact({"nonce": chain.nonce()})
+    receipt = chain.receipt(tx_hash)
+    assert int(receipt["gasUsed"], 16) > 21_000
+    log = wire.log[start:]
+    estimates = [params[0] for method, params, _ in log if method == "eth_estimateGas"]
+    assert estimates, [method for method, _, _ in log]
+    for call in estimates:  # web3's estimate before sending, with the data sealed and signed
+        assert _bytes(call["data"])[:3] == REQUEST_MAGIC
+        assert check_signed(call) == _bytes(chain.owner.address)
+    (raw,) = [params for method, params, _ in log if method == "eth_sendRawTransaction"]
+    assert raw and not any(method == "eth_sendTransaction" for method, _, _ in log)
+    tx = chain._mine("eth_getTransactionByHash", Web3.to_hex(tx_hash))
+    assert _bytes(tx["input"])[:3] == REQUEST_MAGIC
+
+    assert token.functions.balanceOf(chain.owner.address).call() == before - 7
+    reader = confidential_web3(chain.url, chain.bob, allow_virtual=True)  # bob: no ether
+    assert chain.contract(reader).functions.balanceOf(chain.bob.address).call() >= 7
+    assert reader.eth.estimate_gas({"to": chain.owner.address, "value": 0}) == 21_000
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_a_signed_query_is_bound_to_its_signer_and_leash(chain: Chain) -> None:
+    wire = Wire(chain.url)
+    w3 = confidential_web3(wire, chain.owner, allow_virtual=True)
+    assert chain.contract(w3).functions.balanceOf(chain.owner.address).call() == (
+        chain.contract(w3).functions.balanceOf(chain.owner.address).call()
+    )
+    (params, _), _ = wire.sent("eth_call")
+    call = params[0]
+    stock = Web3(HTTPProvider(chain.url, request_kwargs={"timeout": 60}))
+
+    # replayed as it is, within its leash, it runs again as the owner; the answer is sealed
+    # to the owner's response key, so the replayer learns that it succeeded, not the balance
+    again = stock.provider.make_request("eth_call", [call, "latest"])
+    assert _bytes(again["result"])[:3] == RESPONSE_MAGIC
+
+    # under another `from`, the signature does not recover it
+    claimed = stock.provider.make_request(
+        "eth_call", [{**call, "from": chain.bob.address}, "latest"]
+    )
+    assert error_of(claimed)["code"] == UNAUTHORIZED
+    assert "not by its from address" in error_of(claimed)["message"]
+    # over other data (say, the replayer's own envelope), neither
+    other = {**call, "data": call["data"][:-2] + ("00" if call["data"][-2:] != "00" else "01")}
+    assert error_of(stock.provider.make_request("eth_call", [other, "latest"]))["code"] == (
+        UNAUTHORIZED
+    )
+    # with its expiry moved to the past, it is refused before the signature is looked at
+    leash = dict(call["signedQuery"]["leash"], expiry=hex(int(time.time()) - 1))
+    expired = {**call, "signedQuery": {**call["signedQuery"], "leash": leash}}
+    refused = error_of(stock.provider.make_request("eth_call", [expired, "latest"]))
+    assert refused["code"] == UNAUTHORIZED and "expired" in refused["message"]
+
+    # once the chain has moved past blockNumber + blockRange, it is refused
+    last = int(call["signedQuery"]["leash"]["blockNumber"], 16) + 64
+    while chain.head() <= last:
+        assert "result" in rpc(chain.url, "evm_mine")
+    stale = error_of(stock.provider.make_request("eth_call", [call, "latest"]))
+    assert stale["code"] == UNAUTHORIZED and "leashed to blocks" in stale["message"]
+
+
+def test_an_expired_leash_is_refused(chain: Chain) -> None:
+    """A client whose clock is an hour behind signs leashes that already expired: the node
+    refuses them (the SDK does not retry: signing again would expire as well)."""
+    session = ConfidentialSession(
+        Policy(allow_virtual=True), clock=lambda: time.time() - 3600, query_signers=[chain.owner]
+    )
+    wire = Wire(chain.url)
+    w3 = Web3(wire)
+    w3.middleware_onion.add(confidential(session=session))
+    w3.eth.default_account = chain.owner.address
+    with pytest.raises(Web3RPCError, match="expired") as refused:
+        chain.contract(w3).functions.balanceOf(chain.owner.address).call()
+    assert refused.value.rpc_response["error"]["code"] == UNAUTHORIZED
+    assert len(wire.sent("eth_call")) == 1
+
+
+def test_the_sdk_signs_again_when_the_chain_moved_past_the_leash(chain: Chain) -> None:
+    """A frozen clock keeps the cached head forever: the node refuses the query once the
+    chain is past the leash, and the SDK fetches the head and signs once more."""
+    frozen = time.time()
+    session = ConfidentialSession(Policy(allow_virtual=True, leash_blocks=8), clock=lambda: frozen)
+    assert session.add_query_signer(chain.owner.key) == chain.owner.address  # a raw key
+    wire = Wire(chain.url)
+    w3 = Web3(wire)
+    w3.middleware_onion.add(confidential(session=session))
+    token = chain.contract(w3)
+    owner = {"from": chain.owner.address}
+    assert token.functions.balanceOf(chain.owner.address).call(owner) > 0
+    assert token.functions.balanceOf(chain.owner.address).call(owner) > 0
+    assert session.heads_fetched == 1
+    first = int(wire.sent("eth_call")[0][0][0]["signedQuery"]["leash"]["blockNumber"], 16)
+    assert int(wire.sent("eth_call")[0][0][0]["signedQuery"]["leash"]["blockRange"], 16) == 8
+    while chain.head() <= first + 8:
+        assert "result" in rpc(chain.url, "evm_mine")
+
+    assert token.functions.balanceOf(chain.owner.address).call(owner) > 0
+    assert session.heads_fetched == 2
+    *_, (_, refused), (resent, _) = wire.sent("eth_call")
+    assert "leashed to blocks" in error_of(refused)["message"]
+    assert int(resent[0]["signedQuery"]["leash"]["blockNumber"], 16) > first + 8
+    # calls from an account the session holds no signer for go out unsigned
+    with pytest.raises(ContractCustomError) as anonymous:
+        token.functions.balanceOf(chain.bob.address).call({"from": chain.bob.address})
+    assert anonymous.value.data == not_owner(ZERO, chain.bob.address)
+    assert all("signedQuery" not in p[0] for p, _ in wire.sent("eth_call")[-2:])
+
+
+def test_policy_limits_the_leash() -> None:
+    with pytest.raises(ValueError, match="leash_blocks"):
+        Policy(leash_blocks=query.MAX_BLOCK_RANGE + 1)
+    with pytest.raises(ValueError, match="leash_seconds"):
+        Policy(leash_seconds=0)
+
+
+# ---------------------------------------------------------------- async
+
+
+def test_async_signed_queries(chain: Chain) -> None:
+    async def scenario() -> None:
+        wire = AsyncWire(chain.url)
+        w3 = async_confidential_web3(wire, chain.owner, allow_virtual=True)
+        token = w3.eth.contract(address=chain.token, abi=chain.abi)
+        balance = await token.functions.balanceOf(chain.owner.address).call()
+        assert 0 < balance <= SUPPLY
+        gas = await token.functions.transfer(chain.bob.address, 2).estimate_gas()
+        assert gas > 21_000
+        tx_hash = await token.functions.transfer(chain.bob.address, 2).transact(
+            {"nonce": chain.nonce()}  # estimated again, signed, inside transact()
+        )
+        chain.receipt(tx_hash)
+        assert await token.functions.balanceOf(chain.owner.address).call() == balance - 2
+        signed = [p[0] for m, p, _ in wire.log if m in ("eth_call", "eth_estimateGas")]
+        assert len(signed) == 4
+        assert all(check_signed(call) == _bytes(chain.owner.address) for call in signed)
+
+        unsigned = async_confidential_web3(
+            chain.url, chain.owner, allow_virtual=True, sign_queries=False
+        )
+        anonymous = unsigned.eth.contract(address=chain.token, abi=chain.abi)
+        with pytest.raises(ContractCustomError) as failed:
+            await anonymous.functions.balanceOf(chain.owner.address).call()
+        assert failed.value.data == not_owner(ZERO, chain.owner.address)
+        for used in (w3, unsigned):
+            await used.provider.disconnect()
+
+    asyncio.run(scenario())
