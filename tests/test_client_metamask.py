@@ -70,13 +70,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     node.stop()
 
 
-@pytest.fixture
-def proxy(chain: NodeProcess) -> Iterator[CheckingProxy]:
-    checking = CheckingProxy(chain.url).start()
-    yield checking
-    checking.stop()
-
-
 @pytest.fixture(scope="module")
 def interval_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A node that seals a block every 2 s, so transactions are seen while pending."""

@@ -53,7 +53,7 @@ import logging
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -374,6 +374,20 @@ class Ledger:
     # -- blocks -------------------------------------------------------------------------
     def commit_block(self, block: CommittedBlock, included: Iterable[bytes]) -> None:
         """Atomically store the buffered state writes, the block row, and prune the pool."""
+        hashes = [(h,) for h in included]
+        self._commit(block, lambda cur: cur.executemany("DELETE FROM pool WHERE hash = ?", hashes))
+
+    def commit_genesis(self, block: CommittedBlock, meta: dict[str, bytes]) -> None:
+        """Store the genesis state and header together with the chain's parameters."""
+        self._commit(
+            block,
+            lambda cur: cur.executemany(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", meta.items()
+            ),
+        )
+
+    def _commit(self, block: CommittedBlock, also: Callable[[sqlite3.Cursor], object]) -> None:
+        """One SQLite transaction: the buffered kv writes, the block row, and ``also``."""
         with self._lock:
             try:
                 rows = self.kv._rows()  # sealed before the write transaction begins
@@ -388,33 +402,7 @@ class Ledger:
                     "INSERT INTO blocks (number, hash, header, seal, sealer) VALUES (?,?,?,?,?)",
                     (block.number, block.hash, block.header, block.seal, block.sealer),
                 )
-                cur.executemany("DELETE FROM pool WHERE hash = ?", [(h,) for h in included])
-                cur.execute("COMMIT")
-                self.kv._flushed()
-            except BaseException:
-                cur.execute("ROLLBACK")
-                self.kv.discard()
-                raise
-
-    def commit_genesis(self, block: CommittedBlock, meta: dict[str, bytes]) -> None:
-        """Store the genesis state and header together with the chain's parameters."""
-        with self._lock:
-            try:
-                rows = self.kv._rows()
-            except BaseException:
-                self.kv.discard()
-                raise
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                self.kv._write(cur, rows)
-                cur.execute(
-                    "INSERT INTO blocks (number, hash, header, seal, sealer) VALUES (?,?,?,?,?)",
-                    (block.number, block.hash, block.header, block.seal, block.sealer),
-                )
-                cur.executemany(
-                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", meta.items()
-                )
+                also(cur)
                 cur.execute("COMMIT")
                 self.kv._flushed()
             except BaseException:
