@@ -191,13 +191,22 @@ class Node:
         """Under load, let a few more transactions join before the next automined block.
 
         A lone transaction on an idle node is mined at once. When the previous block held
-        several transactions (so more are arriving), wait a tenth of that block's build time
-        (at most 50 ms): per-block work (state root, tries, commit) is then shared by more
-        transactions, which is what keeps throughput up, at little cost in latency.
+        several transactions (so more are arriving), wait until as many are waiting again, or
+        a tenth of that block's build time has passed (at most 50 ms): per-block work (state
+        root, tries, commit) is then shared by more transactions, at little cost in latency.
         """
         if not self.automine or self._last_block_size < 2:
             return
-        await asyncio.sleep(min(0.05, self._last_build / 10))
+        deadline = time.monotonic() + min(0.05, self._last_build / 10)
+        while self._wanted < self._last_block_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
 
     async def mine(self) -> None:
         """Seal a block now, even an empty one (evm_mine in dev mode)."""
