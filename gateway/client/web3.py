@@ -234,9 +234,11 @@ def session_of(w3: Web3 | AsyncWeb3[Any]) -> ConfidentialSession:
 def _install(
     w3: Web3 | AsyncWeb3[Any],
     account: LocalAccount | None,
-    builder: ConfidentialBuilder,
     sign_queries: bool | None,
+    **policy: Any,
 ) -> None:
+    """Add the confidential layer (outermost) and, with an account, the signer (innermost)."""
+    builder = confidential(**policy)
     if sign_queries is None:
         sign_queries = account is not None
     if sign_queries:
@@ -275,12 +277,10 @@ def confidential_web3(
     _install(
         w3,
         account,
-        confidential(
-            allow_virtual=allow_virtual,
-            expected_measurement=expected_measurement,
-            expected_chain_id=expected_chain_id,
-        ),
         sign_queries,
+        allow_virtual=allow_virtual,
+        expected_measurement=expected_measurement,
+        expected_chain_id=expected_chain_id,
     )
     return w3
 
@@ -305,11 +305,9 @@ def async_confidential_web3(
     _install(
         w3,
         account,
-        confidential(
-            allow_virtual=allow_virtual,
-            expected_measurement=expected_measurement,
-            expected_chain_id=expected_chain_id,
-        ),
         sign_queries,
+        allow_virtual=allow_virtual,
+        expected_measurement=expected_measurement,
+        expected_chain_id=expected_chain_id,
     )
     return w3
