@@ -37,6 +37,7 @@ def _dev(args: argparse.Namespace) -> int:
         require_encryption=args.require_encryption,
         seal_storage=not args.insecure_plaintext_storage,
         privacy=args.privacy,
+        public_balances=args.public_balances,
     )
     accounts = derive(DEV_MNEMONIC, args.accounts)
     url = f"http://{args.host}:{args.port}"
@@ -215,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["open", "strict"],
         help="strict: transactions, receipts, logs, balances and nonces only to their owners, "
         "eth_call with msg.sender zero unless signed in (default open, so every tool works)",
+    )
+    dev.add_argument(
+        "--public-balances",
+        action="store_true",
+        help="with --privacy strict: let anyone read balances and nonces (the policy the "
+        "security table allows to open); everything else stays private",
     )
     dev.add_argument(
         "--epoch-period",

@@ -52,6 +52,7 @@ class NodeConfig:
     epoch_period: int = 86_400
     require_encryption: bool = False
     privacy: str = "open"  # "strict" enforces who may see what on reads (docs/SECURITY.md)
+    public_balances: bool = False  # strict, but balances and nonces open to everyone
     seal_storage: bool = True  # False: --insecure-plaintext-storage
 
     def open_message(self) -> m.Open:
@@ -74,6 +75,7 @@ class NodeConfig:
             require_encryption=self.require_encryption,
             seal_storage=self.seal_storage,
             privacy=self.privacy,
+            public_balances=self.public_balances,
         )
 
 

@@ -237,3 +237,34 @@ def test_the_personal_url_works_with_stock_web3(strict: dict[str, Any], tmp_path
     )
     assert receipt.status == 1
     assert w3.eth.get_balance(ALICE.address) < before
+
+
+def test_policy_may_open_balances_and_nonces(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path / "data", "--privacy", "strict", "--public-balances").start()
+    try:
+        for method in ("eth_getBalance", "eth_getTransactionCount"):
+            assert "result" in rpc(node.url, method, [ALICE.address, "latest"])
+        # everything else stays private
+        error = rpc(node.url, "eth_getStorageAt", [ALICE.address, "0x0", "latest"])["error"]
+        assert error["code"] == UNAUTHORIZED
+        tx = ALICE.sign_transaction(
+            {
+                "chainId": CHAIN_ID,
+                "nonce": 0,
+                "to": BOB.address,
+                "value": 1,
+                "gas": 21000,
+                "maxFeePerGas": 10**10,
+                "maxPriorityFeePerGas": 10**9,
+            }
+        )
+        tx_hash = rpc(node.url, "eth_sendRawTransaction", ["0x" + tx.raw_transaction.hex()])[
+            "result"
+        ]
+        deadline = time.time() + 20
+        while int(rpc(node.url, "eth_getTransactionCount", [ALICE.address])["result"], 16) < 1:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        assert rpc(node.url, "eth_getTransactionReceipt", [tx_hash])["result"] is None
+    finally:
+        node.stop()

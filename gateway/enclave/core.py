@@ -147,6 +147,7 @@ class Enclave:
                 self.ledger.kv.discard()
             self._check_head()
         self.strict = opened.privacy == "strict"
+        self.public_balances = opened.public_balances
         revoked = self.ledger.get_meta("revoked_sessions")
         self.sessions = SessionBook(
             self.keys.token_key, opened.chain_id, json.loads(revoked) if revoked else None
@@ -297,7 +298,8 @@ class Enclave:
 
     def _on_GetAccount(self, msg: m.GetAccount) -> Any:
         viewer = self._viewer(msg.auth)
-        if self.strict and msg.kind in ("balance", "nonce") and viewer != msg.address:
+        private = self.strict and not self.public_balances
+        if private and msg.kind in ("balance", "nonce") and viewer != msg.address:
             raise Unauthorized(
                 f"not authorized to read the {msg.kind} of 0x{msg.address.hex()}: this node "
                 "keeps balances and nonces private; use that account's personal RPC URL "

@@ -33,6 +33,7 @@ class Open:
     epoch_grace: int = 1  # earlier epochs whose keys still open new envelopes
     require_encryption: bool = False  # refuse plain call data to contracts and plain deploys
     privacy: str = "open"  # "strict": who-may-see-what (docs/SECURITY.md) enforced on reads
+    public_balances: bool = False  # with "strict": balances and nonces readable by anyone
     seal_storage: bool = True  # False: --insecure-plaintext-storage
 
 
