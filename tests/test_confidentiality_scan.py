@@ -27,6 +27,12 @@ word (left-padded) and as a right-padded 32-byte word (and their hex forms). Non
 found. The same scenario with ``--insecure-plaintext-storage`` finds the marker in the
 data directory, which shows that the scan can fail; the log must stay clean there too.
 
+The data directory is also scanned for py-evm's own kv keys, which sealed storage blinds
+(ledger format 3): ``keccak(code)`` of the deployed ``Events`` contract, the storage-trie
+root node its one storage value implies (what someone guessing a small value would build
+and hash), a mined transaction's ``transaction-hash-to-block:`` lookup key and that prefix
+alone. None may be found in a sealed ledger; all are found in a plaintext one.
+
 Not scanned: SQLite's temporary files (sorts, large transactions; made in the temp
 directory and unlinked at once) and what the operating system may have swapped out.
 """
@@ -40,9 +46,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rlp
 from artifacts import load_artifact
 from conftest import DEV_KEYS, NodeProcess
+from eth.db.schema import SchemaV1
 from eth_account import Account
+from eth_utils import keccak
+from trie import HexaryTrie
 from web3 import Web3
 
 ALICE = Account.from_key(DEV_KEYS[0])
@@ -98,6 +108,29 @@ def scan(paths: list[Path], marker: Marker) -> list[str]:
     return found
 
 
+def raw_kv_keys(where: dict[str, Any], marker: Marker) -> dict[str, bytes]:
+    """py-evm's kv keys for what ``exercise`` did, as an unblinded ledger would store them."""
+    # Events keeps one storage slot (value, slot 0) after exercise: its storage trie is one
+    # leaf, so a guess of the value gives the root node, hence its keccak, the node's key
+    storage = HexaryTrie({})
+    storage[keccak((0).to_bytes(32, "big"))] = rlp.encode(marker.uint)
+    lookup = SchemaV1.make_transaction_hash_to_block_lookup_key(where["mined"])
+    return {
+        "keccak(Events code)": keccak(where["code"]),
+        "storage trie root node key": storage.root_hash,
+        "transaction-hash-to-block lookup key": lookup,
+        "lookup key prefix": b"transaction-hash-to-block:",
+    }
+
+
+def scan_keys(paths: list[Path], keys: dict[str, bytes]) -> list[str]:
+    found: list[str] = []
+    for path in paths:
+        data = path.read_bytes()
+        found += [f"{path.name}: {name}" for name, key in keys.items() if key in data]
+    return found
+
+
 def written_files(node: NodeProcess) -> list[Path]:
     files = sorted(p for p in node.data_dir.rglob("*") if p.is_file())
     assert any(p.name == "ledger.sqlite" for p in files), files
@@ -143,7 +176,8 @@ def exercise(node: NodeProcess, marker: Marker) -> dict[str, Any]:
     def run(fn: Any, sender: Any = ALICE, **extra: Any) -> Any:
         return transact(w3, sender, {"to": fn.address, "data": call_data(fn), **extra})
 
-    assert run(events.functions.setValue(marker.uint)).status == 1
+    mined = run(events.functions.setValue(marker.uint))
+    assert mined.status == 1
     # the marker's uint becomes the indexed oldValue topic of this one
     assert run(events.functions.setValue(marker.uint + 1)).status == 1
     assert run(events.functions.setValue(marker.uint)).status == 1
@@ -181,7 +215,12 @@ def exercise(node: NodeProcess, marker: Marker) -> dict[str, Any]:
         wait=False,
     )
     assert w3.eth.get_storage_at(events.address, 0) == marker.uint.to_bytes(32, "big")
-    return {"events": events.address, "pooled": pooled}
+    return {
+        "events": events.address,
+        "pooled": pooled,
+        "mined": bytes(mined.transactionHash),
+        "code": bytes(w3.eth.get_code(events.address)),
+    }
 
 
 def check_still_there(node: NodeProcess, marker: Marker, where: dict[str, Any]) -> None:
@@ -201,12 +240,14 @@ def test_nothing_readable_after_a_clean_stop(tmp_path: Path) -> None:
     marker = new_marker()
     node = NodeProcess(tmp_path / "data").start()
     try:
-        exercise(node, marker)
+        where = exercise(node, marker)
     finally:
         code = node.stop()
     assert code == 0, node.log()[-3000:]
     found = scan(written_files(node), marker)
     assert not found, f"the marker is readable in what the node wrote: {found}"
+    found = scan_keys(written_files(node)[:-1], raw_kv_keys(where, marker))
+    assert not found, f"py-evm's kv keys are stored unblinded: {found}"
 
 
 def test_nothing_readable_after_kill_9_and_restart(tmp_path: Path) -> None:
@@ -222,6 +263,8 @@ def test_nothing_readable_after_kill_9_and_restart(tmp_path: Path) -> None:
     assert wal.exists() and wal.stat().st_size > 0, "the kill left no WAL to scan"
     found = scan(written_files(node), marker)
     assert not found, f"the marker is readable after kill -9 (WAL included): {found}"
+    found = scan_keys(written_files(node)[:-1], raw_kv_keys(where, marker))
+    assert not found, f"py-evm's kv keys are stored unblinded (WAL included): {found}"
 
     node.start()
     try:
@@ -246,6 +289,10 @@ def test_the_scan_finds_plaintext_storage(tmp_path: Path) -> None:
     found = scan(written_files(node)[:-1], marker)
     assert any(line.endswith(": marker raw") for line in found), found
     assert any(line.endswith(": symbol raw") for line in found), found
+    # plaintext storage keeps py-evm's keys: the key scan finds each of them
+    keys = raw_kv_keys(where, marker)
+    key_found = scan_keys(written_files(node)[:-1], keys)
+    assert {line.split(": ", 1)[1] for line in key_found} == set(keys), key_found
 
     node.start()
     try:

@@ -2,8 +2,9 @@
 
 Unit tests, no node: the sealer round-trips, every altered byte and every moved value is
 detected, a wrong key fails with a clear message, and the ledger keeps kv values and pooled
-transactions sealed in the file (plaintext only in its caches), refuses old plaintext
-files, and refuses to mix the sealed and the --insecure-plaintext-storage modes.
+transactions sealed in the file (plaintext only in its caches) under blinded kv keys,
+refuses old files (format 1: plaintext, format 2: unblinded keys), and refuses to mix the
+sealed and the --insecure-plaintext-storage modes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from gateway.enclave.storage import OVERHEAD, StorageSealer
 from gateway.errors import RpcError
 from gateway.ledger import (
+    FORMAT_VERSION,
     CommittedBlock,
     Ledger,
     LedgerError,
@@ -37,6 +39,14 @@ def sealed_ledger(path: Path, key: bytes = KEY) -> Ledger:
     ledger = Ledger(path)
     ledger.set_sealer(StorageSealer(key))
     return ledger
+
+
+def stored_keys(path: Path) -> set[bytes]:
+    conn = sqlite3.connect(str(path))
+    try:
+        return {bytes(row[0]) for row in conn.execute("SELECT k FROM kv")}
+    finally:
+        conn.close()
 
 
 def file_bytes(path: Path) -> bytes:
@@ -114,7 +124,7 @@ def test_sealer_rotates_session_keys_and_still_opens_old_values() -> None:
 def test_ledger_seals_kv_values_and_pool(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     ledger = sealed_ledger(path)
-    assert ledger.get_meta("format_version") == b"2"
+    assert ledger.get_meta("format_version") == b"3" == str(FORMAT_VERSION).encode()
     assert ledger.get_meta("storage") == b"sealed"
     ledger.kv[b"key-1"] = SECRET
     ledger.kv[b"key-2"] = SECRET + b"!"
@@ -123,7 +133,8 @@ def test_ledger_seals_kv_values_and_pool(tmp_path: Path) -> None:
     # the cache holds the plaintext, so reads after a write need no opening
     assert ledger.kv._cache[b"key-1"] == SECRET
     assert SECRET not in file_bytes(path)
-    stored = sqlite3.connect(str(path)).execute("SELECT v FROM kv WHERE k = ?", (b"key-1",))
+    blinded = StorageSealer(KEY).blind(b"key-1")
+    stored = sqlite3.connect(str(path)).execute("SELECT v FROM kv WHERE k = ?", (blinded,))
     assert len(stored.fetchone()[0]) == len(SECRET) + OVERHEAD
     ledger.close()
 
@@ -152,9 +163,10 @@ def test_ledger_detects_values_swapped_between_keys(tmp_path: Path) -> None:
     ledger.pool_add(b"\x02" * 32, b"tx two")
     ledger.close()
 
+    blind = StorageSealer(KEY).blind
     conn = sqlite3.connect(str(path), isolation_level=None)
-    bob = conn.execute("SELECT v FROM kv WHERE k = ?", (b"bob",)).fetchone()[0]
-    conn.execute("UPDATE kv SET v = ? WHERE k = ?", (bob, b"alice"))
+    bob = conn.execute("SELECT v FROM kv WHERE k = ?", (blind(b"bob"),)).fetchone()[0]
+    assert conn.execute("UPDATE kv SET v = ? WHERE k = ?", (bob, blind(b"alice"))).rowcount == 1
     two = conn.execute("SELECT raw FROM pool WHERE hash = ?", (b"\x02" * 32,)).fetchone()[0]
     conn.execute("UPDATE pool SET raw = ? WHERE hash = ?", (two, b"\x01" * 32))
     conn.close()
@@ -210,13 +222,27 @@ def test_ledger_refuses_format_1(tmp_path: Path) -> None:
         Ledger(path, seal_storage=False)
 
 
+@pytest.mark.parametrize("mode", [b"sealed", b"plaintext"])
+def test_ledger_refuses_format_2(tmp_path: Path, mode: bytes) -> None:
+    path = tmp_path / "ledger.sqlite"
+    Ledger(path, seal_storage=mode == b"sealed").close()
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("UPDATE meta SET value = ? WHERE name = 'format_version'", (b"2",))
+    conn.close()
+    pattern = r"older node \(ledger format 2\).*unblinded.*Start a new data directory"
+    with pytest.raises(LedgerRefused, match=pattern):
+        Ledger(path)
+    with pytest.raises(LedgerRefused, match="ledger format 2"):
+        Ledger(path, seal_storage=False)
+
+
 def test_ledger_refuses_an_unknown_format(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     Ledger(path).close()
     conn = sqlite3.connect(str(path), isolation_level=None)
-    conn.execute("UPDATE meta SET value = ? WHERE name = 'format_version'", (b"3",))
+    conn.execute("UPDATE meta SET value = ? WHERE name = 'format_version'", (b"4",))
     conn.close()
-    with pytest.raises(LedgerRefused, match="format 3"):
+    with pytest.raises(LedgerRefused, match="format 4"):
         Ledger(path)
 
 
@@ -237,6 +263,7 @@ def test_plaintext_mode_is_marked_and_never_mixed(tmp_path: Path) -> None:
         ledger.set_sealer(StorageSealer(KEY))
     ledger.close()
     assert SECRET in file_bytes(plain)  # what the flag means
+    assert stored_keys(plain) == {b"k"}  # plaintext storage keeps py-evm's keys
     with pytest.raises(LedgerRefused, match="created with --insecure-plaintext-storage"):
         Ledger(plain)
     reopened = Ledger(plain, seal_storage=False)
@@ -248,3 +275,110 @@ def test_plaintext_mode_is_marked_and_never_mixed(tmp_path: Path) -> None:
     sealed_ledger(sealed).close()
     with pytest.raises(LedgerRefused, match="cannot be opened with --insecure-plaintext"):
         Ledger(sealed, seal_storage=False)
+
+
+# ---------------------------------------------------------------------------- key blinding
+
+
+def test_blinded_keys_are_keyed_stable_and_separate() -> None:
+    sealer = StorageSealer(KEY)
+    keys = [b"", b"k", b"\x00" * 32, b"transaction-hash-to-block:" + b"\x11" * 32]
+    blinded = [sealer.blind(k) for k in keys]
+    assert all(len(b) == 32 for b in blinded)
+    assert len(set(blinded)) == len(keys)
+    assert not set(blinded) & set(keys)
+    # stable: a restarted node (a new sealer, same storage key) finds the same rows
+    assert [StorageSealer(KEY).blind(k) for k in keys] == blinded
+    # keyed: another storage key gives other rows
+    assert not {StorageSealer(OTHER_KEY).blind(k) for k in keys} & set(blinded)
+
+
+def test_ledger_stores_only_blinded_keys(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    keccak_like = bytes(range(100, 132))
+    lookup = b"transaction-hash-to-block:" + bytes(range(32))
+    ledger = sealed_ledger(path)
+    ledger.kv[keccak_like] = b"trie node"
+    ledger.kv[lookup] = b"block and index"
+    ledger.commit_genesis(block(0), {})
+    ledger.close()
+    blind = StorageSealer(KEY).blind
+    assert stored_keys(path) == {blind(keccak_like), blind(lookup)}
+    data = file_bytes(path)
+    assert keccak_like not in data
+    assert lookup not in data and b"transaction-hash-to-block" not in data
+
+    # stable across restarts: the reopened ledger reads, replaces and deletes the same rows
+    again = sealed_ledger(path)
+    assert again.kv[keccak_like] == b"trie node"
+    again.kv[keccak_like] = b"trie node 2"
+    del again.kv[lookup]
+    again.commit_block(block(1), [])
+    again.close()
+    assert stored_keys(path) == {blind(keccak_like)}
+    third = sealed_ledger(path)
+    assert third.kv[keccak_like] == b"trie node 2"
+    third.close()
+
+    # under another storage key the same chain would use other rows
+    other = tmp_path / "other" / "ledger.sqlite"
+    ledger = sealed_ledger(other, OTHER_KEY)
+    ledger.kv[keccak_like] = b"trie node"
+    ledger.commit_genesis(block(0), {})
+    ledger.close()
+    other_blind = StorageSealer(OTHER_KEY).blind(keccak_like)
+    assert stored_keys(other) == {other_blind}
+    assert other_blind != blind(keccak_like)
+
+
+def test_a_value_copied_to_another_blinded_key_does_not_open(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = sealed_ledger(path)
+    ledger.kv[b"alice"] = b"balance 1000000"
+    ledger.commit_genesis(block(0), {})
+    ledger.close()
+    blind = StorageSealer(KEY).blind
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    value = conn.execute("SELECT v FROM kv WHERE k = ?", (blind(b"alice"),)).fetchone()[0]
+    conn.execute("INSERT INTO kv (k, v) VALUES (?, ?)", (blind(b"bob"), value))
+    conn.close()
+    again = sealed_ledger(path)
+    assert again.kv[b"alice"] == b"balance 1000000"
+    with pytest.raises(SealedValueError, match="moved to another key"):
+        again.kv[b"bob"]
+    again.close()
+
+
+class CountingSealer:
+    def __init__(self, key: bytes) -> None:
+        self.inner = StorageSealer(key)
+        self.blinds = 0
+
+    def seal(self, plaintext: bytes, associated_data: bytes) -> bytes:
+        return self.inner.seal(plaintext, associated_data)
+
+    def open(self, blob: bytes, associated_data: bytes) -> bytes:
+        return self.inner.open(blob, associated_data)
+
+    def blind(self, key: bytes) -> bytes:
+        self.blinds += 1
+        return self.inner.blind(key)
+
+
+def test_cache_hits_cost_no_blinding(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    sealer = CountingSealer(KEY)
+    ledger.set_sealer(sealer)
+    ledger.kv[b"k"] = b"v"
+    assert ledger.kv[b"k"] == b"v" and sealer.blinds == 0  # pending writes: no HMAC
+    ledger.commit_genesis(block(0), {})
+    assert sealer.blinds == 1  # one per written row
+    for _ in range(10):
+        assert ledger.kv[b"k"] == b"v"  # cached, by py-evm's key
+    assert sealer.blinds == 1
+    ledger.kv._cache.clear()
+    assert ledger.kv[b"k"] == b"v"  # a miss: one HMAC, then cached again
+    assert ledger.kv[b"k"] == b"v"
+    assert sealer.blinds == 2
+    ledger.close()

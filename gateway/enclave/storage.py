@@ -18,6 +18,19 @@ Sealed value layout (37 bytes over the plaintext):
     version 0x01 (1) || key id (8) || nonce (12) || ciphertext || GCM tag (16)
 
 with the version byte and key id also bound into the associated data.
+
+Key blinding. The ledger stores each kv row under ``blind(key)`` instead of py-evm's key
+(a keccak hash of a trie node, code or header, or a lookup key such as
+``transaction-hash-to-block:<hash>``), so that a copy of the ledger cannot confirm a guess
+by hashing the trie node the guess implies and looking for that key:
+
+    blinding key = HMAC-SHA256(storage key, "coco-gateway/storage/kv-key-blinding/v1")
+    blind(key)   = HMAC-SHA256(blinding key, "coco-ledger/kv-key" || 0x00 || key)
+
+Deterministic (the same key maps to the same row across restarts, which is what a lookup
+needs), keyed (without the storage key no one can compute it), and under a key of its own:
+its derivation label differs from the encryption keys' label within their common length, so
+the blinding key is independent of every session key.
 """
 
 from __future__ import annotations
@@ -38,6 +51,8 @@ TAG_BYTES = 16
 OVERHEAD = 1 + KEY_ID_BYTES + NONCE_BYTES + TAG_BYTES
 ROTATE_AFTER = 1 << 30  # writes per session key: far below the 2**32 random-nonce bound
 _KDF_LABEL = b"coco-gateway/storage/aes-256-gcm/v1"
+_BLINDING_LABEL = b"coco-gateway/storage/kv-key-blinding/v1"
+_BLIND_PREFIX = b"coco-ledger/kv-key\x00"
 _HEADER = 1 + KEY_ID_BYTES
 _MAX_CACHED_KEYS = 4096
 
@@ -52,6 +67,7 @@ class StorageSealer:
         self._rotate_after = rotate_after
         self._lock = threading.Lock()
         self._readers: dict[bytes, AESGCM] = {}
+        self._blinding_key = hmac.digest(self._key, _BLINDING_LABEL, "sha256")
         self._new_session()
 
     def _session(self, key_id: bytes) -> AESGCM:
@@ -68,6 +84,10 @@ class StorageSealer:
         self._header = VERSION + key_id
         self._writer = self._session(key_id)
         self._writes = 0
+
+    def blind(self, key: bytes) -> bytes:
+        """The 32-byte key the ledger stores a kv row under, for py-evm's ``key``."""
+        return hmac.digest(self._blinding_key, _BLIND_PREFIX + key, "sha256")
 
     def seal(self, plaintext: bytes, associated_data: bytes) -> bytes:
         with self._lock:

@@ -10,8 +10,8 @@ failure, at the cost of an fsync per commit.
 Tables:
   kv      opaque key/value pairs: py-evm's chain database (state trie, headers, bodies,
           receipts, lookups). Writes are buffered in memory until ``commit_block``.
-          Values are sealed; keys are stored as py-evm makes them (see "What stays
-          readable" below).
+          Sealed: each value encrypted, each key blinded (a keyed hash of py-evm's
+          key); with --insecure-plaintext-storage both as py-evm makes them.
   blocks  the public header chain: number, hash, RLP header, seal, sealer. Not sealed.
   pool    transactions accepted but not yet in a block, in arrival order: the hash in the
           clear (the pool is pruned by hash), the raw transaction sealed.
@@ -19,31 +19,40 @@ Tables:
           mode, the public genesis parameters, the node key and consortium secret (which
           the enclave seals itself, under the local sealing key), the storage key check.
 
-Sealed storage (ledger format 2). The ledger never holds a key and imports no cipher: the
+Sealed storage (ledger format 3). The ledger never holds a key and imports no cipher: the
 enclave hands it a ``Sealer`` (``gateway.enclave.storage.StorageSealer``, AES-256-GCM under
-the storage key) once its key ring is open. Each kv value is sealed with its kv key as
-associated data and each pooled transaction with its hash, so a value moved to another
-key or row fails to open. The read cache of ``BufferedKV`` holds opened (plaintext)
-values: they are opened once, when first read from the file. Until ``set_sealer`` is
-called, a sealed ledger serves meta and the header chain only.
+the storage key) once its key ring is open. Each kv row is stored under ``blind(key)``, a
+keyed hash (HMAC-SHA256 under a key derived from the storage key, separate from the
+encryption keys) of py-evm's key, which is a content hash or a lookup key and would
+otherwise let a copy of the file confirm guesses (below). py-evm never iterates its
+database, so every read and write maps through ``blind`` and nothing else changes. Each kv
+value is sealed with its original (unblinded) key as associated data and each pooled
+transaction with its hash, so a value moved to another row or key fails to open: a moved
+row is read for another original key, hence with other associated data. (Binding the
+original key rather than the blinded one is as strong, since one determines the other; it
+keeps the meaning of a sealed value "the value of py-evm's key K" independent of the
+blinding, and sealing needs no blinded key.) The read cache of ``BufferedKV`` is keyed by
+the original key and holds opened (plaintext) values: a cache hit costs no HMAC and no
+opening; a miss costs one HMAC and one opening. Until ``set_sealer`` is called, a sealed
+ledger serves meta and the header chain only.
 
 A data directory made with ``--insecure-plaintext-storage`` is marked so in meta
 (``storage = plaintext``) and is only opened in that mode; a sealed one only sealed.
-Format 1 files (written in plaintext by older nodes) are refused, not converted.
+Older files are refused, not converted: format 1 (plaintext) and format 2 (values sealed,
+keys as py-evm makes them).
 
 What stays readable to whoever reads the file without the storage key:
   * the header chain and seals (public by design): roots, gas used, timestamps, and the
     logs bloom, which lets a guess "this block has a log from address A with topic T" be
     confirmed;
-  * kv keys: the keccak hash of every trie node (state, storage, transaction and receipt
-    tries), of every contract's code and of every header, plus py-evm's lookup keys
-    (``transaction-hash-to-block:<tx hash>``, ``block-number-to-hash:<n>``,
-    ``block-hash-to-score:<hash>``, ``v1:...``). Transaction and block hashes are public
-    anyway. Content hashes let a guessed value be confirmed: whoever can build the trie
-    node a guess implies (a small storage value, a balance, a known contract's code) can
-    look for its hash among the keys;
-  * pooled transactions' hashes, every value's length (the plaintext's plus 37 bytes), the
-    number of rows, and when they were written;
+  * kv keys only as 32 bytes of keyed hash each: not the trie-node, code or header hashes
+    nor the lookup keys (``transaction-hash-to-block:<tx hash>`` ...) py-evm uses, so a
+    guessed value cannot be confirmed by hashing the trie node it implies. Blinding is
+    deterministic: the same key is the same row in every copy of the file, so copies taken
+    at different times show which rows each block added or replaced;
+  * pooled transactions' hashes, every value's length (the plaintext's plus 37 bytes, so a
+    row's length hints at what it is: a trie leaf, a branch node, a contract's code of a
+    known size), the number of rows, and when they were written;
   * meta: the public genesis, the format and storage mode, the enclave's sealed secrets.
 """
 
@@ -62,7 +71,7 @@ from gateway.errors import InvalidParams
 
 log = logging.getLogger("gateway.ledger")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 STORAGE_SEALED = b"sealed"
 STORAGE_PLAINTEXT = b"plaintext"
 
@@ -115,6 +124,10 @@ class Sealer(Protocol):
         """The plaintext, or ``SealedValueError``."""
         ...
 
+    def blind(self, key: bytes) -> bytes:
+        """The key a kv row is stored under: deterministic, keyed, unlinkable to ``key``."""
+        ...
+
 
 class _Locked:
     """The sealer of a sealed ledger whose storage key is not known yet."""
@@ -123,6 +136,9 @@ class _Locked:
         raise LedgerError("the ledger's sealed storage is locked: set_sealer was not called")
 
     def open(self, blob: bytes, associated_data: bytes) -> bytes:
+        raise LedgerError("the ledger's sealed storage is locked: set_sealer was not called")
+
+    def blind(self, key: bytes) -> bytes:
         raise LedgerError("the ledger's sealed storage is locked: set_sealer was not called")
 
 
@@ -150,7 +166,8 @@ class BufferedKV(MutableMapping[bytes, bytes]):
     py-evm writes trie nodes and chain records through this object while a block is being
     built; ``Ledger.commit_block`` flushes the buffer inside the block's transaction and
     ``discard`` drops it when building fails. Values are sealed on their way to the file
-    and opened on their way back; the pending writes and the cache hold plaintext.
+    and opened on their way back, and stored under blinded keys; the pending writes and the
+    cache hold plaintext under py-evm's keys.
     """
 
     def __init__(
@@ -173,12 +190,14 @@ class BufferedKV(MutableMapping[bytes, bytes]):
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        row = self._conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+        sealer = self._sealer
+        stored = key if sealer is None else sealer.blind(key)
+        row = self._conn.execute("SELECT v FROM kv WHERE k = ?", (stored,)).fetchone()
         if row is None:
             raise KeyError(key)
         found = bytes(row[0])
-        if self._sealer is not None:
-            found = self._sealer.open(found, _KV_AD + key)
+        if sealer is not None:
+            found = sealer.open(found, _KV_AD + key)
         self._remember(key, found)
         return found
 
@@ -214,14 +233,17 @@ class BufferedKV(MutableMapping[bytes, bytes]):
         self._pending.clear()
 
     def _rows(self) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes]]]:
-        """The pending writes as rows for the file: sealed upserts, and deletes."""
+        """The pending writes as rows for the file: sealed upserts, and deletes, by blinded key."""
         sealer = self._sealer
         if sealer is None:
             upserts = [(k, v) for k, v in self._pending.items() if v is not None]
+            deletes = [(k,) for k, v in self._pending.items() if v is None]
         else:
-            seal = sealer.seal
-            upserts = [(k, seal(v, _KV_AD + k)) for k, v in self._pending.items() if v is not None]
-        deletes = [(k,) for k, v in self._pending.items() if v is None]
+            seal, blind = sealer.seal, sealer.blind
+            upserts = [
+                (blind(k), seal(v, _KV_AD + k)) for k, v in self._pending.items() if v is not None
+            ]
+            deletes = [(blind(k),) for k, v in self._pending.items() if v is None]
         return upserts, deletes
 
     @staticmethod
@@ -304,6 +326,15 @@ class Ledger:
                 f"in plaintext; this node (format {FORMAT_VERSION}) keeps them sealed and "
                 "does not convert old files. Start a new data directory (--data-dir), or "
                 "keep running the older node on this one"
+            )
+        if int(version) == 2:
+            raise LedgerRefused(
+                f"the data directory {self.path.parent} was written by an older node "
+                "(ledger format 2), which kept the keys of the chain's database unblinded "
+                "(trie-node and code hashes, lookups by transaction hash), letting a copy of "
+                f"the file confirm guessed balances and storage values; this node (format "
+                f"{FORMAT_VERSION}) blinds them and does not convert old files. Start a new "
+                "data directory (--data-dir), or keep running the older node on this one"
             )
         if int(version) != FORMAT_VERSION:
             raise LedgerRefused(
