@@ -69,7 +69,8 @@ def ensure_npm_packages(directory: Path = JS_DIR, timeout: float = 300) -> None:
         stamp.write_text(want + "\n")
 
 
-def _report(stdout: str) -> dict[str, Any] | None:
+def _report(stdout: str, kind: str | None = None) -> dict[str, Any] | None:
+    """The last JSON line of a client script that is a report (of ``kind``, if given)."""
     for line in reversed(stdout.splitlines()):
         line = line.strip()
         if line.startswith("{"):
@@ -77,7 +78,11 @@ def _report(stdout: str) -> dict[str, Any] | None:
                 document = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(document, dict) and "report" in document:
+            if (
+                isinstance(document, dict)
+                and "report" in document
+                and (kind is None or document["report"] == kind)
+            ):
                 return document
     return None
 

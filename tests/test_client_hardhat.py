@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 from artifacts import load_artifact
-from clients_support import ensure_npm_packages
+from clients_support import _report, ensure_npm_packages
 from conftest import NodeProcess
 from rpc_proxy import CheckingProxy
 
@@ -101,19 +101,6 @@ def chain(compiled: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     node.stop()
 
 
-def _report(stdout: str) -> dict[str, Any] | None:
-    for line in reversed(stdout.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                document = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(document, dict) and document.get("report") == "hardhat":
-                return document
-    return None
-
-
 def run(proxy: CheckingProxy, network: str, scenarios: Sequence[str]) -> dict[str, Any]:
     """`hardhat run scripts/scenarios.ts --network NETWORK` against the proxy; all must pass."""
     env = hardhat_env(proxy.url)
@@ -121,7 +108,7 @@ def run(proxy: CheckingProxy, network: str, scenarios: Sequence[str]) -> dict[st
     done = hardhat(
         "run", "--no-compile", "scripts/scenarios.ts", "--network", network, env=env, timeout=60
     )
-    report = _report(done.stdout)
+    report = _report(done.stdout, "hardhat")
     if done.returncode != 0 or report is None or not report.get("ok"):
         failed = [r for r in (report or {}).get("results", []) if not r.get("ok")]
         summary = "\n\n".join(f"[{r['scenario']}] {r.get('error')}" for r in failed)

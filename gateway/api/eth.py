@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -13,7 +12,7 @@ from gateway.api import params as p
 from gateway.api.filters import FilterManager
 from gateway.enclave import messages as m
 from gateway.enclave.runtime import EnclaveClient
-from gateway.errors import InvalidParams, MethodNotFound, ServerError, Unauthorized
+from gateway.errors import ServerError, Unauthorized
 
 log = logging.getLogger("gateway.api")
 
@@ -23,11 +22,6 @@ PENDING_HIDDEN = (
     "pending-transaction notifications are not offered on this node: with privacy "
     "strict they would reveal other accounts' activity"
 )
-
-# Methods other dev nodes answer that tools probe for; they must get -32601 here, so that
-# forge and Hardhat know they are not talking to Anvil or Hardhat Network.
-PROBED_ELSEWHERE = ("anvil_nodeInfo", "anvil_metadata", "hardhat_metadata")
-
 
 def qty(value: int) -> str:
     return hex(value)
@@ -76,15 +70,14 @@ class Api:
         self.view.gas_price = int(status["gasPrice"])
 
     def methods(self) -> dict[str, Method]:
+        """The handlers by method name. No anvil_* or hardhat_* method is offered: forge and
+        Hardhat probe them and must get -32601 to know this is not Anvil or Hardhat Network."""
         table: dict[str, Method] = {}
         for name in dir(self):
             if name.startswith(("eth_", "net_", "web3_", "coco_", "txpool_", "evm_")):
                 table[name] = getattr(self, name)
         if not self.dev:
-            for name in ("evm_mine",):
-                table.pop(name, None)
-        for name in PROBED_ELSEWHERE:
-            table.pop(name, None)
+            table.pop("evm_mine", None)
         return table
 
     async def _ask(self, message: Any) -> Any:
@@ -577,5 +570,3 @@ def _log_query(value: Any, name: str, index: int) -> m.GetLogs:
         raise p.bad(name, index, "fromBlock is after toBlock")
     return m.GetLogs(from_block=start, to_block=end, addresses=addresses, topics=topics)
 
-
-__all__ = ["PROBED_ELSEWHERE", "Api", "InvalidParams", "MethodNotFound", "asyncio"]

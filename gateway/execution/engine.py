@@ -23,7 +23,6 @@ from eth.exceptions import (
     BlockNotFound,
     HeaderNotFound,
     TransactionNotFound,
-    VMError,
 )
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth.vm.spoof import SpoofTransaction
@@ -897,5 +896,3 @@ def _log_matches(entry: Any, flt: LogFilter) -> bool:
             return False
     return True
 
-
-__all__ = ["CallArgs", "Engine", "LogFilter", "PreparedBlock", "VMError"]
