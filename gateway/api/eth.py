@@ -244,7 +244,7 @@ class Api:
     async def eth_sendRawTransaction(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 1)
         raw = p.data(params[0], "transaction", 0)
-        tx_hash: bytes = await self._ask(m.SubmitRawTx(raw))
+        tx_hash: bytes = await self._ask(m.SubmitRawTx(raw, _auth(ctx)))
         self.on_transaction(tx_hash)
         return hexdata(tx_hash)
 
@@ -270,6 +270,7 @@ class Api:
                 data=tx.get("data", b""),
                 nonce=tx.get("nonce"),
                 tx_type=tx.get("type"),
+                auth=_auth(ctx),
             )
         )
         self.on_transaction(tx_hash)
@@ -337,25 +338,25 @@ class Api:
 
     async def eth_newBlockFilter(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0)
-        return await self.filters.new_block_filter()
+        return await self.filters.new_block_filter(_auth(ctx))
 
     async def eth_newPendingTransactionFilter(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0, 1)
         if self.strict:
             raise Unauthorized(PENDING_HIDDEN)
-        return await self.filters.new_pending_filter()
+        return await self.filters.new_pending_filter(_auth(ctx))
 
     async def eth_getFilterChanges(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self.filters.changes(_filter_id(params[0]))
+        return await self.filters.changes(_filter_id(params[0]), _auth(ctx))
 
     async def eth_getFilterLogs(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self.filters.all_logs(_filter_id(params[0]))
+        return await self.filters.all_logs(_filter_id(params[0]), _auth(ctx))
 
     async def eth_uninstallFilter(self, params: list[Any], ctx: Any) -> bool:
         p.arity(params, 1)
-        return self.filters.uninstall(_filter_id(params[0]))
+        return self.filters.uninstall(_filter_id(params[0]), _auth(ctx))
 
     # ------------------------------------------------------------------ pool
     async def txpool_status(self, params: list[Any], ctx: Any) -> Any:

@@ -97,6 +97,7 @@ class Call:
 @dataclass(frozen=True)
 class SubmitRawTx:
     raw: bytes
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class SubmitTx:
     data: bytes = b""
     nonce: int | None = None
     tx_type: int | None = None
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)

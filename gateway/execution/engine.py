@@ -30,6 +30,7 @@ from eth_bloom import BloomFilter
 from eth_utils import ValidationError
 
 from gateway.errors import (
+    AccountStateRefusal,
     ExecutionReverted,
     InvalidParams,
     LimitExceeded,
@@ -376,10 +377,7 @@ class Engine:
         cost = tx.gas * fee_cap + tx.value
         balance = int(state.get_balance(sender))
         if balance < cost and not restoring:
-            raise ServerError(
-                f"insufficient funds for gas * price + value: address 0x{sender.hex()} "
-                f"have {balance} want {cost}"
-            )
+            raise _insufficient_funds(bytes(sender), balance, cost)
         ptx.replaces = replaces
         return ptx
 
@@ -767,10 +765,7 @@ class Engine:
         sender = args.sender or constants.ZERO_ADDRESS
         balance = int(state.get_balance(sender))
         if args.value > balance:
-            raise ServerError(
-                f"insufficient funds for gas * price + value: address 0x{sender.hex()} "
-                f"have {balance} want {args.value}"
-            )
+            raise _insufficient_funds(sender, balance, args.value)
         unsigned = vm.create_unsigned_transaction(
             nonce=int(state.get_nonce(sender)),
             gas_price=0,
@@ -848,6 +843,13 @@ class Engine:
             return not self._run(args, header, gas, plaintext).is_error
         except ServerError:
             return False
+
+
+def _insufficient_funds(sender: bytes, balance: int, cost: int) -> AccountStateRefusal:
+    text = f"insufficient funds for gas * price + value: address 0x{sender.hex()}"
+    return AccountStateRefusal(
+        f"{text} have {balance} want {cost}", f"{text} want {cost}", sender
+    )
 
 
 def _raise_for(computation: Any, opened: envelope.OpenedRequest | None = None) -> None:
