@@ -181,6 +181,15 @@ def test_contracts_own_balances_stay_readable(attacked: Attacked) -> None:
     # a contract's balance is readable by any code, as on Ethereum; the constructor saw
     # address(this).balance
     assert attacked.call(attacked.anon, "balanceOf", attacked.probe) == PROBE_VALUE
+    # so eth_getBalance tells it too; a contract's nonce stays its own, as an EOA's balance
+    for url in (attacked.anon, attacked.b_url):
+        answer = rpc(url, "eth_getBalance", [attacked.probe, "latest"])
+        assert int(answer["result"], 16) == PROBE_VALUE
+        nonce = _error(url, "eth_getTransactionCount", [attacked.probe, "latest"])
+        assert nonce["code"] == UNAUTHORIZED
+        assert _error(url, "eth_getBalance", [attacked.victim.address, "latest"])["code"] == (
+            UNAUTHORIZED
+        )
     assert attacked.call(attacked.anon, "seenAtDeploy") == PROBE_VALUE
 
 

@@ -34,6 +34,7 @@ from gateway.errors import (
     Unauthorized,
 )
 from gateway.execution import format as fmt
+from gateway.execution.balances import is_contract_code
 from gateway.execution.chain import (
     CREATE2_DEPLOYER,
     CREATE2_DEPLOYER_CODE,
@@ -315,11 +316,19 @@ class Enclave:
         viewer = self._viewer(msg.auth)
         private = self.strict and not self.public_balances
         if private and msg.kind in ("balance", "nonce") and viewer != msg.address:
-            raise Unauthorized(
-                f"not authorized to read the {msg.kind} of 0x{msg.address.hex()}: this node "
-                "keeps balances and nonces private; use that account's personal RPC URL "
-                "(sign in at the node's root page, or coco-gateway token)"
+            # a contract's balance is public (any code reads it: gateway.execution.balances)
+            header = self.engine.resolve(msg.ref)
+            public = (
+                msg.kind == "balance"
+                and header is not None
+                and is_contract_code(self.engine.code(msg.address, header))
             )
+            if not public:
+                raise Unauthorized(
+                    f"not authorized to read the {msg.kind} of 0x{msg.address.hex()}: this "
+                    "node keeps balances and nonces private; use that account's personal RPC "
+                    "URL (sign in at the node's root page, or coco-gateway token)"
+                )
         header = self.engine.require(msg.ref)
         if msg.kind == "balance":
             return str(self.engine.balance(msg.address, header))
@@ -374,7 +383,8 @@ class Enclave:
         the signer of a signed query, or nobody, the zero address, whatever ``from`` says);
         under the chain's private-balances rule that identity is also the one account
         besides the running contract whose balance BALANCE tells. A refusal that would tell
-        an account's balance tells it only to that account (``_tell_or_hide``).
+        an account's balance tells it only to a caller signed in as that account
+        (``_tell_or_hide``): not to whoever holds a signed query, which anyone may send.
         """
         header = self.engine.require(msg.ref)
         sender = self._call_sender(msg, self.engine.head.block_number)
@@ -382,12 +392,12 @@ class Enclave:
         try:
             return run(args, header)
         except AccountStateRefusal as exc:
-            raise self._tell_or_hide(exc, sender) from None
+            raise self._tell_or_hide(exc, self._viewer(msg.auth)) from None
 
-    def _tell_or_hide(self, exc: AccountStateRefusal, identity: bytes | None) -> RpcError:
-        """The refusal with its balance or nonce for the account's own caller (or anyone when
-        balances are not private on this node), without them for everyone else."""
-        if not self._private_balances or (identity is not None and identity == exc.account):
+    def _tell_or_hide(self, exc: AccountStateRefusal, viewer: bytes | None) -> RpcError:
+        """The refusal with its balance or nonce for a caller signed in as the account (or
+        anyone when balances are not private on this node), without them for everyone else."""
+        if not self._private_balances or (viewer is not None and viewer == exc.account):
             return exc
         return ServerError(exc.private)
 

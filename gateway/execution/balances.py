@@ -35,7 +35,12 @@ def balance_visible(computation: ComputationAPI, address: Address) -> bool:
     origin = computation.transaction_context.origin
     if address == origin and origin != constants.ZERO_ADDRESS:
         return True
-    code = computation.state.get_code(address)
+    return is_contract_code(computation.state.get_code(address))
+
+
+def is_contract_code(code: bytes) -> bool:
+    """Whether an account with this code is a contract, whose balance the rule leaves public
+    (an EIP-7702 delegation designator marks an EOA that runs someone's code)."""
     return bool(code) and not code_is_delegation_designation(code)
 
 
