@@ -351,13 +351,10 @@ def _variants(token: str) -> list[str]:
     out.append(token[:10] + "\n" + token[10:])
     last = token[-1]
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    spare = (6 * len(token)) % 8  # trailing bits the last character carries beyond the data
-    if spare:
-        value = alphabet.index(last)
-        out.append(token[:-1] + alphabet[value ^ 1])  # a trailing bit set
+    if (6 * len(token)) % 8:  # the last character carries bits beyond the data: set one
+        out.append(token[:-1] + alphabet[alphabet.index(last) ^ 1])
     out.append(token.replace("-", "+").replace("_", "/"))
-    flipped = token.swapcase()
-    out.append(flipped)
+    out.append(token.swapcase())
     return [v for v in out if v != token]
 
 
@@ -368,14 +365,8 @@ def test_tokens_decode_in_one_form_only(attacked: Attacked) -> None:
     for variant in _variants(token):
         if "\n" in variant:
             continue  # not a URL path; the enclave's own check is tested below
-        error = _error(
-            base + variant.replace("+", "%2B").replace("/", "%2F"),
-            "eth_getBalance",
-            [
-                A.address,
-                "latest",
-            ],
-        )
+        url = base + variant.replace("+", "%2B").replace("/", "%2F")
+        error = _error(url, "eth_getBalance", [A.address, "latest"])
         assert error["code"] == UNAUTHORIZED, (variant, error)
         assert "invalid session token" in error["message"]
 
