@@ -317,15 +317,15 @@ def test_proofs_of_an_account_an_absent_one_and_an_older_block(w3: Web3, token: 
     assert mine["balance"] == w3.eth.get_balance(ALICE.address, head)
     assert mine["nonce"] == w3.eth.get_transaction_count(ALICE.address, head)
     assert int.from_bytes(bytes(mine["storageProof"][0]["value"]), "big") == 0
-    raw = rpc(w3.provider.endpoint_uri, "eth_getProof", [ALICE.address, [], "latest"])["result"]
+    raw = rpc(w3.provider.endpoint_uri, "eth_getProof", [ALICE.address, [], hex(head)])["result"]
     validate_result("eth_getProof", raw)
-    _check_account(w3, raw, ALICE.address, w3.eth.block_number)
+    _check_account(w3, raw, ALICE.address, head)
     assert raw["storageHash"] == "0x" + EMPTY_ROOT.hex() and raw["storageProof"] == []
 
     nobody = Account.create().address
-    absent = rpc(w3.provider.endpoint_uri, "eth_getProof", [nobody, ["0x0"], "latest"])["result"]
+    absent = rpc(w3.provider.endpoint_uri, "eth_getProof", [nobody, ["0x0"], hex(head)])["result"]
     validate_result("eth_getProof", absent)
-    _check_account(w3, absent, nobody, w3.eth.block_number)
+    _check_account(w3, absent, nobody, head)
     assert absent["balance"] == absent["nonce"] == "0x0"
     assert absent["storageProof"] == [{"key": "0x0", "value": "0x0", "proof": []}]
     assert absent["accountProof"]  # the proof of absence still shows the path
@@ -366,6 +366,31 @@ def test_both_through_the_checking_proxy(checking_proxy: Any, token: Any) -> Non
     assert "result" in rpc(url, "eth_getProof", [token.address, ["0x2", "0x0"], "latest"])
     assert checking_proxy.calls["eth_createAccessList"] == 1
     assert checking_proxy.calls["eth_getProof"] == 1
+    assert checking_proxy.problems == []
+
+
+def test_cast_access_list_and_cast_proof(checking_proxy: Any, w3: Web3, token: Any) -> None:
+    """Foundry's `cast access-list` and `cast proof`, through the checking proxy."""
+    from foundry_support import Foundry, ensure_installed
+
+    ensure_installed()
+    cast = Foundry(checking_proxy.url)
+    listed = cast.cast_json(
+        "access-list", token.address, "transfer(address,uint256)", BOB.address, "1",
+        "--from", ALICE.address,
+    )  # fmt: skip
+    slots = sorted("0x" + balance_slot(a).hex() for a in (ALICE.address, BOB.address))
+    assert [(e["address"].lower(), e["storageKeys"]) for e in listed["accessList"]] == [
+        (token.address.lower(), slots)
+    ]
+    assert int(listed["gasUsed"], 16) > 21_000
+    block = w3.eth.block_number
+    proof = cast.cast_json("proof", token.address, "2", "--block", str(block))
+    assert int(proof["storageProof"][0]["value"], 16) == SUPPLY
+    root = bytes(w3.eth.get_block(block)["stateRoot"])
+    assert walk_proof(root, bytes.fromhex(token.address[2:]), proof["accountProof"])
+    assert checking_proxy.calls["eth_createAccessList"] >= 1
+    assert checking_proxy.calls["eth_getProof"] >= 1
     assert checking_proxy.problems == []
 
 
