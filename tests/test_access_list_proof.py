@@ -10,6 +10,9 @@ eth_getTransactionCount, eth_getCode and eth_getStorageAt.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -391,6 +394,49 @@ def test_cast_access_list_and_cast_proof(checking_proxy: Any, w3: Web3, token: A
     assert walk_proof(root, bytes.fromhex(token.address[2:]), proof["accountProof"])
     assert checking_proxy.calls["eth_createAccessList"] >= 1
     assert checking_proxy.calls["eth_getProof"] >= 1
+    assert checking_proxy.problems == []
+
+
+_VIEM_SCRIPT = """
+import { createPublicClient, http } from "viem";
+const client = createPublicClient({ transport: http(process.env.RPC_URL) });
+const [token, holder, data] = process.argv.slice(1);
+const listed = await client.createAccessList({ account: holder, to: token, data });
+const proof = await client.getProof({ address: token, storageKeys: [`0x${"0".repeat(63)}2`] });
+console.log(JSON.stringify({
+  accessList: listed.accessList,
+  gasUsed: listed.gasUsed.toString(),
+  supply: proof.storageProof[0].value.toString(),
+  nonce: proof.nonce,
+}));
+"""
+
+
+def test_viem_create_access_list_and_get_proof(checking_proxy: Any, token: Any) -> None:
+    """viem's createAccessList and getProof actions (not called by viem unless asked)."""
+    from clients_support import JS_DIR, ensure_npm_packages, node_binary
+
+    node = node_binary()
+    ensure_npm_packages()
+    data = token.functions.transfer(BOB.address, 1).build_transaction(
+        {"from": ALICE.address, "gas": 10**6}
+    )["data"]
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", _VIEM_SCRIPT, token.address, ALICE.address, data],
+        cwd=JS_DIR,
+        env={**os.environ, "RPC_URL": checking_proxy.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    slots = sorted("0x" + balance_slot(a).hex() for a in (ALICE.address, BOB.address))
+    assert [(e["address"].lower(), e["storageKeys"]) for e in answer["accessList"]] == [
+        (token.address.lower(), slots)
+    ]
+    assert int(answer["gasUsed"]) > 21_000
+    assert int(answer["supply"]) == SUPPLY and answer["nonce"] == 1
     assert checking_proxy.problems == []
 
 
