@@ -650,6 +650,49 @@ class Enclave:
             "header": fmt.header_to_rpc(header),
         }
 
+    # ------------------------------------------------------------------ traces and proofs
+    def _on_CreateAccessList(self, msg: m.CreateAccessList) -> dict[str, Any]:
+        """Refused on a strict node, whoever asks (docs/SECURITY.md): the list names the
+        storage slots a call read, e.g. mapping keys derived from confidential state, which
+        the contract's own answer does not reveal."""
+        self._viewer(msg.auth)  # a bad token is an error whatever the privacy mode
+        if self.strict:
+            raise Unauthorized(ACCESS_LIST_REFUSED)
+        call = m.Call(
+            ref=msg.ref,
+            sender=msg.sender,
+            to=msg.to,
+            gas=msg.gas,
+            value=msg.value,
+            data=msg.data,
+            estimate=True,
+            auth=msg.auth,
+            query_signature=msg.query_signature,
+            query_leash=msg.query_leash,
+        )
+        given = [(bytes(address), [bytes(k) for k in keys]) for address, keys in msg.access_list]
+        return self._run_as_caller(  # type: ignore[no-any-return]
+            call, lambda args, header: self.engine.create_access_list(args, header, given)
+        )
+
+    def _on_GetProof(self, msg: m.GetProof) -> dict[str, Any]:
+        self._viewer(msg.auth)
+        if self.strict:
+            raise Unauthorized(PROOF_REFUSED)
+        header = self.engine.require(msg.ref)
+        return self.engine.proof(msg.address, msg.keys, header)
+
+
+ACCESS_LIST_REFUSED = (
+    "eth_createAccessList is not available on this node: an access list shows which "
+    "accounts and storage slots a call touched, which can reveal confidential contract "
+    "state; send transactions without one (it only saves gas)"
+)
+PROOF_REFUSED = (
+    "eth_getProof is not available on this node: a proof carries balances, nonces, storage "
+    "values and state-trie nodes, which this node keeps confidential"
+)
+
 
 def _wants_private_balances(opened: m.Open) -> bool:
     """A strict node keeps balances private, so the chains it creates fix the rule."""
