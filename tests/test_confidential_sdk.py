@@ -454,39 +454,101 @@ def test_bad_envelopes_get_distinct_clear_errors(strict: dict[str, Any]) -> None
 
     tampered = bytearray(good.envelope)
     tampered[-1] ^= 0x01  # one bit of the authentication tag
+    # case: (envelope, message, the reason code in the error's data)
     bad = {
         "tampered": (
             bytes(tampered),
             "envelope failed authentication: it was altered",
+            "authentication-failed",
         ),
         "truncated": (
             good.envelope[:60],
             "envelope is truncated: 60 bytes end inside its nonce",
+            "truncated",
         ),
         "wrong chain": (
             _seal(
                 report, epoch, data, OWNER.address, token.address, chain_id=CHAIN_ID + 1
             ).envelope,
             f"envelope is for chain {CHAIN_ID + 1}, this node serves chain {CHAIN_ID}",
+            "wrong-chain",
         ),
         "stale epoch": (
             _seal(report, epoch, data, OWNER.address, token.address, seal_epoch=epoch - 2).envelope,
             f"envelope is sealed to the transaction key of epoch {epoch - 2}, which has expired",
+            "stale-epoch",
+        ),
+        "future epoch": (
+            _seal(report, epoch, data, OWNER.address, token.address, seal_epoch=epoch + 2).envelope,
+            f"envelope is sealed to the transaction key of epoch {epoch + 2}",
+            "future-epoch",
+        ),
+        "unsupported version": (
+            good.envelope[:3] + b"\x07" + good.envelope[4:],
+            "envelope version 7 is not supported",
+            "unsupported-version",
         ),
     }
     nonce = int(owner.raw("eth_getTransactionCount", OWNER.address, "pending"), 16)
     messages: dict[str, set[str]] = {"tx": set(), "call": set()}
-    for case, (envelope, expected) in bad.items():
+    for case, (envelope, expected, reason) in bad.items():
         sent, called = _refusals(owner.url, OWNER, token.address, envelope, nonce)
         assert sent["code"] == SERVER_ERROR, (case, sent)
         assert sent["message"].startswith(f"invalid transaction envelope: {expected}"), (case, sent)
         assert called["code"] == INVALID_PARAMS, (case, called)
         assert called["message"].startswith(f"invalid call envelope: {expected}"), (case, called)
+        assert sent["data"] == called["data"] == {"reason": reason}, (case, sent, called)
         messages["tx"].add(sent["message"])
         messages["call"].add(called["message"])
     assert len(messages["tx"]) == len(messages["call"]) == len(bad)
     # nothing was admitted
     assert int(owner.raw("eth_getTransactionCount", OWNER.address, "pending"), 16) == nonce
+
+    # the next epoch's key, which the attestation publishes, is admitted (lookahead 1)
+    assert [k.epoch for k in report.tx_keys] == [epoch, epoch + 1]
+    ahead = _seal(report, epoch + 1, data, OWNER.address, token.address)
+    ahead_call = {"from": OWNER.address, "to": token.address, "data": "0x" + ahead.envelope.hex()}
+    answer = owner.raw("eth_call", ahead_call)
+    opened = open_response(
+        bytes.fromhex(answer[2:]),
+        response_key=ahead.response_key,
+        request_digest=ahead.request_digest,
+        purpose=Purpose.RESULT,
+    )
+    assert int.from_bytes(opened, "big") == 1000
+
+
+def test_an_envelope_sealed_for_another_sender_says_so(strict: dict[str, Any]) -> None:
+    """Sealed for the owner, sent to the strict node's public URL, where an unauthenticated
+    call runs as the zero address: the error names both senders and the reason, not
+    "altered"; sealed for the zero address and sent on the owner's personal URL, likewise."""
+    owner = strict["owner"]
+    node = strict["node"]
+    token, _ = owner.deploy("ConfidentialToken", "Senders", "SND", 10)
+    report, epoch = _attestation(node.url)
+    data = bytes.fromhex(token.encode_abi("balanceOf", [OWNER.address]).removeprefix("0x"))
+    for_owner = _seal(report, epoch, data, OWNER.address, token.address).envelope
+    call = {"from": OWNER.address, "to": token.address, "data": "0x" + for_owner.hex()}
+    public = rpc(node.url, "eth_call", [call])["error"]
+    assert public["code"] == INVALID_PARAMS
+    assert public["message"].startswith(
+        f"invalid call envelope: sealed for sender {OWNER.address.lower()} but the node runs "
+        f"this call as {ZERO}: "
+    ), public
+    assert "altered" not in public["message"]
+    assert public["data"] == {
+        "reason": "wrong-sender",
+        "sealedFor": OWNER.address.lower(),
+        "runAs": ZERO,
+    }
+    for_nobody = _seal(report, epoch, data, ZERO, token.address).envelope
+    personal = rpc(owner.url, "eth_call", [{**call, "data": "0x" + for_nobody.hex()}])["error"]
+    assert personal["data"] == {
+        "reason": "wrong-sender",
+        "sealedFor": ZERO,
+        "runAs": OWNER.address.lower(),
+    }
+    assert "personal RPC URL runs as its signed-in account" in personal["message"]
 
 
 def test_an_envelope_goes_stale_when_its_epoch_leaves_the_window(tmp_path: Path) -> None:

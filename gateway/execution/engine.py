@@ -289,7 +289,10 @@ class Engine:
     # ---------------------------------------------------------------- admission
     def decode(self, raw: bytes) -> SignedTransactionAPI:
         if len(raw) > MAX_TX_SIZE:
-            raise ServerError("oversized data")
+            raise ServerError(
+                f"oversized data: the transaction is {len(raw)} bytes, the limit is "
+                f"{MAX_TX_SIZE} bytes"
+            )
         if not raw:
             raise InvalidParams("invalid raw transaction: empty input")
         if raw[0] <= 0x7F and raw[0] not in SUPPORTED_TX_TYPES:
@@ -392,7 +395,9 @@ class Engine:
         try:
             return self.envelopes.open(data, sender, to or None, admission=admission).plaintext
         except envelope.EnvelopeError as exc:
-            raise ServerError(f"invalid transaction envelope: {exc}") from None
+            raise ServerError(
+                f"invalid transaction envelope: {exc}", reason=exc.reason
+            ) from None
 
     def accept(self, ptx: PoolTx) -> None:
         self.pool.add(ptx, ptx.replaces)
@@ -802,7 +807,7 @@ class Engine:
         try:
             return self.envelopes.open(args.data, sender, args.to or None, admission=True)
         except envelope.EnvelopeError as exc:
-            raise InvalidParams(f"invalid call envelope: {exc}") from None
+            raise InvalidParams(f"invalid call envelope: {exc}", reason=exc.reason) from None
 
     def call(self, args: CallArgs, header: BlockHeaderAPI) -> bytes:
         """Return data; for an enveloped call, sealed to the caller's response key."""
