@@ -373,6 +373,53 @@ def test_random_draw_through_the_sdk(strict: dict[str, Any]) -> None:
     assert plain.functions.drawn().call() is True
 
 
+# ---------------------------------------------------------------- who the SDK seals for
+
+
+def test_the_sdk_seals_for_the_sender_the_node_runs_the_call_as(strict: dict[str, Any]) -> None:
+    """No local account: on the owner's personal URL a call without ``from`` runs as the
+    owner, on the public URL as nobody; the SDK seals for exactly that sender (it asks
+    coco_whoami once), so no envelope is refused on the way."""
+    owner, node = strict["owner"], strict["node"]
+    token, _ = owner.deploy("ConfidentialToken", "Who", "WHO", 50)
+    wire = RecordingProvider(owner.url)
+    personal = confidential_web3(wire, allow_virtual=True)
+    mine = personal.eth.contract(address=token.address, abi=token.abi)
+    assert mine.functions.balanceOf(OWNER.address).call() == 50
+    reverts_with(
+        lambda: mine.functions.balanceOf(BOB.address).call(),
+        "NotBalanceOwner",
+        ["address", "address"],
+        OWNER.address,
+        BOB.address,
+    )
+    public_wire = RecordingProvider(node.url)
+    public = confidential_web3(public_wire, allow_virtual=True)
+    theirs = public.eth.contract(address=token.address, abi=token.abi)
+    reverts_with(
+        lambda: theirs.functions.balanceOf(OWNER.address).call({"from": OWNER.address}),
+        "NotBalanceOwner",
+        ["address", "address"],
+        ZERO,
+        OWNER.address,
+    )
+    for answers in (wire.answers, public_wire.answers):
+        assert not any("invalid call envelope" in a for a in answers), answers
+        assert sum("'address'" in a and "'privacy'" in a for a in answers) == 1  # coco_whoami
+
+    # a session that learnt the public URL's identity, reused on the personal URL, seals
+    # for the zero address there: refused with reason wrong-sender, sealed again for runAs
+    from gateway.client.web3 import confidential, session_of
+
+    moved_wire = RecordingProvider(owner.url)
+    moved = Web3(moved_wire)
+    moved.middleware_onion.add(confidential(session=session_of(public)))
+    again = moved.eth.contract(address=token.address, abi=token.abi)
+    assert again.functions.balanceOf(OWNER.address).call() == 50
+    refused = [a for a in moved_wire.answers if "wrong-sender" in a]
+    assert len(refused) == 1 and "'runAs': '" + OWNER.address.lower() in refused[0], refused
+
+
 # ---------------------------------------------------------------- bad envelopes over RPC
 
 

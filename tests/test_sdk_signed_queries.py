@@ -36,7 +36,12 @@ from web3.providers.rpc import AsyncHTTPProvider, HTTPProvider
 
 from gateway.client.sdk import ConfidentialSession, Policy
 from gateway.client.session import sign_in
-from gateway.client.web3 import async_confidential_web3, confidential, confidential_web3
+from gateway.client.web3 import (
+    RefusedError,
+    async_confidential_web3,
+    confidential,
+    confidential_web3,
+)
 from gateway.protocol import query
 from gateway.protocol.envelope import REQUEST_MAGIC, RESPONSE_MAGIC
 
@@ -497,6 +502,8 @@ def test_an_expired_leash_is_refused(chain: Chain) -> None:
     with pytest.raises(Web3RPCError, match="expired") as refused:
         chain.contract(w3).functions.balanceOf(chain.owner.address).call()
     assert refused.value.rpc_response["error"]["code"] == UNAUTHORIZED
+    # typed: the reason code, not a contract revert (web3 reads any error data as one)
+    assert isinstance(refused.value, RefusedError) and refused.value.reason == "expired"
     assert len(wire.sent("eth_call")) == 1
 
 
