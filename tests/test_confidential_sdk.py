@@ -13,6 +13,8 @@ raw transaction and in a call, each with its own message; and ``--require-encryp
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 
 import pytest
 from artifacts import load_artifact
-from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
+from conftest import CHAIN_ID, DEV_KEYS, REPO, NodeProcess, rpc
 from eth_abi import encode
 from eth_account import Account
 from web3 import Web3
@@ -596,6 +598,45 @@ def test_an_envelope_sealed_for_another_sender_says_so(strict: dict[str, Any]) -
         "runAs": OWNER.address.lower(),
     }
     assert "personal RPC URL runs as its signed-in account" in personal["message"]
+
+
+def test_oversized_data_names_the_limit(strict: dict[str, Any]) -> None:
+    """A raw transaction over the 128 KiB limit is refused with the limit in the message."""
+    too_big = "0x02" + "00" * (128 * 1024)
+    refused = rpc(strict["node"].url, "eth_sendRawTransaction", [too_big])["error"]
+    assert refused["code"] == SERVER_ERROR
+    assert refused["message"] == (
+        f"oversized data: the transaction is {128 * 1024 + 1} bytes, the limit is "
+        f"{128 * 1024} bytes"
+    )
+
+
+@pytest.mark.parametrize("period", ["0", "-5", "1.5", "day"])
+def test_a_bad_epoch_period_is_refused_at_start(period: str, tmp_path: Path) -> None:
+    """Epochs divide time by the period: 0 or less (or not a whole number) is refused before
+    anything starts or is written, in one line naming the option."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "dev",
+            "--port",
+            "1",
+            "--data-dir",
+            str(tmp_path / "data"),
+            f"--epoch-period={period}",
+        ],
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "argument --epoch-period" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and not done.stdout
+    assert not (tmp_path / "data").exists()
 
 
 def test_an_envelope_goes_stale_when_its_epoch_leaves_the_window(tmp_path: Path) -> None:
