@@ -88,8 +88,9 @@ class Chain:
         self.owner = Account.create()
         self.bob = Account.create()  # holds no ether: it only reads
         dev = Account.from_key(DEV_KEYS[0]).address
+        # a strict node signs with an unlocked dev account only on that account's own URL
         funded = rpc(
-            self.url,
+            sign_in(self.url, DEV_KEYS[0])["rpcUrl"],
             "eth_sendTransaction",
             [{"from": dev, "to": self.owner.address, "value": hex(10**20)}],
         )
@@ -402,6 +403,10 @@ def test_a_query_signed_before_a_change_never_shows_the_state_after_it(chain: Ch
     assert chain.head() > before
     now_seen = confidential_web3(chain.url, bob, allow_virtual=True)
     assert chain.contract(now_seen).functions.balanceOf(bob.address).call() == 5
+    # the SDK signs for the block a call names, and the node answers there
+    reader = chain.contract(now_seen).functions.balanceOf(bob.address)
+    assert reader.call(block_identifier=before) == 0
+    assert reader.call(block_identifier=hex(before)) == 0
 
     # named at the new head, the old query is refused; anyone sending it gets the old block
     moved = rpc(chain.url, "eth_call", [signed, "latest"])

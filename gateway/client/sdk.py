@@ -521,7 +521,6 @@ class ConfidentialSession:
         facts = {
             "caller": _address(who.get("address"), "caller") if isinstance(who, Mapping) else None,
             "strict": isinstance(who, Mapping) and who.get("privacy") == "strict",
-            "known": isinstance(who, Mapping),
             "genesis": _as_bytes(info.get("genesisHash")) if isinstance(info, Mapping) else b"",
         }
         with self._lock:
