@@ -546,10 +546,20 @@ def test_bad_envelopes_get_distinct_clear_errors(strict: dict[str, Any]) -> None
         assert sent["message"].startswith(f"invalid transaction envelope: {expected}"), (case, sent)
         assert called["code"] == INVALID_PARAMS, (case, called)
         assert called["message"].startswith(f"invalid call envelope: {expected}"), (case, called)
-        assert sent["data"] == called["data"] == {"reason": reason}, (case, sent, called)
+        assert sent["data"]["reason"] == called["data"]["reason"] == reason, (case, sent, called)
         messages["tx"].add(sent["message"])
         messages["call"].add(called["message"])
     assert len(messages["tx"]) == len(messages["call"]) == len(bad)
+    # a failed authentication names the sender and recipient the node opened it for (here
+    # the signer / the signed-in caller and the token), so a client can compare
+    sent, called = _refusals(owner.url, OWNER, token.address, bytes(tampered), nonce)
+    opened_for = {"sender": OWNER.address.lower(), "recipient": token.address.lower()}
+    assert sent["data"] == called["data"] == {"reason": "authentication-failed", **opened_for}
+    assert called["message"].endswith(
+        f"(the node opened it for sender {OWNER.address.lower()} and recipient "
+        f"{token.address.lower()})"
+    ), called
+    assert bad["truncated"][2] == "truncated" and len(sent["data"]) == 3
     # nothing was admitted
     assert int(owner.raw("eth_getTransactionCount", OWNER.address, "pending"), 16) == nonce
 

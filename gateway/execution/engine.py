@@ -395,8 +395,9 @@ class Engine:
         try:
             return self.envelopes.open(data, sender, to or None, admission=admission).plaintext
         except envelope.EnvelopeError as exc:
+            detail, fields = _envelope_refusal(exc, sender, to)
             raise ServerError(
-                f"invalid transaction envelope: {exc}", reason=exc.reason
+                f"invalid transaction envelope: {detail}", {"reason": exc.reason, **fields}
             ) from None
 
     def accept(self, ptx: PoolTx) -> None:
@@ -807,7 +808,10 @@ class Engine:
         try:
             return self.envelopes.open(args.data, sender, args.to or None, admission=True)
         except envelope.EnvelopeError as exc:
-            raise InvalidParams(f"invalid call envelope: {exc}", reason=exc.reason) from None
+            detail, fields = _envelope_refusal(exc, sender, args.to)
+            raise InvalidParams(
+                f"invalid call envelope: {detail}", {"reason": exc.reason, **fields}
+            ) from None
 
     def call(self, args: CallArgs, header: BlockHeaderAPI) -> bytes:
         """Return data; for an enveloped call, sealed to the caller's response key."""
@@ -853,6 +857,25 @@ class Engine:
             return not self._run(args, header, gas, plaintext).is_error
         except ServerError:
             return False
+
+
+def _envelope_refusal(
+    exc: envelope.EnvelopeError, sender: bytes, to: bytes | None
+) -> tuple[str, dict[str, str]]:
+    """The message and typed fields of a refused envelope. When the AEAD failed, they name
+    the sender and recipient the node opened it for, so a client can tell a wrong sender
+    or recipient from an altered envelope; the caller knows both already (the transaction's
+    signer and recipient, or the identity it called as)."""
+    if type(exc) is not envelope.EnvelopeAuthenticationError:
+        return str(exc), {}
+    recipient = "0x" + bytes(to).hex() if to else None
+    opened = f"the node opened it for sender 0x{bytes(sender).hex()} and " + (
+        f"recipient {recipient}" if recipient else "a contract creation"
+    )
+    fields = {"sender": "0x" + bytes(sender).hex()}
+    if recipient:
+        fields["recipient"] = recipient
+    return f"{exc} ({opened})", fields
 
 
 def _raise_for(computation: Any, opened: envelope.OpenedRequest | None = None) -> None:
