@@ -171,6 +171,17 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _epoch_period(text: str) -> int:
+    """--epoch-period: a whole number of seconds, at least 1 (epochs divide time by it)."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"{seconds} is not a positive number of seconds")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coco-gateway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"coco-gateway {__version__}")
@@ -225,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument(
         "--epoch-period",
-        type=int,
+        type=_epoch_period,
         default=86_400,
         help="seconds per transaction-key epoch (default one day)",
     )

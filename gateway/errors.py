@@ -1,6 +1,9 @@
 """One exception tree for everything a JSON-RPC caller can be told.
 
 Each error carries the JSON-RPC code, a message a user can act on, and optional data.
+An error that a program should act on also carries a stable ``reason`` code (and typed
+fields beside it) in its data, ``{"reason": "...", ...}``: code decides on that, never on the
+English text of the message.
 Internal exceptions never reach a caller: the dispatcher turns anything that is not a
 ``RpcError`` into a generic internal error and logs the detail on the node.
 """
@@ -28,18 +31,40 @@ class RpcError(Exception):
 
     code: int = INTERNAL_ERROR
 
-    def __init__(self, message: str, data: Any = None, *, code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        data: Any = None,
+        *,
+        code: int | None = None,
+        reason: str | None = None,
+        **fields: Any,
+    ) -> None:
         super().__init__(message)
         self.message = message
+        if reason is not None:
+            data = {"reason": reason, **fields}
         self.data = data
         if code is not None:
             self.code = code
+
+    @property
+    def reason_code(self) -> str | None:
+        """The stable machine-readable reason in ``data`` (None when there is none)."""
+        return reason_of(self.data)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.data is not None:
             out["data"] = self.data
         return out
+
+
+def reason_of(data: Any) -> str | None:
+    """The ``reason`` code of an error's ``data`` as it travels in JSON-RPC."""
+    if isinstance(data, dict) and isinstance(data.get("reason"), str):
+        return str(data["reason"])
+    return None
 
 
 class ParseError(RpcError):

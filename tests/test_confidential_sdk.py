@@ -13,6 +13,8 @@ raw transaction and in a call, each with its own message; and ``--require-encryp
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 
 import pytest
 from artifacts import load_artifact
-from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
+from conftest import CHAIN_ID, DEV_KEYS, REPO, NodeProcess, rpc
 from eth_abi import encode
 from eth_account import Account
 from web3 import Web3
@@ -373,6 +375,53 @@ def test_random_draw_through_the_sdk(strict: dict[str, Any]) -> None:
     assert plain.functions.drawn().call() is True
 
 
+# ---------------------------------------------------------------- who the SDK seals for
+
+
+def test_the_sdk_seals_for_the_sender_the_node_runs_the_call_as(strict: dict[str, Any]) -> None:
+    """No local account: on the owner's personal URL a call without ``from`` runs as the
+    owner, on the public URL as nobody; the SDK seals for exactly that sender (it asks
+    coco_whoami once), so no envelope is refused on the way."""
+    owner, node = strict["owner"], strict["node"]
+    token, _ = owner.deploy("ConfidentialToken", "Who", "WHO", 50)
+    wire = RecordingProvider(owner.url)
+    personal = confidential_web3(wire, allow_virtual=True)
+    mine = personal.eth.contract(address=token.address, abi=token.abi)
+    assert mine.functions.balanceOf(OWNER.address).call() == 50
+    reverts_with(
+        lambda: mine.functions.balanceOf(BOB.address).call(),
+        "NotBalanceOwner",
+        ["address", "address"],
+        OWNER.address,
+        BOB.address,
+    )
+    public_wire = RecordingProvider(node.url)
+    public = confidential_web3(public_wire, allow_virtual=True)
+    theirs = public.eth.contract(address=token.address, abi=token.abi)
+    reverts_with(
+        lambda: theirs.functions.balanceOf(OWNER.address).call({"from": OWNER.address}),
+        "NotBalanceOwner",
+        ["address", "address"],
+        ZERO,
+        OWNER.address,
+    )
+    for answers in (wire.answers, public_wire.answers):
+        assert not any("invalid call envelope" in a for a in answers), answers
+        assert sum("'address'" in a and "'privacy'" in a for a in answers) == 1  # coco_whoami
+
+    # a session that learnt the public URL's identity, reused on the personal URL, seals
+    # for the zero address there: refused with reason wrong-sender, sealed again for runAs
+    from gateway.client.web3 import confidential, session_of
+
+    moved_wire = RecordingProvider(owner.url)
+    moved = Web3(moved_wire)
+    moved.middleware_onion.add(confidential(session=session_of(public)))
+    again = moved.eth.contract(address=token.address, abi=token.abi)
+    assert again.functions.balanceOf(OWNER.address).call() == 50
+    refused = [a for a in moved_wire.answers if "wrong-sender" in a]
+    assert len(refused) == 1 and "'runAs': '" + OWNER.address.lower() in refused[0], refused
+
+
 # ---------------------------------------------------------------- bad envelopes over RPC
 
 
@@ -454,39 +503,150 @@ def test_bad_envelopes_get_distinct_clear_errors(strict: dict[str, Any]) -> None
 
     tampered = bytearray(good.envelope)
     tampered[-1] ^= 0x01  # one bit of the authentication tag
+    # case: (envelope, message, the reason code in the error's data)
     bad = {
         "tampered": (
             bytes(tampered),
             "envelope failed authentication: it was altered",
+            "authentication-failed",
         ),
         "truncated": (
             good.envelope[:60],
             "envelope is truncated: 60 bytes end inside its nonce",
+            "truncated",
         ),
         "wrong chain": (
             _seal(
                 report, epoch, data, OWNER.address, token.address, chain_id=CHAIN_ID + 1
             ).envelope,
             f"envelope is for chain {CHAIN_ID + 1}, this node serves chain {CHAIN_ID}",
+            "wrong-chain",
         ),
         "stale epoch": (
             _seal(report, epoch, data, OWNER.address, token.address, seal_epoch=epoch - 2).envelope,
             f"envelope is sealed to the transaction key of epoch {epoch - 2}, which has expired",
+            "stale-epoch",
+        ),
+        "future epoch": (
+            _seal(report, epoch, data, OWNER.address, token.address, seal_epoch=epoch + 2).envelope,
+            f"envelope is sealed to the transaction key of epoch {epoch + 2}",
+            "future-epoch",
+        ),
+        "unsupported version": (
+            good.envelope[:3] + b"\x07" + good.envelope[4:],
+            "envelope version 7 is not supported",
+            "unsupported-version",
         ),
     }
     nonce = int(owner.raw("eth_getTransactionCount", OWNER.address, "pending"), 16)
     messages: dict[str, set[str]] = {"tx": set(), "call": set()}
-    for case, (envelope, expected) in bad.items():
+    for case, (envelope, expected, reason) in bad.items():
         sent, called = _refusals(owner.url, OWNER, token.address, envelope, nonce)
         assert sent["code"] == SERVER_ERROR, (case, sent)
         assert sent["message"].startswith(f"invalid transaction envelope: {expected}"), (case, sent)
         assert called["code"] == INVALID_PARAMS, (case, called)
         assert called["message"].startswith(f"invalid call envelope: {expected}"), (case, called)
+        assert sent["data"]["reason"] == called["data"]["reason"] == reason, (case, sent, called)
         messages["tx"].add(sent["message"])
         messages["call"].add(called["message"])
     assert len(messages["tx"]) == len(messages["call"]) == len(bad)
+    # a failed authentication names the sender and recipient the node opened it for (here
+    # the signer / the signed-in caller and the token), so a client can compare
+    sent, called = _refusals(owner.url, OWNER, token.address, bytes(tampered), nonce)
+    opened_for = {"sender": OWNER.address.lower(), "recipient": token.address.lower()}
+    assert sent["data"] == called["data"] == {"reason": "authentication-failed", **opened_for}
+    assert called["message"].endswith(
+        f"(the node opened it for sender {OWNER.address.lower()} and recipient "
+        f"{token.address.lower()})"
+    ), called
+    assert bad["truncated"][2] == "truncated" and len(sent["data"]) == 3
     # nothing was admitted
     assert int(owner.raw("eth_getTransactionCount", OWNER.address, "pending"), 16) == nonce
+
+    # the next epoch's key, which the attestation publishes, is admitted (lookahead 1)
+    assert [k.epoch for k in report.tx_keys] == [epoch, epoch + 1]
+    ahead = _seal(report, epoch + 1, data, OWNER.address, token.address)
+    ahead_call = {"from": OWNER.address, "to": token.address, "data": "0x" + ahead.envelope.hex()}
+    answer = owner.raw("eth_call", ahead_call)
+    opened = open_response(
+        bytes.fromhex(answer[2:]),
+        response_key=ahead.response_key,
+        request_digest=ahead.request_digest,
+        purpose=Purpose.RESULT,
+    )
+    assert int.from_bytes(opened, "big") == 1000
+
+
+def test_an_envelope_sealed_for_another_sender_says_so(strict: dict[str, Any]) -> None:
+    """Sealed for the owner, sent to the strict node's public URL, where an unauthenticated
+    call runs as the zero address: the error names both senders and the reason, not
+    "altered"; sealed for the zero address and sent on the owner's personal URL, likewise."""
+    owner = strict["owner"]
+    node = strict["node"]
+    token, _ = owner.deploy("ConfidentialToken", "Senders", "SND", 10)
+    report, epoch = _attestation(node.url)
+    data = bytes.fromhex(token.encode_abi("balanceOf", [OWNER.address]).removeprefix("0x"))
+    for_owner = _seal(report, epoch, data, OWNER.address, token.address).envelope
+    call = {"from": OWNER.address, "to": token.address, "data": "0x" + for_owner.hex()}
+    public = rpc(node.url, "eth_call", [call])["error"]
+    assert public["code"] == INVALID_PARAMS
+    assert public["message"].startswith(
+        f"invalid call envelope: sealed for sender {OWNER.address.lower()} but the node runs "
+        f"this call as {ZERO}: "
+    ), public
+    assert "altered" not in public["message"]
+    assert public["data"] == {
+        "reason": "wrong-sender",
+        "sealedFor": OWNER.address.lower(),
+        "runAs": ZERO,
+    }
+    for_nobody = _seal(report, epoch, data, ZERO, token.address).envelope
+    personal = rpc(owner.url, "eth_call", [{**call, "data": "0x" + for_nobody.hex()}])["error"]
+    assert personal["data"] == {
+        "reason": "wrong-sender",
+        "sealedFor": ZERO,
+        "runAs": OWNER.address.lower(),
+    }
+    assert "personal RPC URL runs as its signed-in account" in personal["message"]
+
+
+def test_oversized_data_names_the_limit(strict: dict[str, Any]) -> None:
+    """A raw transaction over the 128 KiB limit is refused with the limit in the message."""
+    too_big = "0x02" + "00" * (128 * 1024)
+    refused = rpc(strict["node"].url, "eth_sendRawTransaction", [too_big])["error"]
+    assert refused["code"] == SERVER_ERROR
+    assert refused["message"] == (
+        f"oversized data: the transaction is {128 * 1024 + 1} bytes, the limit is "
+        f"{128 * 1024} bytes"
+    )
+
+
+@pytest.mark.parametrize("period", ["0", "-5", "1.5", "day"])
+def test_a_bad_epoch_period_is_refused_at_start(period: str, tmp_path: Path) -> None:
+    """Epochs divide time by the period: 0 or less (or not a whole number) is refused before
+    anything starts or is written, in one line naming the option."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "dev",
+            "--port",
+            "1",
+            "--data-dir",
+            str(tmp_path / "data"),
+            f"--epoch-period={period}",
+        ],
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "argument --epoch-period" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and not done.stdout
+    assert not (tmp_path / "data").exists()
 
 
 def test_an_envelope_goes_stale_when_its_epoch_leaves_the_window(tmp_path: Path) -> None:

@@ -784,3 +784,27 @@ def test_spec_states_the_constants() -> None:
     ]:
         assert fact in text, fact
     assert env.DEFAULT_EPOCH_PERIOD == 86_400 and env.DEFAULT_GRACE == 1
+
+
+def _reason_codes(cls: type[env.EnvelopeError]) -> set[str]:
+    """The ``reason`` of ``cls`` and of every subclass below it."""
+    codes = {cls.reason}
+    for sub in cls.__subclasses__():
+        codes |= _reason_codes(sub)
+    return codes
+
+
+def test_the_documented_reasons_are_the_codes() -> None:
+    """The checks table of docs/PROTOCOL.md ("Opening a request") and the response errors
+    it names are exactly the ``reason`` codes of the EnvelopeError classes (one list)."""
+    spec = _spec_text()
+    table = spec[spec.index("### Opening a request") :]
+    table = table[: table.index("\n\n**On the wire.**")]
+    rows = re.findall(r"^\| [0-9a-z]+ \|.*\| `([a-z-]+)` \|[^|]*\|$", table, re.M)
+    classes = set(re.findall(r"^\| [0-9a-z]+ \|[^|]*\| `(\w+)`", table, re.M))
+    responses = set(re.findall(r"`(\w+Error)` \(`([a-z-]+)`\)", spec))
+    documented = set(rows) | {code for _, code in responses}
+    abstract = {env.EnvelopeError.reason, env.EpochError.reason}  # bases, never raised as such
+    assert documented == _reason_codes(env.EnvelopeError) - abstract
+    for name in classes | {name for name, _ in responses}:
+        assert issubclass(getattr(env, name), env.EnvelopeError), name

@@ -162,9 +162,11 @@ def test_eth_call_sender_is_zero_unless_authenticated(strict: dict[str, Any]) ->
     # a signed query (EIP-712) makes its signer msg.sender, without a session
     head = int(rpc(strict["anon"], "eth_blockNumber")["result"], 16)
     leash = {"nonce": 7, "blockNumber": head, "blockRange": 16, "expiry": int(time.time()) + 60}
+    genesis = rpc(strict["anon"], "coco_nodeInfo")["result"]["genesisHash"]
     signature = query.sign(
         bytes.fromhex(DEV_KEYS[0][2:]),
         chain_id=CHAIN_ID,
+        genesis_hash=bytes.fromhex(genesis[2:]),
         sender=bytes.fromhex(ALICE.address[2:]),
         to=bytes.fromhex(contract.address[2:]),
         value=0,
@@ -174,15 +176,17 @@ def test_eth_call_sender_is_zero_unless_authenticated(strict: dict[str, Any]) ->
     signed = dict(
         call,
         signedQuery={
+            "version": 2,
             "signature": "0x" + signature.hex(),
             "leash": {k: hex(v) for k, v in leash.items()},
         },
     )
-    assert int(rpc(strict["anon"], "eth_call", [signed, "latest"])["result"], 16) == 1
+    assert int(rpc(strict["anon"], "eth_call", [signed, hex(head)])["result"], 16) == 1
     # replayed outside its leash, or claimed by another from, it is refused
     stale = dict(
         signed,
         signedQuery={
+            "version": 2,
             "signature": "0x" + signature.hex(),
             "leash": {**{k: hex(v) for k, v in leash.items()}, "expiry": hex(int(time.time()) - 1)},
         },

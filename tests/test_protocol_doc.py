@@ -88,22 +88,74 @@ def test_session_token_worked_example() -> None:
 
 
 def test_signed_query_worked_example() -> None:
+    """Version 2: recomputed by hand from the typed data the document gives (EIP-712 as
+    written there), and by eth-account through gateway.protocol.query; both byte for byte."""
     from eth_account.messages import encode_typed_data
     from eth_utils import keccak
 
     from gateway.protocol import query
 
+    sender = bytes.fromhex(Account.from_key(KEY).address[2:])
     fields = {
         "chain_id": 31337,
-        "sender": bytes.fromhex(Account.from_key(KEY).address[2:]),
+        "genesis_hash": bytes(range(32)),
+        "sender": sender,
         "to": bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"),
         "value": 0,
         "data": bytes.fromhex("70a08231"),
         "leash": {"nonce": 1, "blockNumber": 100, "blockRange": 16, "expiry": 1795283149},
     }
-    message = encode_typed_data(full_message=query.typed_data(**fields))
-    digest = keccak(b"\x19" + message.version + message.header + message.body)
+    section = DOC[DOC.index("## Signed query, version 2") :]
+    section = section[: section.index("\n## ")]
+    assert '{name: "Coco Gateway", version: "2", chainId: <chain id>, salt: <genesis' in section
+
+    def word(value: int | bytes) -> bytes:
+        raw = value.to_bytes(32, "big") if isinstance(value, int) else value
+        return raw.rjust(32, b"\x00")
+
+    domain_type = re.search(r'query-domain-type\s+keccak256\("([^"]+)"\)', section)
+    assert domain_type
+    domain = keccak(
+        keccak(text=domain_type.group(1))
+        + keccak(text="Coco Gateway")
+        + keccak(text="2")
+        + word(31337)
+        + bytes(range(32))
+    )
+    assert _hex_after("query-domain") == domain.hex()
+    leash_type = "Leash(uint64 nonce,uint64 blockNumber,uint64 blockRange,uint64 expiry)"
+    query_type = "Query(address from,address to,uint256 value,bytes data,Leash leash)" + leash_type
+    assert _hex_after("query-leash-typehash") == keccak(text=leash_type).hex()
+    assert _hex_after("query-typehash") == keccak(text=query_type).hex()
+    leash_hash = keccak(
+        keccak(text=leash_type) + b"".join(word(v) for v in fields["leash"].values())  # type: ignore[attr-defined]
+    )
+    assert _hex_after("query-leash-hash") == leash_hash.hex()
+    struct = keccak(
+        keccak(text=query_type)
+        + word(sender)
+        + word(fields["to"])  # type: ignore[arg-type]
+        + word(0)
+        + keccak(fields["data"])  # type: ignore[arg-type]
+        + leash_hash
+    )
+    assert _hex_after("query-struct") == struct.hex()
+    digest = keccak(b"\x19\x01" + domain + struct)
     assert _hex_after("query-digest") == digest.hex()
+
+    message = encode_typed_data(full_message=query.typed_data(**fields))  # type: ignore[arg-type]
+    assert keccak(b"\x19" + message.version + message.header + message.body) == digest
     signature = query.sign(KEY, **fields)
-    assert _hex_after("query-signature") == signature.hex()
-    assert query.check(signature, **fields, head_number=110, now=1795283148) == fields["sender"]
+    assert _hex_after("query-signature", 2) == signature.hex()
+    checked = dict(fields, block_number=100, head_number=110, now=1795283148)
+    assert query.check(signature, **checked) == sender  # type: ignore[arg-type]
+    # another chain with the same id (another genesis) does not verify
+    other = dict(checked, genesis_hash=bytes(32))
+    try:
+        query.check(signature, **other)  # type: ignore[arg-type]
+    except query.QueryError as refused:
+        assert refused.reason == "wrong-signer"
+    else:
+        raise AssertionError("a query for another genesis verified")
+    documented = set(re.findall(r"\| `([a-z-]+)` \|$", section, re.M))
+    assert documented - {"reason"} == set(query.REASONS)  # the header row names the column

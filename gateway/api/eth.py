@@ -14,6 +14,7 @@ from gateway.api.filters import FilterManager
 from gateway.enclave import messages as m
 from gateway.enclave.runtime import EnclaveClient
 from gateway.errors import ServerError, Unauthorized
+from gateway.protocol.query import VERSION as SIGNED_QUERY_VERSION
 
 log = logging.getLogger("gateway.api")
 
@@ -313,7 +314,11 @@ class Api:
     def _call_message(self, params: list[Any], ctx: Any, *, estimate: bool) -> m.Call:
         tx = _tx_object(params[0], "transaction", 0)
         signature, leash = _signed_query(params[0])
-        ref = p.block_ref(p.optional(params, 1, "pending" if estimate else "latest"), "block", 1)
+        # a signed query is answered at the block it names (docs/PROTOCOL.md, version 2)
+        default: Any = "pending" if estimate else "latest"
+        if leash is not None:
+            default = hex(leash["blockNumber"])
+        ref = p.block_ref(p.optional(params, 1, default), "block", 1)
         return m.Call(
             ref=ref,
             sender=tx.get("from"),
@@ -485,6 +490,21 @@ class Api:
             "finalized": qty(status["finalized"]),
             "pendingTransactions": status["poolSize"],
             "dev": self.dev,
+            "privacy": status["privacy"],
+            "genesisHash": hexdata(status["genesisHash"]),
+        }
+
+    async def coco_whoami(self, params: list[Any], ctx: Any) -> Any:
+        """Who this URL's caller is to the node: ``address`` is the signed-in account on a
+        personal RPC URL, null on the public one; ``privacy`` says what an anonymous call's
+        msg.sender is (the zero address on a strict node, its ``from`` on an open one)."""
+        p.arity(params, 0)
+        from eth_utils import to_checksum_address
+
+        address = await self._ask(m.WhoAmI(_auth(ctx)))
+        return {
+            "address": None if address is None else to_checksum_address(address),
+            "privacy": "strict" if self.strict else "open",
         }
 
 
@@ -499,7 +519,17 @@ def _signed_query(value: Any) -> tuple[bytes | None, dict[str, int] | None]:
         return None, None
     query = value["signedQuery"]
     if not isinstance(query, dict):
-        raise p.bad("transaction.signedQuery", 0, "expected an object {signature, leash}")
+        raise p.bad(
+            "transaction.signedQuery", 0, "expected an object {version, signature, leash}"
+        )
+    if query.get("version") != SIGNED_QUERY_VERSION:
+        raise Unauthorized(
+            f"signed query refused: version {query.get('version', 1)!r} is not accepted; this "
+            f"node takes signed query version {SIGNED_QUERY_VERSION} only (bound to the chain's "
+            "genesis, answered at one block, once per nonce): upgrade the client SDK "
+            "(docs/PROTOCOL.md, \"Signed query, version 2\")",
+            reason="query-version",
+        )
     signature = p.data(query.get("signature"), "transaction.signedQuery.signature", 0, size=65)
     leash_raw = query.get("leash")
     if not isinstance(leash_raw, dict):

@@ -24,14 +24,19 @@ What it does, per method:
   contract API raises its usual errors.
 - ``eth_call``, ``eth_estimateGas`` whose ``from`` is an account the session holds a query
   signer for (``add_query_signer``): a signed query (``gateway.protocol.query``, EIP-712)
-  is attached, over the call object's data as sent (the envelope, when sealed), leashed to
-  the chain head (one ``eth_blockNumber``, reused for ``Policy.head_ttl`` seconds) plus
-  ``Policy.leash_blocks`` blocks and to now plus ``Policy.leash_seconds``. The node then
-  runs the call with msg.sender = ``from``, proven, and opens the envelope for it. A query
-  refused because the chain moved past its leash is signed again once, on a fresh head.
-  An unsigned call whose envelope the node cannot open for its ``from`` (a ``--privacy
-  strict`` node's public URL runs anonymous calls as the zero address) is sealed again
-  once, for the zero address: it then runs as nobody, as any anonymous call there does.
+  is attached (version 2: bound to the chain id and genesis hash, answered at one block,
+  once per nonce), over the call object's data as sent (the envelope, when sealed),
+  answered at the block the call names (for latest/pending the chain head, one
+  ``eth_blockNumber``, reused for ``Policy.head_ttl`` seconds, by default not at all; the
+  block parameter sent is that number),
+  valid for ``Policy.leash_blocks`` more blocks and until now plus ``Policy.leash_seconds``.
+  The node then runs the call with msg.sender = ``from``, proven, and opens the envelope for
+  it. A query refused because the chain moved past its leash is signed again once.
+- An unsigned ``eth_call``/``eth_estimateGas`` is sealed for the sender the node runs it
+  as on this URL (``coco_whoami``, asked once): the signed-in account on a personal URL,
+  the zero address on a ``--privacy strict`` node's public URL, else ``from``. A call
+  refused with reason ``wrong-sender`` is sealed once more for the sender the error names.
+- Retries decide on the error's ``data.reason`` code (docs/PROTOCOL.md), never its text.
 - ``eth_sendRawTransaction``: the signed transaction's data is matched to the keys of an
   envelope this session sealed (the signing middleware ran inside this one); signed plain
   call data is refused unless the policy allows it: it would go on chain readable.
@@ -64,9 +69,14 @@ from gateway.protocol import query
 from gateway.protocol.attestation import AttestationError, Report, TxKey, verify
 from gateway.protocol.envelope import (
     REQUEST_HEADER_SIZE,
+    EnvelopeAuthenticationError,
     EnvelopeError,
+    FutureEpochError,
     Kind,
     Purpose,
+    SenderMismatchError,
+    StaleEpochError,
+    UnknownEpochError,
     epoch_at,
     is_envelope,
     open_response,
@@ -113,6 +123,16 @@ HANDLED_METHODS: Final = (
 
 EXECUTION_REVERTED: Final = 3
 UNAUTHORIZED: Final = -32002
+# envelope refusals (error data.reason, docs/PROTOCOL.md) that sealing again may cure
+RESEAL_REASONS: Final = frozenset(
+    {
+        EnvelopeAuthenticationError.reason,
+        StaleEpochError.reason,
+        FutureEpochError.reason,
+        UnknownEpochError.reason,
+    }
+)
+SENDER_MISMATCH: Final = SenderMismatchError.reason
 ERROR_SELECTOR: Final = bytes.fromhex("08c379a0")  # Error(string)
 
 # Intrinsic gas of one calldata byte: 4 when zero, 16 otherwise; the Prague calldata floor
@@ -166,7 +186,8 @@ class Policy:
     Signed queries (for accounts the session holds a query signer for): ``leash_blocks``,
     how many blocks past the head a query stays valid (at most 1024); ``leash_seconds``,
     how long it stays valid by the clock; ``head_ttl``, how long one ``eth_blockNumber``
-    answer is reused as the leash's first block.
+    answer is reused as the block a "latest" query is answered at (0: asked per query, so
+    "latest" is the head; more saves a round trip and reads up to that many seconds old).
     """
 
     allow_virtual: bool = False
@@ -176,13 +197,13 @@ class Policy:
     remember: int = 10_000
     leash_blocks: int = 64
     leash_seconds: int = 300
-    head_ttl: float = 2.0
+    head_ttl: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.leash_blocks <= query.MAX_BLOCK_RANGE:
             raise ValueError(f"leash_blocks must be within 0..{query.MAX_BLOCK_RANGE}")
-        if self.leash_seconds <= 0:
-            raise ValueError("leash_seconds must be positive")
+        if not 0 < self.leash_seconds <= query.MAX_LEASH_SECONDS:
+            raise ValueError(f"leash_seconds must be within 1..{query.MAX_LEASH_SECONDS}")
 
     def measurement(self) -> bytes | None:
         value = self.expected_measurement
@@ -266,6 +287,7 @@ class ConfidentialSession:
         self._first_log: _Bounded[int] = _Bounded(self.policy.remember)
         self._signers: dict[bytes, QuerySigner] = {}
         self._head: tuple[int, float] | None = None  # (eth_blockNumber, when fetched)
+        self._facts: dict[str, Any] | None = None  # coco_whoami and coco_nodeInfo, once
         self.attestations_fetched = 0
         self.heads_fetched = 0
         for signer in query_signers:
@@ -417,6 +439,9 @@ class ConfidentialSession:
 
         keys, sealed = None, None
         seal_for = sender or ZERO_ADDRESS
+        if seal and signer is None and method in QUERY_METHODS:
+            seal_for = yield from self._runs_as(sender)
+        rest = list(params[1:])
         retried: set[str] = set()
         retry = ""
         while True:
@@ -439,49 +464,79 @@ class ConfidentialSession:
                 keys = self._by_digest.get(request_digest(data))
             if signer is not None:
                 assert sender is not None
-                signed = yield from self._signed_query(
-                    signer, outgoing, sender, to, sealed.envelope if sealed else data, retry
+                signed, block = yield from self._signed_query(
+                    signer,
+                    outgoing,
+                    sender,
+                    to,
+                    sealed.envelope if sealed else data,
+                    params[1] if len(params) > 1 else None,
+                    retry,
                 )
                 outgoing = {**outgoing, "signedQuery": signed}
-            response = yield (method, [outgoing, *params[1:]])
+                # the node answers a signed query at the block it names, and only there
+                rest = [hex(block), *params[2:]]
+            response = yield (method, [outgoing, *rest])
             reasons = self._retry(method, response, seal=seal, signed=signer is not None)
-            retry = next(
-                (
-                    reason
-                    for reason in reasons
-                    if reason not in retried
-                    and not (reason == "anonymous" and seal_for == ZERO_ADDRESS)
-                ),
-                "",
-            )
+            retry = next((reason for reason in reasons if reason not in retried), "")
             if not retry:
                 break
             retried.add(retry)
-            if retry == "anonymous":
-                seal_for = ZERO_ADDRESS
+            if retry == "sender":
+                seal_for = _address(_error_data(response).get("runAs"), "runAs") or ZERO_ADDRESS
         return self._answer(method, response, keys, sealed.envelope if sealed else None)
 
     @staticmethod
     def _retry(method: str, response: Any, *, seal: bool, signed: bool) -> tuple[str, ...]:
         """Why a refused request may succeed when sent once more, most likely first (each
-        reason is tried once). "anonymous": an unsigned call's envelope did not open for its
-        ``from`` (a ``--privacy strict`` node's public URL runs anonymous calls as the zero
-        address and opens their envelopes for it): seal for zero. "epoch": the key rotated
-        under us (or the node's keys changed): fetch the attestation, seal again. "leash":
-        the chain moved past the query's leash (or the cached head was stale): sign on a
-        fresh head."""
+        reason is tried once), decided on the error's ``data.reason`` code alone.
+        "sender": an unsigned call's envelope was sealed for another sender than the one the
+        node runs it as (``data.runAs``): seal for that one. "epoch": the key rotated under
+        us (or the node's keys changed): fetch the attestation, seal again. "leash": the
+        chain moved past the query's leash (or the cached head was stale): sign on a fresh
+        head."""
         error = response.get("error") if isinstance(response, Mapping) else None
         if not isinstance(error, Mapping):
             return ()
-        message = str(error.get("message", ""))
-        if seal and "envelope" in message and "failed authentication" in message:
-            return ("anonymous", "epoch") if method in QUERY_METHODS and not signed else ("epoch",)
-        if seal and "envelope" in message and "epoch" in message:
+        reason = _error_data(response).get("reason")
+        if seal and reason == SENDER_MISMATCH and method in QUERY_METHODS and not signed:
+            return ("sender",)
+        if seal and reason in RESEAL_REASONS:
             return ("epoch",)
-        leashed = "signed query" in message and "leashed" in message
-        if signed and error.get("code") == UNAUTHORIZED and leashed:
+        if signed and error.get("code") == UNAUTHORIZED and reason == "out-of-leash":
             return ("leash",)
         return ()
+
+    # ------------------------------------------------------------------ who the node runs
+    def _node_facts(self) -> Exchange[dict[str, Any]]:
+        """What this session needs to know of the node and of this URL, asked once:
+        ``coco_whoami`` (the URL's signed-in account, the privacy mode) and
+        ``coco_nodeInfo`` (the genesis hash that signed queries are bound to)."""
+        with self._lock:
+            facts = self._facts
+        if facts is not None:
+            return facts
+        who = _result((yield ("coco_whoami", [])))
+        info = _result((yield ("coco_nodeInfo", [])))
+        facts = {
+            "caller": _address(who.get("address"), "caller") if isinstance(who, Mapping) else None,
+            "strict": isinstance(who, Mapping) and who.get("privacy") == "strict",
+            "genesis": _as_bytes(info.get("genesisHash")) if isinstance(info, Mapping) else b"",
+        }
+        with self._lock:
+            self._facts = facts
+        return facts
+
+    def _runs_as(self, sender: bytes | None) -> Exchange[bytes]:
+        """The msg.sender the node will run an unsigned call as on this URL, which its
+        envelope must be sealed for: the signed-in account on a personal URL, the zero
+        address on a strict node's public URL, else ``from`` (zero without one)."""
+        facts = yield from self._node_facts()
+        if facts["caller"] is not None:
+            return bytes(facts["caller"])
+        if facts["strict"]:
+            return ZERO_ADDRESS
+        return sender or ZERO_ADDRESS
 
     # ------------------------------------------------------------------ signed queries
     def _signer_for(
@@ -518,26 +573,64 @@ class ConfidentialSession:
         sender: bytes,
         to: bytes | None,
         data: bytes,
+        block_param: Any,
         retry: str,
-    ) -> Exchange[dict[str, Any]]:
-        """The ``signedQuery`` member for a call object whose data as sent is ``data``."""
+    ) -> Exchange[tuple[dict[str, Any], int]]:
+        """The ``signedQuery`` member (version 2) for a call object whose data as sent is
+        ``data``, and the block number it is answered at (the block parameter to send)."""
         _, chain_id = yield from self._tx_key(refresh=False)
+        facts = yield from self._node_facts()
+        genesis = facts["genesis"]
+        if len(genesis) != 32:
+            raise SignedQueryError(
+                "the node did not tell its genesis hash (coco_nodeInfo), which a signed query "
+                "is bound to: it predates signed query version 2"
+            )
         head = yield from self._leash_head(refresh=retry == "leash")
+        block = yield from self._query_block(block_param, head)
+        # the head may have passed the block already: the range counts from the block
+        span = min(query.MAX_BLOCK_RANGE, max(0, head - block) + self.policy.leash_blocks)
         leash = {
             "nonce": secrets.randbits(64),
-            "blockNumber": head,
-            "blockRange": self.policy.leash_blocks,
+            "blockNumber": block,
+            "blockRange": span,
             "expiry": int(self._clock()) + self.policy.leash_seconds,
         }
         value = _quantity(tx.get("value")) or 0
         message = query.typed_data(
-            chain_id=chain_id, sender=sender, to=to, value=value, data=data, leash=leash
+            chain_id=chain_id,
+            genesis_hash=genesis,
+            sender=sender,
+            to=to,
+            value=value,
+            data=data,
+            leash=leash,
         )
         signed = signer.sign_message(encode_typed_data(full_message=message))
         return {
+            "version": query.VERSION,
             "signature": "0x" + bytes(signed.signature).hex(),
             "leash": {name: hex(number) for name, number in leash.items()},
-        }
+        }, block
+
+    def _query_block(self, block_param: Any, head: int) -> Exchange[int]:
+        """The block number a call's block parameter names (the head for latest/pending)."""
+        if block_param is None or block_param in ("latest", "pending"):
+            return head
+        if block_param == "earliest":
+            return 0
+        number = _quantity(block_param)
+        if number is not None and not (isinstance(block_param, str) and block_param.isalpha()):
+            return number
+        if isinstance(block_param, str):
+            block = _result((yield ("eth_getBlockByNumber", [block_param, False])))
+            found = _quantity(block.get("number")) if isinstance(block, Mapping) else None
+            if found is not None:
+                return found
+        raise SignedQueryError(
+            f"a signed query is answered at one block, named by number or tag; cannot sign "
+            f"one for the block parameter {block_param!r}"
+        )
 
     def _answer(
         self, method: str, response: Any, keys: ResponseKeys | None, sealed: bytes | None
@@ -747,6 +840,13 @@ def _result(response: Any, *, what: str | None = None) -> Any:
         message = error.get("message") if isinstance(error, Mapping) else error
         raise AttestationError(f"{what}: {message}")
     return response.get("result")
+
+
+def _error_data(response: Any) -> Mapping[str, Any]:
+    """The ``data`` object of a JSON-RPC error response ({} when it has none)."""
+    error = response.get("error") if isinstance(response, Mapping) else None
+    data = error.get("data") if isinstance(error, Mapping) else None
+    return data if isinstance(data, Mapping) else {}
 
 
 def _with_result(response: Mapping[str, Any], result: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from web3 import AsyncWeb3, Web3
+from web3.exceptions import Web3RPCError
 from web3.middleware import SignAndSendRawMiddlewareBuilder
 from web3.middleware.base import Web3Middleware
 from web3.providers.rpc import AsyncHTTPProvider, HTTPProvider
@@ -57,6 +58,7 @@ __all__ = [
     "ConfidentialityError",
     "Policy",
     "QuerySigner",
+    "RefusedError",
     "ResponseKeys",
     "SignedQueryError",
     "async_confidential_web3",
@@ -69,6 +71,31 @@ MIDDLEWARE_NAME = "confidential"
 
 # sessions of Web3 objects given the bare class (no builder): one per Web3, strict policy
 _DEFAULT_SESSIONS: weakref.WeakKeyDictionary[Any, ConfidentialSession] = weakref.WeakKeyDictionary()
+
+
+class RefusedError(Web3RPCError):
+    """The node refused the request with a machine-readable reason (the JSON-RPC error's
+    ``data.reason``, docs/PROTOCOL.md): ``reason`` is that code, ``fields`` the rest of
+    ``data`` (for ``wrong-sender``: ``sealedFor``, ``runAs``). Raised by the middleware for
+    such errors, so web3 does not take them for contract reverts (it reads any ``data``
+    object of an eth_call error as one)."""
+
+    def __init__(self, response: Any) -> None:
+        error = response["error"]
+        data = dict(error["data"])
+        super().__init__(str(error.get("message", "")), rpc_response=response)
+        self.reason: str = str(data.pop("reason"))
+        self.fields: dict[str, Any] = data
+
+
+def _checked(response: Any) -> Any:
+    """The response, unless it is an error carrying a reason code: RefusedError."""
+    error = response.get("error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and error.get("code") != 3:
+        data = error.get("data")
+        if isinstance(data, dict) and isinstance(data.get("reason"), str):
+            raise RefusedError(response)
+    return response
 
 
 class ConfidentialMiddleware(Web3Middleware):
@@ -121,7 +148,8 @@ class ConfidentialMiddleware(Web3Middleware):
         session = self.session
 
         def middleware(method: RPCEndpoint, params: Any) -> RPCResponse:
-            return cast("RPCResponse", drive(session.exchange(method, params), make_request))
+            response = drive(session.exchange(method, params), make_request)
+            return cast("RPCResponse", _checked(response))
 
         return middleware
 
@@ -130,7 +158,7 @@ class ConfidentialMiddleware(Web3Middleware):
 
         async def middleware(method: RPCEndpoint, params: Any) -> RPCResponse:
             exchange = session.exchange(method, params)
-            return cast("RPCResponse", await drive_async(exchange, make_request))
+            return cast("RPCResponse", _checked(await drive_async(exchange, make_request)))
 
         return middleware
 

@@ -6,6 +6,8 @@ Both runtimes (separate process, in-process for tests) drive this same object.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -57,6 +59,11 @@ log = logging.getLogger("gateway.enclave")
 
 LEDGER_FILE = "ledger.sqlite"
 MAX_BUILD_ATTEMPTS = 16
+# the attestation publishes the current and the next epoch's key; admitting the next one
+# keeps a client whose clock (or a node whose clock) is ahead at an epoch edge working
+ADMISSION_LOOKAHEAD = 1
+# live (unexpired) signed-query nonces the ledger keeps: at most MAX_LEASH_SECONDS each
+MAX_LIVE_QUERY_NONCES = 1_000_000
 
 
 class _EnvelopeKeys:
@@ -90,7 +97,7 @@ class _EnvelopeKeys:
                 sender=sender,
                 to=to,
                 grace=self._keys.grace,
-                lookahead=1,
+                lookahead=ADMISSION_LOOKAHEAD,
             )
         return envelope.reopen_request(
             data, chain_id=self._chain_id, keys_by_epoch=self._key, sender=sender, to=to
@@ -163,6 +170,10 @@ class Enclave:
         self.strict = opened.privacy == "strict"
         self.public_balances = opened.public_balances
         self._private_balances = _wants_private_balances(opened)
+        self.genesis_hash = self.engine.header_by_number(0).hash  # type: ignore[union-attr]
+        self._nonce_key = hmac.new(
+            self.keys.token_key, b"coco-gateway/query-nonce/v1", hashlib.sha256
+        ).digest()
         revoked = self.ledger.get_meta("revoked_sessions")
         self.sessions = SessionBook(
             self.keys.token_key, opened.chain_id, json.loads(revoked) if revoked else None
@@ -185,9 +196,10 @@ class Enclave:
         return value
 
     def _engine_options(self, opened: m.Open) -> dict[str, Any]:
+        self.envelopes = _EnvelopeKeys(self.keys, opened.chain_id)
         return {
             "coinbase": self.validator,
-            "envelopes": _EnvelopeKeys(self.keys, opened.chain_id),
+            "envelopes": self.envelopes,
             "require_encryption": opened.require_encryption,
         }
 
@@ -264,7 +276,7 @@ class Enclave:
             "chainId": self.engine.chain_id,
             "fork": self.engine.spec.fork,
             "head": {"number": head.block_number, "hash": head.hash, "timestamp": head.timestamp},
-            "genesisHash": self.engine.header_by_number(0).hash,  # type: ignore[union-attr]
+            "genesisHash": self.genesis_hash,
             "finalized": self.engine.finalized_number,
             "validator": self.validator,
             "poolSize": len(self.engine.pool),
@@ -348,24 +360,31 @@ class Enclave:
         header = self.engine.require(msg.ref)
         return self.engine.storage(msg.address, msg.slot, header).to_bytes(32, "big")
 
-    def _call_sender(self, msg: m.Call, header_number: int) -> bytes | None:
+    def _call_sender(self, msg: m.Call, block_number: int) -> bytes | None:
         """msg.sender of a call: the signer of a signed query, else the signed-in account,
-        else (privacy "strict") nobody, the zero address, whatever ``from`` says."""
+        else (privacy "strict") nobody, the zero address, whatever ``from`` says.
+
+        ``block_number``: the block the call is answered at, which a signed query names."""
         if msg.query_signature is not None and msg.query_leash is not None:
+            now = int(time.time())
             try:
-                return query.check(
+                signer = query.check(
                     msg.query_signature,
                     chain_id=self.engine.chain_id,
+                    genesis_hash=self.genesis_hash,
                     sender=msg.sender,
                     to=msg.to,
                     value=msg.value,
                     data=msg.data,
                     leash=msg.query_leash,
-                    head_number=header_number,
-                    now=int(time.time()),
+                    block_number=block_number,
+                    head_number=self.engine.head.block_number,
+                    now=now,
                 )
+                self._use_query_nonce(signer, msg.query_leash, now)
             except query.QueryError as exc:
-                raise Unauthorized(f"signed query refused: {exc}") from None
+                raise Unauthorized(f"signed query refused: {exc}", reason=exc.reason) from None
+            return signer
         viewer = self._viewer(msg.auth)
         if viewer is not None:
             if msg.sender is not None and msg.sender != viewer:
@@ -374,6 +393,28 @@ class Enclave:
                 )
             return viewer
         return None if self.strict else msg.sender
+
+    def _use_query_nonce(self, signer: bytes, leash: dict[str, int], now: int) -> None:
+        """A signed query answers at most once: its (signer, nonce) is written to the ledger
+        before the answer leaves, and kept until the leash expires (restarts included)."""
+        nonce_id = hmac.new(
+            self._nonce_key, signer + int(leash["nonce"]).to_bytes(8, "big"), hashlib.sha256
+        ).digest()[:16]
+        outcome = self.ledger.use_query_nonce(
+            nonce_id, int(leash["expiry"]), now, MAX_LIVE_QUERY_NONCES
+        )
+        if outcome == "replayed":
+            raise query.QueryError(
+                "replayed",
+                f"nonce {int(leash['nonce'])} of 0x{signer.hex()} was answered already: a "
+                "signed query answers once; sign a new one",
+            )
+        if outcome == "full":
+            raise query.QueryError(
+                "too-many-queries",
+                f"the node holds {MAX_LIVE_QUERY_NONCES} unexpired signed-query nonces; "
+                "retry later or use a session (personal RPC URL)",
+            )
 
     def _run_as_caller(self, msg: m.Call, run: Callable[[CallArgs, Any], Any]) -> Any:
         """Execute code for a caller: every method that runs code (eth_call, eth_estimateGas,
@@ -387,12 +428,16 @@ class Enclave:
         (``_tell_or_hide``): not to whoever holds a signed query, which anyone may send.
         """
         header = self.engine.require(msg.ref)
-        sender = self._call_sender(msg, self.engine.head.block_number)
+        sender = self._call_sender(msg, header.block_number)
         args = CallArgs(sender=sender, to=msg.to, gas=msg.gas, value=msg.value, data=msg.data)
         try:
             return run(args, header)
         except AccountStateRefusal as exc:
             raise self._tell_or_hide(exc, self._viewer(msg.auth)) from None
+        except InvalidParams as exc:
+            if exc.reason_code == envelope.EnvelopeAuthenticationError.reason:
+                self._explain_sender(msg, sender or bytes(20))
+            raise
 
     def _tell_or_hide(self, exc: AccountStateRefusal, viewer: bytes | None) -> RpcError:
         """The refusal with its balance or nonce for a caller signed in as the account (or
@@ -405,6 +450,34 @@ class Enclave:
         if msg.estimate:
             return self._run_as_caller(msg, self.engine.estimate_gas)
         return self._run_as_caller(msg, self.engine.call)
+
+    def _explain_sender(self, msg: m.Call, run_as: bytes) -> None:
+        """An envelope that did not open for the sender the call runs as: if it opens for
+        another identity the caller could have meant (its ``from``, the zero address, the
+        signed-in account), say exactly that instead of "altered"."""
+        viewer = None if msg.auth is None else self._viewer(msg.auth)
+        candidates = [c for c in (msg.sender, bytes(20), viewer) if c is not None and c != run_as]
+        for sealed_for in dict.fromkeys(candidates):
+            try:
+                self.envelopes.open(msg.data, sealed_for, msg.to, admission=True)
+            except envelope.EnvelopeError:
+                continue
+            if viewer is not None:
+                why = "a call on a personal RPC URL runs as its signed-in account"
+            elif self.strict and run_as == bytes(20):
+                why = (
+                    "this node runs a call without a session or a signed query as the zero "
+                    "address; sign the query, use your personal RPC URL, or seal for 0x0"
+                )
+            else:
+                why = "a call runs as its from address (the zero address without one)"
+            raise InvalidParams(
+                f"invalid call envelope: sealed for sender 0x{sealed_for.hex()} but the node "
+                f"runs this call as 0x{run_as.hex()}: {why}",
+                reason=envelope.SenderMismatchError.reason,
+                sealedFor="0x" + sealed_for.hex(),
+                runAs="0x" + run_as.hex(),
+            )
 
     def _on_SubmitRawTx(self, msg: m.SubmitRawTx) -> bytes:
         # the raw transaction may be a replay of someone else's: its sender's balance and
@@ -544,6 +617,9 @@ class Enclave:
         viewer = self._viewer(msg.auth)
         assert viewer is not None
         return {"address": "0x" + viewer.hex(), "transactions": self.engine.activity(viewer)}
+
+    def _on_WhoAmI(self, msg: m.WhoAmI) -> bytes | None:
+        return self._viewer(msg.auth)
 
     def _on_BuildBlock(self, msg: m.BuildBlock) -> dict[str, Any] | None:
         for _attempt in range(MAX_BUILD_ATTEMPTS):

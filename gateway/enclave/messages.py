@@ -200,6 +200,13 @@ class MyActivity:
 
 
 @dataclass(frozen=True)
+class WhoAmI:
+    """Who the node takes the caller of this URL to be (None: anonymous)."""
+
+    auth: str | None = None
+
+
+@dataclass(frozen=True)
 class GetSeal:
     ref: BlockRef
 
@@ -264,6 +271,7 @@ MESSAGES: dict[str, type] = {
         SignIn,
         SignOut,
         MyActivity,
+        WhoAmI,
         Close,
         CreateAccessList,
         GetProof,

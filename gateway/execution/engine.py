@@ -297,7 +297,10 @@ class Engine:
     # ---------------------------------------------------------------- admission
     def decode(self, raw: bytes) -> SignedTransactionAPI:
         if len(raw) > MAX_TX_SIZE:
-            raise ServerError("oversized data")
+            raise ServerError(
+                f"oversized data: the transaction is {len(raw)} bytes, the limit is "
+                f"{MAX_TX_SIZE} bytes"
+            )
         if not raw:
             raise InvalidParams("invalid raw transaction: empty input")
         if raw[0] <= 0x7F and raw[0] not in SUPPORTED_TX_TYPES:
@@ -397,7 +400,10 @@ class Engine:
         try:
             return self.envelopes.open(data, sender, to or None, admission=admission).plaintext
         except envelope.EnvelopeError as exc:
-            raise ServerError(f"invalid transaction envelope: {exc}") from None
+            detail, fields = _envelope_refusal(exc, sender, to)
+            raise ServerError(
+                f"invalid transaction envelope: {detail}", {"reason": exc.reason, **fields}
+            ) from None
 
     def accept(self, ptx: PoolTx) -> None:
         self.pool.add(ptx, ptx.replaces)
@@ -818,7 +824,10 @@ class Engine:
         try:
             return self.envelopes.open(args.data, sender, args.to or None, admission=True)
         except envelope.EnvelopeError as exc:
-            raise InvalidParams(f"invalid call envelope: {exc}") from None
+            detail, fields = _envelope_refusal(exc, sender, args.to)
+            raise InvalidParams(
+                f"invalid call envelope: {detail}", {"reason": exc.reason, **fields}
+            ) from None
 
     def call(self, args: CallArgs, header: BlockHeaderAPI) -> bytes:
         """Return data; for an enveloped call, sealed to the caller's response key."""
@@ -921,6 +930,25 @@ def _insufficient_funds(sender: bytes, balance: int, cost: int) -> AccountStateR
     return AccountStateRefusal(
         f"{text} have {balance} want {cost}", f"{text} want {cost}", sender
     )
+
+
+def _envelope_refusal(
+    exc: envelope.EnvelopeError, sender: bytes, to: bytes | None
+) -> tuple[str, dict[str, str]]:
+    """The message and typed fields of a refused envelope. When the AEAD failed, they name
+    the sender and recipient the node opened it for, so a client can tell a wrong sender
+    or recipient from an altered envelope; the caller knows both already (the transaction's
+    signer and recipient, or the identity it called as)."""
+    if type(exc) is not envelope.EnvelopeAuthenticationError:
+        return str(exc), {}
+    recipient = "0x" + bytes(to).hex() if to else None
+    opened = f"the node opened it for sender 0x{bytes(sender).hex()} and " + (
+        f"recipient {recipient}" if recipient else "a contract creation"
+    )
+    fields = {"sender": "0x" + bytes(sender).hex()}
+    if recipient:
+        fields["recipient"] = recipient
+    return f"{exc} ({opened})", fields
 
 
 def _raise_for(computation: Any, opened: envelope.OpenedRequest | None = None) -> None:

@@ -96,6 +96,9 @@ CREATE TABLE IF NOT EXISTS pool (
     raw BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS query_nonces (id BLOB PRIMARY KEY, expiry INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS query_nonces_expiry ON query_nonces (expiry);
 """
 
 
@@ -282,6 +285,7 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
+        self._nonces: int | None = None  # live rows of query_nonces, counted once
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable_fsync else 'NORMAL'}")
@@ -487,6 +491,40 @@ class Ledger:
         if sealer is None:
             return [PoolEntry(bytes(h), bytes(r)) for h, r in rows]
         return [PoolEntry(bytes(h), sealer.open(bytes(r), _POOL_AD + bytes(h))) for h, r in rows]
+
+    # -- signed-query nonces ------------------------------------------------------------
+    def use_query_nonce(self, nonce_id: bytes, expiry: int, now: int, limit: int) -> str:
+        """Record a signed query's nonce until ``expiry``, durably, before it is answered:
+        "ok", "replayed" (recorded already and not expired) or "full" (``limit`` live
+        nonces). Expired ones are pruned first. ``nonce_id`` is blinded by the enclave."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                if self._nonces is None:
+                    (self._nonces,) = cur.execute("SELECT COUNT(*) FROM query_nonces").fetchone()
+                pruned = cur.execute("DELETE FROM query_nonces WHERE expiry <= ?", (now,))
+                count = self._nonces - max(pruned.rowcount, 0)
+                seen = cur.execute(
+                    "SELECT 1 FROM query_nonces WHERE id = ?", (nonce_id,)
+                ).fetchone()
+                if seen is not None:
+                    outcome = "replayed"
+                elif count >= limit:
+                    outcome = "full"
+                else:
+                    cur.execute(
+                        "INSERT INTO query_nonces (id, expiry) VALUES (?, ?)", (nonce_id, expiry)
+                    )
+                    count += 1
+                    outcome = "ok"
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                self._nonces = None
+                raise
+            self._nonces = count
+        return outcome
 
     def check_integrity(self) -> None:
         row = self._conn.execute("PRAGMA quick_check").fetchone()

@@ -50,6 +50,7 @@ __all__ = [
     "ResponseHeader",
     "ResponseMismatchError",
     "SealedRequest",
+    "SenderMismatchError",
     "StaleEpochError",
     "TruncatedEnvelopeError",
     "UnknownEpochError",
@@ -267,6 +268,14 @@ class EnvelopeAuthenticationError(EnvelopeError):
     """The AEAD check failed (or the key agreement was impossible)."""
 
     reason = "authentication-failed"
+
+
+class SenderMismatchError(EnvelopeAuthenticationError):
+    """The envelope opens, but for another sender than the one the node runs the request
+    as (found by the node after the AEAD failed: it tries the identities the caller could
+    have meant, such as the call's ``from`` and the zero address)."""
+
+    reason = "wrong-sender"
 
 
 class UnknownPurposeError(EnvelopeError):
