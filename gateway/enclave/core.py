@@ -43,12 +43,11 @@ from gateway.execution.engine import (
     sender_of,
     topic_bytes,
 )
-from gateway.ledger import CommittedBlock, Ledger
+from gateway.ledger import LEDGER_FILE, CommittedBlock, Ledger
 from gateway.protocol import attestation, envelope, query
 
 log = logging.getLogger("gateway.enclave")
 
-LEDGER_FILE = "ledger.sqlite"
 MAX_BUILD_ATTEMPTS = 16
 
 
@@ -141,6 +140,11 @@ class Enclave:
                 raise InvalidParams(
                     f"the data directory {data_dir} holds chain {spec.chain_id}, not "
                     f"{opened.chain_id}; pass --chain-id {spec.chain_id} or use another directory"
+                )
+            if spec.fork != opened.fork:
+                raise InvalidParams(
+                    f"the data directory {data_dir} holds a {spec.fork} chain, not {opened.fork}; "
+                    f"pass --fork {spec.fork} or use another directory"
                 )
             self.engine = Engine(self.ledger.kv, spec, create=False, **self._engine_options(opened))
             if self.ledger.kv.dirty:
