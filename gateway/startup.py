@@ -207,14 +207,13 @@ def resolve_chain(data_dir: Path, chain_id: int | None, fork: str | None) -> Cha
     where = data_dir.resolve()
     if chain_id is not None and chain_id != stored.chain_id:
         raise StartupError(
-            f"the data directory {where} holds chain {stored.chain_id}, not --chain-id "
-            f"{chain_id}; drop --chain-id (or pass {stored.chain_id}), or choose another "
-            "--data-dir"
+            f"the data directory {where} holds chain {stored.chain_id}, not {chain_id}: drop "
+            f"--chain-id (or pass --chain-id {stored.chain_id}), or choose another --data-dir"
         )
     if fork is not None and fork != stored.fork:
         raise StartupError(
-            f"the data directory {where} holds a {stored.fork} chain, not --fork {fork}; "
-            f"a chain's fork is fixed at genesis: drop --fork (or pass {stored.fork}), or "
+            f"the data directory {where} holds a {stored.fork} chain, not {fork}: a chain's "
+            f"fork is fixed at its genesis; drop --fork (or pass --fork {stored.fork}), or "
             "choose another --data-dir"
         )
     return ChainChoice(stored.chain_id, stored.fork)
