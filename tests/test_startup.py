@@ -204,6 +204,9 @@ def test_a_second_node_on_a_locked_directory_is_refused_and_kill9_releases_it(
     # kill -9 of the host alone: its enclave child sees the end of its input and exits,
     # which releases the lock it inherited
     (enclave,) = _children(host)
+    lock = (cancun_dir / LOCK_FILE).resolve()
+    held = [fd for fd in Path(f"/proc/{enclave}/fd").iterdir() if fd.resolve() == lock]
+    assert held, "the enclave process does not hold the data directory's lock"
     os.kill(host, signal.SIGKILL)
     node_a.proc.wait(30)
     node_a.proc = None
