@@ -103,10 +103,13 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 def read_meta(path: Path, name: str) -> bytes | None:
     """A public meta value of the ledger file at ``path``, read without writing anything.
 
-    For the host's checks before a node starts. The file is read as immutable, which makes
-    no ``-wal``/``-shm`` files; a value not found there may still sit in the write-ahead log
-    of a node that was killed, which is then read through (both files exist already).
-    None when the file, the table or the value is absent, or the file cannot be read.
+    For the host's checks before a node starts, under the data directory's lock. The file
+    is read as immutable, which makes no ``-wal``/``-shm`` files; a value not found there
+    may still sit in the write-ahead log of a node that was killed, which is then read
+    through a read-only connection (both files exist already). Such a read leaves the
+    database file and its log as they were; SQLite may rebuild the log's index (``-shm``),
+    as the next node to open the file would. None when the file, the table or the value is
+    absent, or the file cannot be read.
     """
     if not path.is_file():
         return None
