@@ -140,6 +140,20 @@ def test_fork_or_chain_id_differing_from_the_chain_is_refused(cancun_dir: Path) 
     assert snapshot(cancun_dir) == before
 
 
+def test_a_crashed_chain_is_checked_from_its_write_ahead_log(tmp_path: Path) -> None:
+    """Killed at once, a new chain's genesis is still in SQLite's log, not the main file."""
+    data_dir = tmp_path / "data"
+    NodeProcess(data_dir, "--chain-id", "4242").start().kill9()
+    assert (data_dir / "ledger.sqlite-wal").stat().st_size > 0
+    content = ("ledger.sqlite", "ledger.sqlite-wal", "sealing.key", LOCK_FILE)
+    before = {name: (data_dir / name).read_bytes() for name in content}
+    port = str(free_port())
+    line = refused(cli("dev", "--port", port, "--data-dir", str(data_dir), "--chain-id", "1"))
+    assert "holds chain 4242, not 1: drop --chain-id" in line, line  # the host's check
+    # the ledger and its log as they were (SQLite may rebuild the log's index, -shm)
+    assert {name: (data_dir / name).read_bytes() for name in content} == before
+
+
 def test_verify_seal_against_a_node_that_does_not_answer() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     line = refused(cli("verify-seal", "--rpc", url), code=1)
