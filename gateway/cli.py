@@ -14,6 +14,15 @@ from gateway import __version__
 
 
 def _dev(args: argparse.Namespace) -> int:
+    from gateway.startup import StartupError, prepare
+
+    # checked first, before the slow imports: a refusal is quick, and writes nothing
+    try:
+        ready = prepare(args.host, args.port, Path(args.data_dir), args.chain_id, args.fork)
+    except StartupError as exc:
+        print(f"coco-gateway: cannot start: {exc}", file=sys.stderr)
+        return 2
+
     from aiohttp import web
 
     from gateway.devaccounts import DEV_BALANCE_WEI, DEV_MNEMONIC, derive
@@ -22,15 +31,16 @@ def _dev(args: argparse.Namespace) -> int:
     from gateway.server.app import make_app
     from gateway.server.keys import NODE
 
+    chosen = ready.chain  # None: a new chain with the node's default
     config = NodeConfig(
         host=args.host,
-        port=args.port,
-        chain_id=args.chain_id,
+        port=ready.port,
+        chain_id=NodeConfig.chain_id if chosen.chain_id is None else chosen.chain_id,
         data_dir=Path(args.data_dir),
         block_time=args.block_time,
         dev=True,
         dev_accounts=args.accounts,
-        fork=args.fork,
+        fork=NodeConfig.fork if chosen.fork is None else chosen.fork,
         enclave_runtime=args.enclave,
         durable_fsync=args.fsync,
         epoch_period=args.epoch_period,
@@ -38,9 +48,10 @@ def _dev(args: argparse.Namespace) -> int:
         seal_storage=not args.insecure_plaintext_storage,
         privacy=args.privacy,
         public_balances=args.public_balances,
+        lock_fd=ready.lock.fd,
     )
     accounts = derive(DEV_MNEMONIC, args.accounts)
-    url = f"http://{args.host}:{args.port}"
+    url, everywhere = ready.url, ready.listening_note
     lines = [
         "",
         f"coco-gateway v{__version__}: development node (single validator, dev accounts unlocked)",
@@ -73,26 +84,26 @@ def _dev(args: argparse.Namespace) -> int:
         f"Mnemonic:       {DEV_MNEMONIC}",
         "Derivation:     m/44'/60'/0'/0/<index>",
         "",
-        f"Chain ID:       {args.chain_id}",
+        f"Chain ID:       {config.chain_id}",
         f"Data directory: {Path(args.data_dir).resolve()}",
         f"Blocks:         {blocks}",
         "",
         f"Privacy:        {privacy}",
         f"Storage:        {storage}",
         "",
-        f"RPC URL:        {url}",
-        f"WebSocket:      ws://{args.host}:{args.port}",
+        f"RPC URL:        {url}" + (f" ({everywhere})" if everywhere else ""),
+        f"WebSocket:      {url.replace('http', 'ws', 1)}",
         f"Sign in:        {url}/ in a browser with a wallet, for a personal RPC URL",
         "",
+        f"Listening on {url} (Ctrl-C to stop)",
     ]
-    print("\n".join(lines), flush=True)
     app = make_app(config)
     try:
+        # the banner comes once the node is up: a failure to start is the only output
         web.run_app(
             app,
-            host=args.host,
-            port=args.port,
-            print=lambda *_: print(f"Listening on {url} (Ctrl-C to stop)", flush=True),
+            sock=ready.sockets,
+            print=lambda *_: print("\n".join(lines), flush=True),
             access_log=None,
             shutdown_timeout=10,
         )
@@ -100,20 +111,22 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"coco-gateway: cannot start: {exc.message}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(
-            f"coco-gateway: cannot listen on {args.host}:{args.port}: {exc.strerror}",
-            file=sys.stderr,
-        )
+        print(f"coco-gateway: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    finally:
+        ready.close()
     node = app.get(NODE)
     return 0 if node is None else node.exit_code
 
 
 def _verify_seal(args: argparse.Namespace) -> int:
-    from gateway.sealcheck import SealCheckError, verify_block_seal
+    from gateway.sealcheck import NotChecked, SealCheckError, verify_block_seal
 
     try:
         report = asyncio.run(verify_block_seal(args.rpc, args.block))
+    except NotChecked as exc:
+        print(f"seal NOT checked: {exc}", file=sys.stderr)
+        return 1
     except SealCheckError as exc:
         print(f"seal NOT valid: {exc}", file=sys.stderr)
         return 1
@@ -182,6 +195,16 @@ def _epoch_period(text: str) -> int:
     return seconds
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coco-gateway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"coco-gateway {__version__}")
@@ -190,12 +213,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("COCO_LOG_LEVEL", "INFO"),
         help="DEBUG, INFO, WARNING or ERROR (default INFO)",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (COMMAND -h for more)"
+    )
 
     dev = sub.add_parser("dev", help="run a single-node development chain")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8545)
-    dev.add_argument("--chain-id", type=int, default=31337)
+    dev.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1; 0.0.0.0 for every IPv4 interface)",
+    )
+    dev.add_argument(
+        "--port", type=_port, default=8545, help="TCP port for HTTP and WebSocket (default 8545)"
+    )
+    dev.add_argument(
+        "--chain-id",
+        type=int,
+        default=None,
+        help="chain id of a new chain (default 31337); an existing chain keeps its own, and "
+        "a different value is refused",
+    )
     dev.add_argument(
         "--data-dir", default="coco-data", help="where the chain lives (default ./coco-data)"
     )
@@ -206,7 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between blocks; 0 (default) seals a block as soon as transactions arrive",
     )
     dev.add_argument("--accounts", type=int, default=10, help="number of funded dev accounts")
-    dev.add_argument("--fork", default="prague", choices=["shanghai", "cancun", "prague"])
+    dev.add_argument(
+        "--fork",
+        default=None,
+        choices=["shanghai", "cancun", "prague"],
+        help="EVM rules of a new chain (default prague); an existing chain keeps its own, "
+        "and a different value is refused",
+    )
     dev.add_argument(
         "--enclave",
         default="process",
@@ -249,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=_dev)
 
     attest = sub.add_parser("attest", help="attestation: measure this code, verify a node")
-    attest_sub = attest.add_subparsers(dest="attest_command", required=True)
+    attest_sub = attest.add_subparsers(
+        dest="attest_command", required=True, metavar="ACTION", help="measure or verify"
+    )
     measure = attest_sub.add_parser("measure", help="print the measurement of this installation")
     measure.set_defaults(func=_attest_measure)
     verify_att = attest_sub.add_parser("verify", help="fetch and verify a node's attestation")
@@ -273,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify-seal", help="check a block's proof-of-authority seal")
     verify.add_argument("block", nargs="?", default="latest", help="block number or tag")
-    verify.add_argument("--rpc", default="http://127.0.0.1:8545")
+    verify.add_argument(
+        "--rpc", default="http://127.0.0.1:8545", help="the node's RPC URL (default %(default)s)"
+    )
     verify.set_defaults(func=_verify_seal)
     return parser
 

@@ -54,6 +54,9 @@ class NodeConfig:
     privacy: str = "open"  # "strict" enforces who may see what on reads (docs/SECURITY.md)
     public_balances: bool = False  # strict, but balances and nonces open to everyone
     seal_storage: bool = True  # False: --insecure-plaintext-storage
+    # the data directory's lock (gateway.startup), held by this process: the enclave process
+    # inherits it, so that it stays held while the enclave may still write
+    lock_fd: int | None = None
 
     def open_message(self) -> m.Open:
         alloc: list[list[Any]] = []
@@ -90,7 +93,9 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.enclave: EnclaveClient = (
-            InProcessEnclave() if config.enclave_runtime == "inprocess" else ProcessEnclave()
+            InProcessEnclave()
+            if config.enclave_runtime == "inprocess"
+            else ProcessEnclave(keep_fds=() if config.lock_fd is None else (config.lock_fd,))
         )
         self.api = Api(
             self.enclave, dev=config.dev, on_transaction=self._on_transaction, mine=self.mine

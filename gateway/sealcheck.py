@@ -56,18 +56,41 @@ def header_hash(block: dict[str, Any]) -> bytes:
     return keccak(rlp.encode(items))
 
 
+class NotChecked(SealCheckError):
+    """Nothing was checked: the node did not answer (or not with JSON-RPC), or the block
+    asked for is not a block number or tag."""
+
+
 async def _call(session: aiohttp.ClientSession, url: str, method: str, params: list[Any]) -> Any:
     payload = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-    async with session.post(url, json=payload) as response:
-        document = await response.json(content_type=None)
+    try:
+        async with session.post(url, json=payload) as response:
+            document = await response.json(content_type=None)
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
+        raise NotChecked(f"{url!r} is not an http:// or https:// URL") from None
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        reason = "no answer in time" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+        raise NotChecked(f"cannot reach {url}: {reason}") from None
+    except ValueError:
+        raise NotChecked(f"{url} did not answer {method} with JSON") from None
+    if not isinstance(document, dict) or ("result" not in document and "error" not in document):
+        raise NotChecked(f"{url} did not answer {method} with JSON-RPC") from None
     if "error" in document:
         raise SealCheckError(f"{method}: {document['error'].get('message')}")
     return document["result"]
 
 
-async def verify_block_seal(url: str, block: str = "latest") -> str:
-    tag = block if block in ("latest", "earliest", "safe", "finalized") else hex(int(block, 0))
-    async with aiohttp.ClientSession() as session:
+async def verify_block_seal(url: str, block: str = "latest", timeout: float = 30) -> str:
+    if block in ("latest", "earliest", "safe", "finalized"):
+        tag = block
+    else:
+        try:
+            tag = hex(int(block, 0))
+        except ValueError:
+            raise NotChecked(
+                f"{block!r} is not a block number or tag (latest, earliest, safe, finalized)"
+            ) from None
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         header = await _call(session, url, "eth_getBlockByNumber", [tag, False])
         if header is None:
             raise SealCheckError(f"block {block} not found")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,3 +171,38 @@ def proxy(chain: NodeProcess) -> Iterator[Any]:
     checking = CheckingProxy(chain.url).start()
     yield checking
     checking.stop()
+
+
+# Every aiohttp ClientSession the tests open (web3's async providers, the checking proxy),
+# with the test that opened it: one left open prints "Unclosed client session" when it is
+# collected, after the summary, naming nobody. The run fails instead, naming the test.
+_CLIENT_SESSIONS: list[tuple[weakref.ref[Any], str]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import aiohttp
+
+    opened = aiohttp.ClientSession.__init__
+
+    def recording_init(self: aiohttp.ClientSession, *args: Any, **kwargs: Any) -> None:
+        opened(self, *args, **kwargs)
+        test = os.environ.get("PYTEST_CURRENT_TEST", "outside a test").split(" ")[0]
+        _CLIENT_SESSIONS.append((weakref.ref(self), test))
+
+    aiohttp.ClientSession.__init__ = recording_init  # type: ignore[method-assign]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    gc.collect()
+    left = sorted(
+        {test for ref, test in _CLIENT_SESSIONS if (s := ref()) is not None and not s.closed}
+    )
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "aiohttp client sessions left open by: " + ", ".join(left)
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(message, red=True)
+        else:
+            print(message, file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -186,6 +186,8 @@ class CheckingProxy:
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def assert_clean(self) -> None:
         assert not self.problems, "responses that break the execution-apis shapes:\n" + "\n".join(

@@ -314,6 +314,14 @@ def test_async_web3(sdk: Web3, node: NodeProcess) -> None:
 
     async def scenario() -> None:
         w3 = async_confidential_web3(node.url, allow_virtual=True)
+        signer = async_confidential_web3(node.url, account, allow_virtual=True)
+        try:
+            await exercise(w3, signer)
+        finally:  # their aiohttp sessions, or "Unclosed client session"
+            await w3.provider.disconnect()
+            await signer.provider.disconnect()
+
+    async def exercise(w3: Any, signer: Any) -> None:
         dev = (await w3.eth.accounts)[4]
         art = load_artifact("Events")
         factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
@@ -335,7 +343,6 @@ def test_async_web3(sdk: Web3, node: NodeProcess) -> None:
         with pytest.raises(ContractCustomError):
             await events.functions.failCustom(1).call()
 
-        signer = async_confidential_web3(node.url, account, allow_virtual=True)
         local = signer.eth.contract(address=events.address, abi=art["abi"])
         tx_hash = await local.functions.note(MARKER).transact()
         receipt = await signer.eth.wait_for_transaction_receipt(tx_hash, poll_latency=POLL)

@@ -47,6 +47,12 @@ async def _transact(w3: AsyncWeb3, fn: Any) -> Any:
 def test_async_http_provider(checking_proxy: Any) -> None:
     async def scenario() -> None:
         w3 = AsyncWeb3(AsyncHTTPProvider(checking_proxy.url))
+        try:
+            await exercise(w3)
+        finally:
+            await w3.provider.disconnect()  # its aiohttp session, or "Unclosed client session"
+
+    async def exercise(w3: AsyncWeb3[Any]) -> None:
         assert await w3.eth.chain_id == CHAIN_ID
         token = await _deploy(w3, "Token", "Async", "ASY", 10**21)
         other = Account.create().address

@@ -557,6 +557,16 @@ def test_async_signed_queries(chain: Chain) -> None:
     async def scenario() -> None:
         wire = AsyncWire(chain.url)
         w3 = async_confidential_web3(wire, chain.owner, allow_virtual=True)
+        unsigned = async_confidential_web3(
+            chain.url, chain.owner, allow_virtual=True, sign_queries=False
+        )
+        try:
+            await exercise(wire, w3, unsigned)
+        finally:  # their aiohttp sessions, or "Unclosed client session"
+            for used in (w3, unsigned):
+                await used.provider.disconnect()
+
+    async def exercise(wire: AsyncWire, w3: Any, unsigned: Any) -> None:
         token = w3.eth.contract(address=chain.token, abi=chain.abi)
         balance = await token.functions.balanceOf(chain.owner.address).call()
         assert 0 < balance <= SUPPLY
@@ -571,14 +581,9 @@ def test_async_signed_queries(chain: Chain) -> None:
         assert len(signed) == 4
         assert all(chain.check_signed(call) == _bytes(chain.owner.address) for call in signed)
 
-        unsigned = async_confidential_web3(
-            chain.url, chain.owner, allow_virtual=True, sign_queries=False
-        )
         anonymous = unsigned.eth.contract(address=chain.token, abi=chain.abi)
         with pytest.raises(ContractCustomError) as failed:
             await anonymous.functions.balanceOf(chain.owner.address).call()
         assert failed.value.data == not_owner(ZERO, chain.owner.address)
-        for used in (w3, unsigned):
-            await used.provider.disconnect()
 
     asyncio.run(scenario())

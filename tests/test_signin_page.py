@@ -20,9 +20,28 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 KEY = DEV_KEYS[1]
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed "
-                    "(scripts/setup installs it with apt-get where it can)")
+def chromium_problem() -> str | None:
+    """Why Chromium cannot be had here, or None when it runs."""
+    if not os.path.exists(CHROMIUM):
+        return (
+            "Chromium is not installed: scripts/setup installs Debian's chromium system-wide "
+            "with apt-get only when run as root and without COCO_NO_APT=1; install it "
+            "(apt-get install chromium) to run this test"
+        )
+    try:
+        done = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{CHROMIUM} does not run: {exc}"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return f"{CHROMIUM} does not run: {last}"
+    return None
+
+
 def test_sign_in_page_in_chromium(tmp_path: Path) -> None:
+    problem = chromium_problem()
+    if problem is not None:
+        pytest.skip(problem)
     ensure_npm_packages(BROWSER_DIR)
     node = NodeProcess(tmp_path / "data", "--privacy", "strict").start()
     try:

@@ -52,12 +52,11 @@ from gateway.execution.engine import (
     sender_of,
     topic_bytes,
 )
-from gateway.ledger import CommittedBlock, Ledger
+from gateway.ledger import LEDGER_FILE, CommittedBlock, Ledger
 from gateway.protocol import attestation, envelope, query
 
 log = logging.getLogger("gateway.enclave")
 
-LEDGER_FILE = "ledger.sqlite"
 MAX_BUILD_ATTEMPTS = 16
 # the attestation publishes the current and the next epoch's key; admitting the next one
 # keeps a client whose clock (or a node whose clock) is ahead at an epoch edge working
@@ -155,6 +154,11 @@ class Enclave:
                 raise InvalidParams(
                     f"the data directory {data_dir} holds chain {spec.chain_id}, not "
                     f"{opened.chain_id}; pass --chain-id {spec.chain_id} or use another directory"
+                )
+            if spec.fork != opened.fork:
+                raise InvalidParams(
+                    f"the data directory {data_dir} holds a {spec.fork} chain, not {opened.fork}; "
+                    f"pass --fork {spec.fork} or use another directory"
                 )
             if _wants_private_balances(opened) and not spec.private_balances:
                 raise InvalidParams(

@@ -99,7 +99,8 @@ def serve(enclave: Any, request_id: int, message: Any) -> bytes:
 class ProcessEnclave:
     """The enclave in a child process: ``python -m gateway.enclave.worker``."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_fds: tuple[int, ...] = ()) -> None:
+        self._keep_fds = keep_fds  # descriptors the child inherits (the data directory's lock)
         self._proc: asyncio.subprocess.Process | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 0
@@ -120,6 +121,7 @@ class ProcessEnclave:
             stdout=asyncio.subprocess.PIPE,
             env=env,
             limit=codec.MAX_FRAME,
+            pass_fds=self._keep_fds,
         )
         self._reader_task = asyncio.create_task(self._read_loop())
         await self.request(opened)

@@ -48,8 +48,11 @@ def main() -> int:
     def worker(inbox: queue.Queue[tuple[int, Any] | None]) -> None:
         while (item := inbox.get()) is not None:
             reply = codec.frame(serve(enclave, *item))
-            with write_lock:
-                out.write(reply)
+            try:
+                with write_lock:
+                    out.write(reply)
+            except BrokenPipeError:
+                return  # the host is gone; the main loop reads the end of stdin and closes
 
     threads = [
         threading.Thread(target=worker, args=(requests,), name="enclave-requests"),
@@ -58,6 +61,9 @@ def main() -> int:
     for thread in threads:
         thread.start()
     closing: tuple[int, Any] | None = None
+    # The end of stdin means the host has gone (even killed with SIGKILL): finish the
+    # requests in hand, close the ledger and exit, so that the data directory's lock,
+    # which this process inherited, is released soon after the host's death.
     while True:
         header = stdin.read(4)
         if len(header) < 4:

@@ -3,6 +3,7 @@ sealed pool. The cipher is injected (``Ledger.set_sealer``): this room holds no 
 
 from gateway.ledger.store import (
     FORMAT_VERSION,
+    LEDGER_FILE,
     CommittedBlock,
     Ledger,
     LedgerError,
@@ -10,10 +11,12 @@ from gateway.ledger.store import (
     PoolEntry,
     SealedValueError,
     Sealer,
+    read_meta,
 )
 
 __all__ = [
     "FORMAT_VERSION",
+    "LEDGER_FILE",
     "CommittedBlock",
     "Ledger",
     "LedgerError",
@@ -21,4 +24,5 @@ __all__ = [
     "PoolEntry",
     "SealedValueError",
     "Sealer",
+    "read_meta",
 ]

@@ -71,6 +71,7 @@ from gateway.errors import InvalidParams
 
 log = logging.getLogger("gateway.ledger")
 
+LEDGER_FILE = "ledger.sqlite"  # the ledger's file in a node's data directory
 FORMAT_VERSION = 3
 STORAGE_SEALED = b"sealed"
 STORAGE_PLAINTEXT = b"plaintext"
@@ -100,6 +101,37 @@ CREATE TABLE IF NOT EXISTS query_nonces (id BLOB PRIMARY KEY, expiry INTEGER NOT
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS query_nonces_expiry ON query_nonces (expiry);
 """
+
+
+def read_meta(path: Path, name: str) -> bytes | None:
+    """A public meta value of the ledger file at ``path``, read without writing anything.
+
+    For the host's checks before a node starts, under the data directory's lock. The file
+    is read as immutable, which makes no ``-wal``/``-shm`` files; a value not found there
+    may still sit in the write-ahead log of a node that was killed, which is then read
+    through a read-only connection (both files exist already). Such a read leaves the
+    database file and its log as they were; SQLite may rebuild the log's index (``-shm``),
+    as the next node to open the file would. None when the file, the table or the value is
+    absent, or the file cannot be read.
+    """
+    if not path.is_file():
+        return None
+    uri = path.resolve().as_uri()
+    modes = ["immutable=1"]
+    if path.with_name(path.name + "-wal").exists() and path.with_name(path.name + "-shm").exists():
+        modes.append("mode=ro")
+    for mode in modes:
+        try:
+            conn = sqlite3.connect(f"{uri}?{mode}", uri=True)
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            continue
+        if row is not None:
+            return bytes(row[0])
+    return None
 
 
 class LedgerError(Exception):
