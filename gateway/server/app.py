@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from gateway import __version__
-from gateway.errors import METHOD_NOT_FOUND, InvalidParams, LimitExceeded, RpcError
+from gateway.errors import METHOD_NOT_FOUND, InvalidParams, LimitExceeded, ParseError, RpcError
 from gateway.node import Node, NodeConfig
 from gateway.rpc import Dispatcher, Limits
 from gateway.server.keys import CONFIG, DISPATCHER, HUB, NODE
@@ -38,11 +38,11 @@ def _error_document(error: RpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": None, "error": error.to_json()}
 
 
-def _json_response(document: Any) -> web.Response:
+def _json_response(document: Any, status: int = 200) -> web.Response:
     if document is None:
         return web.Response(status=200, headers=CORS_HEADERS)
     return web.Response(
-        text=_dump(document), content_type="application/json", headers=CORS_HEADERS
+        text=_dump(document), status=status, content_type="application/json", headers=CORS_HEADERS
     )
 
 
@@ -83,7 +83,18 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.read(limit + 1 - size)
+        try:
+            chunk = await request.content.read(limit + 1 - size)
+        except web.RequestPayloadError:
+            # aiohttp inflates gzip/deflate bodies as they arrive (in bounded steps, and
+            # only as far as we read, so a compression bomb stops at the limit above)
+            encoding = request.headers.get("Content-Encoding", "")
+            raise BodyNotAsDeclared(
+                f"parse error: the request body is not valid {encoding} data, "
+                f"as its Content-Encoding header says it is"
+                if encoding
+                else "parse error: the request body is malformed"
+            ) from None
         if not chunk:
             break
         chunks.append(chunk)
@@ -91,6 +102,10 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         if size > limit:
             raise LimitExceeded(f"request body exceeds the {limit}-byte limit")
     return b"".join(chunks)
+
+
+class BodyNotAsDeclared(ParseError):
+    """The body is not what its headers say (bad compression): HTTP 400, JSON-RPC -32700."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,8 @@ async def http_rpc(request: web.Request) -> web.Response:
     app = request.app
     try:
         body = await _read_body(request, app[CONFIG].max_body_bytes)
+    except BodyNotAsDeclared as exc:
+        return _json_response(_error_document(exc), status=400)
     except RpcError as exc:
         return _json_response(_error_document(exc))
     document = await app[DISPATCHER].handle_text(body, _context(request))
