@@ -16,6 +16,7 @@ from gateway.errors import METHOD_NOT_FOUND, InvalidParams, LimitExceeded, Parse
 from gateway.node import Node, NodeConfig
 from gateway.rpc import Dispatcher, Limits
 from gateway.server.keys import CONFIG, DISPATCHER, HUB, NODE
+from gateway.server.logs import quiet_client_errors
 from gateway.server.ws import Connection, SubscriptionHub
 
 log = logging.getLogger("gateway.server")
@@ -201,6 +202,7 @@ def make_app(config: NodeConfig) -> web.Application:
     # the body limit is enforced by _read_body with a JSON-RPC error; aiohttp's own cap
     # sits just above it so that oversized bodies reach our handler.
     app = web.Application(client_max_size=config.max_body_bytes + 1)
+    quiet_client_errors()  # a client's malformed HTTP: one INFO line, not a traceback
     app[CONFIG] = config
     app.cleanup_ctx.append(_node_ctx)
     app.on_shutdown.append(_close_sockets)
