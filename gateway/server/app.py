@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -63,6 +64,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await hub.close()
         await node.stop()
         log.info("node stopped cleanly")
 
@@ -71,8 +73,9 @@ async def _close_sockets(app: web.Application) -> None:
     hub = app.get(HUB)
     if hub is None:
         return
-    for conn in list(hub.connections):
-        await conn.socket.close(code=1001, message=b"node shutting down")
+    await asyncio.gather(
+        *(conn.close(1001, "node shutting down") for conn in list(hub.connections))
+    )
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -160,7 +163,12 @@ async def websocket_rpc(request: web.Request) -> web.WebSocketResponse:
     await socket.prepare(request)
     hub = app[HUB]
     context = _context(request)
-    conn = Connection(socket, auth=context.auth)
+    conn = Connection(
+        socket,
+        auth=context.auth,
+        transport=request.transport,  # type: ignore[arg-type]
+        peer=request.remote or "?",
+    )
     hub.connections.add(conn)
     dispatcher = app[DISPATCHER]
     ws_dispatcher = Dispatcher(
@@ -173,9 +181,10 @@ async def websocket_rpc(request: web.Request) -> web.WebSocketResponse:
             else:
                 break
             if document is not None:
-                await conn.send(document)
+                conn.send(document)  # queued: the connection's writer task sends it
     finally:
         hub.connections.discard(conn)
+        conn.stop_writer()
     return socket
 
 
