@@ -74,7 +74,7 @@ async def _close_sockets(app: web.Application) -> None:
     if hub is None:
         return
     await asyncio.gather(
-        *(conn.close(1001, "node shutting down") for conn in list(hub.connections))
+        *(conn.close(1001, "node shutting down", grace=2) for conn in list(hub.connections))
     )
 
 

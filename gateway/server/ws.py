@@ -30,7 +30,7 @@ MAX_SUBSCRIPTIONS_PER_CONNECTION = 1000
 MAX_QUEUED_MESSAGES = 10_000
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
 SLOW_CONSUMER = 1008  # policy violation
-CLOSE_GRACE_SECONDS = 5.0
+CLOSE_GRACE_SECONDS = 30.0
 HEADER_ONLY_DROP = ("transactions", "uncles", "withdrawals", "size", "totalDifficulty")
 
 
@@ -122,20 +122,19 @@ class Connection:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def close(self, code: int, reason: str) -> None:
-        """Send a close frame and give the client CLOSE_GRACE_SECONDS to answer it, then
-        abort: a client that never reads must not keep its socket and buffers forever."""
+    async def close(self, code: int, reason: str, grace: float = CLOSE_GRACE_SECONDS) -> None:
+        """Send a close frame; give the client ``grace`` seconds to read up to it and
+        answer, then abort: a client that never reads must not keep its socket and
+        buffers forever (aborting a connection already gone does nothing)."""
         self.stop_writer()
+        if self.transport is not None:
+            asyncio.get_running_loop().call_later(grace, self.transport.abort)
         try:
             await asyncio.wait_for(
-                self.socket.close(code=code, message=reason.encode(), drain=False),
-                CLOSE_GRACE_SECONDS,
+                self.socket.close(code=code, message=reason.encode(), drain=False), grace
             )
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
-        finally:
-            if self.transport is not None:
-                self.transport.abort()
 
     def stop_writer(self) -> None:
         if self._writer is not None:
