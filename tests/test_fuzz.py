@@ -208,7 +208,7 @@ class Gen:
             ),
             "type": self.quantity,
             "chainId": self.quantity,
-            "signedQuery": lambda: self.value(2),
+            "signedQuery": self.signed_query,
             "junk": lambda: self.value(1),
         }
         names = list(fields)
@@ -217,6 +217,16 @@ class Gen:
         if "value" in obj and self.r.random() < 0.7:
             obj["value"] = "0x0"  # mostly no money moves
         return obj
+
+    def signed_query(self) -> Any:
+        if self.r.random() < 0.3:
+            return self.value(2)
+        leash = {
+            key: self.quantity()
+            for key in ("nonce", "blockNumber", "blockRange", "expiry", "chainId", "node")
+            if self.r.random() < 0.8
+        }
+        return {"signature": self.pick([self.hexdata(65), self.hexdata()]), "leash": leash}
 
     def filter_object(self) -> Any:
         obj: dict[str, Any] = {}
