@@ -23,10 +23,10 @@ log = logging.getLogger("gateway.server.ws")
 
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 1000
 # A client's unread messages: past either bound it is closed with SLOW_CONSUMER. The byte
-# bound is what a slow or stalled client may cost the node's memory (the kernel's socket
-# buffer and aiohttp's, ~64 KiB, come on top); a reader that keeps up never comes near.
-# 16 MiB is twice the notifications of the largest block (30M gas at 8 gas a byte of LOG
-# data: 3.75 MB, 7.5 MB as hex), so a reader that keeps up survives any burst.
+# bound is what a stalled client may cost the node's memory (the kernel's socket buffers
+# and aiohttp's, ~64 KiB, come on top). 16 MiB is twice the notifications of the largest
+# block (30M gas at 8 gas a byte of LOG data: 3.75 MB, 7.5 MB as hex), so a reader that
+# keeps up survives any burst.
 MAX_QUEUED_MESSAGES = 10_000
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
 SLOW_CONSUMER = 1008  # policy violation
