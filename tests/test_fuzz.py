@@ -14,11 +14,14 @@ encoding, broken HTTP framing and broken WebSocket frames on raw sockets. The ru
 - a control transfer sent at the end still gets its receipt.
 
 Replay: the seed is printed (and named in every failure); ``COCO_FUZZ_SEED=<n>`` runs the
-same requests again, ``COCO_FUZZ_CASES=<n>`` changes how many (default 6000, about a minute
-here). Generated requests never depend on the node's answers, so a seed always produces the
-same requests. What the fuzzer does not try (documented in docs/SECURITY.md): expensive
-contract execution (random code has no JUMP/JUMPI, so it cannot loop: gas bounds that
-anyway), slow-loris timing, and many concurrent connections (tests/test_ws_backpressure.py).
+same requests again, ``COCO_FUZZ_CASES=<n>`` changes how many per node (default 3000 on an
+open node, then 3000 on a strict one: about a minute here). Some requests go to a signed-in
+account's personal URL. Generated requests never depend on the node's answers (only that
+URL's token comes from the node), so a seed always produces the same requests.
+
+What the fuzzer does not try (documented in docs/SECURITY.md): expensive contract execution
+(random code has no JUMP/JUMPI, so it cannot loop: gas bounds that anyway), slow-loris
+timing, and many concurrent connections (tests/test_ws_backpressure.py).
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ from procstat import enclave_pid, rss
 from gateway.api.eth import Api
 
 SEED = int(os.environ.get("COCO_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
-CASES = int(os.environ.get("COCO_FUZZ_CASES", "6000"))
-WARM_UP = 500  # cases run before the memory baseline is taken (caches, allocator arenas)
+CASES = int(os.environ.get("COCO_FUZZ_CASES", "3000"))  # per node: one open, one strict
+WARM_UP = 300  # cases run before the memory baseline is taken (caches, allocator arenas)
 # Growth allowed to each process between the baseline and the end. The largest request is
 # about 1 MiB, decoded transiently; a leak or a decoding blow-up costs hundreds of MiB
 # (nested RLP once cost the enclave 2.2 GiB), while growth measured over 12 runs of 6000
@@ -72,6 +75,7 @@ UNKNOWN = [
     "x" * 300,
 ]
 DEV_ADDRESSES = [Account.from_key(k).address for k in DEV_KEYS]
+PERSONAL = "personal"  # gen.path()'s stand-in for the signed-in account's personal URL
 TAGS = ["latest", "earliest", "pending", "safe", "finalized"]
 # random code may not loop: without JUMP (0x56) and JUMPI (0x57) execution is linear
 CODE_BYTES = bytes(b for b in range(256) if b not in (0x56, 0x57))
@@ -79,10 +83,15 @@ CODE_BYTES = bytes(b for b in range(256) if b not in (0x56, 0x57))
 pytestmark = pytest.mark.timeout(900)
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    proc = NodeProcess(tmp_path_factory.mktemp("fuzz") / "data").start()
-    yield proc
+@pytest.fixture(scope="module", params=["open", "strict"])
+def chain(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeProcess]:
+    """A fresh node per privacy mode: strict mode takes other paths (who may see what)."""
+    extra = ("--privacy", "strict") if request.param == "strict" else ()
+    proc = NodeProcess(tmp_path_factory.mktemp(f"fuzz-{request.param}") / "data", *extra)
+    proc.mode = request.param  # type: ignore[attr-defined]
+    yield proc.start()
     proc.stop()
 
 
@@ -385,8 +394,10 @@ class Gen:
         return json.dumps(doc).encode(), headers, what
 
     def path(self) -> str:
+        """ "/", a signed-in account's personal URL (PERSONAL), or a made-up token."""
         return self.pick(
-            ["/"] * 8
+            ["/"] * 6
+            + [PERSONAL] * 2
             + [
                 "/rpc/" + self.text()[:40].encode("utf-8", "surrogatepass").hex(),
                 "/rpc/" + base64.urlsafe_b64encode(self.r.randbytes(61)).decode(),
@@ -839,19 +850,22 @@ def _expects_answer(payload: bytes) -> bool:
 
 # ------------------------------------------------------------------------------- run
 def test_fuzz(chain: NodeProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    mode = chain.mode  # type: ignore[attr-defined]
     with capsys.disabled():
-        print(f"\nfuzz seed {SEED} ({CASES} cases): replay with COCO_FUZZ_SEED={SEED}")
+        print(f"\nfuzz seed {SEED} ({CASES} cases, {mode} node): replay with COCO_FUZZ_SEED={SEED}")
     assert chain.proc is not None
     host = chain.proc.pid
     enclave = enclave_pid(host)
-    gen = Gen(SEED)
+    gen = Gen(SEED * 2 + (mode == "strict"))
     failures = Failures()
     # a control account nobody else knows, funded before the fuzz so that nothing the
-    # fuzz does with the dev accounts (gapped nonces, transfers) can stand in its way
+    # fuzz does with the dev accounts (gapped nonces, transfers) can stand in its way;
+    # each reads its own nonce and receipts through its personal URL (as strict mode wants)
     control = Account.from_key("0x" + random.Random(SEED).randbytes(32).hex())
     funder = Account.from_key(DEV_KEYS[0])
-    fund = _send(chain.url, funder, control.address, 10**18)
-    _receipt(chain.url, fund)
+    fund = _send(_sign_in(chain, funder), funder, control.address, 10**18)
+    _receipt(_sign_in(chain, funder), fund)
+    personal = _sign_in(chain, Account.from_key(DEV_KEYS[1])).removeprefix(chain.url)
     log_start = len(chain.log().splitlines())
     baseline: tuple[int, int] | None = None
     started = time.monotonic()
@@ -861,11 +875,15 @@ def test_fuzz(chain: NodeProcess, capsys: pytest.CaptureFixture[str]) -> None:
         roll = gen.r.random()
         if roll < 0.75:
             body, headers, what = gen.body()
-            http_case(chain.port, gen.path(), body, headers, case, what, failures)
+            path = gen.path()
+            path = personal if path == PERSONAL else path
+            http_case(chain.port, path, body, headers, case, what, failures)
         elif roll < 0.87:
             raw_http_case(chain.port, gen.raw_http(), case, failures)
         else:
-            ws_case(chain.port, gen.path(), gen.ws_session(), case, failures)
+            path = gen.path()
+            path = personal if path == PERSONAL else path
+            ws_case(chain.port, path, gen.ws_session(), case, failures)
         assert chain.proc.poll() is None, f"seed {SEED}: the node died at case {case}"
     elapsed = time.monotonic() - started
     assert baseline is not None
@@ -877,8 +895,9 @@ def test_fuzz(chain: NodeProcess, capsys: pytest.CaptureFixture[str]) -> None:
             f"{dict(failures.codes.most_common())}"
         )
     # the control transfer
-    tx_hash = _send(chain.url, control, funder.address, 1)
-    assert _receipt(chain.url, tx_hash)["status"] == "0x1", f"seed {SEED}"
+    control_url = _sign_in(chain, control)
+    tx_hash = _send(control_url, control, funder.address, 1)
+    assert _receipt(control_url, tx_hash)["status"] == "0x1", f"seed {SEED}"
     new_log = chain.log().splitlines()[log_start:]
     bad_lines = [line for line in new_log if "Traceback" in line or " ERROR " in line]
     assert not failures.items, f"seed {SEED}: {len(failures.items)} bad answers:\n" + "\n".join(
@@ -887,6 +906,17 @@ def test_fuzz(chain: NodeProcess, capsys: pytest.CaptureFixture[str]) -> None:
     assert not bad_lines, f"seed {SEED}: the log gained:\n" + "\n".join(bad_lines[:30])
     assert grown[0] < MEMORY_BOUND, f"seed {SEED}: the host grew by {grown[0] / 2**20:.0f} MiB"
     assert grown[1] < MEMORY_BOUND, f"seed {SEED}: the enclave grew by {grown[1] / 2**20:.0f} MiB"
+
+
+def _sign_in(chain: NodeProcess, account: Any) -> str:
+    """The account's personal RPC URL (Sign-In with Ethereum)."""
+    from eth_account.messages import encode_defunct
+
+    message = rpc(chain.url, "coco_siweMessage", [account.address])["result"]["message"]
+    signature = account.sign_message(encode_defunct(text=message)).signature
+    session = rpc(chain.url, "coco_signIn", [message, "0x" + bytes(signature).hex()])
+    assert "result" in session, (SEED, session)
+    return str(session["result"]["rpcUrl"])
 
 
 def _send(url: str, account: Any, to: str, value: int) -> str:
