@@ -293,6 +293,26 @@ def test_malformed_http_is_a_4xx_and_one_quiet_log_line(chain: NodeProcess) -> N
     assert all(" INFO aiohttp.server: bad request" in line and len(line) < 400 for line in bad)
 
 
+def test_a_stalled_or_broken_chunked_body_is_a_408(chain: NodeProcess) -> None:
+    """A chunked body whose framing breaks after its first chunks: aiohttp's parser then
+    drops the body without ending it, so the node answers once it stops arriving."""
+    body = b"[" + b"1," * 100_000 + b"1]"
+    data = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % (len(body) - 1) + body + b"\r\n0\r\n\r\n"
+    )
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", chain.port), timeout=30) as sock:
+        sock.sendall(data)
+        answer = b""
+        while not answer.endswith(b"}}") and (chunk := sock.recv(65536)):
+            answer += chunk  # the JSON-RPC error ends the answer (the node lingers)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b'"code":-32700' in answer and b"stopped arriving" in answer
+    assert time.monotonic() - started < 30
+    assert rpc(chain.url, "eth_chainId")["result"] == CHAIN_ID_QTY
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0

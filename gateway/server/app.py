@@ -23,6 +23,7 @@ from gateway.server.ws import Connection, SubscriptionHub
 log = logging.getLogger("gateway.server")
 
 STATIC = Path(__file__).resolve().parent / "static"
+BODY_IDLE_SECONDS = 10.0  # a request body that pauses longer is refused (408)
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -88,7 +89,16 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     size = 0
     while True:
         try:
-            chunk = await request.content.read(limit + 1 - size)
+            chunk = await asyncio.wait_for(
+                request.content.read(limit + 1 - size), BODY_IDLE_SECONDS
+            )
+        except TimeoutError:
+            # a client that stops sending, or a chunked body broken after its first
+            # chunks: aiohttp's parser then drops the body without ending it
+            raise BodyStalled(
+                f"parse error: the request body stopped arriving (nothing for "
+                f"{BODY_IDLE_SECONDS:g} s, {size} bytes read); it is malformed or incomplete"
+            ) from None
         except web.RequestPayloadError:
             # aiohttp inflates gzip/deflate bodies as they arrive (in bounded steps, and
             # only as far as we read, so a compression bomb stops at the limit above)
@@ -111,6 +121,14 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 class BodyNotAsDeclared(ParseError):
     """The body is not what its headers say (bad compression): HTTP 400, JSON-RPC -32700."""
 
+    status = 400
+
+
+class BodyStalled(BodyNotAsDeclared):
+    """The body stopped arriving before its end: HTTP 408, JSON-RPC -32700."""
+
+    status = 408
+
 
 @dataclass(frozen=True)
 class CallerContext:
@@ -131,7 +149,9 @@ async def http_rpc(request: web.Request) -> web.Response:
     try:
         body = await _read_body(request, app[CONFIG].max_body_bytes)
     except BodyNotAsDeclared as exc:
-        return _json_response(_error_document(exc), status=400)
+        response = _json_response(_error_document(exc), status=exc.status)
+        response.force_close()
+        return response
     except RpcError as exc:
         return _json_response(_error_document(exc))
     document = await app[DISPATCHER].handle_text(body, _context(request))
