@@ -2,8 +2,9 @@
 
 Requests over HTTP and WebSocket are generated from a seed: the node's own methods and
 unknown ones, parameters of the wrong types, huge numbers, deep JSON, bad hex, bad UTF-8,
-lone surrogates, batches, raw transactions of random RLP, bodies that lie about their
-encoding, broken HTTP framing and broken WebSocket frames on raw sockets. The run asserts:
+lone surrogates, malformed envelopes, batches, raw transactions of random RLP, bodies that
+lie about their encoding, broken HTTP framing and broken WebSocket frames on raw sockets.
+The run asserts:
 
 - every answer is a well-formed JSON-RPC object (an array for a batch), or a 4xx for HTTP
   that is not well formed, or a WebSocket close with a protocol code (never 1011);
@@ -46,6 +47,7 @@ from eth_account import Account
 from procstat import enclave_pid, rss
 
 from gateway.api.eth import Api
+from gateway.protocol.envelope import REQUEST_MAGIC
 
 SEED = int(os.environ.get("COCO_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
 CASES = int(os.environ.get("COCO_FUZZ_CASES", "3000"))  # per node: one open, one strict
@@ -110,6 +112,14 @@ class Gen:
         return "0x" + self.r.randbytes(size).hex()
 
     def code(self) -> str:
+        if self.r.random() < 0.1:  # an envelope, or what looks like one
+            header = REQUEST_MAGIC + bytes(
+                [self.pick([1, 1, 1, 0, 2, 255]), self.pick([1, 2, 0, 9])]
+            )
+            header += self.pick([CHAIN_ID, 1, 2**64 - 1]).to_bytes(8, "big")
+            header += self.r.randrange(0, 3).to_bytes(4, "big")
+            header += self.pick([b"\x00" * 32, self.r.randbytes(32), b""])
+            return "0x" + (header + self.r.randbytes(self.r.choice([0, 12, 28, 100]))).hex()
         size = self.r.choice([0, 1, 10, 100, 1000])
         return "0x" + bytes(self.pick(CODE_BYTES) for _ in range(size)).hex()
 
