@@ -7,6 +7,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway import __version__
 from gateway.api import params as p
@@ -439,7 +440,8 @@ class Api:
         p.arity(params, 1, 1)
         address = p.address(params[0], "address", 0)
         origin = p.optional(params, 1, getattr(ctx, "base_url", "") or "http://localhost")
-        if not isinstance(origin, str) or not origin.startswith(("http://", "https://")):
+        origin = p.text(origin, "origin", 1, what="the page's origin, e.g. https://example.org")
+        if not _is_web_origin(origin):
             raise p.bad("origin", 1, "expected the page's origin, e.g. https://example.org")
         message = await self._ask(m.SiweMessage(address, origin))
         return {"message": message}
@@ -447,10 +449,9 @@ class Api:
     async def coco_signIn(self, params: list[Any], ctx: Any) -> Any:
         """Exchange the signed message for a session and its personal RPC URL."""
         p.arity(params, 2)
-        if not isinstance(params[0], str):
-            raise p.bad("message", 0, "expected the SIWE message text")
+        message = p.text(params[0], "message", 0, what="the SIWE message text")
         signature = p.data(params[1], "signature", 1, size=65)
-        session = await self._ask(m.SignIn(params[0], signature))
+        session = await self._ask(m.SignIn(message, signature))
         base = getattr(ctx, "base_url", "") or ""
         from eth_utils import to_checksum_address
 
@@ -506,6 +507,18 @@ class Api:
             "address": None if address is None else to_checksum_address(address),
             "privacy": "strict" if self.strict else "open",
         }
+
+
+def _is_web_origin(origin: str) -> bool:
+    """http(s)://host[:port], parseable (urlsplit refuses "http://[" and bad ports)."""
+    if not origin.startswith(("http://", "https://")):
+        return False
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 (parses the port: raises on "http://h:x")
+    except ValueError:
+        return False
+    return bool(parts.hostname)
 
 
 def _auth(ctx: Any) -> str | None:

@@ -75,6 +75,20 @@ def data(value: Any, name: str, index: int | None = None, *, size: int | None = 
     return raw
 
 
+def text(value: Any, name: str, index: int | None = None, *, what: str = "a string") -> str:
+    """A string that is valid Unicode: JSON's escapes can carry lone UTF-16 surrogates
+    ("\\ud800"), which no UTF-8 encoder (nor the enclave link) accepts."""
+    if not isinstance(value, str):
+        raise bad(name, index, f"expected {what}, got {json_type(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise bad(
+            name, index, f"not valid Unicode: a lone surrogate (\\u{ord(value[exc.start]):04x})"
+        ) from None
+    return value
+
+
 def address(value: Any, name: str = "address", index: int | None = None) -> bytes:
     if not isinstance(value, str) or not _HEX.match(value) or len(value) != 42:
         raise bad(name, index, "expected a 20-byte hex address (0x followed by 40 hex digits)")

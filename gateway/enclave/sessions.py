@@ -64,7 +64,10 @@ class SessionBook:
     # ------------------------------------------------------------------ sign-in
     def prepare(self, address: bytes, origin: str, now: int | None = None) -> str:
         now = int(time.time()) if now is None else now
-        parsed = urlparse(origin)
+        try:
+            parsed = urlparse(origin)
+        except ValueError:  # "http://[": an unterminated IPv6 literal
+            parsed = urlparse("")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise InvalidParams(f"invalid origin {origin!r}: expected e.g. https://example.org")
         nonce = secrets.token_hex(12)

@@ -38,6 +38,7 @@ from gateway.errors import (
 )
 from gateway.execution import access
 from gateway.execution import format as fmt
+from gateway.execution import rlpscan
 from gateway.execution.chain import GenesisSpec, open_chain
 from gateway.execution.pool import PoolTx, TxPool
 from gateway.execution.revert import decode_revert_reason, vm_error_message
@@ -47,6 +48,7 @@ log = logging.getLogger("gateway.execution")
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 MAX_TX_SIZE = 128 * 1024  # geth's txMaxSize
+MAX_INITCODE_SIZE = 2 * 24_576  # EIP-3860
 CALL_GAS_CAP = 50_000_000  # geth's default RPC gas cap
 MAX_LOG_BLOCK_RANGE = 10_000
 MAX_LOG_RESULTS = 10_000
@@ -306,6 +308,12 @@ class Engine:
         if raw[0] <= 0x7F and raw[0] not in SUPPORTED_TX_TYPES:
             raise ServerError("transaction type not supported")
         try:
+            # the structure first, cheaply: py-rlp's recursive decode of absurd nesting
+            # costs gigabytes before it fails
+            rlpscan.check(memoryview(raw)[1:] if raw[0] <= 0x7F else raw)
+        except rlpscan.RlpShapeError as exc:
+            raise InvalidParams(f"invalid raw transaction: {exc}") from None
+        try:
             tx = self._tx_builder.decode(raw)
         except Exception:  # rlp and py-evm raise a zoo of types for malformed input
             raise InvalidParams(
@@ -358,8 +366,7 @@ class Engine:
             )
         plaintext = self._open_envelope(tx.data, sender, tx.to, admission=not restoring)
         code = plaintext if plaintext is not None else bytes(tx.data)
-        if not tx.to and len(code) > 2 * 24576:
-            raise ServerError(f"max initcode size exceeded: code size {len(code)} limit 49152")
+        _check_initcode(tx.to, code)
         state = self._state(self.head)
         if (
             self.require_encryption
@@ -765,6 +772,7 @@ class Engine:
         ``plaintext`` is the decrypted data of an enveloped call: intrinsic gas is charged on
         the envelope (what a transaction would carry), the code runs on the plaintext.
         """
+        _check_initcode(args.to, args.data if plaintext is None else plaintext)
         vm: Any = self.chain.get_vm(header)
         child = vm.create_header_from_parent(
             header, timestamp=max(int(time.time()), header.timestamp + 1), coinbase=header.coinbase
@@ -949,6 +957,14 @@ def _envelope_refusal(
     if recipient:
         fields["recipient"] = recipient
     return f"{exc} ({opened})", fields
+
+
+def _check_initcode(to: bytes | None, code: bytes) -> None:
+    """EIP-3860 (Shanghai and later), with geth's words; py-evm would raise it as OutOfGas."""
+    if not to and len(code) > MAX_INITCODE_SIZE:
+        raise ServerError(
+            f"max initcode size exceeded: code size {len(code)} limit {MAX_INITCODE_SIZE}"
+        )
 
 
 def _raise_for(computation: Any, opened: envelope.OpenedRequest | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -12,15 +13,17 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from gateway import __version__
-from gateway.errors import METHOD_NOT_FOUND, InvalidParams, LimitExceeded, RpcError
+from gateway.errors import METHOD_NOT_FOUND, InvalidParams, LimitExceeded, ParseError, RpcError
 from gateway.node import Node, NodeConfig
 from gateway.rpc import Dispatcher, Limits
 from gateway.server.keys import CONFIG, DISPATCHER, HUB, NODE
+from gateway.server.logs import quiet_client_errors
 from gateway.server.ws import Connection, SubscriptionHub
 
 log = logging.getLogger("gateway.server")
 
 STATIC = Path(__file__).resolve().parent / "static"
+BODY_IDLE_SECONDS = 10.0  # a request body that pauses longer is refused (408)
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -38,11 +41,11 @@ def _error_document(error: RpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": None, "error": error.to_json()}
 
 
-def _json_response(document: Any) -> web.Response:
+def _json_response(document: Any, status: int = 200) -> web.Response:
     if document is None:
         return web.Response(status=200, headers=CORS_HEADERS)
     return web.Response(
-        text=_dump(document), content_type="application/json", headers=CORS_HEADERS
+        text=_dump(document), status=status, content_type="application/json", headers=CORS_HEADERS
     )
 
 
@@ -62,6 +65,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await hub.close()
         await node.stop()
         log.info("node stopped cleanly")
 
@@ -70,8 +74,9 @@ async def _close_sockets(app: web.Application) -> None:
     hub = app.get(HUB)
     if hub is None:
         return
-    for conn in list(hub.connections):
-        await conn.socket.close(code=1001, message=b"node shutting down")
+    await asyncio.gather(
+        *(conn.close(1001, "node shutting down", grace=2) for conn in list(hub.connections))
+    )
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -83,7 +88,27 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.read(limit + 1 - size)
+        try:
+            chunk = await asyncio.wait_for(
+                request.content.read(limit + 1 - size), BODY_IDLE_SECONDS
+            )
+        except TimeoutError:
+            # a client that stops sending, or a chunked body broken after its first
+            # chunks: aiohttp's parser then drops the body without ending it
+            raise BodyStalled(
+                f"parse error: the request body stopped arriving (nothing for "
+                f"{BODY_IDLE_SECONDS:g} s, {size} bytes read); it is malformed or incomplete"
+            ) from None
+        except web.RequestPayloadError:
+            # aiohttp inflates gzip/deflate bodies as they arrive (in bounded steps, and
+            # only as far as we read, so a compression bomb stops at the limit above)
+            encoding = request.headers.get("Content-Encoding", "")
+            raise BodyNotAsDeclared(
+                f"parse error: the request body is not valid {encoding} data, "
+                f"as its Content-Encoding header says it is"
+                if encoding
+                else "parse error: the request body is malformed"
+            ) from None
         if not chunk:
             break
         chunks.append(chunk)
@@ -91,6 +116,18 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         if size > limit:
             raise LimitExceeded(f"request body exceeds the {limit}-byte limit")
     return b"".join(chunks)
+
+
+class BodyNotAsDeclared(ParseError):
+    """The body is not what its headers say (bad compression): HTTP 400, JSON-RPC -32700."""
+
+    status = 400
+
+
+class BodyStalled(BodyNotAsDeclared):
+    """The body stopped arriving before its end: HTTP 408, JSON-RPC -32700."""
+
+    status = 408
 
 
 @dataclass(frozen=True)
@@ -111,6 +148,10 @@ async def http_rpc(request: web.Request) -> web.Response:
     app = request.app
     try:
         body = await _read_body(request, app[CONFIG].max_body_bytes)
+    except BodyNotAsDeclared as exc:
+        response = _json_response(_error_document(exc), status=exc.status)
+        response.force_close()
+        return response
     except RpcError as exc:
         return _json_response(_error_document(exc))
     document = await app[DISPATCHER].handle_text(body, _context(request))
@@ -142,7 +183,12 @@ async def websocket_rpc(request: web.Request) -> web.WebSocketResponse:
     await socket.prepare(request)
     hub = app[HUB]
     context = _context(request)
-    conn = Connection(socket, auth=context.auth)
+    conn = Connection(
+        socket,
+        auth=context.auth,
+        transport=request.transport,  # type: ignore[arg-type]
+        peer=request.remote or "?",
+    )
     hub.connections.add(conn)
     dispatcher = app[DISPATCHER]
     ws_dispatcher = Dispatcher(
@@ -155,9 +201,10 @@ async def websocket_rpc(request: web.Request) -> web.WebSocketResponse:
             else:
                 break
             if document is not None:
-                await conn.send(document)
+                conn.send(document)  # queued: the connection's writer task sends it
     finally:
         hub.connections.discard(conn)
+        conn.stop_writer()
     return socket
 
 
@@ -184,6 +231,7 @@ def make_app(config: NodeConfig) -> web.Application:
     # the body limit is enforced by _read_body with a JSON-RPC error; aiohttp's own cap
     # sits just above it so that oversized bodies reach our handler.
     app = web.Application(client_max_size=config.max_body_bytes + 1)
+    quiet_client_errors()  # a client's malformed HTTP: one INFO line, not a traceback
     app[CONFIG] = config
     app.cleanup_ctx.append(_node_ctx)
     app.on_shutdown.append(_close_sockets)
