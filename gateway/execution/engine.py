@@ -36,9 +36,8 @@ from gateway.errors import (
     LimitExceeded,
     ServerError,
 )
-from gateway.execution import access
+from gateway.execution import access, rlpscan
 from gateway.execution import format as fmt
-from gateway.execution import rlpscan
 from gateway.execution.chain import GenesisSpec, open_chain
 from gateway.execution.pool import PoolTx, TxPool
 from gateway.execution.revert import decode_revert_reason, vm_error_message
