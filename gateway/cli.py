@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gateway import __version__
+from gateway.enclave.messages import DEFAULT_FORK, FORK_NAMES
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -195,7 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between blocks; 0 (default) seals a block as soon as transactions arrive",
     )
     dev.add_argument("--accounts", type=int, default=10, help="number of funded dev accounts")
-    dev.add_argument("--fork", default="prague", choices=["shanghai", "cancun", "prague"])
+    dev.add_argument(
+        "--fork",
+        default=DEFAULT_FORK,
+        choices=FORK_NAMES,
+        help=f"the execution rules of a new chain (default {DEFAULT_FORK}, solc's default target)",
+    )
     dev.add_argument(
         "--enclave",
         default="process",

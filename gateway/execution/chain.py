@@ -23,6 +23,7 @@ from eth.vm.forks.shanghai.state import ShanghaiState
 from eth_typing import BlockNumber
 from eth_utils.toolz import merge
 
+from gateway.execution.osaka import OsakaComputation, OsakaState, OsakaVM
 from gateway.execution.precompiles import GATEWAY_PRECOMPILES
 
 # Each fork the gateway runs is py-evm's, plus the gateway's precompiles
@@ -66,12 +67,26 @@ class GatewayPragueVM(PragueVM):
     _state_class = GatewayPragueState
 
 
+# Osaka is the gateway's own (py-evm 0.12 stops at Prague): gateway.execution.osaka
+class GatewayOsakaComputation(OsakaComputation):
+    _precompiles = merge(OsakaComputation.get_precompiles(), GATEWAY_PRECOMPILES)
+
+
+class GatewayOsakaState(OsakaState):
+    computation_class = GatewayOsakaComputation
+
+
+class GatewayOsakaVM(OsakaVM):
+    _state_class = GatewayOsakaState
+
+
 FORKS: dict[str, type[VM]] = {
     "shanghai": GatewayShanghaiVM,
     "cancun": GatewayCancunVM,
     "prague": GatewayPragueVM,
+    "osaka": GatewayOsakaVM,
 }
-DEFAULT_FORK = "prague"
+DEFAULT_FORK = "osaka"
 
 # The deterministic-deployment proxy used by Foundry and others for CREATE2
 # (its address and runtime code are the same on every chain that has it).
