@@ -12,6 +12,7 @@ import json
 import random
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -545,3 +546,21 @@ def test_a_too_large_gas_in_a_web3_transaction_is_refused_with_the_cap(w3: Web3)
 def test_nodes_name_their_fork(node: NodeProcess, prague_node: NodeProcess) -> None:
     assert rpc(node.url, "coco_nodeInfo")["result"]["fork"] == "osaka"
     assert rpc(prague_node.url, "coco_nodeInfo")["result"]["fork"] == "prague"
+
+
+def test_a_prague_chain_stays_prague_when_restarted_without_fork(tmp_path: Path) -> None:
+    """The fork is the chain's (its genesis record), not the default of the day: a chain made
+    before Osaka became the default keeps its rules."""
+    data = tmp_path / "data"
+    first = NodeProcess(data, "--fork", "prague").start()
+    try:
+        assert rpc(first.url, "coco_nodeInfo")["result"]["fork"] == "prague"
+    finally:
+        first.stop()
+    again = NodeProcess(data).start()
+    try:
+        assert rpc(again.url, "coco_nodeInfo")["result"]["fork"] == "prague"
+        call = {"to": "0x" + P256VERIFY_ADDRESS.hex(), "data": "0x" + p256_input().hex()}
+        assert rpc(again.url, "eth_call", [call, "latest"])["result"] == "0x"
+    finally:
+        again.stop()
