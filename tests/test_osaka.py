@@ -170,6 +170,25 @@ def test_p256verify_accepts_a_valid_signature_for_6900_gas() -> None:
     assert computation.get_gas_used() == P256VERIFY_GAS == 6900
 
 
+# The valid vector of RIP-7212 that EIP-7951 kept (geth's core/vm/contracts_test.go uses it
+# too): sha256 hash, r, s, qx, qy.
+RIP7212_VECTOR = bytes.fromhex(
+    "4cee90eb86eaa050036147a12d49004b6b9c72bd725d39d4785011fe190f0b4d"
+    "a73bd4903f0ce3b639bbbf6e8e80d16931ff4bcf5993d58468e8fb19086e8cac"
+    "36dbcd03009df8c59286b162af3bd7fcc0450c9aa81be5d10d312af6c66b1d60"
+    "4aebd3099c618202fcfe16ae7770b0c49ab5eadf74b754204a3bb6060e44eff3"
+    "7618b065f9832de4ca6ca971a7a1adc826d0f7c00181a5fb2ddf79ae00b4e10e"
+)
+
+
+def test_p256verify_accepts_the_published_vector_and_not_a_changed_one() -> None:
+    assert p256(RIP7212_VECTOR).output == word(1)
+    for index in (0, 40, 70, 100, 159):  # the hash, r, s, qx, qy
+        changed = bytearray(RIP7212_VECTOR)
+        changed[index] ^= 1
+        assert p256(bytes(changed)).output == b"", index
+
+
 def test_p256verify_accepts_the_high_s_twin_of_a_signature() -> None:
     # EIP-7951 adds no malleability check: (r, n - s) verifies as (r, s) does
     r, s = decode_dss_signature(P256_KEY.sign(P256_HASH, ec.ECDSA(Prehashed(hashes.SHA256()))))
