@@ -545,7 +545,7 @@ def test_gas_estimates_stop_at_the_cap_while_calls_keep_the_rpc_cap(
     data = events.encode_abi("spin", [800])
     call = {"from": OWNER.address, "to": events.address, "data": data}
     answer = rpc(node.url, "eth_estimateGas", [call])
-    assert "error" in answer and answer["error"]["message"] == "out of gas"
+    assert answer["error"]["message"] == "gas required exceeds allowance (16777216)"
     assert "error" not in rpc(node.url, "eth_call", [call, "latest"])  # as geth: 50M for calls
     under = rpc(node.url, "eth_estimateGas", [dict(call, data=events.encode_abi("spin", [600]))])
     assert 13_000_000 < int(under["result"], 16) <= TX_GAS_LIMIT_CAP

@@ -832,6 +832,8 @@ class Engine:
             cap = min(cap, self.tx_gas_cap)
         computation = self._run(args, header, cap, plaintext)
         if computation.is_error:
+            if type(computation.error).__name__ == "OutOfGas":
+                raise ServerError(f"gas required exceeds allowance ({cap})")  # geth's words
             _raise_for(computation, opened)
         used = cap - int(computation.get_gas_remaining())
         # try the common case first: what the run used plus the 1/64 withheld by CALLs
