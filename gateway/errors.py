@@ -71,6 +71,17 @@ class ServerError(RpcError):
     code = SERVER_ERROR
 
 
+class AccountStateRefusal(ServerError):
+    """A refusal whose geth text tells an account's balance or nonce (``message``), with the
+    same refusal told without them (``private``), for a caller who may not know them; the
+    enclave decides which one a caller gets."""
+
+    def __init__(self, message: str, private: str, account: bytes) -> None:
+        super().__init__(message)
+        self.private = private
+        self.account = account  # whose balance or nonce ``message`` tells
+
+
 class Unauthorized(RpcError):
     code = UNAUTHORIZED
 

@@ -459,6 +459,42 @@ SYNCING: dict[str, Any] = {
     "description": "false when idle, otherwise a progress object with no other fields",
 }
 
+ACCESS_LIST_RESULT = _object(
+    {"accessList": ACCESS_LIST, "error": {"type": "string"}, "gasUsed": QUANTITY},
+    required=["accessList", "gasUsed"],
+    closed=True,
+    what="eth_createAccessList result",
+)
+
+_PROOF = _array(DATA, "RLP-encoded trie nodes, root first")
+
+ACCOUNT_PROOF = _object(
+    {
+        "address": ADDRESS,
+        "accountProof": _PROOF,
+        "balance": QUANTITY256,
+        "codeHash": HASH32,
+        "nonce": QUANTITY64,
+        "storageHash": HASH32,
+        "storageProof": _array(
+            _object(
+                {
+                    "key": _hex(r"^0x[0-9a-f]{0,64}$", "storage key as given"),
+                    "value": QUANTITY256,
+                    "proof": _PROOF,
+                },
+                required=["key", "value", "proof"],
+                closed=True,
+            )
+        ),
+    },
+    required=[
+        "address", "accountProof", "balance", "codeHash", "nonce", "storageHash", "storageProof",
+    ],
+    closed=True,
+    what="eth_getProof result (EIP-1186)",
+)  # fmt: skip
+
 # A transaction lookup yields null when the hash or position is unknown.
 _TX_LOOKUP = {"if": {"type": "null"}, "else": MINED_TX}
 _PENDING_TX_LOOKUP = {"if": {"type": "null"}, "else": PENDING_TX}
@@ -487,6 +523,8 @@ RESULT_SCHEMAS: dict[str, dict[str, Any]] = {
     "eth_getStorageAt": DATA,
     "eth_call": DATA,
     "eth_estimateGas": QUANTITY,
+    "eth_createAccessList": ACCESS_LIST_RESULT,
+    "eth_getProof": ACCOUNT_PROOF,
     # fees
     "eth_gasPrice": QUANTITY,
     "eth_maxPriorityFeePerGas": QUANTITY,

@@ -319,6 +319,8 @@ METHODS_UNDER_TEST = [
     "eth_coinbase",
     "net_listening",
     "net_peerCount",
+    "eth_createAccessList",
+    "eth_getProof",
 ]
 
 

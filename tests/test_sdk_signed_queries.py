@@ -80,8 +80,8 @@ class Chain:
         self.owner = Account.create()
         self.bob = Account.create()  # holds no ether: it only reads
         dev = Account.from_key(DEV_KEYS[0]).address
-        funded = rpc(
-            self.url,
+        funded = rpc(  # a strict node's unlocked account signs only on its personal URL
+            sign_in(self.url, DEV_KEYS[0])["rpcUrl"],
             "eth_sendTransaction",
             [{"from": dev, "to": self.owner.address, "value": hex(10**20)}],
         )

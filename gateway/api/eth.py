@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -244,7 +245,7 @@ class Api:
     async def eth_sendRawTransaction(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 1)
         raw = p.data(params[0], "transaction", 0)
-        tx_hash: bytes = await self._ask(m.SubmitRawTx(raw))
+        tx_hash: bytes = await self._ask(m.SubmitRawTx(raw, _auth(ctx)))
         self.on_transaction(tx_hash)
         return hexdata(tx_hash)
 
@@ -270,6 +271,7 @@ class Api:
                 data=tx.get("data", b""),
                 nonce=tx.get("nonce"),
                 tx_type=tx.get("type"),
+                auth=_auth(ctx),
             )
         )
         self.on_transaction(tx_hash)
@@ -337,25 +339,51 @@ class Api:
 
     async def eth_newBlockFilter(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0)
-        return await self.filters.new_block_filter()
+        return await self.filters.new_block_filter(_auth(ctx))
 
     async def eth_newPendingTransactionFilter(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0, 1)
         if self.strict:
             raise Unauthorized(PENDING_HIDDEN)
-        return await self.filters.new_pending_filter()
+        return await self.filters.new_pending_filter(_auth(ctx))
 
     async def eth_getFilterChanges(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self.filters.changes(_filter_id(params[0]))
+        return await self.filters.changes(_filter_id(params[0]), _auth(ctx))
 
     async def eth_getFilterLogs(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self.filters.all_logs(_filter_id(params[0]))
+        return await self.filters.all_logs(_filter_id(params[0]), _auth(ctx))
 
     async def eth_uninstallFilter(self, params: list[Any], ctx: Any) -> bool:
         p.arity(params, 1)
-        return self.filters.uninstall(_filter_id(params[0]))
+        return self.filters.uninstall(_filter_id(params[0]), _auth(ctx))
+
+    # ------------------------------------------------------------------ access lists, proofs
+    async def eth_createAccessList(self, params: list[Any], ctx: Any) -> Any:
+        p.arity(params, 1, 1)
+        call = self._call_message(params, ctx, estimate=True)  # geth's default: "pending"
+        return await self._ask(
+            m.CreateAccessList(
+                ref=call.ref,
+                sender=call.sender,
+                to=call.to,
+                gas=call.gas,
+                value=call.value,
+                data=call.data,
+                access_list=_access_list(params[0], "transaction", 0),
+                auth=call.auth,
+                query_signature=call.query_signature,
+                query_leash=call.query_leash,
+            )
+        )
+
+    async def eth_getProof(self, params: list[Any], ctx: Any) -> Any:
+        p.arity(params, 2, 1)
+        address = p.address(params[0], "address", 0)
+        keys = _storage_keys(params[1], "storageKeys", 1)
+        ref = p.block_ref(p.optional(params, 2, "latest"), "block", 2)
+        return await self._ask(m.GetProof(address, keys, ref, _auth(ctx)))
 
     # ------------------------------------------------------------------ pool
     async def txpool_status(self, params: list[Any], ctx: Any) -> Any:
@@ -570,3 +598,54 @@ def _log_query(value: Any, name: str, index: int) -> m.GetLogs:
         raise p.bad(name, index, "fromBlock is after toBlock")
     return m.GetLogs(from_block=start, to_block=end, addresses=addresses, topics=topics)
 
+
+MAX_PROOF_KEYS = 1024
+_HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
+MAX_ACCESS_LIST_ENTRIES = 1024
+
+
+def _access_list(value: Any, name: str, index: int) -> list[list[Any]]:
+    """The optional ``accessList`` of a call object: [{address, storageKeys}, ...]."""
+    entries = value.get("accessList") if isinstance(value, dict) else None
+    if entries is None:
+        return []
+    where = f"{name}.accessList"
+    if not isinstance(entries, list):
+        raise p.bad(where, index, f"expected an array, got {p.json_type(entries)}")
+    out: list[list[Any]] = []
+    total = 0
+    for position, entry in enumerate(entries):
+        here = f"{where}[{position}]"
+        if not isinstance(entry, dict) or set(entry) - {"address", "storageKeys"}:
+            raise p.bad(here, index, "expected an object {address, storageKeys}")
+        keys = entry.get("storageKeys") or []
+        if not isinstance(keys, list):
+            raise p.bad(f"{here}.storageKeys", index, "expected an array of 32-byte hashes")
+        total += 1 + len(keys)
+        if total > MAX_ACCESS_LIST_ENTRIES:
+            raise p.bad(
+                where, index, f"at most {MAX_ACCESS_LIST_ENTRIES} addresses and keys in all"
+            )
+        address = p.address(entry.get("address"), f"{here}.address", index)
+        out.append([address, [p.hash32(k, f"{here}.storageKeys", index) for k in keys]])
+    return out
+
+
+def _storage_keys(value: Any, name: str, index: int) -> list[bytes]:
+    """eth_getProof's storage keys: hex of at most 32 bytes each (geth's decodeHash)."""
+    if not isinstance(value, list):
+        raise p.bad(name, index, f"expected an array of storage keys, got {p.json_type(value)}")
+    if len(value) > MAX_PROOF_KEYS:
+        raise p.bad(name, index, f"at most {MAX_PROOF_KEYS} keys per call, got {len(value)}")
+    keys = []
+    for position, key in enumerate(value):
+        where = f"{name}[{position}]"
+        if not isinstance(key, str):
+            raise p.bad(where, index, f"expected a hex string, got {p.json_type(key)}")
+        digits = key[2:] if key.startswith(("0x", "0X")) else key
+        if not _HEX_DIGITS.fullmatch(digits):
+            raise p.bad(where, index, f"invalid hex string {key[:80]!r}")
+        if len(digits) > 64:
+            raise p.bad(where, index, "hex string too long, want at most 32 bytes")
+        keys.append(bytes.fromhex(digits.rjust(len(digits) + len(digits) % 2, "0")))
+    return keys

@@ -26,8 +26,15 @@ from gateway.enclave import messages as m
 from gateway.enclave.keys import KeyRing, LocalSealer, measurement
 from gateway.enclave.sessions import SessionBook
 from gateway.enclave.storage import StorageSealer
-from gateway.errors import InvalidParams, RpcError, ServerError, Unauthorized
+from gateway.errors import (
+    AccountStateRefusal,
+    InvalidParams,
+    RpcError,
+    ServerError,
+    Unauthorized,
+)
 from gateway.execution import format as fmt
+from gateway.execution.balances import is_contract_code
 from gateway.execution.chain import (
     CREATE2_DEPLOYER,
     CREATE2_DEPLOYER_CODE,
@@ -142,12 +149,20 @@ class Enclave:
                     f"the data directory {data_dir} holds chain {spec.chain_id}, not "
                     f"{opened.chain_id}; pass --chain-id {spec.chain_id} or use another directory"
                 )
+            if _wants_private_balances(opened) and not spec.private_balances:
+                raise InvalidParams(
+                    f"the chain in {data_dir} was created without the private-balances rule, "
+                    "so its contracts can read any account's balance (BALANCE): a strict node "
+                    "cannot keep balances private on it; start with --public-balances, or "
+                    "create a new chain in another --data-dir"
+                )
             self.engine = Engine(self.ledger.kv, spec, create=False, **self._engine_options(opened))
             if self.ledger.kv.dirty:
                 self.ledger.kv.discard()
             self._check_head()
         self.strict = opened.privacy == "strict"
         self.public_balances = opened.public_balances
+        self._private_balances = _wants_private_balances(opened)
         revoked = self.ledger.get_meta("revoked_sessions")
         self.sessions = SessionBook(
             self.keys.token_key, opened.chain_id, json.loads(revoked) if revoked else None
@@ -186,6 +201,7 @@ class Enclave:
             gas_limit=opened.gas_limit,
             timestamp=opened.genesis_timestamp or int(time.time()),
             alloc=alloc,
+            private_balances=_wants_private_balances(opened),
         )
 
     def _check_head(self) -> None:
@@ -300,11 +316,19 @@ class Enclave:
         viewer = self._viewer(msg.auth)
         private = self.strict and not self.public_balances
         if private and msg.kind in ("balance", "nonce") and viewer != msg.address:
-            raise Unauthorized(
-                f"not authorized to read the {msg.kind} of 0x{msg.address.hex()}: this node "
-                "keeps balances and nonces private; use that account's personal RPC URL "
-                "(sign in at the node's root page, or coco-gateway token)"
+            # a contract's balance is public (any code reads it: gateway.execution.balances)
+            header = self.engine.resolve(msg.ref)
+            public = (
+                msg.kind == "balance"
+                and header is not None
+                and is_contract_code(self.engine.code(msg.address, header))
             )
+            if not public:
+                raise Unauthorized(
+                    f"not authorized to read the {msg.kind} of 0x{msg.address.hex()}: this "
+                    "node keeps balances and nonces private; use that account's personal RPC "
+                    "URL (sign in at the node's root page, or coco-gateway token)"
+                )
         header = self.engine.require(msg.ref)
         if msg.kind == "balance":
             return str(self.engine.balance(msg.address, header))
@@ -351,16 +375,45 @@ class Enclave:
             return viewer
         return None if self.strict else msg.sender
 
-    def _on_Call(self, msg: m.Call) -> Any:
+    def _run_as_caller(self, msg: m.Call, run: Callable[[CallArgs, Any], Any]) -> Any:
+        """Execute code for a caller: every method that runs code (eth_call, eth_estimateGas,
+        and any later one) goes through here, so all get the same identity rule.
+
+        The code runs as ``_call_sender`` decides (on a strict node: the signed-in account,
+        the signer of a signed query, or nobody, the zero address, whatever ``from`` says);
+        under the chain's private-balances rule that identity is also the one account
+        besides the running contract whose balance BALANCE tells. A refusal that would tell
+        an account's balance tells it only to a caller signed in as that account
+        (``_tell_or_hide``): not to whoever holds a signed query, which anyone may send.
+        """
         header = self.engine.require(msg.ref)
         sender = self._call_sender(msg, self.engine.head.block_number)
         args = CallArgs(sender=sender, to=msg.to, gas=msg.gas, value=msg.value, data=msg.data)
+        try:
+            return run(args, header)
+        except AccountStateRefusal as exc:
+            raise self._tell_or_hide(exc, self._viewer(msg.auth)) from None
+
+    def _tell_or_hide(self, exc: AccountStateRefusal, viewer: bytes | None) -> RpcError:
+        """The refusal with its balance or nonce for a caller signed in as the account (or
+        anyone when balances are not private on this node), without them for everyone else."""
+        if not self._private_balances or (viewer is not None and viewer == exc.account):
+            return exc
+        return ServerError(exc.private)
+
+    def _on_Call(self, msg: m.Call) -> Any:
         if msg.estimate:
-            return self.engine.estimate_gas(args, header)
-        return self.engine.call(args, header)
+            return self._run_as_caller(msg, self.engine.estimate_gas)
+        return self._run_as_caller(msg, self.engine.call)
 
     def _on_SubmitRawTx(self, msg: m.SubmitRawTx) -> bytes:
-        return self._submit(msg.raw)
+        # the raw transaction may be a replay of someone else's: its sender's balance and
+        # nonce are told only to a caller signed in as that sender
+        viewer = self._viewer(msg.auth)
+        try:
+            return self._submit(msg.raw)
+        except AccountStateRefusal as exc:
+            raise self._tell_or_hide(exc, viewer) from None
 
     def _submit(self, raw: bytes) -> bytes:
         ptx = self.engine.admit(raw)
@@ -370,6 +423,14 @@ class Enclave:
         return ptx.hash
 
     def _on_SubmitTx(self, msg: m.SubmitTx) -> bytes:
+        viewer = self._viewer(msg.auth)
+        if self.strict and viewer != msg.sender:
+            # the same answer whether or not the account is unlocked here
+            raise Unauthorized(
+                f"eth_sendTransaction from 0x{msg.sender.hex()} needs that account's personal "
+                "RPC URL: on this node an unlocked account signs only for a caller signed in "
+                "as it (sign in at the node's root page, or coco-gateway token)"
+            )
         key = self.dev_keys.get(msg.sender)
         if key is None:
             raise ServerError(
@@ -588,6 +649,54 @@ class Enclave:
             "sealer": block.sealer,
             "header": fmt.header_to_rpc(header),
         }
+
+    # ------------------------------------------------------------------ traces and proofs
+    def _on_CreateAccessList(self, msg: m.CreateAccessList) -> dict[str, Any]:
+        """Refused on a strict node, whoever asks (docs/SECURITY.md): the list names the
+        storage slots a call read, e.g. mapping keys derived from confidential state, which
+        the contract's own answer does not reveal."""
+        self._viewer(msg.auth)  # a bad token is an error whatever the privacy mode
+        if self.strict:
+            raise Unauthorized(ACCESS_LIST_REFUSED)
+        call = m.Call(
+            ref=msg.ref,
+            sender=msg.sender,
+            to=msg.to,
+            gas=msg.gas,
+            value=msg.value,
+            data=msg.data,
+            estimate=True,
+            auth=msg.auth,
+            query_signature=msg.query_signature,
+            query_leash=msg.query_leash,
+        )
+        given = [(bytes(address), [bytes(k) for k in keys]) for address, keys in msg.access_list]
+        return self._run_as_caller(  # type: ignore[no-any-return]
+            call, lambda args, header: self.engine.create_access_list(args, header, given)
+        )
+
+    def _on_GetProof(self, msg: m.GetProof) -> dict[str, Any]:
+        self._viewer(msg.auth)
+        if self.strict:
+            raise Unauthorized(PROOF_REFUSED)
+        header = self.engine.require(msg.ref)
+        return self.engine.proof(msg.address, msg.keys, header)
+
+
+ACCESS_LIST_REFUSED = (
+    "eth_createAccessList is not available on this node: an access list shows which "
+    "accounts and storage slots a call touched, which can reveal confidential contract "
+    "state; send transactions without one (it only saves gas)"
+)
+PROOF_REFUSED = (
+    "eth_getProof is not available on this node: a proof carries balances, nonces, storage "
+    "values and state-trie nodes, which this node keeps confidential"
+)
+
+
+def _wants_private_balances(opened: m.Open) -> bool:
+    """A strict node keeps balances private, so the chains it creates fix the rule."""
+    return opened.privacy == "strict" and not opened.public_balances
 
 
 def _topics(raw: list[list[bytes] | None]) -> tuple[tuple[bytes, ...] | None, ...]:

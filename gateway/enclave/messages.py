@@ -102,6 +102,7 @@ class Call:
 @dataclass(frozen=True)
 class SubmitRawTx:
     raw: bytes
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class SubmitTx:
     data: bytes = b""
     nonce: int | None = None
     tx_type: int | None = None
+    auth: str | None = None  # the caller's session token (None: anonymous)
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,34 @@ class Close:
     pass
 
 
+@dataclass(frozen=True)
+class CreateAccessList:
+    """eth_createAccessList: a call's fields as for ``Call``, plus an access list to start
+    from, ``[address, [32-byte slot, ...]]`` per entry."""
+
+    ref: BlockRef
+    sender: bytes | None = None
+    to: bytes | None = None
+    gas: int | None = None
+    value: int = 0
+    data: bytes = b""
+    access_list: list[list[Any]] = field(default_factory=list)
+    auth: str | None = None  # the caller's session token (None: anonymous)
+    query_signature: bytes | None = None
+    query_leash: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class GetProof:
+    """eth_getProof (EIP-1186): an account's proof and its storage slots' proofs. Each key
+    is as the caller gave it, 0 to 32 bytes (left-padded to a slot)."""
+
+    address: bytes
+    keys: list[bytes]
+    ref: BlockRef
+    auth: str | None = None  # the caller's session token (None: anonymous)
+
+
 MESSAGES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
@@ -240,5 +270,7 @@ MESSAGES: dict[str, type] = {
         SignOut,
         MyActivity,
         Close,
+        CreateAccessList,
+        GetProof,
     )
 }

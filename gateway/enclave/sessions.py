@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
@@ -124,15 +125,17 @@ class SessionBook:
             + session.session_id
         )
         tag = hmac.new(self._key, body, hashlib.sha256).digest()[:16]
-        return base64.urlsafe_b64encode(body + tag).rstrip(b"=").decode()
+        return _encode(body + tag)
 
     def verify(self, token: str, now: int | None = None) -> Session:
-        """The session a token stands for; Unauthorized if it is not a live one."""
+        """The session a token stands for; Unauthorized if it is not a live one.
+
+        A token is accepted only in the one form ``_mint`` writes (base64url, no padding, no
+        other characters, zero trailing bits): one session, one token string, so whatever is
+        keyed by the token (a filter's owner) cannot be reached through a variant of it.
+        """
         now = int(time.time()) if now is None else now
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (ValueError, TypeError):
-            raw = b""
+        raw = _decode_canonical(token)
         if len(raw) != _TOKEN_LENGTH or raw[0] != TOKEN_VERSION:
             raise Unauthorized("invalid session token: sign in again to get a personal RPC URL")
         body, tag = raw[:-16], raw[-16:]
@@ -158,6 +161,25 @@ class SessionBook:
     def _forget_old(self, now: int) -> None:
         for nonce in [n for n, (_, _, until) in self._issued.items() if until <= now]:
             del self._issued[nonce]
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def _decode_canonical(token: str) -> bytes:
+    """The bytes of a canonical base64url token; b"" for anything else (including padding,
+    characters outside the alphabet, and a last character with non-zero trailing bits)."""
+    if not isinstance(token, str) or not _TOKEN_CHARS.fullmatch(token):
+        return b""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, TypeError):
+        return b""
+    return raw if _encode(raw) == token else b""
 
 
 def _iso(ts: int) -> str:

@@ -23,12 +23,15 @@ from eth.vm.forks.shanghai.state import ShanghaiState
 from eth_typing import BlockNumber
 from eth_utils.toolz import merge
 
+from gateway.execution.balances import private_opcodes
 from gateway.execution.osaka import OsakaComputation, OsakaState, OsakaVM
 from gateway.execution.precompiles import GATEWAY_PRECOMPILES
 
 # Each fork the gateway runs is py-evm's, plus the gateway's precompiles
 # (gateway.execution.precompiles), added the way py-evm's forks add theirs: the computation
 # merges its parent's precompile table, the state names the computation, the VM names the state.
+# Each has a twin for chains whose genesis fixes the private-balances rule
+# (gateway.execution.balances): its computation's opcode table comes from ``private_opcodes``.
 
 
 class GatewayShanghaiComputation(ShanghaiComputation):
@@ -43,6 +46,18 @@ class GatewayShanghaiVM(ShanghaiVM):
     _state_class = GatewayShanghaiState
 
 
+class GatewayShanghaiPrivateComputation(GatewayShanghaiComputation):
+    opcodes = private_opcodes(GatewayShanghaiComputation.opcodes)
+
+
+class GatewayShanghaiPrivateState(GatewayShanghaiState):
+    computation_class = GatewayShanghaiPrivateComputation
+
+
+class GatewayShanghaiPrivateVM(GatewayShanghaiVM):
+    _state_class = GatewayShanghaiPrivateState
+
+
 class GatewayCancunComputation(CancunComputation):
     _precompiles = merge(CancunComputation.get_precompiles(), GATEWAY_PRECOMPILES)
 
@@ -55,6 +70,18 @@ class GatewayCancunVM(CancunVM):
     _state_class = GatewayCancunState
 
 
+class GatewayCancunPrivateComputation(GatewayCancunComputation):
+    opcodes = private_opcodes(GatewayCancunComputation.opcodes)
+
+
+class GatewayCancunPrivateState(GatewayCancunState):
+    computation_class = GatewayCancunPrivateComputation
+
+
+class GatewayCancunPrivateVM(GatewayCancunVM):
+    _state_class = GatewayCancunPrivateState
+
+
 class GatewayPragueComputation(PragueComputation):
     _precompiles = merge(PragueComputation.get_precompiles(), GATEWAY_PRECOMPILES)
 
@@ -65,6 +92,18 @@ class GatewayPragueState(PragueState):
 
 class GatewayPragueVM(PragueVM):
     _state_class = GatewayPragueState
+
+
+class GatewayPraguePrivateComputation(GatewayPragueComputation):
+    opcodes = private_opcodes(GatewayPragueComputation.opcodes)
+
+
+class GatewayPraguePrivateState(GatewayPragueState):
+    computation_class = GatewayPraguePrivateComputation
+
+
+class GatewayPraguePrivateVM(GatewayPragueVM):
+    _state_class = GatewayPraguePrivateState
 
 
 # Osaka is the gateway's own (py-evm 0.12 stops at Prague): gateway.execution.osaka
@@ -80,11 +119,30 @@ class GatewayOsakaVM(OsakaVM):
     _state_class = GatewayOsakaState
 
 
+class GatewayOsakaPrivateComputation(GatewayOsakaComputation):
+    opcodes = private_opcodes(GatewayOsakaComputation.opcodes)
+
+
+class GatewayOsakaPrivateState(GatewayOsakaState):
+    computation_class = GatewayOsakaPrivateComputation
+
+
+class GatewayOsakaPrivateVM(GatewayOsakaVM):
+    _state_class = GatewayOsakaPrivateState
+
+
 FORKS: dict[str, type[VM]] = {
     "shanghai": GatewayShanghaiVM,
     "cancun": GatewayCancunVM,
     "prague": GatewayPragueVM,
     "osaka": GatewayOsakaVM,
+}
+# the same forks under the private-balances rule; every fork in FORKS has its twin here
+PRIVATE_BALANCE_FORKS: dict[str, type[VM]] = {
+    "shanghai": GatewayShanghaiPrivateVM,
+    "cancun": GatewayCancunPrivateVM,
+    "prague": GatewayPraguePrivateVM,
+    "osaka": GatewayOsakaPrivateVM,
 }
 DEFAULT_FORK = "osaka"
 
@@ -116,6 +174,8 @@ class GenesisSpec:
     base_fee: int = 1_000_000_000
     extra_data: bytes = b"coco-gateway"
     alloc: dict[bytes, GenesisAccount] = field(default_factory=dict)
+    # the private-balances rule (gateway.execution.balances); False is Ethereum's BALANCE
+    private_balances: bool = False
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -126,6 +186,7 @@ class GenesisSpec:
                 "timestamp": self.timestamp,
                 "baseFee": self.base_fee,
                 "extraData": self.extra_data.hex(),
+                "privateBalances": self.private_balances,
                 "alloc": {
                     a.hex(): {
                         "balance": str(acct.balance),
@@ -158,6 +219,8 @@ class GenesisSpec:
                 )
                 for a, v in d["alloc"].items()
             },
+            # a chain stored before the rule existed runs Ethereum's rule
+            private_balances=bool(d.get("privateBalances", False)),
         )
 
 
@@ -183,7 +246,7 @@ class LedgerDB(BaseDB):
 def chain_class(spec: GenesisSpec) -> type[MiningChain]:
     if spec.fork not in FORKS:
         raise ValueError(f"unknown fork {spec.fork!r}; choose one of {', '.join(FORKS)}")
-    vm_class = FORKS[spec.fork]
+    vm_class = (PRIVATE_BALANCE_FORKS if spec.private_balances else FORKS)[spec.fork]
 
     class GatewayChain(MiningChain):
         vm_configuration = ((BlockNumber(0), vm_class),)

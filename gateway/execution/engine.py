@@ -30,11 +30,13 @@ from eth_bloom import BloomFilter
 from eth_utils import ValidationError
 
 from gateway.errors import (
+    AccountStateRefusal,
     ExecutionReverted,
     InvalidParams,
     LimitExceeded,
     ServerError,
 )
+from gateway.execution import access
 from gateway.execution import format as fmt
 from gateway.execution.chain import GenesisSpec, open_chain
 from gateway.execution.osaka import gas_limit_too_high, transaction_gas_limit_cap
@@ -51,6 +53,12 @@ MAX_LOG_BLOCK_RANGE = 10_000
 MAX_LOG_RESULTS = 10_000
 SUPPORTED_TX_TYPES = (0, 1, 2)
 DEFAULT_PRIORITY_FEE = 1_000_000_000  # 1 gwei, suggested tip
+MAX_ACCESS_LIST_ROUNDS = 16  # eth_createAccessList re-runs until its list is stable
+ENVELOPE_NOT_TRACED = (
+    "invalid argument 0 (transaction.input): eth_createAccessList does not trace enveloped "
+    "(encrypted) call data: the list of accounts and storage slots the call touched would "
+    "show in plaintext what the encrypted call did"
+)
 
 
 TxFilter = Callable[[Any], bool]
@@ -380,10 +388,7 @@ class Engine:
         cost = tx.gas * fee_cap + tx.value
         balance = int(state.get_balance(sender))
         if balance < cost and not restoring:
-            raise ServerError(
-                f"insufficient funds for gas * price + value: address 0x{sender.hex()} "
-                f"have {balance} want {cost}"
-            )
+            raise _insufficient_funds(bytes(sender), balance, cost)
         ptx.replaces = replaces
         return ptx
 
@@ -745,7 +750,13 @@ class Engine:
 
     # ---------------------------------------------------------------- calls
     def _run(
-        self, args: CallArgs, header: BlockHeaderAPI, gas: int, plaintext: bytes | None = None
+        self,
+        args: CallArgs,
+        header: BlockHeaderAPI,
+        gas: int,
+        plaintext: bytes | None = None,
+        access_list: access.AccessList | None = None,
+        watch: Callable[[Any], None] | None = None,
     ) -> Any:
         """Execute ``args`` on ``header``'s state and throw the changes away.
 
@@ -771,10 +782,7 @@ class Engine:
         sender = args.sender or constants.ZERO_ADDRESS
         balance = int(state.get_balance(sender))
         if args.value > balance:
-            raise ServerError(
-                f"insufficient funds for gas * price + value: address 0x{sender.hex()} "
-                f"have {balance} want {args.value}"
-            )
+            raise _insufficient_funds(sender, balance, args.value)
         unsigned = vm.create_unsigned_transaction(
             nonce=int(state.get_nonce(sender)),
             gas_price=0,
@@ -783,6 +791,14 @@ class Engine:
             value=args.value,
             data=args.data,
         )
+        if access_list:  # eth_createAccessList: run as an EIP-2930 transaction would
+            builder: Any = self._tx_builder
+            unsigned = builder.new_unsigned_access_list_transaction(
+                self.chain_id, unsigned.nonce, 0, gas, unsigned.to, args.value, args.data,
+                [(a, [int.from_bytes(k, "big") for k in keys]) for a, keys in access_list],
+            )  # fmt: skip
+        if watch is not None:
+            watch(state)
         if plaintext is None:
             tx = SpoofTransaction(unsigned, from_=sender)
         else:
@@ -858,6 +874,63 @@ class Engine:
             return not self._run(args, header, gas, plaintext).is_error
         except ServerError:
             return False
+
+    # ---------------------------------------------------------------- access lists, proofs
+    def create_access_list(
+        self,
+        args: CallArgs,
+        header: BlockHeaderAPI,
+        given: Sequence[tuple[bytes, Sequence[bytes]]] = (),
+    ) -> dict[str, Any]:
+        """eth_createAccessList, as geth answers it: run the call, list what it touched
+        (less its sender, recipient, precompiles and coinbase, warm anyway), run it again
+        with that list until the list stays the same; ``gasUsed`` is the last run's."""
+        if self.envelopes is not None and envelope.is_envelope(args.data):
+            raise InvalidParams(ENVELOPE_NOT_TRACED)
+        state = self._state(header)
+        sender = args.sender or constants.ZERO_ADDRESS
+        to = args.to or fmt.contract_address(sender, int(state.get_nonce(sender)))
+        vm_class: Any = self.chain.get_vm_class(header)
+        precompiles = vm_class.get_state_class().computation_class.get_precompiles()
+        excluded = {sender, to, bytes(header.coinbase), *(bytes(a) for a in precompiles)}
+        gas = self._call_gas(args)
+        tried = access.starting_list(given, excluded)
+        for _round in range(MAX_ACCESS_LIST_ROUNDS):
+            recorder = access.AccessRecorder()
+            computation = self._run(args, header, gas, access_list=tried, watch=recorder.attach)
+            found = recorder.access_list(excluded | access.created(computation))
+            if found == tried:
+                break
+            tried = found
+        used = vm_class.finalize_gas_used(SimpleNamespace(gas=gas), computation)
+        out: dict[str, Any] = {
+            "accessList": access.access_list_rpc(tried),
+            "gasUsed": fmt.qty(used),
+        }
+        if computation.is_error:
+            out["error"] = _failure(computation)
+        return out
+
+    def proof(
+        self, address: bytes, keys: Sequence[bytes], header: BlockHeaderAPI
+    ) -> dict[str, Any]:
+        """eth_getProof (EIP-1186) at ``header``'s state root."""
+        return access.account_proof(self.chain.chaindb.db, header, address, keys)
+
+
+def _failure(computation: Any) -> str:
+    """A failed run's error, as eth_createAccessList reports it (geth's wording)."""
+    if type(computation.error).__name__ == "Revert":
+        reason = decode_revert_reason(bytes(computation.output))
+        return f"execution reverted: {reason}" if reason else "execution reverted"
+    return vm_error_message(computation.error)
+
+
+def _insufficient_funds(sender: bytes, balance: int, cost: int) -> AccountStateRefusal:
+    text = f"insufficient funds for gas * price + value: address 0x{sender.hex()}"
+    return AccountStateRefusal(
+        f"{text} have {balance} want {cost}", f"{text} want {cost}", sender
+    )
 
 
 def _raise_for(computation: Any, opened: envelope.OpenedRequest | None = None) -> None:

@@ -10,7 +10,7 @@ import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from gateway.errors import ServerError
+from gateway.errors import AccountStateRefusal, ServerError
 
 # geth's defaults: a replacement must raise both fee caps by 10%; at most 64 queued
 # (not yet executable) transactions per account.
@@ -57,13 +57,19 @@ class TxPool:
         if ptx.hash in self.by_hash:
             raise ServerError("already known")
         if ptx.nonce < state_nonce:
-            raise ServerError(
-                f"nonce too low: address 0x{ptx.sender.hex()}, tx: {ptx.nonce} state: {state_nonce}"
+            told = f"nonce too low: address 0x{ptx.sender.hex()}, tx: {ptx.nonce}"
+            raise AccountStateRefusal(
+                f"{told} state: {state_nonce}",
+                told,
+                ptx.sender,
             )
         if ptx.nonce > state_nonce + MAX_NONCE_GAP:
-            raise ServerError(
+            raise AccountStateRefusal(
                 f"nonce too high: address 0x{ptx.sender.hex()}, tx: {ptx.nonce} state: "
-                f"{state_nonce} (at most {MAX_NONCE_GAP} transactions may wait for a gap)"
+                f"{state_nonce} (at most {MAX_NONCE_GAP} transactions may wait for a gap)",
+                f"nonce too high: address 0x{ptx.sender.hex()}, tx: {ptx.nonce} (at most "
+                f"{MAX_NONCE_GAP} transactions may wait for a gap)",
+                ptx.sender,
             )
         old = self.by_sender.get(ptx.sender, {}).get(ptx.nonce)
         if old is not None:
