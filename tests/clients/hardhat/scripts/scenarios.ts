@@ -222,7 +222,9 @@ async function reverts(): Promise<void> {
   const [owner] = await ethers.getSigners();
   const nonce = await ethers.provider.getTransactionCount(owner.address);
   const mined = await tokenContract.transfer(freshAddress("mined"), 5000n, { gasLimit: 100000n });
-  const failed = await ethers.provider.getTransactionReceipt(mined.hash);
+  // Waits for the receipt without throwing on status 0 (mined.wait() would); the node seals
+  // the block as soon as the transaction arrives, but not before eth_sendRawTransaction answers.
+  const failed = await ethers.provider.waitForTransaction(mined.hash, 1, 30_000);
   check(failed !== null, "no receipt for the reverted transaction");
   equal(failed.status, 0, "reverted transaction status");
   equal(
