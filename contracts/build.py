@@ -30,7 +30,7 @@ DEFAULT_OUT = CONTRACTS_DIR / "build"
 COMPILE_JS = CONTRACTS_DIR / "solc-compile.js"
 SOLC_PACKAGE_JSON = CONTRACTS_DIR / "node_modules" / "solc" / "package.json"
 
-EVM_VERSION = "prague"
+EVM_VERSION = "osaka"  # solc's default target since 0.8.37; the node's default fork
 OPTIMIZER = {"enabled": True, "runs": 200}
 
 # The settings given to solc. No metadata is requested and none is appended to the

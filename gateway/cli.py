@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gateway import __version__
+from gateway.enclave.messages import DEFAULT_FORK, FORK_NAMES
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -246,9 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--fork",
         default=None,
-        choices=["shanghai", "cancun", "prague"],
-        help="EVM rules of a new chain (default prague); an existing chain keeps its own, "
-        "and a different value is refused",
+        choices=FORK_NAMES,
+        help=f"the execution rules of a new chain (default {DEFAULT_FORK}, solc's default "
+        "target); an existing chain keeps its own, and a different value is refused",
     )
     dev.add_argument(
         "--enclave",

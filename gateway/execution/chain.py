@@ -24,6 +24,7 @@ from eth_typing import BlockNumber
 from eth_utils.toolz import merge
 
 from gateway.execution.balances import private_opcodes
+from gateway.execution.osaka import OsakaComputation, OsakaState, OsakaVM
 from gateway.execution.precompiles import GATEWAY_PRECOMPILES
 
 # Each fork the gateway runs is py-evm's, plus the gateway's precompiles
@@ -105,18 +106,45 @@ class GatewayPraguePrivateVM(GatewayPragueVM):
     _state_class = GatewayPraguePrivateState
 
 
+# Osaka is the gateway's own (py-evm 0.12 stops at Prague): gateway.execution.osaka
+class GatewayOsakaComputation(OsakaComputation):
+    _precompiles = merge(OsakaComputation.get_precompiles(), GATEWAY_PRECOMPILES)
+
+
+class GatewayOsakaState(OsakaState):
+    computation_class = GatewayOsakaComputation
+
+
+class GatewayOsakaVM(OsakaVM):
+    _state_class = GatewayOsakaState
+
+
+class GatewayOsakaPrivateComputation(GatewayOsakaComputation):
+    opcodes = private_opcodes(GatewayOsakaComputation.opcodes)
+
+
+class GatewayOsakaPrivateState(GatewayOsakaState):
+    computation_class = GatewayOsakaPrivateComputation
+
+
+class GatewayOsakaPrivateVM(GatewayOsakaVM):
+    _state_class = GatewayOsakaPrivateState
+
+
 FORKS: dict[str, type[VM]] = {
     "shanghai": GatewayShanghaiVM,
     "cancun": GatewayCancunVM,
     "prague": GatewayPragueVM,
+    "osaka": GatewayOsakaVM,
 }
 # the same forks under the private-balances rule; every fork in FORKS has its twin here
 PRIVATE_BALANCE_FORKS: dict[str, type[VM]] = {
     "shanghai": GatewayShanghaiPrivateVM,
     "cancun": GatewayCancunPrivateVM,
     "prague": GatewayPraguePrivateVM,
+    "osaka": GatewayOsakaPrivateVM,
 }
-DEFAULT_FORK = "prague"
+DEFAULT_FORK = "osaka"
 
 # The deterministic-deployment proxy used by Foundry and others for CREATE2
 # (its address and runtime code are the same on every chain that has it).

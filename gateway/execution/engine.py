@@ -39,6 +39,7 @@ from gateway.errors import (
 from gateway.execution import access, rlpscan
 from gateway.execution import format as fmt
 from gateway.execution.chain import GenesisSpec, open_chain
+from gateway.execution.osaka import gas_limit_too_high, transaction_gas_limit_cap
 from gateway.execution.pool import PoolTx, TxPool
 from gateway.execution.revert import decode_revert_reason, vm_error_message
 from gateway.protocol import envelope
@@ -168,6 +169,7 @@ class Engine:
         vm_class = self.chain.get_vm_class(self.head)
         self._tx_builder = vm_class.get_transaction_builder()
         self._receipt_builder = vm_class.get_receipt_builder()
+        self.tx_gas_cap = transaction_gas_limit_cap(vm_class)  # EIP-7825, from Osaka on
         self._block_cache: OrderedDict[bytes, _BlockData] = OrderedDict()
         self._head_state: Any = None
         self._opened: OrderedDict[bytes, envelope.OpenedRequest] = OrderedDict()
@@ -348,6 +350,8 @@ class Engine:
             raise ServerError(f"intrinsic gas too low: have {tx.gas}, want {intrinsic}")
         if tx.gas > self.head.gas_limit:
             raise ServerError("exceeds block gas limit")
+        if self.tx_gas_cap is not None and tx.gas > self.tx_gas_cap:
+            raise ServerError(gas_limit_too_high(tx.gas, self.tx_gas_cap))
         if kind == 2:
             fee_cap, tip_cap = int(tx.max_fee_per_gas), int(tx.max_priority_fee_per_gas)
             if tip_cap > fee_cap:
@@ -854,8 +858,14 @@ class Engine:
         opened = self._open_call(args)
         plaintext = None if opened is None else opened.plaintext
         cap = self._call_gas(args) if args.gas is not None else self.head.gas_limit
+        if self.tx_gas_cap is not None:
+            # no transaction may carry more (EIP-7825); geth's estimator caps the same way,
+            # while eth_call keeps the RPC gas cap, as geth's does
+            cap = min(cap, self.tx_gas_cap)
         computation = self._run(args, header, cap, plaintext)
         if computation.is_error:
+            if type(computation.error).__name__ == "OutOfGas":
+                raise ServerError(f"gas required exceeds allowance ({cap})")  # geth's words
             _raise_for(computation, opened)
         used = cap - int(computation.get_gas_remaining())
         # try the common case first: what the run used plus the 1/64 withheld by CALLs

@@ -15,9 +15,9 @@ knows predicts them.
 Gas: ``RANDOM_BYTES_BASE_GAS + RANDOM_BYTES_WORD_GAS * ceil(length / 32)``, that is 100 plus 20
 per 32-byte word (120 for the default 32 bytes, 740 for 1024 bytes).
 
-The address is well clear of Ethereum's precompiles (0x01..0x11 as of Prague; 0x0100..0x01ff
-is reserved for rollup precompiles by EIP-7587) and of the system contracts, which sit at
-high, hash-like addresses.
+The address is well clear of Ethereum's precompiles (0x01..0x11, and 0x0100 for Osaka's
+P256VERIFY; 0x0100..0x01ff is reserved for such precompiles by EIP-7587) and of the system
+contracts, which sit at high, hash-like addresses.
 
 What it means for the chain: the result is not a function of the block. Only the validator
 whose enclave builds a block runs its transactions; the consortium accepts that block's state

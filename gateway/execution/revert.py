@@ -33,6 +33,7 @@ VM_ERRORS = {
     "WriteProtection": "write protection",
     "OutOfBoundsRead": "return data out of bounds",
     "ReservedBytesInCode": "invalid code: must not begin with 0xef",
+    "ModexpInputTooLong": "MODEXP operand longer than 1024 bytes (EIP-7823)",
     "RandomBytesRequestInvalid": (
         "invalid random-bytes request: pass no input (32 bytes) or one 32-byte length "
         "of at most 1024"

@@ -222,7 +222,9 @@ async function reverts(): Promise<void> {
   const [owner] = await ethers.getSigners();
   const nonce = await ethers.provider.getTransactionCount(owner.address);
   const mined = await tokenContract.transfer(freshAddress("mined"), 5000n, { gasLimit: 100000n });
-  const failed = await ethers.provider.getTransactionReceipt(mined.hash);
+  // Waits for the receipt without throwing on status 0 (mined.wait() would); the node seals
+  // the block as soon as the transaction arrives, but not before eth_sendRawTransaction answers.
+  const failed = await ethers.provider.waitForTransaction(mined.hash, 1, 30_000);
   check(failed !== null, "no receipt for the reverted transaction");
   equal(failed.status, 0, "reverted transaction status");
   equal(
@@ -245,6 +247,22 @@ async function precompiled(): Promise<void> {
   await (await built.transfer(other.address, 125n)).wait();
   equal(await built.balanceOf(other.address), 125n, "precompiled Token receiver balance");
   equal(await built.balanceOf(owner.address), 375n, "precompiled Token sender balance");
+}
+
+/** Osaka's CLZ, as solc 0.8.37 compiles `clz` for its default target: BitMath deployed and run. */
+async function osaka(): Promise<void> {
+  const bitmath = await ethers.deployContract("BitMath");
+  await bitmath.waitForDeployment();
+  equal(await bitmath.leadingZeros(0n), 256n, "leadingZeros(0)");
+  equal(await bitmath.leadingZeros(1n), 255n, "leadingZeros(1)");
+  equal(await bitmath.leadingZeros(1n << 255n), 0n, "leadingZeros(2**255)");
+  equal(await bitmath.log2(1000n), 9n, "log2(1000)");
+  equal(await bitmath.bitLength((1n << 200n) + 7n), 201n, "bitLength(2**200 + 7)");
+  const error = await rejection(() => bitmath.log2(0n), "log2(0)");
+  equal(bitmath.interface.parseError(error.data)?.name, "Log2OfZero", "log2(0) custom error");
+  // a transaction through it: Hardhat estimates the gas, signs, the node mines it
+  const receipt = await (await bitmath.log2.send(12345n)).wait();
+  check(receipt !== null && receipt.status === 1, "BitMath transaction status");
 }
 
 /** Node-side accounts: getSigners from eth_accounts, sends through eth_sendTransaction. */
@@ -281,6 +299,7 @@ const SCENARIOS: Record<string, () => Promise<void>> = {
   events,
   reverts,
   precompiled,
+  osaka,
   remote,
 };
 
