@@ -395,3 +395,120 @@ class Sim:
             f"seed={self.seed} t={self.now:.1f} heights={heights} rounds={rounds} "
             f"messages={self.messages} log={self.log[-12:]}"
         )
+
+
+# --------------------------------------------------------------------------- random schedules
+
+LIVENESS_BOUND = 150.0  # simulated seconds after healing within which progress must show
+PROGRESS = 2  # new heights every honest node must decide after healing
+
+
+@dataclass
+class Outcome:
+    seed: int
+    heights_at_heal: list[int]
+    heights_at_end: list[int]
+    progress_time: float  # simulated seconds from heal to the progress target
+    plan: list[str]
+
+
+def run_until_cond(sim: Sim, cond: Callable[[], bool], t_max: float) -> bool:
+    """Advance the simulation until ``cond()`` holds (checked after every event) or ``t_max``."""
+    while sim.queue and sim.queue[0].at <= t_max:
+        sim.run_until(sim.queue[0].at)
+        if cond():
+            return True
+    sim.now = max(sim.now, t_max)
+    return cond()
+
+
+def check_bounded(sim: Sim) -> None:
+    """Memory stays bounded by the validator count and the configured caps, whatever arrived."""
+    cap = sim.config.future_messages_per_sender
+    for node in sim.nodes:
+        if node is None:
+            continue
+        assert len(node.round_changes.latest) <= sim.n
+        assert len(node.future) <= sim.n * cap
+        assert all(len(q) <= cap for q in node.future.by_sender.values())
+        assert len(node.future_blocks) <= sim.config.max_future_heights
+        assert len(node.round_state.prepares) <= sim.n
+        assert len(node.round_state.commits) <= sim.n
+
+
+def random_schedule(seed: int) -> Outcome:
+    """One seeded schedule: chaos (drops, delays, duplicates, reordering, partitions, crashes
+    and restarts, maybe a Byzantine validator), then healing; safety is checked on every
+    decision, liveness after healing."""
+    rng = random.Random(seed)
+    n = rng.choice([4, 4, 4, 4, 5, 7])
+    f = (n - 1) // 3
+    byzantine = rng.randrange(n) if rng.random() < 0.5 else None
+    faults = Faults(
+        drop=rng.choice([0.0, 0.05, 0.2, 0.4]),
+        duplicate=rng.choice([0.0, 0.1, 0.3]),
+        min_delay=0.005,
+        max_delay=rng.choice([0.05, 0.3, 1.5]),
+    )
+    config = {"early_round_change": rng.random() < 0.9, "block_period": rng.choice([0.5, 1.0])}
+    sim = Sim(seed, n, byzantine=byzantine, faults=faults, config=config)
+    honest = sim.honest()
+    chaos = rng.uniform(1.0, 6.0)
+    # Empty-data-dir restarts lose a validator's votes at its height: they count as faults,
+    # so at most f of them together with the Byzantine validator.
+    amnesia_budget = f - (1 if byzantine is not None else 0)
+    plan: list[tuple[float, str, Any]] = []
+    for _ in range(rng.randrange(0, 4)):
+        t = rng.uniform(0, chaos)
+        kind = rng.choice(["crash", "partition"])
+        if kind == "crash":
+            i = rng.choice(honest)
+            back = t + rng.uniform(0.1, 3.0)
+            empty = amnesia_budget > 0 and rng.random() < 0.3
+            if empty:
+                amnesia_budget -= 1
+            plan.append((t, "crash", i))
+            if back < chaos:
+                plan.append((back, "restart", (i, empty)))
+        else:
+            order = list(range(n))
+            rng.shuffle(order)
+            cut = rng.randrange(1, n)
+            plan.append((t, "partition", [order[:cut], order[cut:]]))
+            plan.append((t + rng.uniform(0.2, 3.0), "unpartition", None))
+    plan.sort(key=lambda p: p[0])
+    for t, kind, arg in plan:
+        sim.run_until(t)
+        if kind == "crash" and sim.up(arg):
+            sim.crash(arg)
+        elif kind == "restart" and not sim.up(arg[0]):
+            sim.restart(arg[0], empty=arg[1])
+        elif kind == "partition":
+            sim.partition(arg)
+        elif kind == "unpartition":
+            sim.groups = [0] * n
+    sim.run_until(chaos)
+    check_bounded(sim)
+    sim.heal()
+    for i in honest:
+        if not sim.up(i):
+            sim.restart(i)
+    heal_at = sim.now
+    at_heal = [sim.height(i) for i in range(n)]
+    target = max(at_heal[i] for i in honest) + PROGRESS
+    ok = run_until_cond(
+        sim, lambda: all(sim.height(i) >= target for i in honest), heal_at + LIVENESS_BOUND
+    )
+    check_bounded(sim)
+    if not ok:
+        raise AssertionError(
+            f"no liveness within {LIVENESS_BOUND}s of healing (target height {target}): "
+            f"{sim.describe()}; replay with QBFT_SIM_SEED={seed}"
+        )
+    return Outcome(
+        seed,
+        at_heal,
+        [sim.height(i) for i in range(n)],
+        sim.now - heal_at,
+        [f"{t:.2f} {k} {a}" for t, k, a in plan],
+    )
