@@ -81,7 +81,14 @@ def test_quorum_is_the_specs_formula_and_ceil_two_thirds() -> None:
 def test_proposer_round_robin_follows_the_previous_blocks_proposer() -> None:
     vals = validators(4)
     first = HeightContext(1, vals, None)
-    assert [proposer(r, first) for r in range(6)] == [vals[0], vals[1], vals[2], vals[3], vals[0], vals[1]]
+    assert [proposer(r, first) for r in range(6)] == [
+        vals[0],
+        vals[1],
+        vals[2],
+        vals[3],
+        vals[0],
+        vals[1],
+    ]
     after_v2 = HeightContext(9, vals, vals[2])
     assert [proposer(r, after_v2) for r in range(3)] == [vals[3], vals[0], vals[1]]
     # A previous proposer that left the set: start at the first validator sorted after it.
@@ -102,12 +109,35 @@ def test_round_timer_doubles_per_round_and_is_capped() -> None:
 
 
 def test_rlp_codec_matches_pyrlp_and_is_strict() -> None:
-    samples: list[object] = [b"", b"\x00", b"\x7f", b"\x80", b"x" * 55, b"x" * 56, b"y" * 1024, 0, 1,
-                             127, 128, 2**64 - 1, [], [b"a", [1, [2, b""]]], [b"z" * 60] * 5]
+    samples: list[object] = [
+        b"",
+        b"\x00",
+        b"\x7f",
+        b"\x80",
+        b"x" * 55,
+        b"x" * 56,
+        b"y" * 1024,
+        0,
+        1,
+        127,
+        128,
+        2**64 - 1,
+        [],
+        [b"a", [1, [2, b""]]],
+        [b"z" * 60] * 5,
+    ]
     for s in samples:
         assert rlp_encode(s) == rlp.encode(s)
         assert rlp_decode(rlp.encode(s)) == rlp.decode(rlp.encode(s))
-    for bad in (b"", b"\x81\x05", b"\xb8\x05hello", b"\x83ab", b"\xc2\x01", b"\x01\x02", b"\xb9\x00\x40" + b"a" * 64):
+    for bad in (
+        b"",
+        b"\x81\x05",
+        b"\xb8\x05hello",
+        b"\x83ab",
+        b"\xc2\x01",
+        b"\x01\x02",
+        b"\xb9\x00\x40" + b"a" * 64,
+    ):
         with pytest.raises(MessageFormatError):
             rlp_decode(bad)
 
@@ -121,7 +151,12 @@ def _sample_messages() -> list[object]:
     seal = sign_digest(k0, commit_seal_digest(blk.digest, 1))
     return [
         Proposal(SignedPayload.sign(UnsignedProposal(7, 0, blk.digest), k0), blk),
-        Proposal(SignedPayload.sign(UnsignedProposal(7, 2, blk.digest), k0), blk, (rc_prepared, rc_plain), (p,)),
+        Proposal(
+            SignedPayload.sign(UnsignedProposal(7, 2, blk.digest), k0),
+            blk,
+            (rc_prepared, rc_plain),
+            (p,),
+        ),
         Prepare(p),
         Commit(SignedPayload.sign(UnsignedCommit(7, 1, blk.digest, seal), k0)),
         RoundChange(rc_plain),
@@ -161,9 +196,17 @@ def test_decoding_refuses_malformed_messages_with_a_reason() -> None:
     assert reason(_envelope(0x13, [payload])) == MessageFormatError.BAD_SHAPE
     assert reason(_envelope(0x13, [payload, sig[:64]])) == MessageFormatError.BAD_LENGTH
     # Round numbers: above MAX_ROUND, or wider than 64 bits, are refused before anything grows.
-    assert reason(_envelope(0x13, [[7, MAX_ROUND + 1, payload[2]], sig])) == MessageFormatError.OUT_OF_RANGE
-    assert reason(_envelope(0x13, [[7, 2**200, payload[2]], sig])) == MessageFormatError.OUT_OF_RANGE
-    assert reason(_envelope(0x13, [[7, b"\x00\x01", payload[2]], sig])) == MessageFormatError.BAD_INTEGER
+    assert (
+        reason(_envelope(0x13, [[7, MAX_ROUND + 1, payload[2]], sig]))
+        == MessageFormatError.OUT_OF_RANGE
+    )
+    assert (
+        reason(_envelope(0x13, [[7, 2**200, payload[2]], sig])) == MessageFormatError.OUT_OF_RANGE
+    )
+    assert (
+        reason(_envelope(0x13, [[7, b"\x00\x01", payload[2]], sig]))
+        == MessageFormatError.BAD_INTEGER
+    )
     assert reason(_envelope(0x13, [[7, 1, payload[2][:31]], sig])) == MessageFormatError.BAD_LENGTH
     # A round change's prepared metadata is [] or [round, value], nothing else.
     rc = rlp.decode(encode_message(_sample_messages()[4]))
@@ -174,7 +217,9 @@ def test_decoding_refuses_malformed_messages_with_a_reason() -> None:
     # A justification longer than any validator set could sign.
     many = [[payload, sig]] * 257
     prop = rlp.decode(encode_message(_sample_messages()[1]))
-    assert reason(_envelope(0x12, [prop[2][0], prop[2][1], many, []])) == MessageFormatError.TOO_LARGE
+    assert (
+        reason(_envelope(0x12, [prop[2][0], prop[2][1], many, []])) == MessageFormatError.TOO_LARGE
+    )
 
 
 def test_signatures_are_low_s_recoverable_and_bound_to_domain_and_payload() -> None:
@@ -202,10 +247,16 @@ def test_finality_is_checked_from_the_seals_alone() -> None:
     seals = tuple(sign_digest(key(i), commit_seal_digest(blk.digest, 2)) for i in range(3))
     assert validate_finalized_block(FinalizedBlock(blk, 2, seals), ctx) is None
     assert validate_finalized_block(FinalizedBlock(blk, 2, seals[:2]), ctx) == "too-few-seals"
-    assert validate_finalized_block(FinalizedBlock(blk, 2, seals[:2] + seals[:1]), ctx) == "too-few-seals"
+    assert (
+        validate_finalized_block(FinalizedBlock(blk, 2, seals[:2] + seals[:1]), ctx)
+        == "too-few-seals"
+    )
     assert validate_finalized_block(FinalizedBlock(blk, 1, seals), ctx) == "bad-commit-seal"
     outsider = sign_digest(key(9), commit_seal_digest(blk.digest, 2))
-    assert validate_finalized_block(FinalizedBlock(blk, 2, seals[:2] + (outsider,)), ctx) == "bad-commit-seal"
+    assert (
+        validate_finalized_block(FinalizedBlock(blk, 2, (*seals[:2], outsider)), ctx)
+        == "bad-commit-seal"
+    )
 
 
 # --------------------------------------------------------------------------- worked example
@@ -246,7 +297,7 @@ def worked_example() -> dict[str, str]:
 
 def test_worked_example_in_the_doc_matches_the_code() -> None:
     text = DOC.read_text()
-    block = text.split("<!-- worked-example -->")[1]
+    block = text.split("<!-- worked-example -->")[1].split("<!-- /worked-example -->")[0]
     shown = dict(re.findall(r"^([a-z0-9_]+)\s*=\s*(\S+)\s*$", block, flags=re.M))
     expected = worked_example()
     assert shown == expected

@@ -16,8 +16,6 @@ import random
 import time
 
 import pytest
-
-from gateway.consensus.qbft import Message, Proposal
 from qbft_sim import (
     LIVENESS_BOUND,
     Faults,
@@ -27,6 +25,8 @@ from qbft_sim import (
     random_schedule,
     run_until_cond,
 )
+
+from gateway.consensus.qbft import Message, Proposal
 
 DEFAULT_SCHEDULES = 600
 
@@ -50,14 +50,19 @@ def test_random_schedules_are_safe_and_live() -> None:
         try:
             outcomes.append(random_schedule(seed))
         except AssertionError as exc:
-            raise AssertionError(f"schedule failed; replay with QBFT_SIM_SEED={seed}: {exc}") from exc
+            raise AssertionError(
+                f"schedule failed; replay with QBFT_SIM_SEED={seed}: {exc}"
+            ) from exc
     elapsed = time.monotonic() - started
     assert len(outcomes) == len(seeds)
     worst = max(o.progress_time for o in outcomes)
     assert worst <= LIVENESS_BOUND
     # The schedules did more than idle: validators decided heights in every one.
     assert all(max(o.heights_at_end) >= 2 for o in outcomes)
-    print(f"{len(seeds)} schedules from seed {seeds[0]} in {elapsed:.1f}s; slowest recovery {worst:.1f}s")
+    print(
+        f"{len(seeds)} schedules from seed {seeds[0]} in {elapsed:.1f}s; "
+        f"slowest recovery {worst:.1f}s"
+    )
 
 
 def test_a_schedule_replays_exactly_from_its_seed() -> None:
@@ -72,7 +77,9 @@ def _chains_agree(sim: Sim) -> None:
     longest = max((sim.disks[i].chain for i in honest), key=len)
     for i in honest:
         chain = sim.disks[i].chain
-        assert [fb.block.digest for fb in chain] == [fb.block.digest for fb in longest[: len(chain)]]
+        assert [fb.block.digest for fb in chain] == [
+            fb.block.digest for fb in longest[: len(chain)]
+        ]
 
 
 def _progress(sim: Sim, nodes: list[int], by: int, within: float) -> float:

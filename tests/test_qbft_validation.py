@@ -64,7 +64,9 @@ def prepare(k: keys.PrivateKey, round_: int, digest: bytes, height: int = H) -> 
     return SignedPayload.sign(UnsignedPrepare(height, round_, digest), k)
 
 
-def rc(k: keys.PrivateKey, round_: int, prepared: tuple[int, bytes] | None = None, height: int = H) -> SignedPayload:  # type: ignore[type-arg]
+def rc(
+    k: keys.PrivateKey, round_: int, prepared: tuple[int, bytes] | None = None, height: int = H
+) -> SignedPayload:  # type: ignore[type-arg]
     pr, pv = prepared if prepared is not None else (None, None)
     return SignedPayload.sign(UnsignedRoundChange(height, round_, pr, pv), k)
 
@@ -148,19 +150,26 @@ def test_later_round_proposal_must_repropose_the_highest_prepared_value() -> Non
     assert validate_proposal(proposal(3, newer, rcs, prepares1), CTX) is None
     # The lower prepared value, or a fresh block, is refused.
     prepares0 = tuple(prepare(k, 0, old.digest) for k in KEYS[:3])
-    assert validate_proposal(proposal(3, old, rcs, prepares0), CTX) == Invalid.PREPARED_VALUE_MISMATCH
+    assert (
+        validate_proposal(proposal(3, old, rcs, prepares0), CTX) == Invalid.PREPARED_VALUE_MISMATCH
+    )
     assert validate_proposal(proposal(3, own_block(3), rcs), CTX) == Invalid.PREPARED_VALUE_MISMATCH
     # The prepares must be a quorum, distinct, for that round and value, from validators.
-    assert validate_proposal(proposal(3, newer, rcs, prepares1[:2]), CTX) == Invalid.TOO_FEW_PREPARES
+    assert (
+        validate_proposal(proposal(3, newer, rcs, prepares1[:2]), CTX) == Invalid.TOO_FEW_PREPARES
+    )
     dup = (prepares1[0], prepares1[0], prepares1[1])
     assert validate_proposal(proposal(3, newer, rcs, dup), CTX) == Invalid.DUPLICATE_AUTHORS
-    wrong_round = prepares1[:2] + (prepare(KEYS[2], 0, newer.digest),)
+    wrong_round = (*prepares1[:2], prepare(KEYS[2], 0, newer.digest))
     assert validate_proposal(proposal(3, newer, rcs, wrong_round), CTX) == Invalid.BAD_PREPARE
-    outsider = prepares1[:2] + (prepare(OUTSIDER, 1, newer.digest),)
+    outsider = (*prepares1[:2], prepare(OUTSIDER, 1, newer.digest))
     assert validate_proposal(proposal(3, newer, rcs, outsider), CTX) == Invalid.BAD_PREPARE
     # Two round changes naming different values for one prepared round cannot both be honest.
     clash = (rc(KEYS[0], 3, (1, old.digest)), rcs[1], rcs[2])
-    assert validate_proposal(proposal(3, newer, clash, prepares1), CTX) == Invalid.INCONSISTENT_PREPARED
+    assert (
+        validate_proposal(proposal(3, newer, clash, prepares1), CTX)
+        == Invalid.INCONSISTENT_PREPARED
+    )
 
 
 def test_round_change_validation() -> None:
@@ -170,18 +179,41 @@ def test_round_change_validation() -> None:
     assert validate_round_change(good, CTX) is None
     assert validate_round_change(RoundChange(rc(KEYS[3], 1)), CTX) is None
     assert valid_round_change(rc(KEYS[3], 1, (1, blk.digest)), H, 1, VALS) is False
-    assert validate_round_change(RoundChange(rc(KEYS[3], 1, (1, blk.digest)), blk, prepares), CTX) == Invalid.BAD_ROUND_CHANGE
-    assert validate_round_change(RoundChange(rc(KEYS[3], 1, (0, blk.digest))), CTX) == Invalid.MISSING_PREPARED_BLOCK
+    assert (
+        validate_round_change(RoundChange(rc(KEYS[3], 1, (1, blk.digest)), blk, prepares), CTX)
+        == Invalid.BAD_ROUND_CHANGE
+    )
+    assert (
+        validate_round_change(RoundChange(rc(KEYS[3], 1, (0, blk.digest))), CTX)
+        == Invalid.MISSING_PREPARED_BLOCK
+    )
     other = Block(H, blk.proposer, b"y")
-    assert validate_round_change(RoundChange(rc(KEYS[3], 1, (0, blk.digest)), other, prepares), CTX) == Invalid.PREPARED_VALUE_MISMATCH
-    assert validate_round_change(RoundChange(rc(KEYS[3], 1, (0, blk.digest)), blk, prepares[:2]), CTX) == Invalid.TOO_FEW_PREPARES
+    assert (
+        validate_round_change(RoundChange(rc(KEYS[3], 1, (0, blk.digest)), other, prepares), CTX)
+        == Invalid.PREPARED_VALUE_MISMATCH
+    )
+    assert (
+        validate_round_change(RoundChange(rc(KEYS[3], 1, (0, blk.digest)), blk, prepares[:2]), CTX)
+        == Invalid.TOO_FEW_PREPARES
+    )
     self_made = (prepare(KEYS[3], 0, blk.digest),) * 3
-    assert validate_round_change(RoundChange(rc(KEYS[3], 1, (0, blk.digest)), blk, self_made), CTX) == Invalid.DUPLICATE_AUTHORS
-    assert validate_round_change(RoundChange(rc(KEYS[3], 1), blk, ()), CTX) == Invalid.UNEXPECTED_JUSTIFICATION
+    assert (
+        validate_round_change(RoundChange(rc(KEYS[3], 1, (0, blk.digest)), blk, self_made), CTX)
+        == Invalid.DUPLICATE_AUTHORS
+    )
+    assert (
+        validate_round_change(RoundChange(rc(KEYS[3], 1), blk, ()), CTX)
+        == Invalid.UNEXPECTED_JUSTIFICATION
+    )
     assert validate_round_change(RoundChange(rc(OUTSIDER, 1)), CTX) == Invalid.NOT_VALIDATOR
-    assert validate_round_change(RoundChange(rc(KEYS[3], 1, height=H - 1)), CTX) == Invalid.WRONG_HEIGHT
+    assert (
+        validate_round_change(RoundChange(rc(KEYS[3], 1, height=H - 1)), CTX)
+        == Invalid.WRONG_HEIGHT
+    )
     assert validate_round_change(RoundChange(rc(KEYS[3], MAX_ROUND)), CTX) is None
-    huge = RoundChange(SignedPayload(UnsignedRoundChange(H, MAX_ROUND + 1, None, None), b"\x00" * 65))
+    huge = RoundChange(
+        SignedPayload(UnsignedRoundChange(H, MAX_ROUND + 1, None, None), b"\x00" * 65)
+    )
     assert validate_round_change(huge, CTX) == Invalid.ROUND_OUT_OF_RANGE
 
 
@@ -189,25 +221,42 @@ def test_prepare_and_commit_validation() -> None:
     d = b"\x33" * 32
     assert validate_prepare(Prepare(prepare(KEYS[0], 0, d)), CTX) is None
     assert validate_prepare(Prepare(prepare(OUTSIDER, 0, d)), CTX) == Invalid.NOT_VALIDATOR
-    assert validate_prepare(Prepare(prepare(KEYS[0], 0, d, height=H + 2)), CTX) == Invalid.WRONG_HEIGHT
+    assert (
+        validate_prepare(Prepare(prepare(KEYS[0], 0, d, height=H + 2)), CTX) == Invalid.WRONG_HEIGHT
+    )
     seal = sign_digest(KEYS[0], commit_seal_digest(d, 0))
     good = Commit(SignedPayload.sign(UnsignedCommit(H, 0, d, seal), KEYS[0]))
     assert validate_commit(good, CTX) is None
     # A seal by someone else, or over another round, is not this validator's commit seal.
     other_seal = sign_digest(KEYS[1], commit_seal_digest(d, 0))
-    assert validate_commit(Commit(SignedPayload.sign(UnsignedCommit(H, 0, d, other_seal), KEYS[0])), CTX) == Invalid.BAD_COMMIT_SEAL
+    assert (
+        validate_commit(
+            Commit(SignedPayload.sign(UnsignedCommit(H, 0, d, other_seal), KEYS[0])), CTX
+        )
+        == Invalid.BAD_COMMIT_SEAL
+    )
     late_seal = sign_digest(KEYS[0], commit_seal_digest(d, 1))
-    assert validate_commit(Commit(SignedPayload.sign(UnsignedCommit(H, 0, d, late_seal), KEYS[0])), CTX) == Invalid.BAD_COMMIT_SEAL
+    assert (
+        validate_commit(
+            Commit(SignedPayload.sign(UnsignedCommit(H, 0, d, late_seal), KEYS[0])), CTX
+        )
+        == Invalid.BAD_COMMIT_SEAL
+    )
 
 
 def test_justification_predicate_directly() -> None:
     blk = own_block(1)
     rcs = tuple(rc(k, 1) for k in KEYS[:3])
     assert is_proposal_justification(rcs, (), 1, blk, proposer(1, CTX), CTX) is None
-    assert is_proposal_justification(rcs, (), 1, blk, VALS[0] if proposer(1, CTX) != VALS[0] else VALS[1], CTX) == Invalid.BLOCK_PROPOSER_MISMATCH
+    assert (
+        is_proposal_justification(
+            rcs, (), 1, blk, VALS[0] if proposer(1, CTX) != VALS[0] else VALS[1], CTX
+        )
+        == Invalid.BLOCK_PROPOSER_MISMATCH
+    )
 
 
-# --------------------------------------------------------------------------- the node, one step at a time
+# ---------------------------------------------------------------- the node, one step at a time
 
 
 def make_node(i: int, *, height: int = H, last: bytes | None = VALS[1], **cfg: object) -> QbftNode:
@@ -230,7 +279,9 @@ def test_no_prepare_before_the_block_is_validated_and_none_if_invalid() -> None:
         node = make_node(follower)
         m = proposal(0, own_block(0))
         effects = node.receive(m, 0.1)
-        assert [e for e in effects if isinstance(e, ValidateBlock)] == [ValidateBlock(m.proposed_block, 0)]
+        assert [e for e in effects if isinstance(e, ValidateBlock)] == [
+            ValidateBlock(m.proposed_block, 0)
+        ]
         assert broadcasts(effects) == []
         effects = node.block_validated(m.proposed_block.digest, ok, 0.2)
         sent = broadcasts(effects)
@@ -256,7 +307,9 @@ def test_leader_asks_for_a_block_and_a_quorum_decides_it() -> None:
     decided: list[object] = []
     for k in commits:
         seal = sign_digest(k, commit_seal_digest(digest, 0))
-        decided += node.receive(Commit(SignedPayload.sign(UnsignedCommit(H, 0, digest, seal), k)), 0.2)
+        decided += node.receive(
+            Commit(SignedPayload.sign(UnsignedCommit(H, 0, digest, seal), k)), 0.2
+        )
     decides = [e for e in decided if isinstance(e, Decide)]
     assert len(decides) == 1 and decides[0].finalized.block.payload == b"the block"
     assert len(decides[0].finalized.commit_seals) == 3
@@ -266,11 +319,16 @@ def test_leader_asks_for_a_block_and_a_quorum_decides_it() -> None:
 def test_refused_messages_are_reported_with_their_reason_and_change_nothing() -> None:
     node = make_node(0)
     before = node.snapshot()
-    assert discarded(node.receive(Prepare(prepare(OUTSIDER, 0, b"\x01" * 32)), 0.1)) == [Invalid.NOT_VALIDATOR]
+    assert discarded(node.receive(Prepare(prepare(OUTSIDER, 0, b"\x01" * 32)), 0.1)) == [
+        Invalid.NOT_VALIDATOR
+    ]
     bad = Prepare(SignedPayload(UnsignedPrepare(H, 0, b"\x01" * 32), b"\x02" * 64 + b"\x07"))
     assert discarded(node.receive(bad, 0.1)) == [Invalid.BAD_SIGNATURE]
     forged = proposal(2, own_block(2), tuple(rc(KEYS[3], 2) for _ in range(3)))
-    assert discarded(node.receive(forged, 0.1)) in ([Invalid.WRONG_PROPOSER], [Invalid.DUPLICATE_AUTHORS])
+    assert discarded(node.receive(forged, 0.1)) in (
+        [Invalid.WRONG_PROPOSER],
+        [Invalid.DUPLICATE_AUTHORS],
+    )
     far = Prepare(prepare(KEYS[1], 0, b"\x01" * 32, height=H + 1000))
     assert discarded(node.receive(far, 0.1)) == [Invalid.WRONG_HEIGHT]
     assert node.snapshot() == before
@@ -322,11 +380,27 @@ def test_a_restarted_validator_never_prepares_a_second_value_in_a_round() -> Non
     follower = (leader + 1) % N
     first = own_block(0, b"first")
     snap = RoundSnapshot(H, 0, first.digest, None)
-    node = QbftNode(QbftConfig(validators=VALS), KEY_OF[VALS[follower]], height=H, last_proposer=VALS[1], now=5.0, snapshot=snap)
+    node = QbftNode(
+        QbftConfig(validators=VALS),
+        KEY_OF[VALS[follower]],
+        height=H,
+        last_proposer=VALS[1],
+        now=5.0,
+        snapshot=snap,
+    )
     second = proposal(0, own_block(0, b"second"))
     node.receive(second, 5.1)
     assert broadcasts(node.block_validated(second.proposed_block.digest, True, 5.2)) == []
-    node2 = QbftNode(QbftConfig(validators=VALS), KEY_OF[VALS[follower]], height=H, last_proposer=VALS[1], now=5.0, snapshot=snap)
+    node2 = QbftNode(
+        QbftConfig(validators=VALS),
+        KEY_OF[VALS[follower]],
+        height=H,
+        last_proposer=VALS[1],
+        now=5.0,
+        snapshot=snap,
+    )
     same = proposal(0, first)
     node2.receive(same, 5.1)
-    assert [type(m) for m in broadcasts(node2.block_validated(first.digest, True, 5.2))] == [Prepare]
+    assert [type(m) for m in broadcasts(node2.block_validated(first.digest, True, 5.2))] == [
+        Prepare
+    ]
