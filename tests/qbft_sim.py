@@ -107,6 +107,7 @@ class Sim:
         config: dict[str, Any] | None = None,
         faults: Faults | None = None,
         validate_delay: float = 0.02,
+        clocks: list[tuple[float, float]] | None = None,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -123,6 +124,9 @@ class Sim:
         self.reliable = Faults(0.0, 0.0, 0.01, 0.2)
         self.validate_delay = validate_delay
         self.now = 0.0
+        # Each validator's clock: local = now * rate + offset (a clock that runs fast or slow).
+        self.rate = [c[0] for c in clocks] if clocks else [1.0] * n
+        self.offset = [c[1] for c in clocks] if clocks else [0.0] * n
         self.queue: list[_Event] = []
         self.seq = itertools.count()
         self.disks = [Disk() for _ in range(n)]
@@ -137,6 +141,9 @@ class Sim:
             self._boot(i)
 
     # ------------------------------------------------------------------ nodes
+
+    def local(self, i: int) -> float:
+        return self.now * self.rate[i] + self.offset[i]
 
     def honest(self) -> list[int]:
         return [i for i in range(self.n) if i != self.byzantine]
@@ -155,11 +162,11 @@ class Sim:
             self.keys[i],
             height=len(disk.chain) + 1,
             last_proposer=last,
-            now=self.now,
+            now=self.local(i),
             snapshot=disk.snapshot,
         )
         self.nodes[i] = node
-        self._run(i, node.tick(self.now))
+        self._run(i, node.tick(self.local(i)))
 
     def crash(self, i: int) -> None:
         self.nodes[i] = None
@@ -183,7 +190,8 @@ class Sim:
                 self.broadcast(i, e.message)
             elif isinstance(e, ScheduleTimer):
                 self.timer_gen[i] += 1
-                self._push(max(e.deadline, self.now), "tick", i, self.timer_gen[i])
+                at = (e.deadline - self.offset[i]) / self.rate[i]
+                self._push(max(at, self.now), "tick", i, self.timer_gen[i])
             elif isinstance(e, Persist):
                 self.disks[i].snapshot = e.snapshot
             elif isinstance(e, Decide):
@@ -355,18 +363,18 @@ class Sim:
                 if self.groups[src] != self.groups[ev.node]:
                     continue  # cut while in flight
                 self.messages += 1
-                effects = node.receive(decode_cached(data), self.now)
+                effects = node.receive(decode_cached(data), self.local(ev.node))
             elif ev.kind == "tick":
                 if ev.data != self.timer_gen[ev.node]:
                     continue
-                effects = node.tick(self.now)
+                effects = node.tick(self.local(ev.node))
             elif ev.kind == "propose":
                 h, r = ev.data
                 payload = b"block h%d r%d by %d #%d" % (h, r, ev.node, self.rng.randrange(1000))
-                effects = node.propose_value(h, r, payload, self.now)
+                effects = node.propose_value(h, r, payload, self.local(ev.node))
             elif ev.kind == "validated":
                 digest, ok = ev.data
-                effects = node.block_validated(digest, ok, self.now)
+                effects = node.block_validated(digest, ok, self.local(ev.node))
             else:
                 raise AssertionError(ev.kind)
             self._run(ev.node, effects)
@@ -451,7 +459,10 @@ def random_schedule(seed: int) -> Outcome:
         max_delay=rng.choice([0.05, 0.3, 1.5]),
     )
     config = {"early_round_change": rng.random() < 0.9, "block_period": rng.choice([0.5, 1.0])}
-    sim = Sim(seed, n, byzantine=byzantine, faults=faults, config=config)
+    clocks = None
+    if rng.random() < 0.5:  # clocks that run at different speeds (and show different times)
+        clocks = [(rng.uniform(0.7, 1.4), rng.uniform(-1000.0, 1000.0)) for _ in range(n)]
+    sim = Sim(seed, n, byzantine=byzantine, faults=faults, config=config, clocks=clocks)
     honest = sim.honest()
     chaos = rng.uniform(1.0, 6.0)
     # Empty-data-dir restarts lose a validator's votes at its height: they count as faults,

@@ -4,7 +4,7 @@ that equivocates and forges justifications. Safety (one decided block per height
 honest validators) is checked on every decision; liveness after the network heals.
 
 Environment:
-  QBFT_SIM_SCHEDULES=<n>  how many random schedules (default 600; raise it for a soak)
+  QBFT_SIM_SCHEDULES=<n>  how many random schedules (default 1000; raise it for a soak)
   QBFT_SIM_SEED=<seed>    replay exactly one schedule (the seed a failure printed)
   QBFT_SIM_BASE=<seed>    first seed of the run (default: fresh each run, printed on failure)
 """
@@ -28,7 +28,7 @@ from qbft_sim import (
 
 from gateway.consensus.qbft import Message, Proposal
 
-DEFAULT_SCHEDULES = 600
+DEFAULT_SCHEDULES = 1000
 
 
 def _base_seed() -> int:

@@ -579,7 +579,8 @@ class QbftNode:
         out: list[Effect],
     ) -> None:
         if self.voted_digest is not None and self.voted_digest != block.digest:
-            return  # voted for another block in this round before a restart: do not equivocate
+            self.round_state.proposed = True  # voted otherwise before a restart: stay silent
+            return
         payload: SignedProposal = SignedPayload.sign(
             UnsignedProposal(self.height, self.round, block.digest), self.key
         )
