@@ -289,7 +289,7 @@ class Sim:
             alt = Commit(SignedPayload.sign(UnsignedCommit(u3.height, u3.round, d, seal), key))
         elif isinstance(m, RoundChange):
             u4 = m.round_change_payload.unsigned_payload
-            choice = rng.randrange(3)
+            choice = rng.randrange(4)
             if choice == 0:  # claim a prepared value with forged prepares (all its own)
                 blk = Block(u4.height, self.addrs[i], b"forged %d" % rng.randrange(9))
                 p = SignedPayload.sign(UnsignedPrepare(u4.height, 0, blk.digest), key)
@@ -307,14 +307,24 @@ class Sim:
                         key,
                     )
                 )
-            else:  # a prepared claim with no certificate at all
+            elif choice == 2:  # a prepared claim with no certificate at all
                 alt = RoundChange(
                     SignedPayload.sign(
                         UnsignedRoundChange(u4.height, u4.round, 0, rng.randbytes(32)), key
                     )
                 )
+            else:  # hide its prepared certificate: a well-formed "nothing prepared"
+                alt = RoundChange(
+                    SignedPayload.sign(UnsignedRoundChange(u4.height, u4.round, None, None), key)
+                )
         if rng.random() < 0.15:
             self._forge_proposal(i, m.height, others)
+        if rng.random() < 0.05:  # a "decided" block carrying only its own seal, repeated
+            blk = Block(m.height, self.addrs[i], b"fake final")
+            seal = sign_digest(key, commit_seal_digest(blk.digest, 0))
+            fake = encode_message(NewBlock(FinalizedBlock(blk, 0, (seal,) * self.config_quorum)))
+            for j in others:
+                self.send(i, j, fake)
         if alt is None or rng.random() < 0.2:
             targets_m, targets_alt = others, []
         else:
@@ -418,6 +428,7 @@ class Outcome:
     heights_at_end: list[int]
     progress_time: float  # simulated seconds from heal to the progress target
     plan: list[str]
+    discarded: dict[str, int]  # refusals by reason (what the Byzantine validator tried)
 
 
 def run_until_cond(sim: Sim, cond: Callable[[], bool], t_max: float) -> bool:
@@ -522,4 +533,5 @@ def random_schedule(seed: int) -> Outcome:
         [sim.height(i) for i in range(n)],
         sim.now - heal_at,
         [f"{t:.2f} {k} {a}" for t, k, a in plan],
+        dict(sorted(sim.discarded.items())),
     )

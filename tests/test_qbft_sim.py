@@ -57,8 +57,12 @@ def test_random_schedules_are_safe_and_live() -> None:
     assert len(outcomes) == len(seeds)
     worst = max(o.progress_time for o in outcomes)
     assert worst <= LIVENESS_BOUND
-    # The schedules did more than idle: validators decided heights in every one.
+    # The schedules did more than idle: validators decided heights in every one, and the
+    # Byzantine validator's forgeries reached validation and were refused.
     assert all(max(o.heights_at_end) >= 2 for o in outcomes)
+    if len(seeds) >= 200:
+        refused = {reason for o in outcomes for reason in o.discarded}
+        assert {"wrong-proposer", "duplicate-authors", "too-few-seals"} <= refused, refused
     print(
         f"{len(seeds)} schedules from seed {seeds[0]} in {elapsed:.1f}s; "
         f"slowest recovery {worst:.1f}s"
