@@ -404,3 +404,14 @@ def test_a_restarted_validator_never_prepares_a_second_value_in_a_round() -> Non
     assert [type(m) for m in broadcasts(node2.block_validated(first.digest, True, 5.2))] == [
         Prepare
     ]
+
+
+def test_a_long_pause_sends_one_round_change_for_the_round_the_timers_reached() -> None:
+    node = make_node(0, base_round_timeout=1.0, max_round_timeout=30.0)
+    # Rounds start at 1, 3, 7, 15, 31 (lengths 2, 4, 8, 16), then last 30 s each.
+    sent = broadcasts(node.tick(1000.0))
+    assert [type(m) for m in sent] == [RoundChange]
+    assert node.round == 5 + (1000 - 31) // 30
+    assert node.round_started_at == 31 + (node.round - 5) * 30
+    assert broadcasts(node.tick(node.round_started_at + 29.9)) == []
+    assert [m.round for m in broadcasts(node.tick(node.round_started_at + 30))] == [node.round]  # type: ignore[attr-defined]

@@ -237,7 +237,22 @@ class QbftNode:
                 self.round_state.awaiting_value = ()
                 out.append(ProposeNeeded(self.height, 0))
         if now >= self._round_deadline():
-            self._do_round_change(self.round + 1, now, out)  # the spec's UponRoundTimeout
+            # The spec's UponRoundTimeout. After a long pause (a suspended host, a clock that
+            # jumped) skip the rounds that would have expired meanwhile and send one round
+            # change for the round the timers say this is, instead of a burst of them.
+            new_round, started = self.round + 1, self._round_deadline()
+            c = self.config
+            while new_round < MAX_ROUND:
+                end = started + round_timeout(new_round, c.base_round_timeout, c.max_round_timeout)
+                if now < end:
+                    break
+                if end - started >= c.max_round_timeout:  # capped from here on: jump at once
+                    skip = min(int((now - started) // c.max_round_timeout), MAX_ROUND - new_round)
+                    new_round += skip
+                    started += skip * c.max_round_timeout
+                    break
+                new_round, started = new_round + 1, end
+            self._do_round_change(new_round, now, out, started_at=started)
         self._settle(now, out)
         return out
 
@@ -300,22 +315,26 @@ class QbftNode:
     def _is_leader(self, round_: int) -> bool:
         return proposer(round_, self._ctx) == self.address
 
-    def _start_round(self, round_: int, now: float, out: list[Effect]) -> None:
+    def _start_round(
+        self, round_: int, now: float, out: list[Effect], started_at: float | None = None
+    ) -> None:
         """Besu's ``startNewRound``: a fresh ``RoundState``, then the buffered messages for it."""
         self.round = round_
         self.round_state = RoundState(round_)
-        self.round_started_at = now
+        self.round_started_at = now if started_at is None else started_at
         self.propose_at = None
         self.voted_digest = None
         for m in self.future.take(self.height, round_):
             self._handle(m, now, out)
 
-    def _do_round_change(self, new_round: int, now: float, out: list[Effect]) -> None:
+    def _do_round_change(
+        self, new_round: int, now: float, out: list[Effect], started_at: float | None = None
+    ) -> None:
         """Move to ``new_round`` and multicast a ROUND-CHANGE carrying the latest prepared
         certificate (the spec's ``createRoundChange``)."""
         if new_round <= self.round or new_round > MAX_ROUND:
             return
-        self._start_round(new_round, now, out)
+        self._start_round(new_round, now, out, started_at)
         cert = self.latest_prepared
         payload = UnsignedRoundChange(
             self.height,
