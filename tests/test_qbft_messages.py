@@ -252,6 +252,7 @@ def test_finality_is_checked_from_the_seals_alone() -> None:
         == "too-few-seals"
     )
     assert validate_finalized_block(FinalizedBlock(blk, 1, seals), ctx) == "bad-commit-seal"
+    assert validate_finalized_block(FinalizedBlock(blk, 2, seals * 2), ctx) == "too-many-entries"
     outsider = sign_digest(key(9), commit_seal_digest(blk.digest, 2))
     assert (
         validate_finalized_block(FinalizedBlock(blk, 2, (*seals[:2], outsider)), ctx)

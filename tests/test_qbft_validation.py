@@ -132,6 +132,8 @@ def test_later_round_proposal_needs_a_quorum_of_round_changes_for_that_round() -
         Invalid.DUPLICATE_AUTHORS,
         Invalid.BAD_ROUND_CHANGE,
     )
+    # More round changes than validators is refused before any signature is recovered.
+    assert validate_proposal(proposal(2, blk, rcs * 2), CTX) == Invalid.TOO_MANY_ENTRIES
     # Nobody prepared: no prepares may ride along.
     extra = (prepare(KEYS[0], 1, blk.digest),)
     assert validate_proposal(proposal(2, blk, rcs, extra), CTX) == Invalid.UNEXPECTED_JUSTIFICATION

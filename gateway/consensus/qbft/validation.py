@@ -14,7 +14,6 @@ from enum import StrEnum
 
 from gateway.consensus.qbft.messages import (
     MAX_HEIGHT,
-    MAX_JUSTIFICATION,
     MAX_PAYLOAD_BYTES,
     MAX_ROUND,
     SIGNATURE_LENGTH,
@@ -73,6 +72,7 @@ class Invalid(StrEnum):
     BAD_COMMIT_SEAL = "bad-commit-seal"
     TOO_FEW_SEALS = "too-few-seals"
     MISSING_PREPARED_BLOCK = "missing-prepared-block"
+    TOO_MANY_ENTRIES = "too-many-entries"  # more signatures than validators: refused unread
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -211,6 +211,8 @@ def _check_prepares(
     digest: bytes,
     ctx: HeightContext,
 ) -> Invalid | None:
+    if len(prepares) > len(ctx.validators):
+        return Invalid.TOO_MANY_ENTRIES
     if not _distinct_authors(prepares):
         return Invalid.DUPLICATE_AUTHORS
     if len(prepares) < ctx.quorum:
@@ -252,8 +254,8 @@ def is_proposal_justification(
         if block.proposer != round_leader:
             return Invalid.BLOCK_PROPOSER_MISMATCH
         return None
-    if len(round_changes) > MAX_JUSTIFICATION or len(prepares) > MAX_JUSTIFICATION:
-        return Invalid.UNEXPECTED_JUSTIFICATION
+    if len(round_changes) > len(ctx.validators) or len(prepares) > len(ctx.validators):
+        return Invalid.TOO_MANY_ENTRIES  # checked before any signature is recovered
     if not _distinct_authors(round_changes):
         return Invalid.DUPLICATE_AUTHORS
     if len(round_changes) < ctx.quorum:
@@ -378,8 +380,8 @@ def validate_finalized_block(fb: FinalizedBlock, ctx: HeightContext) -> Invalid 
     bad = _check_block(fb.block, ctx)
     if bad is not None:
         return bad
-    if len(fb.commit_seals) > MAX_JUSTIFICATION:
-        return Invalid.TOO_FEW_SEALS
+    if len(fb.commit_seals) > len(ctx.validators):
+        return Invalid.TOO_MANY_ENTRIES  # checked before any seal is recovered
     digest = commit_seal_digest(fb.block.digest, fb.round)
     signers: set[bytes] = set()
     for seal in fb.commit_seals:
