@@ -173,10 +173,13 @@ class Sim:
         self.timer_gen[i] += 1
         self.log.append(f"{self.now:.2f} crash {i}")
 
-    def restart(self, i: int, *, empty: bool = False) -> None:
+    def restart(self, i: int, *, empty: bool = False, keep_chain: bool = False) -> None:
+        """Restart from the persisted state; ``empty``: from an empty data directory (with
+        ``keep_chain``, the decided blocks survive but no round state does)."""
         if empty:
-            self.disks[i] = Disk()
-        self.log.append(f"{self.now:.2f} restart {i}{' empty' if empty else ''}")
+            self.disks[i] = Disk(chain=self.disks[i].chain if keep_chain else [])
+        mode = (" chain-only" if keep_chain else " empty") if empty else ""
+        self.log.append(f"{self.now:.2f} restart {i}{mode}")
         self._boot(i)
 
     # ------------------------------------------------------------------ effects
@@ -487,11 +490,12 @@ def random_schedule(seed: int) -> Outcome:
             i = rng.choice(honest)
             back = t + rng.uniform(0.1, 3.0)
             empty = amnesia_budget > 0 and rng.random() < 0.3
+            keep_chain = rng.random() < 0.5
             if empty:
                 amnesia_budget -= 1
             plan.append((t, "crash", i))
             if back < chaos:
-                plan.append((back, "restart", (i, empty)))
+                plan.append((back, "restart", (i, empty, keep_chain)))
         else:
             order = list(range(n))
             rng.shuffle(order)
@@ -504,7 +508,7 @@ def random_schedule(seed: int) -> Outcome:
         if kind == "crash" and sim.up(arg):
             sim.crash(arg)
         elif kind == "restart" and not sim.up(arg[0]):
-            sim.restart(arg[0], empty=arg[1])
+            sim.restart(arg[0], empty=arg[1], keep_chain=arg[2])
         elif kind == "partition":
             sim.partition(arg)
         elif kind == "unpartition":

@@ -116,18 +116,19 @@ def test_round_change_storm_after_a_long_outage(n: int, byzantine: int | None) -
     assert took < LIVENESS_BOUND, f"seed {seed}"
 
 
-@pytest.mark.parametrize("n", [4, 7])
-def test_validator_restarted_with_an_empty_data_directory(n: int) -> None:
-    """It rejoins from the decided blocks alone (no round state), catches up through the
-    others' finalized blocks, and is then needed for a quorum again."""
+@pytest.mark.parametrize("n,keep_chain", [(4, False), (4, True), (7, False)])
+def test_validator_restarted_with_an_empty_data_directory(n: int, keep_chain: bool) -> None:
+    """It rejoins with no round state (and no blocks, or only its decided blocks), catches up
+    through the others' finalized blocks, and is then needed for a quorum again."""
     seed = _base_seed()
     sim = Sim(seed, n, faults=Faults(drop=0.05, duplicate=0.1))
     sim.run_until(8.0)
     victim = sim.rng.randrange(n)
     sim.crash(victim)
+    kept = sim.height(victim)
     sim.run_until(sim.now + 6.0)
-    sim.restart(victim, empty=True)
-    assert sim.height(victim) == 0
+    sim.restart(victim, empty=True, keep_chain=keep_chain)
+    assert sim.height(victim) == (kept if keep_chain else 0)
     _progress(sim, [victim], max(sim.height(i) for i in range(n)) + 1, LIVENESS_BOUND)
     _chains_agree(sim)
     # Now the restarted validator must carry its weight: take f others away.
