@@ -417,3 +417,27 @@ def test_a_long_pause_sends_one_round_change_for_the_round_the_timers_reached() 
     assert node.round_started_at == 31 + (node.round - 5) * 30
     assert broadcasts(node.tick(node.round_started_at + 29.9)) == []
     assert [m.round for m in broadcasts(node.tick(node.round_started_at + 30))] == [node.round]  # type: ignore[attr-defined]
+
+
+def test_votes_for_another_round_do_not_count_toward_this_rounds_quorum() -> None:
+    leader = VALS.index(proposer(1, CTX))
+    node = make_node(leader)
+    ks = [KEY_OF[v] for v in VALS if v != VALS[leader]]
+    for k in ks:  # round changes into round 1, which this node leads
+        node.receive(RoundChange(rc(k, 1)), 0.1)
+    assert node.round == 1
+    node.propose_value(H, 1, b"round one block", 0.2)
+    digest = node.round_state.proposal.proposed_block.digest  # type: ignore[union-attr]
+    # Prepares for round 0 (earlier) are dropped; for round 2 (later) they wait in the buffer.
+    for k in ks:
+        node.receive(Prepare(prepare(k, 0, digest)), 0.3)
+        node.receive(Prepare(prepare(k, 2, digest)), 0.3)
+    assert set(node.round_state.prepares) == {VALS[leader]}
+    assert not node.round_state.sent_commit
+    assert len(node.future) == len(ks)
+    # The right round's prepares make it prepared and send its COMMIT.
+    sent = [
+        m for k in ks[:2] for m in broadcasts(node.receive(Prepare(prepare(k, 1, digest)), 0.4))
+    ]
+    assert [type(m) for m in sent] == [Commit]
+    assert node.latest_prepared is not None and node.latest_prepared.round == 1

@@ -54,7 +54,6 @@ class Invalid(StrEnum):
     BAD_SIGNATURE = "bad-signature"
     NOT_VALIDATOR = "not-validator"
     WRONG_HEIGHT = "wrong-height"
-    WRONG_ROUND = "wrong-round"
     ROUND_OUT_OF_RANGE = "round-out-of-range"
     WRONG_PROPOSER = "wrong-proposer"
     DIGEST_MISMATCH = "digest-mismatch"
