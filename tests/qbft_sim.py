@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -194,6 +195,8 @@ class Sim:
             elif isinstance(e, ScheduleTimer):
                 self.timer_gen[i] += 1
                 at = (e.deadline - self.offset[i]) / self.rate[i]
+                while at * self.rate[i] + self.offset[i] < e.deadline:  # float rounding
+                    at = math.nextafter(at, math.inf)
                 self._push(max(at, self.now), "tick", i, self.timer_gen[i])
             elif isinstance(e, Persist):
                 self.disks[i].snapshot = e.snapshot

@@ -372,7 +372,9 @@ def test_round_timer_expiry_sends_a_round_change_with_the_prepared_certificate()
     m = sent[0]
     assert m.round == 1 and m.proposed_block_for_next_round == blk
     assert validate_round_change(m, CTX) is None
-    # Timers grow: round 1 lasts 2 s from its start.
+    # Timers grow: round 1 lasts 2 s from its start (two others are in round 1 too).
+    for k in [KEY_OF[v] for v in VALS if v != VALS[0]][:2]:
+        node.receive(RoundChange(rc(k, 1)), 1.5)
     assert broadcasts(node.tick(2.9)) == []
     assert [x.round for x in broadcasts(node.tick(3.0))] == [2]  # type: ignore[attr-defined]
 
@@ -408,15 +410,22 @@ def test_a_restarted_validator_never_prepares_a_second_value_in_a_round() -> Non
     ]
 
 
-def test_a_long_pause_sends_one_round_change_for_the_round_the_timers_reached() -> None:
+def test_a_validator_alone_in_a_round_waits_there_and_repeats_its_round_change() -> None:
     node = make_node(0, base_round_timeout=1.0, max_round_timeout=30.0)
-    # Rounds start at 1, 3, 7, 15, 31 (lengths 2, 4, 8, 16), then last 30 s each.
+    # A long pause: one round change (round 1, which needs nobody), not one per missed round.
     sent = broadcasts(node.tick(1000.0))
-    assert [type(m) for m in sent] == [RoundChange]
-    assert node.round == 5 + (1000 - 31) // 30
-    assert node.round_started_at == 31 + (node.round - 5) * 30
-    assert broadcasts(node.tick(node.round_started_at + 29.9)) == []
-    assert [m.round for m in broadcasts(node.tick(node.round_started_at + 30))] == [node.round]  # type: ignore[attr-defined]
+    assert [(type(m), m.round) for m in sent] == [(RoundChange, 1)]  # type: ignore[attr-defined]
+    # Round 1 expires (2 s) with nobody else past round 0: stay, send the same round change.
+    again = broadcasts(node.tick(1002.0))
+    assert again == sent and node.round == 1
+    # One other validator in round 1 is not f+1 = 2.
+    others = [KEY_OF[v] for v in VALS if v != VALS[0]]
+    node.receive(RoundChange(rc(others[0], 1)), 1002.5)
+    assert [m.round for m in broadcasts(node.tick(1004.0))] == [1]  # type: ignore[attr-defined]
+    # Two others at round 1 or later: the timeout moves it on.
+    node.receive(RoundChange(rc(others[1], 1)), 1004.5)
+    assert [m.round for m in broadcasts(node.tick(1006.0))] == [2]  # type: ignore[attr-defined]
+    assert node.round == 2
 
 
 def test_votes_for_another_round_do_not_count_toward_this_rounds_quorum() -> None:

@@ -222,8 +222,12 @@ class QbftNode:
         return out
 
     def tick(self, now: float) -> list[Effect]:
-        """Time passed: the block timer (ask for a proposal) and the round timer (round change)."""
+        """Time passed: the block timer (ask for a proposal) and the round timer (round change).
+
+        Always answers with the next ``ScheduleTimer``, so a tick that came early (a timer that
+        fired a little before its deadline) never leaves the node without a timer."""
         out: list[Effect] = []
+        self._timer_sent = None
         if self.propose_at is not None and now >= self.propose_at:
             self.propose_at = None
             rs = self.round_state
@@ -237,22 +241,15 @@ class QbftNode:
                 self.round_state.awaiting_value = ()
                 out.append(ProposeNeeded(self.height, 0))
         if now >= self._round_deadline():
-            # The spec's UponRoundTimeout. After a long pause (a suspended host, a clock that
-            # jumped) skip the rounds that would have expired meanwhile and send one round
-            # change for the round the timers say this is, instead of a burst of them.
-            new_round, started = self.round + 1, self._round_deadline()
-            c = self.config
-            while new_round < MAX_ROUND:
-                end = started + round_timeout(new_round, c.base_round_timeout, c.max_round_timeout)
-                if now < end:
-                    break
-                if end - started >= c.max_round_timeout:  # capped from here on: jump at once
-                    skip = min(int((now - started) // c.max_round_timeout), MAX_ROUND - new_round)
-                    new_round += skip
-                    started += skip * c.max_round_timeout
-                    break
-                new_round, started = new_round + 1, end
-            self._do_round_change(new_round, now, out, started_at=started)
+            # The spec's UponRoundTimeout, with one liveness guard (docs/qbft.md, "a validator
+            # alone in a round waits"): past round 1, move up only if f+1 other validators have
+            # reached this round; otherwise stay, send this round's round change again and
+            # restart the timer, so that a fast clock cannot run away from the others for ever.
+            if self.round == 0 or self._has_company():
+                self._do_round_change(self.round + 1, now, out)
+            else:
+                self.round_started_at = now
+                self._send_round_change(out)
         self._settle(now, out)
         return out
 
@@ -315,41 +312,54 @@ class QbftNode:
     def _is_leader(self, round_: int) -> bool:
         return proposer(round_, self._ctx) == self.address
 
-    def _start_round(
-        self, round_: int, now: float, out: list[Effect], started_at: float | None = None
-    ) -> None:
+    def _has_company(self) -> bool:
+        """Whether f+1 other validators (so at least one honest one) sent round changes for
+        this round or a later one; a single validator needs none."""
+        needed = min(self._ctx.f + 1, len(self.config.validators) - 1)
+        others = sum(
+            1
+            for a, m in self.round_changes.latest.items()
+            if a != self.address and m.round >= self.round
+        )
+        return others >= needed
+
+    def _start_round(self, round_: int, now: float, out: list[Effect]) -> None:
         """Besu's ``startNewRound``: a fresh ``RoundState``, then the buffered messages for it."""
         self.round = round_
         self.round_state = RoundState(round_)
-        self.round_started_at = now if started_at is None else started_at
+        self.round_started_at = now
         self.propose_at = None
         self.voted_digest = None
         for m in self.future.take(self.height, round_):
             self._handle(m, now, out)
 
-    def _do_round_change(
-        self, new_round: int, now: float, out: list[Effect], started_at: float | None = None
-    ) -> None:
-        """Move to ``new_round`` and multicast a ROUND-CHANGE carrying the latest prepared
-        certificate (the spec's ``createRoundChange``)."""
+    def _do_round_change(self, new_round: int, now: float, out: list[Effect]) -> None:
+        """Move to ``new_round`` and multicast a ROUND-CHANGE (spec ``createRoundChange``)."""
         if new_round <= self.round or new_round > MAX_ROUND:
             return
-        self._start_round(new_round, now, out, started_at)
-        cert = self.latest_prepared
-        payload = UnsignedRoundChange(
-            self.height,
-            new_round,
-            None if cert is None else cert.round,
-            None if cert is None else cert.block.digest,
-        )
-        rc = RoundChange(
-            SignedPayload.sign(payload, self.key),
-            None if cert is None else cert.block,
-            () if cert is None else cert.prepares,
-        )
+        self._start_round(new_round, now, out)
         out.append(Persist(self.snapshot()))
-        out.append(Broadcast(rc))
-        self.round_changes.add(self.address, rc)
+        self._send_round_change(out)
+
+    def _send_round_change(self, out: list[Effect]) -> None:
+        """Multicast this node's ROUND-CHANGE for its current round, carrying the latest prepared
+        certificate (made again if it was lost in a restart)."""
+        own = self.round_changes.latest.get(self.address)
+        if own is None or own.round != self.round:
+            cert = self.latest_prepared
+            payload = UnsignedRoundChange(
+                self.height,
+                self.round,
+                None if cert is None else cert.round,
+                None if cert is None else cert.block.digest,
+            )
+            own = RoundChange(
+                SignedPayload.sign(payload, self.key),
+                None if cert is None else cert.block,
+                () if cert is None else cert.prepares,
+            )
+            self.round_changes.add(self.address, own)
+        out.append(Broadcast(own))
 
     def _decide(self, fb: FinalizedBlock, now: float, out: list[Effect], announce: bool) -> None:
         out.append(Decide(fb))
