@@ -4,7 +4,8 @@ that equivocates and forges justifications. Safety (one decided block per height
 honest validators) is checked on every decision; liveness after the network heals.
 
 Environment:
-  QBFT_SIM_SCHEDULES=<n>  how many random schedules (default 1000; raise it for a soak)
+  QBFT_SIM_SCHEDULES=<n>  how many random schedules (default 1000; raise it for a soak, with
+                          pytest's --timeout=0 past the suite's 300 s)
   QBFT_SIM_SEED=<seed>    replay exactly one schedule (the seed a failure printed)
   QBFT_SIM_BASE=<seed>    first seed of the run (default: fresh each run, printed on failure)
 """
