@@ -475,7 +475,10 @@ def random_schedule(seed: int) -> Outcome:
         min_delay=0.005,
         max_delay=rng.choice([0.05, 0.3, 1.5]),
     )
-    config = {"early_round_change": rng.random() < 0.9, "block_period": rng.choice([0.5, 1.0])}
+    # The f+1 rule stays on (the default): without it, capped timers and drifting clocks leave
+    # honest validators' rounds apart for ever once they have drifted (seeds 3769502784 and
+    # 7001992 of an earlier version; docs/qbft.md).
+    config = {"block_period": rng.choice([0.5, 1.0])}
     clocks = None
     if rng.random() < 0.5:  # clocks that run at different speeds (and show different times)
         clocks = [(rng.uniform(0.7, 1.4), rng.uniform(-1000.0, 1000.0)) for _ in range(n)]
