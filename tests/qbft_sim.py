@@ -191,6 +191,8 @@ class Sim:
             return
         for e in effects:
             if isinstance(e, Broadcast):
+                if i != self.byzantine:
+                    self._check_persisted_before_sending(i, e.message)
                 self.broadcast(i, e.message)
             elif isinstance(e, ScheduleTimer):
                 self.timer_gen[i] += 1
@@ -214,6 +216,27 @@ class Sim:
                     self.send(i, j, encode_message(NewBlock(fb)))
             elif isinstance(e, Discarded):
                 self.discarded[str(e.reason)] += 1
+
+    def _check_persisted_before_sending(self, i: int, m: Message) -> None:
+        """What a validator sends, its disk already holds: a crash right after sending never
+        lets it contradict itself after the restart."""
+        snap = self.disks[i].snapshot
+        if isinstance(m, NewBlock):
+            return
+        assert snap is not None and snap.height == m.height, (i, snap, m.height)
+        if isinstance(m, Proposal | Prepare):
+            digest = (
+                m.proposed_block.digest
+                if isinstance(m, Proposal)
+                else m.prepare_payload.unsigned_payload.digest
+            )
+            assert (snap.round, snap.voted_digest) == (m.round, digest)
+        elif isinstance(m, Commit):
+            cert = snap.prepared
+            assert cert is not None and cert.round == m.round
+            assert cert.block.digest == m.commit_payload.unsigned_payload.digest
+        else:
+            assert snap.round == m.round
 
     def _on_decide(self, i: int, fb: FinalizedBlock) -> None:
         disk = self.disks[i]
