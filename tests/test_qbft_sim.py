@@ -197,9 +197,10 @@ def test_more_than_a_third_down_stops_the_chain_and_it_resumes_when_they_return(
     for i in down:
         sim.crash(i)
     sim.run_until(sim.now + 2.0)  # decisions already under way may still land
-    stalled = [sim.height(i) for i in range(n)]
+    stalled = max(sim.height(i) for i in range(n))
     sim.run_until(sim.now + 120.0)
-    assert [sim.height(i) for i in range(n)] == stalled, "decided without a quorum"
+    # No new height without a quorum (a validator may still learn a block decided before).
+    assert max(sim.height(i) for i in range(n)) == stalled, "decided without a quorum"
     _chains_agree(sim)
     sim.heal()
     for i in down:
