@@ -37,21 +37,17 @@ from gateway.errors import (
 )
 from gateway.execution import format as fmt
 from gateway.execution.balances import is_contract_code
+from gateway.execution.building import BuildAborted, PreparedBlock
+from gateway.execution.calls import CallArgs
 from gateway.execution.chain import (
     CREATE2_DEPLOYER,
     CREATE2_DEPLOYER_CODE,
     GenesisAccount,
     GenesisSpec,
 )
-from gateway.execution.engine import (
-    BuildAborted,
-    CallArgs,
-    Engine,
-    LogFilter,
-    PreparedBlock,
-    sender_of,
-    topic_bytes,
-)
+from gateway.execution.engine import Engine
+from gateway.execution.logs import LogFilter, topic_bytes
+from gateway.execution.views import sender_of
 from gateway.ledger import LEDGER_FILE, CommittedBlock, Ledger
 from gateway.protocol import attestation, envelope, query
 
