@@ -1,58 +1,36 @@
-"""eth_, net_ and web3_ methods, answered from the enclave through its message interface."""
+"""The eth_, net_, web3_ and txpool_ methods, and ``Api``, which gathers them with the coco_
+and dev namespaces; each answered from the enclave through its message interface."""
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from gateway import __version__
 from gateway.api import params as p
+from gateway.api.base import ChainView, Method
+from gateway.api.coco import CocoMethods
+from gateway.api.dev import DevMethods
 from gateway.api.filters import FilterManager
+from gateway.api.params import hexdata, qty
 from gateway.enclave import messages as m
 from gateway.enclave.runtime import EnclaveClient
 from gateway.errors import ServerError, Unauthorized
-from gateway.protocol.query import VERSION as SIGNED_QUERY_VERSION
 
 log = logging.getLogger("gateway.api")
-
-Method = Callable[[list[Any], Any], Awaitable[Any]]
 
 PENDING_HIDDEN = (
     "pending-transaction notifications are not offered on this node: with privacy "
     "strict they would reveal other accounts' activity"
 )
 
-def qty(value: int) -> str:
-    return hex(value)
-
-
-def hexdata(value: bytes) -> str:
-    return "0x" + value.hex()
-
 
 @dataclass
-class ChainView:
-    """Public facts the host keeps current from each block, so they need no enclave trip."""
+class Api(CocoMethods, DevMethods):
+    """Every namespace's handlers on one object; ``methods()`` is the registry."""
 
-    head_number: int = -1
-    gas_price: int = 0
-
-    def observe(self, answer: Any) -> Any:
-        """An answer from the enclave names a committed block the host may not have adopted
-        yet (the BuildBlock reply is still on its way): a client that saw the receipt must
-        not then see an older eth_blockNumber."""
-        number = answer.get("blockNumber") if isinstance(answer, dict) else None
-        if isinstance(number, str):
-            self.head_number = max(self.head_number, int(number, 16))
-        return answer
-
-
-@dataclass
-class Api:
     enclave: EnclaveClient
     dev: bool = False
     on_transaction: Callable[[bytes], None] = lambda _h: None
@@ -82,9 +60,6 @@ class Api:
         if not self.dev:
             table.pop("evm_mine", None)
         return table
-
-    async def _ask(self, message: Any) -> Any:
-        return await self.enclave.request(message)
 
     # ------------------------------------------------------------------ chain facts
     async def eth_chainId(self, params: list[Any], ctx: Any) -> str:
@@ -188,13 +163,13 @@ class Api:
         p.arity(params, 2)
         ref = p.block_number_or_tag(params[0], "block", 0)
         full = p.boolean(params[1], "hydrated", 1)
-        return await self._ask(m.GetBlock(ref, full, auth=_auth(ctx)))
+        return await self._ask(m.GetBlock(ref, full, auth=p.auth(ctx)))
 
     async def eth_getBlockByHash(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 2)
         block_hash = p.hash32(params[0], "blockHash", 0)
         full = p.boolean(params[1], "hydrated", 1)
-        return await self._ask(m.GetBlock({"hash": block_hash}, full, auth=_auth(ctx)))
+        return await self._ask(m.GetBlock({"hash": block_hash}, full, auth=p.auth(ctx)))
 
     async def eth_getBlockTransactionCountByNumber(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
@@ -219,35 +194,35 @@ class Api:
     async def eth_getBlockReceipts(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
         ref = p.block_ref(params[0], "block", 0)
-        return await self._ask(m.GetBlockReceipts(ref, auth=_auth(ctx)))
+        return await self._ask(m.GetBlockReceipts(ref, auth=p.auth(ctx)))
 
     # ------------------------------------------------------------------ transactions
     async def eth_getTransactionByHash(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
         tx_hash = p.hash32(params[0], "transactionHash", 0)
-        return self.view.observe(await self._ask(m.GetTx(tx_hash, _auth(ctx))))
+        return self.view.observe(await self._ask(m.GetTx(tx_hash, p.auth(ctx))))
 
     async def eth_getTransactionReceipt(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
         tx_hash = p.hash32(params[0], "transactionHash", 0)
-        return self.view.observe(await self._ask(m.GetReceipt(tx_hash, _auth(ctx))))
+        return self.view.observe(await self._ask(m.GetReceipt(tx_hash, p.auth(ctx))))
 
     async def eth_getTransactionByBlockNumberAndIndex(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 2)
         ref = p.block_number_or_tag(params[0], "block", 0)
         index = p.quantity(params[1], "index", 1, bits=32)
-        return await self._ask(m.GetTxByBlockIndex(ref, index, _auth(ctx)))
+        return await self._ask(m.GetTxByBlockIndex(ref, index, p.auth(ctx)))
 
     async def eth_getTransactionByBlockHashAndIndex(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 2)
         ref = {"hash": p.hash32(params[0], "blockHash", 0)}
         index = p.quantity(params[1], "index", 1, bits=32)
-        return await self._ask(m.GetTxByBlockIndex(ref, index, _auth(ctx)))
+        return await self._ask(m.GetTxByBlockIndex(ref, index, p.auth(ctx)))
 
     async def eth_sendRawTransaction(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 1)
         raw = p.data(params[0], "transaction", 0)
-        tx_hash: bytes = await self._ask(m.SubmitRawTx(raw, _auth(ctx)))
+        tx_hash: bytes = await self._ask(m.SubmitRawTx(raw, p.auth(ctx)))
         self.on_transaction(tx_hash)
         return hexdata(tx_hash)
 
@@ -258,7 +233,7 @@ class Api:
                 "eth_sendTransaction needs an account unlocked on the node, and this node "
                 "unlocks none; sign the transaction and use eth_sendRawTransaction"
             )
-        tx = _tx_object(params[0], "transaction", 0)
+        tx = p.tx_object(params[0], "transaction", 0)
         if tx.get("from") is None:
             raise p.bad("transaction", 0, 'the "from" field is required')
         tx_hash: bytes = await self._ask(
@@ -273,7 +248,7 @@ class Api:
                 data=tx.get("data", b""),
                 nonce=tx.get("nonce"),
                 tx_type=tx.get("type"),
-                auth=_auth(ctx),
+                auth=p.auth(ctx),
             )
         )
         self.on_transaction(tx_hash)
@@ -284,7 +259,7 @@ class Api:
         p.arity(params, 1, 1)
         address = p.address(params[0], "address", 0)
         ref = p.block_ref(p.optional(params, 1, "latest"), "block", 1)
-        return await self._ask(m.GetAccount(kind, address, ref, _auth(ctx)))
+        return await self._ask(m.GetAccount(kind, address, ref, p.auth(ctx)))
 
     async def eth_getBalance(self, params: list[Any], ctx: Any) -> str:
         return qty(int(await self._account("balance", params, ctx)))
@@ -300,7 +275,7 @@ class Api:
         address = p.address(params[0], "address", 0)
         slot = p.quantity(params[1], "storageSlot", 1)
         ref = p.block_ref(p.optional(params, 2, "latest"), "block", 2)
-        return hexdata(await self._ask(m.GetStorage(address, slot, ref, _auth(ctx))))
+        return hexdata(await self._ask(m.GetStorage(address, slot, ref, p.auth(ctx))))
 
     async def eth_call(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 1, 2)
@@ -313,8 +288,8 @@ class Api:
         return qty(await self._ask(self._call_message(params, ctx, estimate=True)))
 
     def _call_message(self, params: list[Any], ctx: Any, *, estimate: bool) -> m.Call:
-        tx = _tx_object(params[0], "transaction", 0)
-        signature, leash = _signed_query(params[0])
+        tx = p.tx_object(params[0], "transaction", 0)
+        signature, leash = p.signed_query(params[0])
         # a signed query is answered at the block it names (docs/PROTOCOL.md, version 2)
         default: Any = "pending" if estimate else "latest"
         if leash is not None:
@@ -328,7 +303,7 @@ class Api:
             value=tx.get("value", 0),
             data=tx.get("data", b""),
             estimate=estimate,
-            auth=_auth(ctx),
+            auth=p.auth(ctx),
             query_signature=signature,
             query_leash=leash,
         )
@@ -336,34 +311,34 @@ class Api:
     # ------------------------------------------------------------------ logs and filters
     async def eth_getLogs(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self._ask(replace(_log_query(params[0], "filter", 0), auth=_auth(ctx)))
+        return await self._ask(replace(p.log_query(params[0], "filter", 0), auth=p.auth(ctx)))
 
     async def eth_newFilter(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 1)
-        query = replace(_log_query(params[0], "filter", 0), auth=_auth(ctx))
+        query = replace(p.log_query(params[0], "filter", 0), auth=p.auth(ctx))
         return await self.filters.new_log_filter(query)
 
     async def eth_newBlockFilter(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0)
-        return await self.filters.new_block_filter(_auth(ctx))
+        return await self.filters.new_block_filter(p.auth(ctx))
 
     async def eth_newPendingTransactionFilter(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0, 1)
         if self.strict:
             raise Unauthorized(PENDING_HIDDEN)
-        return await self.filters.new_pending_filter(_auth(ctx))
+        return await self.filters.new_pending_filter(p.auth(ctx))
 
     async def eth_getFilterChanges(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self.filters.changes(_filter_id(params[0]), _auth(ctx))
+        return await self.filters.changes(p.filter_id(params[0]), p.auth(ctx))
 
     async def eth_getFilterLogs(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1)
-        return await self.filters.all_logs(_filter_id(params[0]), _auth(ctx))
+        return await self.filters.all_logs(p.filter_id(params[0]), p.auth(ctx))
 
     async def eth_uninstallFilter(self, params: list[Any], ctx: Any) -> bool:
         p.arity(params, 1)
-        return self.filters.uninstall(_filter_id(params[0]), _auth(ctx))
+        return self.filters.uninstall(p.filter_id(params[0]), p.auth(ctx))
 
     # ------------------------------------------------------------------ access lists, proofs
     async def eth_createAccessList(self, params: list[Any], ctx: Any) -> Any:
@@ -377,7 +352,7 @@ class Api:
                 gas=call.gas,
                 value=call.value,
                 data=call.data,
-                access_list=_access_list(params[0], "transaction", 0),
+                access_list=p.access_list(params[0], "transaction", 0),
                 auth=call.auth,
                 query_signature=call.query_signature,
                 query_leash=call.query_leash,
@@ -387,308 +362,12 @@ class Api:
     async def eth_getProof(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 2, 1)
         address = p.address(params[0], "address", 0)
-        keys = _storage_keys(params[1], "storageKeys", 1)
+        keys = p.storage_keys(params[1], "storageKeys", 1)
         ref = p.block_ref(p.optional(params, 2, "latest"), "block", 2)
-        return await self._ask(m.GetProof(address, keys, ref, _auth(ctx)))
+        return await self._ask(m.GetProof(address, keys, ref, p.auth(ctx)))
 
     # ------------------------------------------------------------------ pool
     async def txpool_status(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 0)
         status = await self._ask(m.PoolStatus())
         return {"pending": qty(status["pending"]), "queued": qty(status["queued"])}
-
-    # ------------------------------------------------------------------ dev helpers
-    async def evm_mine(self, params: list[Any], ctx: Any) -> str:
-        p.arity(params, 0, 1)
-        if self.mine is None:
-            raise ServerError("this node cannot mine on demand")
-        await self.mine()
-        return "0x0"
-
-    # ------------------------------------------------------------------ the coco namespace
-    async def coco_getBlockSeal(self, params: list[Any], ctx: Any) -> Any:
-        """The proof-of-authority seal of a block (docs/PROTOCOL.md, "Block seal")."""
-        p.arity(params, 1)
-        ref = p.block_ref(params[0], "block", 0)
-        seal = await self._ask(m.GetSeal(ref))
-        if seal is None:
-            return None
-        from eth_utils import to_checksum_address
-
-        return {
-            "version": seal["version"],
-            "chainId": qty(seal["chainId"]),
-            "blockNumber": qty(seal["number"]),
-            "blockHash": hexdata(seal["hash"]),
-            "seal": hexdata(seal["seal"]),
-            "sealer": to_checksum_address(seal["sealer"]) if seal["sealer"] else None,
-        }
-
-    async def coco_getAttestation(self, params: list[Any], ctx: Any) -> Any:
-        """The enclave's signed attestation report and its transaction keys
-        (docs/PROTOCOL.md, "Attestation report")."""
-        p.arity(params, 0)
-        answer = await self._ask(m.GetAttestation())
-        return {
-            "report": answer["report"],
-            "signature": hexdata(answer["signature"]),
-            "currentEpoch": answer["currentEpoch"],
-        }
-
-    async def coco_siweMessage(self, params: list[Any], ctx: Any) -> Any:
-        """A Sign-In with Ethereum message for ``address`` to sign (personal_sign)."""
-        p.arity(params, 1, 1)
-        address = p.address(params[0], "address", 0)
-        origin = p.optional(params, 1, getattr(ctx, "base_url", "") or "http://localhost")
-        origin = p.text(origin, "origin", 1, what="the page's origin, e.g. https://example.org")
-        if not _is_web_origin(origin):
-            raise p.bad("origin", 1, "expected the page's origin, e.g. https://example.org")
-        message = await self._ask(m.SiweMessage(address, origin))
-        return {"message": message}
-
-    async def coco_signIn(self, params: list[Any], ctx: Any) -> Any:
-        """Exchange the signed message for a session and its personal RPC URL."""
-        p.arity(params, 2)
-        message = p.text(params[0], "message", 0, what="the SIWE message text")
-        signature = p.data(params[1], "signature", 1, size=65)
-        session = await self._ask(m.SignIn(message, signature))
-        base = getattr(ctx, "base_url", "") or ""
-        from eth_utils import to_checksum_address
-
-        return {
-            "token": session["token"],
-            "address": to_checksum_address(session["address"]),
-            "expiresAt": session["expiresAt"],
-            "rpcUrl": f"{base}/rpc/{session['token']}",
-        }
-
-    async def coco_signOut(self, params: list[Any], ctx: Any) -> bool:
-        p.arity(params, 0)
-        auth = _auth(ctx)
-        if auth is None:
-            raise Unauthorized("coco_signOut needs your personal RPC URL (/rpc/<token>)")
-        return bool(await self._ask(m.SignOut(auth)))
-
-    async def coco_myActivity(self, params: list[Any], ctx: Any) -> Any:
-        """The signed-in account's own transactions (newest first) and contracts."""
-        p.arity(params, 0)
-        auth = _auth(ctx)
-        if auth is None:
-            raise Unauthorized("coco_myActivity needs your personal RPC URL (/rpc/<token>)")
-        return await self._ask(m.MyActivity(auth))
-
-    async def coco_nodeInfo(self, params: list[Any], ctx: Any) -> Any:
-        p.arity(params, 0)
-        from eth_utils import to_checksum_address
-
-        status = await self._ask(m.GetStatus())
-        return {
-            "client": f"coco-gateway/v{__version__}",
-            "chainId": qty(status["chainId"]),
-            "fork": status["fork"],
-            "validators": [to_checksum_address(status["validator"])],
-            "head": qty(status["head"]["number"]),
-            "finalized": qty(status["finalized"]),
-            "pendingTransactions": status["poolSize"],
-            "dev": self.dev,
-            "privacy": status["privacy"],
-            "genesisHash": hexdata(status["genesisHash"]),
-        }
-
-    async def coco_whoami(self, params: list[Any], ctx: Any) -> Any:
-        """Who this URL's caller is to the node: ``address`` is the signed-in account on a
-        personal RPC URL, null on the public one; ``privacy`` says what an anonymous call's
-        msg.sender is (the zero address on a strict node, its ``from`` on an open one)."""
-        p.arity(params, 0)
-        from eth_utils import to_checksum_address
-
-        address = await self._ask(m.WhoAmI(_auth(ctx)))
-        return {
-            "address": None if address is None else to_checksum_address(address),
-            "privacy": "strict" if self.strict else "open",
-        }
-
-
-def _is_web_origin(origin: str) -> bool:
-    """http(s)://host[:port], parseable (urlsplit refuses "http://[" and bad ports)."""
-    if not origin.startswith(("http://", "https://")):
-        return False
-    try:
-        parts = urlsplit(origin)
-        parts.port  # noqa: B018 (parses the port: raises on "http://h:x")
-    except ValueError:
-        return False
-    return bool(parts.hostname)
-
-
-def _auth(ctx: Any) -> str | None:
-    """The caller's session token, from the personal RPC URL it came in on."""
-    return getattr(ctx, "auth", None)
-
-
-def _signed_query(value: Any) -> tuple[bytes | None, dict[str, int] | None]:
-    """The optional ``signedQuery`` member of a call object: {signature, leash}."""
-    if not isinstance(value, dict) or value.get("signedQuery") is None:
-        return None, None
-    query = value["signedQuery"]
-    if not isinstance(query, dict):
-        raise p.bad(
-            "transaction.signedQuery", 0, "expected an object {version, signature, leash}"
-        )
-    if query.get("version") != SIGNED_QUERY_VERSION:
-        raise Unauthorized(
-            f"signed query refused: version {query.get('version', 1)!r} is not accepted; this "
-            f"node takes signed query version {SIGNED_QUERY_VERSION} only (bound to the chain's "
-            "genesis, answered at one block, once per nonce): upgrade the client SDK "
-            "(docs/PROTOCOL.md, \"Signed query, version 2\")",
-            reason="query-version",
-        )
-    signature = p.data(query.get("signature"), "transaction.signedQuery.signature", 0, size=65)
-    leash_raw = query.get("leash")
-    if not isinstance(leash_raw, dict):
-        raise p.bad("transaction.signedQuery.leash", 0, "expected an object")
-    leash = {}
-    for key in ("nonce", "blockNumber", "blockRange", "expiry"):
-        leash[key] = p.quantity(
-            leash_raw.get(key), f"transaction.signedQuery.leash.{key}", 0, bits=64
-        )
-    return signature, leash
-
-
-def _filter_id(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise p.bad("filterId", 0, "expected a hex filter id")
-    return value.lower()
-
-
-def _tx_object(value: Any, name: str, index: int) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise p.bad(name, index, f"expected a transaction object, got {p.json_type(value)}")
-    out: dict[str, Any] = {}
-    for key in ("from", "to"):
-        if value.get(key) is not None:
-            out[key] = p.address(value[key], f"{name}.{key}", index)
-    for key, bits in (
-        ("gas", 64),
-        ("nonce", 64),
-        ("gasPrice", 256),
-        ("maxFeePerGas", 256),
-        ("maxPriorityFeePerGas", 256),
-        ("value", 256),
-    ):
-        if value.get(key) is not None:
-            out[key] = p.quantity(value[key], f"{name}.{key}", index, bits=bits)
-    if value.get("type") is not None:
-        out["type"] = p.quantity(value["type"], f"{name}.type", index, bits=8)
-    data = value.get("input")
-    legacy = value.get("data")
-    if data is not None and legacy is not None and data != legacy:
-        raise p.bad(name, index, 'both "data" and "input" are set and not equal')
-    chosen = data if data is not None else legacy
-    if chosen is not None:
-        out["data"] = p.data(chosen, f"{name}.input", index)
-    if "gasPrice" in out and ("maxFeePerGas" in out or "maxPriorityFeePerGas" in out):
-        raise p.bad(
-            name, index, "both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified"
-        )
-    return out
-
-
-def _or_latest(value: dict[str, Any], key: str) -> Any:
-    """An absent or null bound means "latest"; anything else must parse as a block."""
-    found = value.get(key)
-    return "latest" if found is None else found
-
-
-def _log_query(value: Any, name: str, index: int) -> m.GetLogs:
-    if not isinstance(value, dict):
-        raise p.bad(name, index, f"expected a filter object, got {p.json_type(value)}")
-    unknown = set(value) - {"fromBlock", "toBlock", "address", "topics", "blockHash"}
-    if unknown:
-        raise p.bad(name, index, f"unknown field(s) {', '.join(sorted(unknown))}")
-    addresses_raw = value.get("address")
-    if addresses_raw is None:
-        addresses: list[bytes] = []
-    elif isinstance(addresses_raw, list):
-        addresses = [p.address(a, f"{name}.address", index) for a in addresses_raw]
-    else:
-        addresses = [p.address(addresses_raw, f"{name}.address", index)]
-    topics_raw = value.get("topics")
-    if topics_raw is None:
-        topics_raw = []
-    if not isinstance(topics_raw, list) or len(topics_raw) > 4:
-        raise p.bad(name, index, "topics must be an array of at most 4 entries")
-    topics: list[list[bytes] | None] = []
-    for position, entry in enumerate(topics_raw):
-        where = f"{name}.topics[{position}]"
-        if entry is None:
-            topics.append(None)
-        elif isinstance(entry, list):
-            topics.append([p.hash32(t, where, index) for t in entry] or None)
-        else:
-            topics.append([p.hash32(entry, where, index)])
-    if value.get("blockHash") is not None:
-        if value.get("fromBlock") is not None or value.get("toBlock") is not None:
-            raise p.bad(name, index, "blockHash cannot be combined with fromBlock/toBlock")
-        return m.GetLogs(
-            addresses=addresses,
-            topics=topics,
-            block_hash=p.hash32(value["blockHash"], f"{name}.blockHash", index),
-        )
-    start = p.block_number_or_tag(_or_latest(value, "fromBlock"), f"{name}.fromBlock", index)
-    end = p.block_number_or_tag(_or_latest(value, "toBlock"), f"{name}.toBlock", index)
-    if isinstance(start, int) and isinstance(end, int) and start > end:
-        raise p.bad(name, index, "fromBlock is after toBlock")
-    return m.GetLogs(from_block=start, to_block=end, addresses=addresses, topics=topics)
-
-
-MAX_PROOF_KEYS = 1024
-_HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
-MAX_ACCESS_LIST_ENTRIES = 1024
-
-
-def _access_list(value: Any, name: str, index: int) -> list[list[Any]]:
-    """The optional ``accessList`` of a call object: [{address, storageKeys}, ...]."""
-    entries = value.get("accessList") if isinstance(value, dict) else None
-    if entries is None:
-        return []
-    where = f"{name}.accessList"
-    if not isinstance(entries, list):
-        raise p.bad(where, index, f"expected an array, got {p.json_type(entries)}")
-    out: list[list[Any]] = []
-    total = 0
-    for position, entry in enumerate(entries):
-        here = f"{where}[{position}]"
-        if not isinstance(entry, dict) or set(entry) - {"address", "storageKeys"}:
-            raise p.bad(here, index, "expected an object {address, storageKeys}")
-        keys = entry.get("storageKeys") or []
-        if not isinstance(keys, list):
-            raise p.bad(f"{here}.storageKeys", index, "expected an array of 32-byte hashes")
-        total += 1 + len(keys)
-        if total > MAX_ACCESS_LIST_ENTRIES:
-            raise p.bad(
-                where, index, f"at most {MAX_ACCESS_LIST_ENTRIES} addresses and keys in all"
-            )
-        address = p.address(entry.get("address"), f"{here}.address", index)
-        out.append([address, [p.hash32(k, f"{here}.storageKeys", index) for k in keys]])
-    return out
-
-
-def _storage_keys(value: Any, name: str, index: int) -> list[bytes]:
-    """eth_getProof's storage keys: hex of at most 32 bytes each (geth's decodeHash)."""
-    if not isinstance(value, list):
-        raise p.bad(name, index, f"expected an array of storage keys, got {p.json_type(value)}")
-    if len(value) > MAX_PROOF_KEYS:
-        raise p.bad(name, index, f"at most {MAX_PROOF_KEYS} keys per call, got {len(value)}")
-    keys = []
-    for position, key in enumerate(value):
-        where = f"{name}[{position}]"
-        if not isinstance(key, str):
-            raise p.bad(where, index, f"expected a hex string, got {p.json_type(key)}")
-        digits = key[2:] if key.startswith(("0x", "0X")) else key
-        if not _HEX_DIGITS.fullmatch(digits):
-            raise p.bad(where, index, f"invalid hex string {key[:80]!r}")
-        if len(digits) > 64:
-            raise p.bad(where, index, "hex string too long, want at most 32 bytes")
-        keys.append(bytes.fromhex(digits.rjust(len(digits) + len(digits) % 2, "0")))
-    return keys

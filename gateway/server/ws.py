@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import params as p
-from gateway.api.eth import PENDING_HIDDEN, _log_query
+from gateway.api.eth import PENDING_HIDDEN
 from gateway.enclave import messages as m
 from gateway.enclave.runtime import EnclaveClient
 from gateway.errors import InvalidParams, LimitExceeded, RpcError, Unauthorized
@@ -160,7 +160,7 @@ class SubscriptionHub:
             sub = Subscription("newHeads")
         elif kind == "logs":
             p.arity(params, 1, 1)
-            query = replace(_log_query(p.optional(params, 1, {}), "filter", 1), auth=conn.auth)
+            query = replace(p.log_query(p.optional(params, 1, {}), "filter", 1), auth=conn.auth)
             sub = Subscription("logs", query)
         elif kind == "newPendingTransactions":
             p.arity(params, 1, 1)

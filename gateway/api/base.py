@@ -1,0 +1,41 @@
+"""What every namespace of handlers (eth, coco, dev) stands on: the enclave it asks, the
+node's mode, and the public chain facts the host keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.enclave.runtime import EnclaveClient
+
+Method = Callable[[list[Any], Any], Awaitable[Any]]
+
+
+@dataclass
+class ChainView:
+    """Public facts the host keeps current from each block, so they need no enclave trip."""
+
+    head_number: int = -1
+    gas_price: int = 0
+
+    def observe(self, answer: Any) -> Any:
+        """An answer from the enclave names a committed block the host may not have adopted
+        yet (the BuildBlock reply is still on its way): a client that saw the receipt must
+        not then see an older eth_blockNumber."""
+        number = answer.get("blockNumber") if isinstance(answer, dict) else None
+        if isinstance(number, str):
+            self.head_number = max(self.head_number, int(number, 16))
+        return answer
+
+
+class Handlers:
+    """The state the namespaces share; ``Api`` (gateway/api/eth.py) provides it."""
+
+    enclave: EnclaveClient
+    dev: bool
+    strict: bool
+    view: ChainView
+
+    async def _ask(self, message: Any) -> Any:
+        return await self.enclave.request(message)

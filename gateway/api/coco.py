@@ -1,0 +1,117 @@
+"""The coco_ namespace: block seals, the attestation report, Sign-In with Ethereum and
+sessions, and what the node tells a caller about itself and its own activity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway import __version__
+from gateway.api import params as p
+from gateway.api.base import Handlers
+from gateway.api.params import hexdata, qty
+from gateway.enclave import messages as m
+from gateway.errors import Unauthorized
+
+
+class CocoMethods(Handlers):
+    async def coco_getBlockSeal(self, params: list[Any], ctx: Any) -> Any:
+        """The proof-of-authority seal of a block (docs/PROTOCOL.md, "Block seal")."""
+        p.arity(params, 1)
+        ref = p.block_ref(params[0], "block", 0)
+        seal = await self._ask(m.GetSeal(ref))
+        if seal is None:
+            return None
+        from eth_utils import to_checksum_address
+
+        return {
+            "version": seal["version"],
+            "chainId": qty(seal["chainId"]),
+            "blockNumber": qty(seal["number"]),
+            "blockHash": hexdata(seal["hash"]),
+            "seal": hexdata(seal["seal"]),
+            "sealer": to_checksum_address(seal["sealer"]) if seal["sealer"] else None,
+        }
+
+    async def coco_getAttestation(self, params: list[Any], ctx: Any) -> Any:
+        """The enclave's signed attestation report and its transaction keys
+        (docs/PROTOCOL.md, "Attestation report")."""
+        p.arity(params, 0)
+        answer = await self._ask(m.GetAttestation())
+        return {
+            "report": answer["report"],
+            "signature": hexdata(answer["signature"]),
+            "currentEpoch": answer["currentEpoch"],
+        }
+
+    async def coco_siweMessage(self, params: list[Any], ctx: Any) -> Any:
+        """A Sign-In with Ethereum message for ``address`` to sign (personal_sign)."""
+        p.arity(params, 1, 1)
+        address = p.address(params[0], "address", 0)
+        origin = p.optional(params, 1, getattr(ctx, "base_url", "") or "http://localhost")
+        origin = p.text(origin, "origin", 1, what="the page's origin, e.g. https://example.org")
+        if not p.is_web_origin(origin):
+            raise p.bad("origin", 1, "expected the page's origin, e.g. https://example.org")
+        message = await self._ask(m.SiweMessage(address, origin))
+        return {"message": message}
+
+    async def coco_signIn(self, params: list[Any], ctx: Any) -> Any:
+        """Exchange the signed message for a session and its personal RPC URL."""
+        p.arity(params, 2)
+        message = p.text(params[0], "message", 0, what="the SIWE message text")
+        signature = p.data(params[1], "signature", 1, size=65)
+        session = await self._ask(m.SignIn(message, signature))
+        base = getattr(ctx, "base_url", "") or ""
+        from eth_utils import to_checksum_address
+
+        return {
+            "token": session["token"],
+            "address": to_checksum_address(session["address"]),
+            "expiresAt": session["expiresAt"],
+            "rpcUrl": f"{base}/rpc/{session['token']}",
+        }
+
+    async def coco_signOut(self, params: list[Any], ctx: Any) -> bool:
+        p.arity(params, 0)
+        auth = p.auth(ctx)
+        if auth is None:
+            raise Unauthorized("coco_signOut needs your personal RPC URL (/rpc/<token>)")
+        return bool(await self._ask(m.SignOut(auth)))
+
+    async def coco_myActivity(self, params: list[Any], ctx: Any) -> Any:
+        """The signed-in account's own transactions (newest first) and contracts."""
+        p.arity(params, 0)
+        auth = p.auth(ctx)
+        if auth is None:
+            raise Unauthorized("coco_myActivity needs your personal RPC URL (/rpc/<token>)")
+        return await self._ask(m.MyActivity(auth))
+
+    async def coco_nodeInfo(self, params: list[Any], ctx: Any) -> Any:
+        p.arity(params, 0)
+        from eth_utils import to_checksum_address
+
+        status = await self._ask(m.GetStatus())
+        return {
+            "client": f"coco-gateway/v{__version__}",
+            "chainId": qty(status["chainId"]),
+            "fork": status["fork"],
+            "validators": [to_checksum_address(status["validator"])],
+            "head": qty(status["head"]["number"]),
+            "finalized": qty(status["finalized"]),
+            "pendingTransactions": status["poolSize"],
+            "dev": self.dev,
+            "privacy": status["privacy"],
+            "genesisHash": hexdata(status["genesisHash"]),
+        }
+
+    async def coco_whoami(self, params: list[Any], ctx: Any) -> Any:
+        """Who this URL's caller is to the node: ``address`` is the signed-in account on a
+        personal RPC URL, null on the public one; ``privacy`` says what an anonymous call's
+        msg.sender is (the zero address on a strict node, its ``from`` on an open one)."""
+        p.arity(params, 0)
+        from eth_utils import to_checksum_address
+
+        address = await self._ask(m.WhoAmI(p.auth(ctx)))
+        return {
+            "address": None if address is None else to_checksum_address(address),
+            "privacy": "strict" if self.strict else "open",
+        }
