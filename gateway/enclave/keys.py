@@ -108,8 +108,11 @@ class KeyRing:
 
 def measurement() -> tuple[bytes, str]:
     """sha256 over the code that runs inside the enclave: the enclave, execution, ledger and
-    protocol rooms of this package, the seal code, and the installed py-evm package."""
-    import eth
+    protocol rooms of this package, the seal code, and the installed py-evm package.
+
+    py-evm is found, not imported: ``coco-gateway attest measure`` runs on the host, which
+    never loads it."""
+    from importlib.util import find_spec
 
     import gateway
 
@@ -127,7 +130,10 @@ def measurement() -> tuple[bytes, str]:
         rel = ("gateway/" + path.relative_to(here).as_posix()).encode()
         content = path.read_bytes()
         h.update(len(rel).to_bytes(4, "big") + rel + len(content).to_bytes(8, "big") + content)
-    eth_root = Path(eth.__file__).resolve().parent
+    eth_spec = find_spec("eth")
+    if eth_spec is None or eth_spec.origin is None:
+        raise RuntimeError("py-evm (the eth package) is not installed")
+    eth_root = Path(eth_spec.origin).resolve().parent
     eth_files = sorted(eth_root.rglob("*.py"), key=lambda p: p.relative_to(eth_root).as_posix())
     for path in eth_files:
         rel = ("eth/" + path.relative_to(eth_root).as_posix()).encode()

@@ -9,6 +9,7 @@ object on a worker thread, through the same codec, for tests and debugging.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import sys
@@ -21,6 +22,11 @@ from gateway.enclave.messages import BuildBlock, Close, Open
 from gateway.errors import InternalError, RpcError
 
 log = logging.getLogger("gateway.enclave.runtime")
+
+# The enclave's own code, named and not imported: the host links only against the interface
+# (messages, codec, this module), as the process runtime names its worker module
+WORKER_MODULE = "gateway.enclave.worker"
+ENCLAVE_MODULE = "gateway.enclave.core"
 
 
 class EnclaveClient(Protocol):
@@ -47,10 +53,8 @@ class InProcessEnclave:
         self._next_id = 0
 
     async def start(self, opened: Open) -> None:
-        from gateway.enclave.core import Enclave  # the enclave's own code stays out of the host
-
         loop = asyncio.get_running_loop()
-        self._enclave = await loop.run_in_executor(self._executor, Enclave, opened)
+        self._enclave = await loop.run_in_executor(self._executor, _open_in_process, opened)
 
     async def request(self, message: Any) -> Any:
         if self._enclave is None:
@@ -72,6 +76,11 @@ class InProcessEnclave:
             enclave, self._enclave = self._enclave, None
             await loop.run_in_executor(self._executor, enclave.close)
         self._executor.shutdown(wait=True)
+
+
+def _open_in_process(opened: Open) -> Any:
+    """Load the enclave's code by name (on the enclave thread) and open it."""
+    return importlib.import_module(ENCLAVE_MODULE).Enclave(opened)
 
 
 def _serve_frame(enclave: Any, frame: bytes) -> bytes:
@@ -116,7 +125,7 @@ class ProcessEnclave:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "gateway.enclave.worker",
+            WORKER_MODULE,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
