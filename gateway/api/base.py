@@ -1,5 +1,4 @@
-"""What every namespace of handlers (eth, coco, dev) stands on: the enclave it asks, the
-node's mode, and the public chain facts the host keeps."""
+"""What the eth, coco and dev namespaces share: the enclave, the node's mode, the chain view."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The coco_ namespace: block seals, the attestation report, Sign-In with Ethereum and
-sessions, and what the node tells a caller about itself and its own activity."""
+"""The coco_ namespace: seals, attestation, sign-in, sessions, whoami, nodeInfo, myActivity."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The eth_, net_, web3_ and txpool_ methods, and ``Api``, which gathers them with the coco_
-and dev namespaces; each answered from the enclave through its message interface."""
+"""eth_, net_, web3_ and txpool_ methods, and Api, which gathers every namespace's handlers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""What the handlers share: parameter parsing (each failure names the argument and the reason),
-the caller's session, and the result helpers ``qty`` and ``hexdata``."""
+"""What handlers share: parameter parsing (each failure names the argument), qty, hexdata."""
 
 from __future__ import annotations
 

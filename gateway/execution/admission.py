@@ -1,5 +1,4 @@
-"""Admission: decode a raw transaction, check it against the pool's rules and the head state,
-and open its envelope."""
+"""Admission: decode a raw transaction, check it against the pool and head, open its envelope."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Building: choose a block's transactions from the pool, execute them on the parent's state,
-and tidy the pool once the block is committed."""
+"""Building: pick a block's transactions, run them on the parent, tidy the pool after commit."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Calls: eth_call, eth_estimateGas and eth_createAccessList, each a run of py-evm on a
-block's state whose changes are thrown away."""
+"""Calls: eth_call, eth_estimateGas and eth_createAccessList, each a run thrown away after."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Fees: the next block's base fee, the suggested gas price, and eth_feeHistory with its
-reward percentiles."""
+"""Fees: the next base fee, the suggested gas price, and eth_feeHistory with its rewards."""
 
 from __future__ import annotations
 

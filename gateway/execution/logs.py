@@ -1,5 +1,4 @@
-"""Logs: eth_getLogs over a block range or one block, a filter's matching rules, and the
-limits that keep a query bounded."""
+"""Logs: eth_getLogs over a block range or one block, and how a filter matches a log."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Views: blocks, transactions and receipts as their JSON-RPC shapes, from a cache of block
-data; an enveloped transaction's log data sealed to its sender."""
+"""Views: blocks, transactions and receipts as JSON-RPC shapes, from a cache of block data."""
 
 from __future__ import annotations
 
