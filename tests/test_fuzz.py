@@ -45,6 +45,7 @@ import pytest
 from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
 from eth_account import Account
 from procstat import enclave_pid, rss
+from rlp_support import nested_lists
 
 from gateway.api.eth import Api
 from gateway.protocol.envelope import REQUEST_MAGIC
@@ -179,7 +180,7 @@ class Gen:
         kind = self.r.randrange(6)
         if kind == 0:  # nested lists
             depth = self.r.choice([5, 20, 1000, 30_000])
-            return "0x" + self.pick([b"", b"\x01", b"\x02"]).hex() + _nested(depth).hex()
+            return "0x" + self.pick([b"", b"\x01", b"\x02"]).hex() + nested_lists(depth).hex()
         if kind == 1:  # lengths that overrun
             return "0x02" + self.pick(["f9ffff", "b9ffff00", "c5", "f8", "ff" * 8]) + "00"
         if kind == 2:  # a signed transaction with one byte changed
@@ -519,20 +520,6 @@ class Gen:
                 )
             )
         return frames
-
-
-def _nested(depth: int) -> bytes:
-    headers = [b"\xc0"]
-    size = 1
-    for _ in range(depth - 1):
-        if size < 56:
-            header = bytes([0xC0 + size])
-        else:
-            length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-            header = bytes([0xF7 + len(length)]) + length
-        headers.append(header)
-        size += len(header)
-    return b"".join(reversed(headers))
 
 
 SHAPES: dict[str, list[Any]] = {

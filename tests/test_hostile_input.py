@@ -25,6 +25,7 @@ import rlp
 from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
 from eth_account import Account
 from procstat import enclave_pid, rss
+from rlp_support import nested_lists
 
 from gateway.server.logs import ClientErrorFilter
 
@@ -39,21 +40,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     proc = NodeProcess(tmp_path_factory.mktemp("hostile") / "data").start()
     yield proc
     proc.stop()
-
-
-def nested_lists(depth: int) -> bytes:
-    """``depth`` empty lists, each inside the next (built by hand: rlp.encode recurses)."""
-    headers = [b"\xc0"]
-    size = 1
-    for _ in range(depth - 1):
-        if size < 56:
-            header = bytes([0xC0 + size])
-        else:
-            length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-            header = bytes([0xF7 + len(length)]) + length
-        headers.append(header)
-        size += len(header)
-    return b"".join(reversed(headers))
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
