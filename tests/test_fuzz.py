@@ -46,6 +46,7 @@ from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
 from eth_account import Account
 from procstat import enclave_pid, rss
 from rlp_support import nested_lists
+from ws_support import RawWebSocket
 
 from gateway.api.eth import Api
 from gateway.protocol.envelope import REQUEST_MAGIC
@@ -671,76 +672,6 @@ def raw_http_case(port: int, data: bytes, case: int, failures: Failures) -> None
                     check_document(json.loads(rest[:length]), case, what, failures)
                 except ValueError:
                     failures.add(case, what, f"a body that is not JSON: {rest[:200]!r}")
-
-
-class RawWebSocket:
-    def __init__(self, port: int, path: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self._recv()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        self.status = int(head.split(b" ", 2)[1])
-
-    def _recv(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError
-        return chunk
-
-    def _exactly(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            self.buffer += self._recv()
-        out, self.buffer = self.buffer[:n], self.buffer[n:]
-        return out
-
-    def send_frame(
-        self,
-        opcode: int,
-        payload: bytes,
-        *,
-        fin: bool = True,
-        masked: bool = True,
-        length: int | None = None,
-    ) -> None:
-        length = len(payload) if length is None else length
-        first = (0x80 if fin else 0) | opcode
-        mask_bit = 0x80 if masked else 0
-        if length < 126:
-            header = bytes([first, mask_bit | length])
-        elif length < 1 << 16:
-            header = bytes([first, mask_bit | 126]) + struct.pack(">H", length)
-        else:
-            header = bytes([first, mask_bit | 127]) + struct.pack(">Q", length)
-        if masked:
-            mask = os.urandom(4)
-            key = (mask * (len(payload) // 4 + 1))[: len(payload)]
-            payload = (
-                (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
-                    len(payload), "big"
-                )
-                if payload
-                else b""
-            )
-            header += mask
-        self.sock.sendall(header + payload)
-
-    def frame(self) -> tuple[int, bytes]:
-        first, second = self._exactly(2)
-        length = second & 0x7F
-        if length == 126:
-            (length,) = struct.unpack(">H", self._exactly(2))
-        elif length == 127:
-            (length,) = struct.unpack(">Q", self._exactly(8))
-        return first & 0x0F, self._exactly(length)
 
 
 def ws_case(
