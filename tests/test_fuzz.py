@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
+from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc, wait_receipt
 from eth_account import Account
 from procstat import enclave_pid, rss
 from rlp_support import nested_lists
@@ -792,7 +792,7 @@ def test_fuzz(chain: NodeProcess, capsys: pytest.CaptureFixture[str]) -> None:
     control = Account.from_key("0x" + random.Random(SEED).randbytes(32).hex())
     funder = Account.from_key(DEV_KEYS[0])
     fund = _send(_sign_in(chain, funder), funder, control.address, 10**18)
-    _receipt(_sign_in(chain, funder), fund)
+    wait_receipt(_sign_in(chain, funder), fund, what=f"seed {SEED}: ")
     personal = _sign_in(chain, Account.from_key(DEV_KEYS[1])).removeprefix(chain.url)
     log_start = len(chain.log().splitlines())
     baseline: tuple[int, int] | None = None
@@ -825,7 +825,8 @@ def test_fuzz(chain: NodeProcess, capsys: pytest.CaptureFixture[str]) -> None:
     # the control transfer
     control_url = _sign_in(chain, control)
     tx_hash = _send(control_url, control, funder.address, 1)
-    assert _receipt(control_url, tx_hash)["status"] == "0x1", f"seed {SEED}"
+    receipt = wait_receipt(control_url, tx_hash, what=f"seed {SEED}: ")
+    assert receipt["status"] == "0x1", f"seed {SEED}"
     new_log = chain.log().splitlines()[log_start:]
     bad_lines = [line for line in new_log if "Traceback" in line or " ERROR " in line]
     assert not failures.items, f"seed {SEED}: {len(failures.items)} bad answers:\n" + "\n".join(
@@ -865,11 +866,3 @@ def _send(url: str, account: Any, to: str, value: int) -> str:
     )
     assert "result" in answer, (SEED, answer)
     return str(answer["result"])
-
-
-def _receipt(url: str, tx_hash: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while (receipt := rpc(url, "eth_getTransactionReceipt", [tx_hash])["result"]) is None:
-        assert time.monotonic() < deadline, f"seed {SEED}: no receipt for {tx_hash} within 60 s"
-        time.sleep(0.05)
-    return dict(receipt)

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import rlp
-from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
+from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc, wait_receipt
 from eth_account import Account
 from procstat import enclave_pid, rss
 from rlp_support import nested_lists
@@ -100,14 +100,6 @@ def test_malformed_rlp_is_refused_with_its_reason(
     assert error == {"code": -32602, "message": f"invalid raw transaction: {reason}"}
 
 
-def _wait_receipt(url: str, tx_hash: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while (receipt := rpc(url, "eth_getTransactionReceipt", [tx_hash])["result"]) is None:
-        assert time.monotonic() < deadline, f"no receipt for {tx_hash}"
-        time.sleep(0.05)
-    return dict(receipt)
-
-
 def test_valid_transactions_of_every_type_still_pass(chain: NodeProcess) -> None:
     nonce = int(
         rpc(chain.url, "eth_getTransactionCount", [SENDER.address, "pending"])["result"], 16
@@ -130,7 +122,7 @@ def test_valid_transactions_of_every_type_still_pass(chain: NodeProcess) -> None
         raw = bytes(Account.sign_transaction(tx, SENDER.key).raw_transaction)
         answer = rpc(chain.url, "eth_sendRawTransaction", ["0x" + raw.hex()])
         assert "result" in answer, answer
-        assert _wait_receipt(chain.url, answer["result"])["status"] == "0x1"
+        assert wait_receipt(chain.url, answer["result"])["status"] == "0x1"
 
 
 # ------------------------------------------------------------ bodies and their headers
