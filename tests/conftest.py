@@ -45,6 +45,15 @@ def rpc(url: str, method: str, params: list[Any] | None = None) -> dict[str, Any
         return json.loads(resp.read())
 
 
+def wait_receipt(url: str, tx_hash: str, timeout: float = 60, what: str = "") -> dict[str, Any]:
+    """The transaction's receipt, polled every 50 ms; fails (``what`` first) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (receipt := rpc(url, "eth_getTransactionReceipt", [tx_hash])["result"]) is None:
+        assert time.monotonic() < deadline, f"{what}no receipt for {tx_hash} within {timeout:g} s"
+        time.sleep(0.05)
+    return dict(receipt)
+
+
 class NodeProcess:
     """A `coco-gateway dev` process with its own data directory and port."""
 

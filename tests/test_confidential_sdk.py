@@ -481,6 +481,19 @@ def _refusals(
     return sent["error"], called["error"]
 
 
+def _call_sealed(owner: Any, to: str, sealed: Any) -> bytes:
+    """``sealed`` sent by hand as OWNER's eth_call to ``to``: the sealed answer, opened."""
+    answer = owner.raw(
+        "eth_call", {"from": OWNER.address, "to": to, "data": "0x" + sealed.envelope.hex()}
+    )
+    return open_response(
+        bytes.fromhex(answer[2:]),
+        response_key=sealed.response_key,
+        request_digest=sealed.request_digest,
+        purpose=Purpose.RESULT,
+    )
+
+
 def test_bad_envelopes_get_distinct_clear_errors(strict: dict[str, Any]) -> None:
     owner = strict["owner"]
     token, _ = owner.deploy("ConfidentialToken", "Envelopes", "ENV", 1000)
@@ -490,16 +503,7 @@ def test_bad_envelopes_get_distinct_clear_errors(strict: dict[str, Any]) -> None
     good = _seal(report, epoch, data, OWNER.address, token.address)
 
     # the well-formed envelope, sent by hand, works: a sealed answer that opens to the balance
-    answer = owner.raw(
-        "eth_call", {"from": OWNER.address, "to": token.address, "data": "0x" + good.envelope.hex()}
-    )
-    opened = open_response(
-        bytes.fromhex(answer[2:]),
-        response_key=good.response_key,
-        request_digest=good.request_digest,
-        purpose=Purpose.RESULT,
-    )
-    assert int.from_bytes(opened, "big") == 1000
+    assert int.from_bytes(_call_sealed(owner, token.address, good), "big") == 1000
 
     tampered = bytearray(good.envelope)
     tampered[-1] ^= 0x01  # one bit of the authentication tag
@@ -566,15 +570,7 @@ def test_bad_envelopes_get_distinct_clear_errors(strict: dict[str, Any]) -> None
     # the next epoch's key, which the attestation publishes, is admitted (lookahead 1)
     assert [k.epoch for k in report.tx_keys] == [epoch, epoch + 1]
     ahead = _seal(report, epoch + 1, data, OWNER.address, token.address)
-    ahead_call = {"from": OWNER.address, "to": token.address, "data": "0x" + ahead.envelope.hex()}
-    answer = owner.raw("eth_call", ahead_call)
-    opened = open_response(
-        bytes.fromhex(answer[2:]),
-        response_key=ahead.response_key,
-        request_digest=ahead.request_digest,
-        purpose=Purpose.RESULT,
-    )
-    assert int.from_bytes(opened, "big") == 1000
+    assert int.from_bytes(_call_sealed(owner, token.address, ahead), "big") == 1000
 
 
 def test_an_envelope_sealed_for_another_sender_says_so(strict: dict[str, Any]) -> None:

@@ -42,9 +42,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
+from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc, wait_receipt
 from eth_account import Account
 from procstat import enclave_pid, rss
+from rlp_support import nested_lists
+from ws_support import RawWebSocket
 
 from gateway.api.eth import Api
 from gateway.protocol.envelope import REQUEST_MAGIC
@@ -179,7 +181,7 @@ class Gen:
         kind = self.r.randrange(6)
         if kind == 0:  # nested lists
             depth = self.r.choice([5, 20, 1000, 30_000])
-            return "0x" + self.pick([b"", b"\x01", b"\x02"]).hex() + _nested(depth).hex()
+            return "0x" + self.pick([b"", b"\x01", b"\x02"]).hex() + nested_lists(depth).hex()
         if kind == 1:  # lengths that overrun
             return "0x02" + self.pick(["f9ffff", "b9ffff00", "c5", "f8", "ff" * 8]) + "00"
         if kind == 2:  # a signed transaction with one byte changed
@@ -521,20 +523,6 @@ class Gen:
         return frames
 
 
-def _nested(depth: int) -> bytes:
-    headers = [b"\xc0"]
-    size = 1
-    for _ in range(depth - 1):
-        if size < 56:
-            header = bytes([0xC0 + size])
-        else:
-            length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-            header = bytes([0xF7 + len(length)]) + length
-        headers.append(header)
-        size += len(header)
-    return b"".join(reversed(headers))
-
-
 SHAPES: dict[str, list[Any]] = {
     "eth_getBalance": [Gen.address, Gen.block],
     "eth_getTransactionCount": [Gen.address, Gen.block],
@@ -686,76 +674,6 @@ def raw_http_case(port: int, data: bytes, case: int, failures: Failures) -> None
                     failures.add(case, what, f"a body that is not JSON: {rest[:200]!r}")
 
 
-class RawWebSocket:
-    def __init__(self, port: int, path: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self._recv()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        self.status = int(head.split(b" ", 2)[1])
-
-    def _recv(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError
-        return chunk
-
-    def _exactly(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            self.buffer += self._recv()
-        out, self.buffer = self.buffer[:n], self.buffer[n:]
-        return out
-
-    def send_frame(
-        self,
-        opcode: int,
-        payload: bytes,
-        *,
-        fin: bool = True,
-        masked: bool = True,
-        length: int | None = None,
-    ) -> None:
-        length = len(payload) if length is None else length
-        first = (0x80 if fin else 0) | opcode
-        mask_bit = 0x80 if masked else 0
-        if length < 126:
-            header = bytes([first, mask_bit | length])
-        elif length < 1 << 16:
-            header = bytes([first, mask_bit | 126]) + struct.pack(">H", length)
-        else:
-            header = bytes([first, mask_bit | 127]) + struct.pack(">Q", length)
-        if masked:
-            mask = os.urandom(4)
-            key = (mask * (len(payload) // 4 + 1))[: len(payload)]
-            payload = (
-                (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
-                    len(payload), "big"
-                )
-                if payload
-                else b""
-            )
-            header += mask
-        self.sock.sendall(header + payload)
-
-    def frame(self) -> tuple[int, bytes]:
-        first, second = self._exactly(2)
-        length = second & 0x7F
-        if length == 126:
-            (length,) = struct.unpack(">H", self._exactly(2))
-        elif length == 127:
-            (length,) = struct.unpack(">Q", self._exactly(8))
-        return first & 0x0F, self._exactly(length)
-
-
 def ws_case(
     port: int, path: str, frames: list[tuple[str, bytes]], case: int, failures: Failures
 ) -> None:
@@ -874,7 +792,7 @@ def test_fuzz(chain: NodeProcess, capsys: pytest.CaptureFixture[str]) -> None:
     control = Account.from_key("0x" + random.Random(SEED).randbytes(32).hex())
     funder = Account.from_key(DEV_KEYS[0])
     fund = _send(_sign_in(chain, funder), funder, control.address, 10**18)
-    _receipt(_sign_in(chain, funder), fund)
+    wait_receipt(_sign_in(chain, funder), fund, what=f"seed {SEED}: ")
     personal = _sign_in(chain, Account.from_key(DEV_KEYS[1])).removeprefix(chain.url)
     log_start = len(chain.log().splitlines())
     baseline: tuple[int, int] | None = None
@@ -907,7 +825,8 @@ def test_fuzz(chain: NodeProcess, capsys: pytest.CaptureFixture[str]) -> None:
     # the control transfer
     control_url = _sign_in(chain, control)
     tx_hash = _send(control_url, control, funder.address, 1)
-    assert _receipt(control_url, tx_hash)["status"] == "0x1", f"seed {SEED}"
+    receipt = wait_receipt(control_url, tx_hash, what=f"seed {SEED}: ")
+    assert receipt["status"] == "0x1", f"seed {SEED}"
     new_log = chain.log().splitlines()[log_start:]
     bad_lines = [line for line in new_log if "Traceback" in line or " ERROR " in line]
     assert not failures.items, f"seed {SEED}: {len(failures.items)} bad answers:\n" + "\n".join(
@@ -947,11 +866,3 @@ def _send(url: str, account: Any, to: str, value: int) -> str:
     )
     assert "result" in answer, (SEED, answer)
     return str(answer["result"])
-
-
-def _receipt(url: str, tx_hash: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while (receipt := rpc(url, "eth_getTransactionReceipt", [tx_hash])["result"]) is None:
-        assert time.monotonic() < deadline, f"seed {SEED}: no receipt for {tx_hash} within 60 s"
-        time.sleep(0.05)
-    return dict(receipt)

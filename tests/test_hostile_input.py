@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 import rlp
-from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
+from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc, wait_receipt
 from eth_account import Account
 from procstat import enclave_pid, rss
+from rlp_support import nested_lists
 
 from gateway.server.logs import ClientErrorFilter
 
@@ -39,21 +40,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     proc = NodeProcess(tmp_path_factory.mktemp("hostile") / "data").start()
     yield proc
     proc.stop()
-
-
-def nested_lists(depth: int) -> bytes:
-    """``depth`` empty lists, each inside the next (built by hand: rlp.encode recurses)."""
-    headers = [b"\xc0"]
-    size = 1
-    for _ in range(depth - 1):
-        if size < 56:
-            header = bytes([0xC0 + size])
-        else:
-            length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-            header = bytes([0xF7 + len(length)]) + length
-        headers.append(header)
-        size += len(header)
-    return b"".join(reversed(headers))
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
@@ -114,14 +100,6 @@ def test_malformed_rlp_is_refused_with_its_reason(
     assert error == {"code": -32602, "message": f"invalid raw transaction: {reason}"}
 
 
-def _wait_receipt(url: str, tx_hash: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while (receipt := rpc(url, "eth_getTransactionReceipt", [tx_hash])["result"]) is None:
-        assert time.monotonic() < deadline, f"no receipt for {tx_hash}"
-        time.sleep(0.05)
-    return dict(receipt)
-
-
 def test_valid_transactions_of_every_type_still_pass(chain: NodeProcess) -> None:
     nonce = int(
         rpc(chain.url, "eth_getTransactionCount", [SENDER.address, "pending"])["result"], 16
@@ -144,7 +122,7 @@ def test_valid_transactions_of_every_type_still_pass(chain: NodeProcess) -> None
         raw = bytes(Account.sign_transaction(tx, SENDER.key).raw_transaction)
         answer = rpc(chain.url, "eth_sendRawTransaction", ["0x" + raw.hex()])
         assert "result" in answer, answer
-        assert _wait_receipt(chain.url, answer["result"])["status"] == "0x1"
+        assert wait_receipt(chain.url, answer["result"])["status"] == "0x1"
 
 
 # ------------------------------------------------------------ bodies and their headers

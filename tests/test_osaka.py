@@ -26,15 +26,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from eth.exceptions import InvalidInstruction
 from eth_account import Account
-from eth_keys import keys
 from eth_utils import ValidationError
+from evm_support import CHAIN_ID, SENDER_KEY, new_chain, run_message
 from test_web3_e2e import deploy, send
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
 from gateway.enclave import messages
 from gateway.execution import chain as gateway_chain
-from gateway.execution.chain import FORKS, GenesisAccount, GenesisSpec, open_chain
+from gateway.execution.chain import FORKS, GenesisSpec
 from gateway.execution.osaka import (
     MAX_RLP_BLOCK_SIZE,
     MODEXP_ADDRESS,
@@ -47,9 +47,6 @@ from gateway.execution.osaka import (
 )
 
 OWNER = Account.from_key(DEV_KEYS[0])
-SENDER_KEY = keys.PrivateKey(bytes.fromhex(DEV_KEYS[0][2:]))
-SENDER = SENDER_KEY.public_key.to_canonical_address()
-CHAIN_ID = 1337
 CODE_AT = bytes.fromhex("11" * 20)
 GWEI = 10**9
 PRE_OSAKA = ("shanghai", "cancun", "prague")
@@ -59,27 +56,11 @@ def word(n: int) -> bytes:
     return n.to_bytes(32, "big")
 
 
-def new_chain(fork: str) -> Any:
-    spec = GenesisSpec(chain_id=CHAIN_ID, fork=fork, alloc={SENDER: GenesisAccount(balance=10**21)})
-    return open_chain(spec, {}, create=True)
-
-
 def execute(
     fork: str, to: bytes, data: bytes = b"", code: bytes = b"", gas: int = 1_000_000
 ) -> Any:
     """One message run by ``fork``'s VM, as a CALL into ``to`` (a precompile or ``code``)."""
-    vm = new_chain(fork).get_vm()
-    return vm.execute_bytecode(
-        origin=SENDER,
-        gas_price=0,
-        gas=gas,
-        to=to,
-        sender=SENDER,
-        value=0,
-        data=data,
-        code=code,
-        code_address=to,
-    )
+    return run_message(new_chain(fork), to, data, code, gas)
 
 
 # ---------------------------------------------------------------- the fork table

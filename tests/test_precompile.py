@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import evm_support
 import pytest
 from conftest import DEV_KEYS, rpc
 from eth_abi import encode
 from eth_account import Account
-from eth_keys import keys
+from evm_support import CHAIN_ID, SENDER_KEY, run_message
 from test_web3_e2e import deploy, send
 from web3 import Web3
 from web3.exceptions import ContractCustomError
 
-from gateway.execution.chain import FORKS, GenesisAccount, GenesisSpec, open_chain
+from gateway.execution.chain import FORKS, GenesisAccount
 from gateway.execution.precompiles import (
     RANDOM_BYTES_ADDRESS,
     RANDOM_BYTES_MAX,
@@ -29,9 +30,6 @@ OWNER = Account.from_key(DEV_KEYS[0])
 OTHER = Account.from_key(DEV_KEYS[1])
 THIRD = Account.from_key(DEV_KEYS[2])
 RANDOM = Web3.to_checksum_address(RANDOM_BYTES_ADDRESS)
-SENDER_KEY = keys.PrivateKey(bytes.fromhex(DEV_KEYS[0][2:]))
-SENDER = SENDER_KEY.public_key.to_canonical_address()
-CHAIN_ID = 1337
 
 # Runtime code that stores one random word from the precompile in slot 0 and the STATICCALL's
 # success flag in slot 1:
@@ -46,31 +44,12 @@ def length_word(n: int) -> bytes:
 
 
 def new_chain(fork: str) -> Any:
-    spec = GenesisSpec(
-        chain_id=CHAIN_ID,
-        fork=fork,
-        alloc={
-            SENDER: GenesisAccount(balance=10**21),
-            PROBE: GenesisAccount(code=PROBE_CODE),
-        },
-    )
-    return open_chain(spec, {}, create=True)
+    return evm_support.new_chain(fork, {PROBE: GenesisAccount(code=PROBE_CODE)})
 
 
 def call_precompile(fork: str, data: bytes, gas: int = 100_000) -> Any:
     """Run one message straight into the precompile, as a CALL from a contract would."""
-    vm = new_chain(fork).get_vm()
-    return vm.execute_bytecode(
-        origin=SENDER,
-        gas_price=0,
-        gas=gas,
-        to=RANDOM_BYTES_ADDRESS,
-        sender=SENDER,
-        value=0,
-        data=data,
-        code=b"",
-        code_address=RANDOM_BYTES_ADDRESS,
-    )
+    return run_message(new_chain(fork), RANDOM_BYTES_ADDRESS, data, gas=gas)
 
 
 # ---------------------------------------------------------------- py-evm, every fork

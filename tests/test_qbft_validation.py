@@ -261,9 +261,19 @@ def test_justification_predicate_directly() -> None:
 # ---------------------------------------------------------------- the node, one step at a time
 
 
-def make_node(i: int, *, height: int = H, last: bytes | None = VALS[1], **cfg: object) -> QbftNode:
+def make_node(
+    i: int,
+    *,
+    height: int = H,
+    last: bytes | None = VALS[1],
+    now: float = 0.0,
+    snapshot: RoundSnapshot | None = None,
+    **cfg: object,
+) -> QbftNode:
     config = QbftConfig(validators=VALS, **cfg)  # type: ignore[arg-type]
-    return QbftNode(config, KEY_OF[VALS[i]], height=height, last_proposer=last, now=0.0)
+    return QbftNode(
+        config, KEY_OF[VALS[i]], height=height, last_proposer=last, now=now, snapshot=snapshot
+    )
 
 
 def broadcasts(effects: list[object]) -> list[object]:
@@ -384,25 +394,11 @@ def test_a_restarted_validator_never_prepares_a_second_value_in_a_round() -> Non
     follower = (leader + 1) % N
     first = own_block(0, b"first")
     snap = RoundSnapshot(H, 0, first.digest, None)
-    node = QbftNode(
-        QbftConfig(validators=VALS),
-        KEY_OF[VALS[follower]],
-        height=H,
-        last_proposer=VALS[1],
-        now=5.0,
-        snapshot=snap,
-    )
+    node = make_node(follower, now=5.0, snapshot=snap)
     second = proposal(0, own_block(0, b"second"))
     node.receive(second, 5.1)
     assert broadcasts(node.block_validated(second.proposed_block.digest, True, 5.2)) == []
-    node2 = QbftNode(
-        QbftConfig(validators=VALS),
-        KEY_OF[VALS[follower]],
-        height=H,
-        last_proposer=VALS[1],
-        now=5.0,
-        snapshot=snap,
-    )
+    node2 = make_node(follower, now=5.0, snapshot=snap)
     same = proposal(0, first)
     node2.receive(same, 5.1)
     assert [type(m) for m in broadcasts(node2.block_validated(first.digest, True, 5.2))] == [

@@ -6,23 +6,9 @@ import time
 
 import pytest
 import rlp
+from rlp_support import nested_lists
 
 from gateway.execution.rlpscan import MAX_DEPTH, RlpShapeError, check
-
-
-def nested(depth: int) -> bytes:
-    """``depth`` empty lists, each inside the next, encoded by hand (rlp would recurse)."""
-    headers = [b"\xc0"]
-    size = 1
-    for _ in range(depth - 1):
-        if size < 56:
-            header = bytes([0xC0 + size])
-        else:
-            length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-            header = bytes([0xF7 + len(length)]) + length
-        headers.append(header)
-        size += len(header)
-    return b"".join(reversed(headers))
 
 
 @pytest.mark.parametrize(
@@ -73,7 +59,7 @@ def test_a_real_access_list_transaction_passes() -> None:
         (b"\xf9", "exceeds available input length"),
         (b"\x01\x02", "more than one value"),
         (b"\xc0\xc0", "more than one value"),
-        (nested(MAX_DEPTH + 1), f"deeper than {MAX_DEPTH} levels"),
+        (nested_lists(MAX_DEPTH + 1), f"deeper than {MAX_DEPTH} levels"),
         (rlp.encode([b""] * 40_000), "more than 32768 values"),
     ],
 )
@@ -84,11 +70,11 @@ def test_malformed_or_absurd_input_is_refused_with_a_reason(data: bytes, reason:
 
 
 def test_the_depth_bound_is_inclusive() -> None:
-    check(nested(MAX_DEPTH))
+    check(nested_lists(MAX_DEPTH))
 
 
 def test_forty_thousand_nested_lists_are_refused_at_once() -> None:
-    data = nested(38_000)
+    data = nested_lists(38_000)
     assert len(data) < 128 * 1024
     started = time.perf_counter()
     with pytest.raises(RlpShapeError, match="deeper"):

@@ -367,10 +367,18 @@ def _sign(chain: Chain, key: Any, call: dict[str, Any], block: int, **leash: int
         "expiry": int(time.time()) + 120,
         **leash,
     }
+    return _signed(key, chain.genesis, call, fields)
+
+
+def _signed(
+    key: Any, genesis: bytes, call: dict[str, Any], fields: dict[str, int]
+) -> dict[str, Any]:
+    """``call`` with a version-2 signed query by ``key`` over it, for the chain of ``genesis``
+    and the leash ``fields``."""
     signature = query.sign(
         bytes(key),
         chain_id=CHAIN_ID,
-        genesis_hash=chain.genesis,
+        genesis_hash=genesis,
         sender=_bytes(call["from"]),
         to=_bytes(call["to"]),
         value=0,
@@ -437,24 +445,7 @@ def test_replay_after_a_restart_and_on_another_chain_is_refused(tmp_path: Path) 
         call = {"from": dev.address, "to": dev.address, "data": "0x"}
         fields = {"nonce": 1, "blockNumber": head, "blockRange": 64}
         fields["expiry"] = int(time.time()) + 600
-        signature = query.sign(
-            bytes(dev.key),
-            chain_id=CHAIN_ID,
-            genesis_hash=genesis,
-            sender=_bytes(dev.address),
-            to=_bytes(dev.address),
-            value=0,
-            data=b"",
-            leash=fields,
-        )
-        signed = {
-            **call,
-            "signedQuery": {
-                "version": 2,
-                "signature": "0x" + signature.hex(),
-                "leash": {k: hex(v) for k, v in fields.items()},
-            },
-        }
+        signed = _signed(dev.key, genesis, call, fields)
         # on the other chain (same chain id, same head number), the signature does not hold
         assert int(rpc(other.url, "eth_blockNumber")["result"], 16) == head
         foreign = rpc(other.url, "eth_estimateGas", [signed, hex(head)])
@@ -468,24 +459,7 @@ def test_replay_after_a_restart_and_on_another_chain_is_refused(tmp_path: Path) 
         replayed = rpc(first.url, "eth_estimateGas", [signed, hex(head)])
         assert error_of(replayed)["code"] == UNAUTHORIZED and reason_of(replayed) == "replayed"
         # another nonce is a new query and is answered
-        fresh = query.sign(
-            bytes(dev.key),
-            chain_id=CHAIN_ID,
-            genesis_hash=genesis,
-            sender=_bytes(dev.address),
-            to=_bytes(dev.address),
-            value=0,
-            data=b"",
-            leash={**fields, "nonce": 2},
-        )
-        renewed = {
-            **signed,
-            "signedQuery": {
-                **signed["signedQuery"],
-                "signature": "0x" + fresh.hex(),
-                "leash": {**signed["signedQuery"]["leash"], "nonce": "0x2"},
-            },
-        }
+        renewed = _signed(dev.key, genesis, call, {**fields, "nonce": 2})
         assert "result" in rpc(first.url, "eth_estimateGas", [renewed, hex(head)])
     finally:
         first.stop()

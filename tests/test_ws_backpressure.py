@@ -9,10 +9,7 @@ notification, and each non-reader is closed with code 1008 and the reason.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -23,6 +20,7 @@ import pytest
 import websockets
 from conftest import CHAIN_ID, DEV_KEYS, NodeProcess
 from eth_account import Account
+from ws_support import RawWebSocket
 
 SLOW_SUBSCRIBERS = 200
 LOGS_PER_TX = 8
@@ -44,60 +42,15 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     proc.stop()
 
 
-class RawSubscriber:
-    """A WebSocket client on a plain socket: it reads only when told to."""
+class RawSubscriber(RawWebSocket):
+    """A subscriber with a 4 KiB receive buffer that reads only when told to."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.settimeout(30)
-        self.sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self._recv()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    def _recv(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError
-        return chunk
-
-    def _exactly(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            self.buffer += self._recv()
-        out, self.buffer = self.buffer[:n], self.buffer[n:]
-        return out
+        super().__init__(port, timeout=30, receive_buffer=4096)
+        assert self.head.startswith(b"HTTP/1.1 101"), self.head
 
     def send(self, document: Any) -> None:
-        payload = json.dumps(document).encode()
-        mask = os.urandom(4)
-        length = len(payload)
-        header = bytes([0x81]) + (
-            bytes([0x80 | length])
-            if length < 126
-            else bytes([0x80 | 126]) + struct.pack(">H", length)
-        )
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(header + mask + masked)
-
-    def frame(self) -> tuple[int, bytes]:
-        first, second = self._exactly(2)
-        length = second & 0x7F
-        if length == 126:
-            (length,) = struct.unpack(">H", self._exactly(2))
-        elif length == 127:
-            (length,) = struct.unpack(">Q", self._exactly(8))
-        return first & 0x0F, self._exactly(length)
+        self.send_frame(1, json.dumps(document).encode())
 
     def call(self, method: str, params: list[Any]) -> Any:
         self.send({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
