@@ -343,20 +343,8 @@ class Api(CocoMethods, DevMethods):
     async def eth_createAccessList(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 1, 1)
         call = self._call_message(params, ctx, estimate=True)  # geth's default: "pending"
-        return await self._ask(
-            m.CreateAccessList(
-                ref=call.ref,
-                sender=call.sender,
-                to=call.to,
-                gas=call.gas,
-                value=call.value,
-                data=call.data,
-                access_list=p.access_list(params[0], "transaction", 0),
-                auth=call.auth,
-                query_signature=call.query_signature,
-                query_leash=call.query_leash,
-            )
-        )
+        given = p.access_list(params[0], "transaction", 0)
+        return await self._ask(m.CreateAccessList.of_call(call, given))
 
     async def eth_getProof(self, params: list[Any], ctx: Any) -> Any:
         p.arity(params, 2, 1)

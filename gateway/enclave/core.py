@@ -734,18 +734,7 @@ class Enclave:
         self._viewer(msg.auth)  # a bad token is an error whatever the privacy mode
         if self.strict:
             raise Unauthorized(ACCESS_LIST_REFUSED)
-        call = m.Call(
-            ref=msg.ref,
-            sender=msg.sender,
-            to=msg.to,
-            gas=msg.gas,
-            value=msg.value,
-            data=msg.data,
-            estimate=True,
-            auth=msg.auth,
-            query_signature=msg.query_signature,
-            query_leash=msg.query_leash,
-        )
+        call = msg.as_call()
         given = [(bytes(address), [bytes(k) for k in keys]) for address, keys in msg.access_list]
         return self._run_as_caller(  # type: ignore[no-any-return]
             call, lambda args, header: self.engine.create_access_list(args, header, given)

@@ -10,7 +10,7 @@ A block reference (``BlockRef``) is a tag ("latest", "earliest", "pending", "saf
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 BlockRef = str | int | dict[str, Any]
@@ -236,6 +236,17 @@ class CreateAccessList:
     auth: str | None = None  # the caller's session token (None: anonymous)
     query_signature: bytes | None = None
     query_leash: dict[str, int] | None = None
+
+    @classmethod
+    def of_call(cls, call: Call, access_list: list[list[Any]]) -> CreateAccessList:
+        """The access-list request for ``call`` (every field it shares with ``Call``)."""
+        shared = {f.name: getattr(call, f.name) for f in fields(cls) if f.name != "access_list"}
+        return cls(**shared, access_list=access_list)
+
+    def as_call(self) -> Call:
+        """The call whose accesses are listed: run as a gas estimate is."""
+        shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "access_list"}
+        return Call(**shared, estimate=True)
 
 
 @dataclass(frozen=True)
