@@ -40,6 +40,20 @@ class Open:
     privacy: str = "open"  # "strict": who-may-see-what (docs/SECURITY.md) enforced on reads
     public_balances: bool = False  # with "strict": balances and nonces readable by anyone
     seal_storage: bool = True  # False: --insecure-plaintext-storage
+    # A consortium node: the consortium's public terms (``consortium.json``, docs/consortium.md)
+    # and this node's role in it, "validator" or "member". None: the single-node dev chain.
+    consortium: dict[str, Any] | None = None
+    role: str = "dev"
+
+
+@dataclass(frozen=True)
+class MakeIdentity:
+    """Alternative first message (``coco-gateway init``): make, or open, this data directory's
+    node identity key inside the enclave and say who it is; nothing else is opened.
+    Answer: ``{"address": bytes20, "measurement": bytes32, "platform": str}``."""
+
+    data_dir: str
+    seal_storage: bool = True
 
 
 @dataclass(frozen=True)
@@ -260,6 +274,109 @@ class GetProof:
     auth: str | None = None  # the caller's session token (None: anonymous)
 
 
+# ------------------------------------------------------------------ the consortium (issue 8)
+# Blocks travel between nodes as ``ExportedBlock`` dicts (public header, sealed body, QBFT
+# round and commit seals): {"number": int, "hash": bytes32, "header": bytes (RLP),
+# "body": bytes | None (sealed body and state diff; None for observers), "round": int,
+# "proposer": bytes20, "seals": [bytes65, ...]}.
+
+
+@dataclass(frozen=True)
+class ConsensusStep:
+    """Drive the enclave's QBFT validator: ``inbound`` messages from peers, each
+    ``[qbft message bytes, sidecar bytes | None]`` (a proposal's sidecar is its sealed body),
+    and/or a timer ``tick``, at host time ``now``. Answer::
+
+        {"outbound": [[message bytes, sidecar | None], ...],  # to every other validator
+         "timer": float | None,          # call again with tick=True at this time
+         "decided": [ExportedBlock + {"summary": block summary as BuildBlock's}, ...],
+         "discarded": [{"reason": str, "sender": bytes20 | None, "code": int}, ...],
+         "behind": [[peer bytes20, height], ...],  # send that peer blocks from height
+         "status": {"height", "round", "proposer", "finalized", "validators"}}
+    """
+
+    now: float
+    inbound: list[list[Any]] = field(default_factory=list)
+    tick: bool = False
+
+
+@dataclass(frozen=True)
+class ImportBlocks:
+    """Finalized blocks from a peer (catch-up, followers): each an ``ExportedBlock``. The
+    enclave checks a quorum of commit seals, then applies the sealed state diff (or
+    re-executes, as genesis says) and commits. Answer: {"imported": int, "head": int,
+    "decided": [summary, ...]}; a bad block raises with a reason code and stops the batch."""
+
+    blocks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ExportBlocks:
+    """Finalized blocks ``start`` .. ``start + count - 1`` (fewer at the head), as
+    ``ExportedBlock`` dicts; ``public`` leaves the sealed body out (for observers)."""
+
+    start: int
+    count: int
+    public: bool = False
+
+
+@dataclass(frozen=True)
+class GetFinality:
+    """A block's proof of finality: {"number", "hash", "header", "round", "proposer",
+    "digest", "seals", "validators", "quorum"}; None for an unknown block."""
+
+    ref: BlockRef
+
+
+@dataclass(frozen=True)
+class ExportPooledTxs:
+    """Pooled transactions sealed for forwarding to other nodes (consortium key): a list of
+    sealed blobs, for the hashes still in the pool."""
+
+    hashes: list[bytes]
+
+
+@dataclass(frozen=True)
+class ImportPooledTxs:
+    """Sealed transactions another node forwarded: admitted to the pool as if submitted
+    here (not forwarded again). Answer: {"admitted": [hash, ...], "refused": int}."""
+
+    blobs: list[bytes]
+
+
+@dataclass(frozen=True)
+class SignLink:
+    """Sign a node-to-node link's handshake transcript with the node identity key:
+    answer the 65-byte signature over keccak(b"coco-gateway/p2p/link/v1" || transcript)."""
+
+    transcript: bytes
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    """On a node awaiting the consortium secret: its attestation for the join, binding a
+    fresh X25519 key. Answer: {"report": dict, "signature": bytes, "joinKey": bytes32}."""
+
+
+@dataclass(frozen=True)
+class JoinAdmit:
+    """On a member node: check a joining node's ``JoinRequest`` answer against the
+    consortium's terms (measurements, platforms, node list) and answer the consortium
+    secret encrypted to its join key: {"wrapped": bytes}. Refusals raise with a reason
+    code: "bad-attestation", "unknown-measurement", "virtual-not-allowed",
+    "unlisted-node", "wrong-chain"."""
+
+    request: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JoinComplete:
+    """On the joining node: open the wrapped secret, seal it locally, and finish opening
+    the ledger and the engine. Answer: as GetStatus."""
+
+    wrapped: bytes
+
+
 MESSAGES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
@@ -291,5 +408,16 @@ MESSAGES: dict[str, type] = {
         Close,
         CreateAccessList,
         GetProof,
+        MakeIdentity,
+        ConsensusStep,
+        ImportBlocks,
+        ExportBlocks,
+        GetFinality,
+        ExportPooledTxs,
+        ImportPooledTxs,
+        SignLink,
+        JoinRequest,
+        JoinAdmit,
+        JoinComplete,
     )
 }
