@@ -145,7 +145,7 @@ class Enclave(BlockLifecycle):
             self.engine = Engine(self.ledger.kv, spec, create=True, **self._engine_options(opened))
             head = self.engine.head
             self.ledger.commit_genesis(
-                CommittedBlock(0, head.hash, rlp.encode(head), b"", b""),
+                CommittedBlock(0, head.hash, rlp.encode(head)),
                 {"genesis": spec.to_json()},
             )
             log.info("created chain %d at genesis 0x%s", spec.chain_id, head.hash.hex())
