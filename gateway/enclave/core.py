@@ -25,6 +25,7 @@ from eth_utils import to_checksum_address
 from gateway.consensus.seal import SEAL_VERSION, sign_seal
 from gateway.devaccounts import derive
 from gateway.enclave import messages as m
+from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle
 from gateway.enclave.keys import KeyRing, LocalSealer, measurement
 from gateway.enclave.sessions import SessionBook
 from gateway.enclave.storage import StorageSealer
@@ -99,7 +100,7 @@ class _EnvelopeKeys:
         )
 
 
-class Enclave:
+class Enclave(BlockLifecycle):
     def __init__(self, opened: m.Open) -> None:
         self._lock = threading.RLock()  # the engine's pool, head and caches; the ledger
         self._build_lock = threading.Lock()  # one block at a time
@@ -119,6 +120,10 @@ class Enclave:
         key = self._sealed_secret(sealer, "node_key", "node identity key")
         self._node_key = key
         self.validator = bytes.fromhex(Account.from_key(key).address[2:])
+        # the QBFT validator set and the genesis validation rule (gateway.enclave.blocks);
+        # a consortium node's terms replace these (gateway.enclave.consortium)
+        self.consensus_validators: tuple[bytes, ...] = (self.validator,)
+        self.validation_rule = VALIDATION_RULES[0]
         self.keys = KeyRing(
             node_key=key,
             secret=self._sealed_secret(sealer, "consortium_secret", "consortium secret"),
@@ -140,7 +145,7 @@ class Enclave:
             self.engine = Engine(self.ledger.kv, spec, create=True, **self._engine_options(opened))
             head = self.engine.head
             self.ledger.commit_genesis(
-                CommittedBlock(0, head.hash, rlp.encode(head), b"", b""),
+                CommittedBlock(0, head.hash, rlp.encode(head)),
                 {"genesis": spec.to_json()},
             )
             log.info("created chain %d at genesis 0x%s", spec.chain_id, head.hash.hex())
