@@ -34,6 +34,7 @@ from gateway.consensus.qbft import (
     Decide,
     Discarded,
     Effect,
+    HeightContext,
     MessageFormatError,
     NewBlock,
     PeerBehind,

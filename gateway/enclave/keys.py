@@ -108,7 +108,8 @@ class KeyRing:
 
 def measurement() -> tuple[bytes, str]:
     """sha256 over the code that runs inside the enclave: the enclave, execution, ledger and
-    protocol rooms of this package, the seal code, and the installed py-evm package.
+    protocol rooms of this package, the seal code, the QBFT core, and the installed py-evm
+    package.
 
     py-evm is found, not imported: ``coco-gateway attest measure`` runs on the host, which
     never loads it."""
@@ -123,6 +124,8 @@ def measurement() -> tuple[bytes, str]:
         *sorted((here / "ledger").glob("*.py")),
         *sorted((here / "protocol").glob("*.py")),
         here / "consensus" / "seal.py",
+        # QBFT runs inside the enclave, which signs its messages and commit seals
+        *sorted((here / "consensus" / "qbft").glob("*.py")),
         here / "errors.py",
     ]
     h = hashlib.sha256(b"coco-gateway/measurement/v1\n")
@@ -142,7 +145,7 @@ def measurement() -> tuple[bytes, str]:
     from importlib.metadata import version
 
     description = (
-        f"gateway enclave, execution, ledger, protocol rooms ({len(files)} files) + "
+        f"gateway enclave, execution, ledger, protocol, qbft rooms ({len(files)} files) + "
         f"py-evm {version('py-evm')} ({len(eth_files)} files), Python "
         f"{sys.version_info.major}.{sys.version_info.minor}"
     )
