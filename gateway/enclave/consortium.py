@@ -721,6 +721,9 @@ class QbftDriver:
             return []
         timestamp = max(int(now), head.timestamp + 1)
         candidate = self.host.prepare_candidate(timestamp)
+        if candidate is None:
+            log.warning("could not build block %d (round %d): no candidate", e.height, e.round)
+            return []
         block_hash, header_rlp, _ = self.host.candidate_parts(candidate)
         self._remember(self.candidates, block_hash, (e.height, candidate), MAX_CANDIDATES)
         log.info(

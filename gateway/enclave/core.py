@@ -13,20 +13,26 @@ import logging
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import rlp
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 from eth_utils import to_checksum_address
 
-from gateway.consensus.seal import SEAL_VERSION, sign_seal
+from gateway.consensus.qbft.messages import Block as QbftBlock
+from gateway.consensus.qbft.messages import commit_seal_digest
+from gateway.consensus.qbft.validation import quorum
+from gateway.consensus.seal import SEAL_VERSION, seal_digest, sign_seal
 from gateway.devaccounts import derive
 from gateway.enclave import consortium
 from gateway.enclave import messages as m
-from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle
+from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle, Candidate
 from gateway.enclave.keys import KeyRing, LocalSealer, measurement
 from gateway.enclave.sessions import SessionBook
 from gateway.enclave.storage import StorageSealer
@@ -39,7 +45,6 @@ from gateway.errors import (
 )
 from gateway.execution import format as fmt
 from gateway.execution.balances import is_contract_code
-from gateway.execution.building import BuildAborted, PreparedBlock
 from gateway.execution.calls import CallArgs
 from gateway.execution.chain import (
     CREATE2_DEPLOYER,
@@ -56,7 +61,13 @@ from gateway.protocol import attestation, envelope, query
 
 log = logging.getLogger("gateway.enclave")
 
-MAX_BUILD_ATTEMPTS = 16
+# bounds of the consortium's batch messages
+MAX_IMPORT_BLOCKS = 256
+MAX_EXPORT_BLOCKS = 256
+MAX_FORWARDED_TXS = 4096
+FORWARDED_TX_INFO = b"coco-gateway/forwarded-tx/v1"
+# messages served under the build lock (one block operation at a time), not the enclave lock
+BUILD_LOCK_MESSAGES = (m.BuildBlock, m.ImportBlocks, m.ConsensusStep, m.JoinComplete)
 # the attestation publishes the current and the next epoch's key; admitting the next one
 # keeps a client whose clock (or a node whose clock) is ahead at an epoch edge working
 ADMISSION_LOOKAHEAD = 1
@@ -149,6 +160,8 @@ class Enclave(BlockLifecycle):
         # a consortium node's terms replace these
         self.consensus_validators: tuple[bytes, ...] = (self.validator,)
         self.validation_rule = VALIDATION_RULES[0]
+        self._candidates: OrderedDict[bytes, Candidate] = OrderedDict()
+        self.dev_chain = opened.consortium is None
         self.terms: consortium.Terms | None = None
         self.qbft: consortium.QbftDriver | None = None
         self._join_key: X25519PrivateKey | None = None
@@ -339,17 +352,17 @@ class Enclave(BlockLifecycle):
     def handle(self, msg: Any) -> Any:
         """Serve one message. Thread-safe: block building may run beside everything else.
 
-        Every handler holds the enclave lock, except BuildBlock and ConsensusStep, which hold
-        the build lock (one block operation at a time) and take the enclave lock only where
-        they touch the pool, the head or the ledger; meanwhile the pool keeps admitting
-        transactions (for the next block) and reads are answered from the committed head.
+        Every handler holds the enclave lock, except those that build, verify or commit a
+        block (``BUILD_LOCK_MESSAGES``): they hold the build lock (one at a time) and take
+        the enclave lock only to pick transactions and to commit; while a block executes,
+        the pool keeps admitting transactions and reads are answered from the committed head.
         """
         handler = getattr(self, "_on_" + type(msg).__name__, None)
         if handler is None:
             raise InvalidParams(f"the enclave does not serve {type(msg).__name__}")
         if self.state != "ready" and not isinstance(msg, self.AWAITING_SERVES):
             raise consortium.awaiting_secret(type(msg).__name__)
-        if isinstance(msg, m.BuildBlock | m.ConsensusStep | m.JoinComplete):
+        if isinstance(msg, BUILD_LOCK_MESSAGES):
             with self._build_lock:
                 return handler(msg)
         with self._lock:
@@ -836,64 +849,120 @@ class Enclave(BlockLifecycle):
         return self._viewer(msg.auth)
 
     def _on_BuildBlock(self, msg: m.BuildBlock) -> dict[str, Any] | None:
-        for _attempt in range(MAX_BUILD_ATTEMPTS):
-            try:
-                return self._build_block(msg)
-            except BuildAborted as exc:
-                # py-evm refused a transaction the pool thought valid: drop it and rebuild
-                log.warning(
-                    "dropped tx 0x%s from the pool: %s", exc.tx_hash.hex(), _reason(exc.reason)
-                )
-                with self._lock:
-                    self._forget_dropped([(exc.tx_hash, exc.reason)])
-        return None
+        """The dev chain's producer, a consortium of one: build and commit at once, sealed
+        with the v1 seal (gateway.consensus.seal) as its only seal."""
+        candidate = self.prepare_candidate(msg.timestamp, allow_empty=msg.allow_empty)
+        if candidate is None:
+            return None
+        seal = sign_seal(self._node_key, self.engine.chain_id, candidate.hash)
+        return self.commit_candidate(candidate, 0, self.validator, [seal])
 
-    def _build_block(self, msg: m.BuildBlock) -> dict[str, Any] | None:
-        with self._lock:
-            if not len(self.engine.pool) and not msg.allow_empty:
-                return None
-            selection = self.engine.select_block(msg.timestamp, extra_data=b"coco-gateway")
-        try:
-            prepared = self.engine.execute_block(selection)
-        except BaseException:
-            with self._lock:
-                self.ledger.kv.discard()
-                self.engine.on_abandoned()
-            raise
-        with self._lock:
-            return self._commit(msg, prepared)
-
-    def _commit(self, msg: m.BuildBlock, prepared: PreparedBlock) -> dict[str, Any] | None:
-        try:
-            if not prepared.included and not msg.allow_empty:
-                self.ledger.kv.discard()
-                self.engine.on_abandoned()
-                self._forget_dropped(prepared.dropped)
-                return None
-            header = prepared.header
-            seal = sign_seal(self._node_key, self.engine.chain_id, header.hash)
-            self.ledger.commit_block(
-                CommittedBlock(
-                    header.block_number, header.hash, rlp.encode(header), seal, self.validator
-                ),
-                prepared.included + [h for h, _ in prepared.dropped],
+    # ------------------------------------------------------------------ blocks between nodes
+    def _on_ImportBlocks(self, msg: m.ImportBlocks) -> dict[str, Any]:
+        if len(msg.blocks) > MAX_IMPORT_BLOCKS:
+            raise InvalidParams(
+                f"at most {MAX_IMPORT_BLOCKS} blocks per import", reason="too-many-blocks"
             )
-        except BaseException:
-            self.ledger.kv.discard()
-            self.engine.on_abandoned()
-            raise
-        self.engine.on_committed(prepared)
-        for tx_hash, reason in prepared.dropped:
-            log.info("dropped tx 0x%s from the pool: %s", tx_hash.hex(), _reason(reason))
+        decided: list[dict[str, Any]] = []
+        for exported in msg.blocks:
+            if not isinstance(exported, dict):
+                raise InvalidParams("an imported block is not a map", reason="bad-block")
+            summary = self.import_finalized(exported)
+            if summary is not None:
+                decided.append(summary)
+        with self._lock:
+            head = self.engine.head.block_number
+        return {"imported": len(decided), "head": head, "decided": decided}
+
+    def _exported(self, block: CommittedBlock, public: bool) -> dict[str, Any]:
         return {
-            "number": header.block_number,
-            "hash": header.hash,
-            "timestamp": header.timestamp,
-            "transactions": prepared.included,
-            "header": self.engine.block_rpc(header, False),
-            "executablePending": self.engine.executable_count(),
-            "gasPrice": self.engine.gas_price(),
+            "number": block.number,
+            "hash": block.hash,
+            "header": block.header,
+            "body": None if public else block.body,
+            "round": block.round,
+            "proposer": block.proposer,
+            "seals": list(block.seals),
         }
+
+    def _on_ExportBlocks(self, msg: m.ExportBlocks) -> list[dict[str, Any]]:
+        if msg.start < 0 or msg.count < 0:
+            raise InvalidParams("start and count must not be negative", reason="bad-range")
+        count = min(msg.count, MAX_EXPORT_BLOCKS)
+        return [self._exported(b, msg.public) for b in self.ledger.blocks_range(msg.start, count)]
+
+    def _on_GetFinality(self, msg: m.GetFinality) -> dict[str, Any] | None:
+        header = self.engine.resolve(msg.ref)
+        if header is None:
+            return None
+        block = self.ledger.block_by_number(header.block_number)
+        if block is None:
+            return None
+        if self.dev_chain:
+            # the dev chain's blocks carry the v1 seal (gateway.consensus.seal)
+            scheme, digest = "seal-v1", seal_digest(self.engine.chain_id, block.hash)
+            validators: tuple[bytes, ...] = (self.validator,)
+        else:
+            scheme = "qbft-commit-seal-v1"
+            digest = commit_seal_digest(
+                QbftBlock(block.number, block.proposer, block.header).digest, block.round
+            )
+            validators = self.consensus_validators
+        return {
+            "number": block.number,
+            "hash": block.hash,
+            "header": block.header,
+            "round": block.round,
+            "proposer": block.proposer,
+            "scheme": scheme,
+            "digest": digest,
+            "seals": list(block.seals),
+            "validators": list(validators),
+            "quorum": quorum(len(validators)),
+        }
+
+    def _forwarded_ad(self) -> bytes:
+        return FORWARDED_TX_INFO + self.engine.chain_id.to_bytes(32, "big")
+
+    def _on_ExportPooledTxs(self, msg: m.ExportPooledTxs) -> list[bytes]:
+        """Pooled transactions sealed under the consortium's forwarding key: another node's
+        host carries them without reading them (an enveloped one stays enveloped inside)."""
+        if len(msg.hashes) > MAX_FORWARDED_TXS:
+            raise InvalidParams(
+                f"at most {MAX_FORWARDED_TXS} transactions per export", reason="too-many-txs"
+            )
+        aead = AESGCM(self.keys.forwarded_tx_key)
+        out = []
+        for tx_hash in msg.hashes:
+            ptx = self.engine.pool.get(bytes(tx_hash))
+            if ptx is None:
+                continue
+            nonce = secrets.token_bytes(12)
+            out.append(b"\x01" + nonce + aead.encrypt(nonce, ptx.raw, self._forwarded_ad()))
+        return out
+
+    def _on_ImportPooledTxs(self, msg: m.ImportPooledTxs) -> dict[str, Any]:
+        if len(msg.blobs) > MAX_FORWARDED_TXS:
+            raise InvalidParams(
+                f"at most {MAX_FORWARDED_TXS} transactions per import", reason="too-many-txs"
+            )
+        aead = AESGCM(self.keys.forwarded_tx_key)
+        admitted: list[bytes] = []
+        refused = 0
+        for blob in msg.blobs:
+            if not isinstance(blob, bytes) or len(blob) < 29 or blob[0] != 1:
+                refused += 1
+                continue
+            try:
+                raw = aead.decrypt(blob[1:13], blob[13:], self._forwarded_ad())
+                admitted.append(self._submit(raw))
+            except (InvalidTag, RpcError) as exc:
+                if isinstance(exc, InvalidTag):
+                    log.info("refused a forwarded transaction: it does not open")
+                else:
+                    log.debug("refused a forwarded transaction: %s", _reason(exc.message))
+                refused += 1
+        return {"admitted": admitted, "refused": refused}
 
     def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:
         if dropped:

@@ -18,7 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from gateway.enclave import codec
-from gateway.enclave.messages import BuildBlock, Close, ConsensusStep, MakeIdentity, Open
+from gateway.enclave.messages import (
+    BuildBlock,
+    Close,
+    ConsensusStep,
+    ImportBlocks,
+    MakeIdentity,
+    Open,
+)
 from gateway.errors import InternalError, RpcError
 
 log = logging.getLogger("gateway.enclave.runtime")
@@ -30,7 +37,7 @@ ENCLAVE_MODULE = "gateway.enclave.core"
 
 
 # block operations (one at a time, beside reads and admissions) run on the build thread
-BUILD_THREAD = (BuildBlock, ConsensusStep)
+BUILD_THREAD = (BuildBlock, ConsensusStep, ImportBlocks)
 
 
 class EnclaveClient(Protocol):

@@ -11,7 +11,14 @@ import threading
 from typing import Any
 
 from gateway.enclave import codec
-from gateway.enclave.messages import BuildBlock, Close, ConsensusStep, MakeIdentity, Open
+from gateway.enclave.messages import (
+    BuildBlock,
+    Close,
+    ConsensusStep,
+    ImportBlocks,
+    MakeIdentity,
+    Open,
+)
 from gateway.errors import InternalError, RpcError
 
 
@@ -97,7 +104,7 @@ def main() -> int:
 
 
 # block operations (one at a time, beside reads and admissions) run on the build thread
-BUILD_THREAD = (BuildBlock, ConsensusStep)
+BUILD_THREAD = (BuildBlock, ConsensusStep, ImportBlocks)
 _ANSWERED = object()
 _CLOSED = object()
 

@@ -22,8 +22,9 @@ Tables:
           mode, the public genesis parameters, the node key and consortium secret (which
           the enclave seals itself, under the local sealing key), the storage key check.
 
-Sealed storage (ledger format 3 and later; format 4 added blocks by hash, a canonical index,
-bodies, rounds and commit seals, and migrates a format-3 file in place when it opens it). The ledger never holds a key and imports no cipher: the
+Sealed storage (ledger format 3 and later; format 4 added blocks by hash, a canonical
+index, bodies, rounds and commit seals, and migrates a format-3 file in place when it opens
+it). The ledger never holds a key and imports no cipher: the
 enclave hands it a ``Sealer`` (``gateway.enclave.storage.StorageSealer``, AES-256-GCM under
 the storage key) once its key ring is open. Each kv row is stored under ``blind(key)``, a
 keyed hash (HMAC-SHA256 under a key derived from the storage key, separate from the
@@ -317,6 +318,18 @@ class BufferedKV(MutableMapping[bytes, bytes]):
 
     def discard(self) -> None:
         self._pending.clear()
+
+    def take(self) -> dict[bytes, bytes | None]:
+        """The pending writes (None: a delete), removed from the buffer: a block's write set,
+        captured to be committed later with ``restore``."""
+        writes, self._pending = self._pending, {}
+        return writes
+
+    def restore(self, writes: dict[bytes, bytes | None]) -> None:
+        """Buffer a write set taken earlier (the buffer must be empty)."""
+        if self._pending:
+            raise LedgerError("restoring a write set over pending writes")
+        self._pending = dict(writes)
 
     def _rows(self) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes]]]:
         """The pending writes as rows for the file: sealed upserts, and deletes, by blinded key."""
