@@ -285,13 +285,15 @@ class Cluster:
         self.status: list[dict[str, Any]] = [{} for _ in enclaves]
         self.discarded: list[dict[str, Any]] = []
         self.cut: set[int] = set()
+        self.ahead = [0.0] * len(enclaves)  # how far each validator's clock runs ahead
 
     async def step(self, i: int, tick: bool = False) -> None:
         inbound, self.inbox[i] = self.inbox[i], []
         answer = await self.enclaves[i].request(
-            m.ConsensusStep(now=self.now, inbound=inbound, tick=tick)
+            m.ConsensusStep(now=self.now + self.ahead[i], inbound=inbound, tick=tick)
         )
-        self.timers[i] = answer["timer"]
+        timer = answer["timer"]
+        self.timers[i] = None if timer is None else timer - self.ahead[i]
         self.status[i] = answer["status"]
         self.decided[i].extend(answer["decided"])
         self.discarded.extend(answer["discarded"])
@@ -337,18 +339,19 @@ def transfer(nonce: int, value: int = 10**15) -> bytes:
     return bytes(Account.sign_transaction(tx, FUNDED_KEY).raw_transaction)
 
 
-async def consortium_of_four(tmp_path: Path) -> Cluster:
+async def consortium_of_four(tmp_path: Path, **over: Any) -> Cluster:
     idents = [await make_identity(tmp_path / f"v{i}") for i in range(4)]
-    terms = make_terms(idents)
+    terms = make_terms(idents, **over)
     enclaves = [await start(tmp_path / f"v{i}", terms) for i in range(4)]
     for joiner in enclaves[1:]:
         assert (await join(joiner, enclaves[0]))["state"] == "ready"
     return Cluster(tmp_path, enclaves, terms)
 
 
-def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rule", ["attested-diff", "re-execute"])
+def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path, rule: str) -> None:
     async def go() -> None:
-        cluster = await consortium_of_four(tmp_path)
+        cluster = await consortium_of_four(tmp_path, validation=rule)
         try:
             hashes = []
             for nonce in range(3):
@@ -367,7 +370,7 @@ def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path) -> None:
             heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
             assert len({h["head"]["hash"] for h in heads}) == 1
             assert heads[0]["head"]["number"] >= target
-            tx_hashes = {transfer(n) and keccak(transfer(n)) for n in range(5)}
+            tx_hashes = {keccak(transfer(n)) for n in range(5)}
             for enclave in cluster.enclaves:
                 balance = await enclave.request(
                     m.GetAccount("balance", bytes.fromhex(RECIPIENT[2:]), "latest")
@@ -384,7 +387,7 @@ def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path) -> None:
             chains = [[b["hash"] for b in d] for d in cluster.decided]
             shortest = min(len(c) for c in chains)
             assert all(c[:shortest] == chains[0][:shortest] for c in chains)
-            assert not [d for d in cluster.discarded if d["reason"] != "missing-body"]
+            assert cluster.discarded == []
         finally:
             for enclave in cluster.enclaves:
                 await enclave.close()
@@ -414,6 +417,30 @@ def test_restarted_validator_resumes_its_round(tmp_path: Path) -> None:
 
             cluster.cut = set()
             await cluster.run_until(lambda: min(cluster.heights()) >= height + 1)
+            heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
+            assert len({h["head"]["hash"] for h in heads}) == 1
+        finally:
+            for enclave in cluster.enclaves:
+                await enclave.close()
+
+    run(go())
+
+
+def test_a_proposal_from_a_clock_far_ahead_is_refused(tmp_path: Path) -> None:
+    async def go() -> None:
+        cluster = await consortium_of_four(tmp_path)
+        try:
+            nodes = [(await e.request(m.GetStatus()))["validator"] for e in cluster.enclaves]
+            # the first block's round-0 proposer is the lowest address (round robin)
+            leader = nodes.index(min(nodes))
+            cluster.ahead[leader] = 40.0  # its proposals are stamped 40 s in the others' future
+            await cluster.run_until(lambda: min(cluster.heights()) >= 1)
+            refused = [d for d in cluster.discarded if d["reason"] == "timestamp-in-future"]
+            assert len(refused) == 3  # each of the others refused it
+            assert all(d["sender"] == nodes[leader] for d in refused)
+            block = await cluster.enclaves[0].request(m.GetBlock(1))
+            assert block["miner"].lower() != "0x" + nodes[leader].hex()
+            assert int(block["timestamp"], 16) <= cluster.now + 15
             heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
             assert len({h["head"]["hash"] for h in heads}) == 1
         finally:

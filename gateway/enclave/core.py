@@ -418,10 +418,6 @@ class Enclave(BlockLifecycle):
             head.block_number, head.hash, head.timestamp, proposer if proposer else None
         )
 
-    def candidate_parts(self, candidate: Any) -> tuple[bytes, bytes, bytes]:
-        """(block hash, header RLP, sealed body) of a candidate (gateway.enclave.blocks)."""
-        return candidate.hash, candidate.header_rlp, candidate.body
-
     def get_meta(self, name: str) -> bytes | None:
         return self.ledger.get_meta(name)
 
