@@ -264,13 +264,20 @@ def _wrap_key(shared: bytes, ephemeral: bytes, join_key: bytes) -> bytes:
     ).derive(shared)
 
 
-def wrap_secret(secret: bytes, join_key: bytes, associated_data: bytes) -> bytes:
+def wrap_secret(
+    secret: bytes,
+    join_key: bytes,
+    associated_data: bytes,
+    *,
+    ephemeral: X25519PrivateKey | None = None,  # fixed only by the worked example's test
+    nonce: bytes | None = None,
+) -> bytes:
     """The consortium secret encrypted to ``join_key`` (X25519) with a fresh ephemeral key:
     ``0x01 || ephemeral public (32) || nonce (12) || AES-256-GCM ciphertext+tag``."""
-    ephemeral = X25519PrivateKey.generate()
+    ephemeral = ephemeral or X25519PrivateKey.generate()
     ephemeral_public = ephemeral.public_key().public_bytes_raw()
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(join_key))
-    nonce = secrets.token_bytes(12)
+    nonce = nonce or secrets.token_bytes(12)
     sealed = AESGCM(_wrap_key(shared, ephemeral_public, join_key)).encrypt(
         nonce, secret, associated_data
     )
