@@ -448,3 +448,90 @@ def test_a_proposal_from_a_clock_far_ahead_is_refused(tmp_path: Path) -> None:
                 await enclave.close()
 
     run(go())
+
+
+# ------------------------------------------------------------------ pure parts
+
+
+def test_round_snapshot_round_trips() -> None:
+    from gateway.consensus.qbft import (
+        Block,
+        PreparedCertificate,
+        RoundSnapshot,
+        SignedPayload,
+        UnsignedPrepare,
+    )
+    from gateway.enclave.consortium import decode_snapshot, encode_snapshot
+
+    key = keys.PrivateKey(b"\x01" * 32)
+    block = Block(5, key.public_key.to_canonical_address(), b"header rlp")
+    prepares = tuple(
+        SignedPayload.sign(UnsignedPrepare(5, 2, block.digest), keys.PrivateKey(bytes([i]) * 32))
+        for i in (1, 2, 3)
+    )
+    for snap in (
+        RoundSnapshot(5, 0, None, None),
+        RoundSnapshot(5, 3, block.digest, PreparedCertificate(block, 2, prepares)),
+    ):
+        assert decode_snapshot(encode_snapshot(snap)) == snap
+    with pytest.raises(ValueError):
+        decode_snapshot(b"\xc0")
+
+
+def test_bad_terms_are_refused_with_what_is_wrong(tmp_path: Path) -> None:
+    from gateway.enclave.consortium import parse_terms
+
+    ident = {"address": b"\x01" * 20, "measurement": b"\x02" * 32}
+    good = make_terms([ident])
+    assert parse_terms(good).validators == (b"\x01" * 20,)
+    for change, words in (
+        ({"version": 2}, "version"),
+        ({"validators": []}, "validators"),
+        ({"validators": ["0x12"]}, "address"),
+        ({"validation": "trust-me"}, "validation"),
+        ({"fork": "frontier"}, "fork"),
+        ({"roundTimeout": 60.0}, "roundTimeout"),
+        ({"chainId": "1"}, "chainId"),
+    ):
+        with pytest.raises(RpcError) as info:
+            parse_terms({**good, **change})
+        assert info.value.reason_code == "bad-terms"
+        assert words in info.value.message
+
+    async def go() -> None:
+        enclave = InProcessEnclave()
+        with pytest.raises(RpcError) as info:
+            await enclave.start(opening(tmp_path / "bad", {**good, "validators": []}))
+        assert info.value.reason_code == "bad-terms"
+        await enclave.close()
+
+    run(go())
+
+
+def test_join_report_is_version_2_and_carries_its_key() -> None:
+    from gateway.enclave.consortium import join_report
+    from gateway.protocol import attestation
+
+    report = join_report(
+        chain_id=1,
+        measurement=b"\x01" * 32,
+        code="c",
+        node_address=b"\x02" * 20,
+        epoch_period=86400,
+        grace=1,
+        join_key=b"\x03" * 32,
+        now=1,
+    )
+    data = report.to_json()
+    assert data["version"] == 2 and data["joinKey"] == "0x" + "03" * 32
+    assert attestation.Report.from_json(data) == report
+    with pytest.raises(attestation.AttestationError):
+        attestation.Report.from_json({k: v for k, v in data.items() if k != "joinKey"})
+    # a version-1 report never carries a join key
+    with pytest.raises(attestation.AttestationError):
+        attestation.Report.from_json(dict(data, version=1))
+    plain = attestation.Report.from_json(
+        {k: v for k, v in dict(data, version=1).items() if k != "joinKey"}
+    )
+    assert plain.join_key is None and "joinKey" not in plain.to_json()
+    assert plain.to_json()["version"] == 1

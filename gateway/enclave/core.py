@@ -288,6 +288,12 @@ class Enclave(BlockLifecycle):
             self.qbft = consortium.QbftDriver(
                 self, consortium.qbft_config(self.terms), self._node_key
             )
+        elif self.terms is not None and self.role == "validator":
+            log.warning(
+                "node 0x%s runs as a validator but is not in the consortium's validators: "
+                "it will follow the chain and not vote",
+                self.validator.hex(),
+            )
         self.state = "ready"
 
     def _engine_options(self, opened: m.Open) -> dict[str, Any]:
