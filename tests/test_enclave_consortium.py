@@ -286,6 +286,8 @@ class Cluster:
         self.discarded: list[dict[str, Any]] = []
         self.cut: set[int] = set()
         self.ahead = [0.0] * len(enclaves)  # how far each validator's clock runs ahead
+        # what the network does to a message's sidecar on its way to a validator
+        self.tamper: Callable[[bytes, bytes | None, int], bytes | None] | None = None
 
     async def step(self, i: int, tick: bool = False) -> None:
         inbound, self.inbox[i] = self.inbox[i], []
@@ -299,10 +301,13 @@ class Cluster:
         self.discarded.extend(answer["discarded"])
         if i in self.cut:
             return
-        for message in answer["outbound"]:
+        for data, sidecar in answer["outbound"]:
             for j in range(len(self.enclaves)):
                 if j != i and j not in self.cut:
-                    self.inbox[j].append(message)
+                    if self.tamper is not None:
+                        self.inbox[j].append([data, self.tamper(data, sidecar, j)])
+                    else:
+                        self.inbox[j].append([data, sidecar])
 
     async def run_until(self, done: Callable[[], bool], *, seconds: float = 120.0) -> None:
         """Deliver messages and fire timers until ``done()`` or ``seconds`` of fake time."""
@@ -443,6 +448,42 @@ def test_a_proposal_from_a_clock_far_ahead_is_refused(tmp_path: Path) -> None:
             assert int(block["timestamp"], 16) <= cluster.now + 15
             heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
             assert len({h["head"]["hash"] for h in heads}) == 1
+        finally:
+            for enclave in cluster.enclaves:
+                await enclave.close()
+
+    run(go())
+
+
+def test_a_tampered_sidecar_and_garbage_are_refused(tmp_path: Path) -> None:
+    from gateway.consensus.qbft import Proposal, decode_message
+
+    async def go() -> None:
+        cluster = await consortium_of_four(tmp_path)
+        victim = 3
+
+        def flip(data: bytes, sidecar: bytes | None, j: int) -> bytes | None:
+            if j == victim and sidecar and isinstance(decode_message(data), Proposal):
+                return sidecar[:-1] + bytes([sidecar[-1] ^ 1])
+            return sidecar
+
+        cluster.tamper = flip
+        try:
+            await cluster.run_until(lambda: min(cluster.heights()) >= 2)
+            refused = [d for d in cluster.discarded if d["reason"] == "bad-body"]
+            assert refused  # the victim refused every proposal's body, and voted for none
+            # it still has the decided blocks (from the others' announcements, bodies intact)
+            heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
+            assert len({h["head"]["hash"] for h in heads}) == 1
+
+            answer = await cluster.enclaves[0].request(
+                m.ConsensusStep(now=cluster.now, inbound=[[b"\xc0garbage", None]])
+            )
+            assert answer["discarded"] == [{"reason": "not-rlp", "sender": None, "code": 0}]
+            err = await refusal(
+                cluster.enclaves[0].request(m.ConsensusStep(now=cluster.now, inbound=[[1, 2]]))
+            )
+            assert err.reason_code == "bad-inbound"
         finally:
             for enclave in cluster.enclaves:
                 await enclave.close()

@@ -553,6 +553,17 @@ class QbftDriver:
             raise InvalidParams(
                 f"at most {MAX_INBOUND} messages per consensus step", reason="too-many-messages"
             )
+        for item in msg.inbound:  # all checked before any is acted on
+            if not (
+                isinstance(item, list)
+                and len(item) == 2
+                and isinstance(item[0], bytes)
+                and (item[1] is None or isinstance(item[1], bytes))
+            ):
+                raise InvalidParams(
+                    "a consensus inbound item is [message bytes, sidecar bytes or None]",
+                    reason="bad-inbound",
+                )
         out: dict[str, Any] = {"outbound": [], "decided": [], "discarded": [], "behind": []}
         node = self._node(now, out)
         for item in msg.inbound:
@@ -613,12 +624,7 @@ class QbftDriver:
         self._run(node.tick(now), now, out)
         return node
 
-    def _inbound(self, item: Any, out: dict[str, Any]) -> Any:
-        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], bytes):
-            raise InvalidParams(
-                "a consensus inbound item is [message bytes, sidecar bytes or None]",
-                reason="bad-inbound",
-            )
+    def _inbound(self, item: list[Any], out: dict[str, Any]) -> Any:
         data, sidecar = item
         try:
             message = decode_message(data)
