@@ -361,6 +361,8 @@ class BlockLifecycle:
         "state-root-mismatch" (the state root does not resolve, or re-execution gives
         another root), "bad-block" (a transaction does not apply on re-execution).
         """
+        if self.validation_rule not in VALIDATION_RULES:
+            raise ValueError(f"unknown validation rule {self.validation_rule!r}")
         header = decode_header(header_rlp)
         block_hash = bytes(header.hash)
         known = self.candidate(block_hash)
