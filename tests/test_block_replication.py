@@ -26,6 +26,7 @@ from eth_utils import keccak
 
 from gateway.consensus.qbft.messages import Block, commit_seal_digest, recover_signer, sign_digest
 from gateway.devaccounts import DEV_MNEMONIC, derive
+from gateway.enclave import codec
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import (
     Candidate,
@@ -36,7 +37,8 @@ from gateway.enclave.blocks import (
 )
 from gateway.enclave.core import Enclave
 from gateway.enclave.keys import SEALING_KEY_FILE
-from gateway.errors import BlockRefused
+from gateway.enclave.runtime import serve
+from gateway.errors import BlockRefused, RpcError
 from gateway.execution.precompiles import BlockRandomness
 from gateway.ledger import LEDGER_FILE, Ledger, read_meta
 
@@ -132,8 +134,18 @@ def build(t: Trio, round_: int = 0) -> tuple[Candidate, list[bytes]]:
 
 
 def exported(t: Trio, number: int) -> dict[str, Any]:
-    (block,) = t.a.handle(m.ExportBlocks(number, 1))
+    (block,) = wire(t.a, m.ExportBlocks(number, 1))
     return block  # type: ignore[no-any-return]
+
+
+def wire(e: Enclave, msg: Any) -> Any:
+    """``msg`` handled as the host's request would be: encoded, decoded, served, and the
+    answer (or the refusal) encoded and decoded again (gateway.enclave.codec)."""
+    _, decoded = codec.decode_request(codec.encode_request(7, msg))
+    _, ok, payload = codec.decode_response(serve(e, 7, decoded))
+    if not ok:
+        raise codec.error_from(payload)
+    return payload
 
 
 def send(e: Enclave, sender: int, **fields: Any) -> bytes:
@@ -159,19 +171,26 @@ def test_three_enclaves_agree_under_both_rules(trio: Trio) -> None:
     pay = send(t.a, 1, to=bytes(20), value=7)
     # block 1: B and C import it as a finalized block (catch-up, followers)
     build(t)
-    result = t.b.handle(m.ImportBlocks([exported(t, 1)]))
+    result = wire(t.b, m.ImportBlocks([exported(t, 1)]))
     assert result["imported"] == 1 and result["head"] == 1
-    assert t.c.handle(m.ImportBlocks([exported(t, 1)]))["head"] == 1
+    assert result["decided"][0]["hash"] == t.a.engine.head.hash
+    assert wire(t.c, m.ImportBlocks([exported(t, 1)]))["head"] == 1
     # again: nothing to do
-    assert t.b.handle(m.ImportBlocks([exported(t, 1)]))["imported"] == 0
+    assert wire(t.b, m.ImportBlocks([exported(t, 1)]))["imported"] == 0
+    # a refusal crosses the boundary with its reason code
+    with pytest.raises(RpcError) as info:
+        wire(t.c, m.ImportBlocks([{**exported(t, 1), "number": 5}]))
+    assert info.value.reason_code == "bad-header"
 
     # block 2: transactions forwarded sealed from A to B's pool; B and C verify the proposal
     # (header + sealed body) before it is decided, and commit it on the decision
     draws = [send(t.a, 0, to=contract, gas=200_000), send(t.a, 2, to=contract, gas=200_000)]
-    forwarded = t.a.handle(m.ExportPooledTxs(draws))
-    assert len(forwarded) == 2 and all(d not in b"".join(forwarded) for d in draws)
-    assert t.b.handle(m.ImportPooledTxs(forwarded)) == {"admitted": draws, "refused": 0}
-    assert t.b.handle(m.ImportPooledTxs([forwarded[0][:-1] + b"\x00"]))["refused"] == 1
+    forwarded = wire(t.a, m.ExportPooledTxs(draws))
+    assert len(forwarded) == 2
+    raws = [p.raw for p in (t.a.engine.pool.get(d) for d in draws) if p is not None]
+    assert len(raws) == 2 and not any(raw in blob for raw in raws for blob in forwarded)
+    assert wire(t.b, m.ImportPooledTxs(forwarded)) == {"admitted": draws, "refused": 0}
+    assert wire(t.b, m.ImportPooledTxs([forwarded[0][:-1] + b"\x00"]))["refused"] == 1
     proposal = t.a.prepare_candidate(int(time.time()))
     assert proposal is not None and proposal.included == draws
     for follower in (t.b, t.c):
@@ -200,7 +219,7 @@ def test_three_enclaves_agree_under_both_rules(trio: Trio) -> None:
         assert finalized is not None and finalized["hash"] == "0x" + e.engine.head.hash.hex()
 
     # finality is checkable from the seals alone
-    finality = t.b.handle(m.GetFinality(2))
+    finality = wire(t.b, m.GetFinality(2))
     assert finality["round"] == 1 and finality["quorum"] == 2
     assert finality["digest"] == commit_seal_digest(
         Block(2, t.a.validator, finality["header"]).digest, 1
@@ -208,7 +227,7 @@ def test_three_enclaves_agree_under_both_rules(trio: Trio) -> None:
     signers = {recover_signer(finality["digest"], s) for s in finality["seals"]}
     assert signers == {t.b.validator, t.c.validator}
     # and the public export carries no body
-    (public,) = t.a.handle(m.ExportBlocks(2, 1, public=True))
+    (public,) = wire(t.a, m.ExportBlocks(2, 1, public=True))
     assert public["body"] is None and public["seals"] == seals
 
 
