@@ -161,6 +161,7 @@ class Enclave(BlockLifecycle):
         self.consensus_validators: tuple[bytes, ...] = (self.validator,)
         self.validation_rule = VALIDATION_RULES[0]
         self._candidates: OrderedDict[bytes, Candidate] = OrderedDict()
+        # the single-node dev chain: blocks carry the v1 seal, not QBFT commit seals
         self.dev_chain = opened.consortium is None
         self.terms: consortium.Terms | None = None
         self.qbft: consortium.QbftDriver | None = None
