@@ -602,8 +602,8 @@ class BlockLifecycle:
         self.check_seals(number, proposer, header_rlp, round_, seals)
         with self._lock:
             head_number = self.engine.head.block_number
+            existing = self.ledger.block_by_number(number) if number <= head_number else None
         if number <= head_number:
-            existing = self.ledger.block_by_number(number)
             if existing is not None and existing.hash == block_hash:
                 return None
             raise BlockRefused(
