@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from gateway.enclave import codec
-from gateway.enclave.messages import BuildBlock, Close, Open
+from gateway.enclave.messages import BuildBlock, Close, MakeIdentity, Open
 from gateway.errors import InternalError, RpcError
 
 log = logging.getLogger("gateway.enclave.runtime")
@@ -119,7 +119,9 @@ class ProcessEnclave:
         self._started = False
         self.on_lost: Callable[[int | None], None] | None = None
 
-    async def start(self, opened: Open) -> None:
+    async def start(self, opened: Open | MakeIdentity) -> Any:
+        """Start the enclave process with its first message (``Open``, or ``MakeIdentity``
+        for ``coco-gateway init``) and return that message's answer."""
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._proc = await asyncio.create_subprocess_exec(
@@ -133,8 +135,9 @@ class ProcessEnclave:
             pass_fds=self._keep_fds,
         )
         self._reader_task = asyncio.create_task(self._read_loop())
-        await self.request(opened)
+        answer = await self.request(opened)
         self._started = True
+        return answer
 
     async def _read_loop(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
