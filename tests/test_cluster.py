@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cluster_support import enclave_makes_identities, has_node_command
 from conftest import REPO, rpc
 
 from gateway.cluster import NodeView, find_nodes, plain_line, render, render_line
@@ -28,23 +29,11 @@ from gateway.scaffold import (
     plan_nodes,
 )
 
-
-def _enclave_makes_identities() -> bool:
-    return "MakeIdentity" in (REPO / "gateway" / "enclave" / "worker.py").read_text()
-
-
-def _has_node_command() -> bool:
-    from gateway.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return "node" in (sub.choices or {})  # type: ignore[operator]
-
-
 needs_identities = pytest.mark.skipif(
-    not _enclave_makes_identities(), reason="the enclave does not answer MakeIdentity yet"
+    not enclave_makes_identities(), reason="the enclave does not answer MakeIdentity yet"
 )
 needs_nodes = pytest.mark.skipif(
-    not (_enclave_makes_identities() and _has_node_command()),
+    not (enclave_makes_identities() and has_node_command()),
     reason="`coco-gateway node` (or the enclave's MakeIdentity) is not in this build yet",
 )
 
