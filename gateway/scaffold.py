@@ -213,7 +213,7 @@ async def make_identity(data_dir: Path) -> Identity:
 
     enclave = ProcessEnclave()
     try:
-        answer = await enclave.start(MakeIdentity(data_dir=str(data_dir)))
+        answer = await enclave.start_identity(MakeIdentity(data_dir=str(data_dir)))
     finally:
         await enclave.close()
     if not isinstance(answer, dict) or not isinstance(answer.get("address"), bytes):
