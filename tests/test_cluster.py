@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_support import enclave_makes_identities, has_node_command
+from build_features import enclave_makes_identities, has_node_command
 from conftest import REPO, rpc
 
 from gateway.cluster import NodeView, find_nodes, plain_line, render, render_line

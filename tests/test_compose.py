@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster_support import enclave_makes_identities, has_node_command
+from build_features import enclave_makes_identities, has_node_command
 from conftest import REPO, free_port, rpc, wait_receipt
 
 from gateway.config import ConsortiumTerms, NodeFile
