@@ -135,7 +135,12 @@ def test_status_lines() -> None:
             "finalized": "0xc",
             "round": 0,
             "proposer": "0x" + "01" * 20,
-            "peers": ["a", "b", "c"],
+            "peers": [  # links, as the consortium node lists them: one each way
+                {"name": "node2", "address": "0x" + "02" * 20},
+                {"name": "node2", "address": "0x" + "02" * 20},
+                {"name": "node3", "address": "0x" + "03" * 20},
+                {"name": "", "role": "observer", "address": None},
+            ],
             "lastError": None,
         },
     )
@@ -149,6 +154,8 @@ def test_status_lines() -> None:
     assert "node1 h=12 f=12 r=0 peers=3" in plain and "node2 down (not listening)" in plain
     weird = NodeView("n", "member", "u", {"height": "nonsense", "peers": 4, "lastError": "a\nb"})
     assert render_line(weird).split() == ["n", "member", "-", "-", "-", "-", "-", "4", "a", "b"]
+    observer = NodeView("o", "observer", "u", {"height": 5, "finalized": 5, "round": None})
+    assert "o h=5 f=5 r=- peers=-" in plain_line([observer])
 
 
 # ------------------------------------------------------------------ init (real enclaves)
