@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -332,7 +333,8 @@ async def run_cluster(
                     if c.reported:
                         v.status = None
                 if tty:
-                    lines = render(views, names)
+                    width = max(20, shutil.get_terminal_size().columns - 1)
+                    lines = [line[:width] for line in render(views, names)]  # no wrapping
                     if drawn:
                         out.write(f"\x1b[{drawn}F")
                     out.write("".join(f"\x1b[2K{line}\n" for line in lines))
