@@ -33,6 +33,7 @@ QUEUE_FRAMES = 4096
 QUEUE_BYTES = 64 * 1024 * 1024
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 10.0
+UNKNOWN_GENESIS = bytes(32)  # an observer's hello before it has pinned the genesis
 
 Signer = Callable[[bytes], Awaitable[bytes]]
 
@@ -51,7 +52,7 @@ class LinkConfig:
     """Who this node is on the wire, and whom it accepts."""
 
     chain_id: int
-    genesis: bytes
+    genesis: bytes | None  # None: an observer that learns it from its first member peer
     role: str  # validator | member | observer
     address: bytes | None  # None for an observer
     sign: Signer | None  # SignLink in the enclave; None for an observer
@@ -332,7 +333,11 @@ class Links:
             await ws.send_bytes(wire.encode(await self._auth(nonce, server_nonce, "client")))
         if address is not None:
             auth = await self._receive(ws, "auth")
-            self._check_auth(auth, nonce, server_nonce, address, "server")
+            genesis = self.config.genesis or hello["genesis"]
+            self._check_auth(auth, nonce, server_nonce, address, "server", genesis)
+            if self.config.genesis is None:
+                self.config.genesis = genesis  # vouched for by a listed node's signature
+                log.info("genesis 0x%s, as node %s signed it", genesis.hex(), name or address.hex())
         return Peer(ws, "client", endpoint, role, address, name, self.config)
 
     # ------------------------------------------------------------------ the handshake
@@ -342,7 +347,7 @@ class Links:
             "hello",
             v=wire.WIRE_VERSION,
             chainId=self.config.chain_id,
-            genesis=self.config.genesis,
+            genesis=self.config.genesis or UNKNOWN_GENESIS,
             role=self.config.role,
             address=self.config.address,
             nonce=nonce,
@@ -350,6 +355,7 @@ class Links:
 
     async def _auth(self, client_nonce: bytes, server_nonce: bytes, side: str) -> dict[str, Any]:
         assert self.config.sign is not None and self.config.address is not None
+        assert self.config.genesis is not None
         transcript = wire.transcript(
             self.config.genesis, client_nonce, server_nonce, self.config.address, side
         )
@@ -362,11 +368,15 @@ class Links:
             raise LinkRefused(
                 "wrong-chain", f"chain {hello['chainId']} is not this node's {self.config.chain_id}"
             )
-        if hello["genesis"] != self.config.genesis:
+        role, address = hello["role"], hello["address"]
+        unknown = role == "observer" and hello["genesis"] == UNKNOWN_GENESIS
+        if self.config.genesis is None:
+            if address is None:
+                raise LinkRefused("unauthenticated", "an observer learns the genesis from members")
+        elif hello["genesis"] != self.config.genesis and not unknown:
             raise LinkRefused(
                 "wrong-genesis", f"genesis 0x{hello['genesis'].hex()} is not this consortium's"
             )
-        role, address = hello["role"], hello["address"]
         if role == "observer":
             if address is not None:
                 raise LinkRefused("bad-hello", "an observer has no node address")
@@ -395,8 +405,11 @@ class Links:
         server_nonce: bytes,
         address: bytes,
         side: str,
+        genesis: bytes | None = None,
     ) -> None:
-        transcript = wire.transcript(self.config.genesis, client_nonce, server_nonce, address, side)
+        genesis = genesis or self.config.genesis
+        assert genesis is not None
+        transcript = wire.transcript(genesis, client_nonce, server_nonce, address, side)
         signer = recover_signer(wire.link_digest(transcript), auth["sig"])
         if signer != address:
             raise LinkRefused(
