@@ -15,7 +15,6 @@ the dev node; ``coco-gateway node --config FILE`` runs them (gateway/cli.py).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.base import Method
+from gateway.config import ConfigError, ConsortiumTerms, NodeFile
 from gateway.enclave import messages as m
 from gateway.enclave.runtime import EnclaveClient, ProcessEnclave
 from gateway.errors import RpcError
@@ -130,43 +130,26 @@ def _address(text: str) -> bytes:
 
 
 def load_settings(path: Path) -> NodeSettings:
-    """Read node.json and the consortium.json it names (paths relative to node.json)."""
-
-    def read(file: Path) -> dict[str, Any]:
-        try:
-            value = json.loads(file.read_text())
-        except OSError as exc:
-            raise SettingsError(f"{file}: cannot read it ({exc.strerror})") from None
-        except ValueError as exc:
-            raise SettingsError(f"{file}: not JSON ({exc})") from None
-        if not isinstance(value, dict):
-            raise SettingsError(f"{file}: expected a JSON object")
-        return value
-
-    doc = read(path)
-    base = path.parent
+    """Read node.json and the consortium.json it names (gateway/config.py checks both)."""
     try:
-        role = doc["role"]
-        if role not in ("validator", "member", "observer"):
-            raise SettingsError(f"{path}: role: expected validator, member or observer")
-        terms = read((base / doc["consortium"]).resolve())
-        rpc, p2p = doc.get("rpc", {}), doc.get("p2p", {})
-        return NodeSettings(
-            path=path,
-            name=str(doc.get("name", "")),
-            role=role,
-            terms=terms,
-            data_dir=(base / doc.get("dataDir", "data")).resolve(),
-            rpc_host=str(rpc.get("host", "127.0.0.1")),
-            rpc_port=int(rpc.get("port", 8545)),
-            p2p_host=str(p2p.get("host", "127.0.0.1")),
-            p2p_port=int(p2p.get("port", 30301)),
-            peers=[str(p) for p in doc.get("peers", [])],
-            enclave=str(doc.get("enclave", "process")),
-            privacy=str(doc.get("privacy", terms.get("privacy", "open"))),
-        )
-    except KeyError as exc:
-        raise SettingsError(f"{path}: {exc.args[0]}: missing") from None
+        node = NodeFile.load(path)
+        terms = ConsortiumTerms.load(node.consortium_path)
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    return NodeSettings(
+        path=path,
+        name=node.name,
+        role=node.role,
+        terms=terms.to_open_terms(),
+        data_dir=node.data_path,
+        rpc_host=node.rpc.host,
+        rpc_port=node.rpc.port,
+        p2p_host=node.p2p.host,
+        p2p_port=node.p2p.port,
+        peers=list(node.peers),
+        enclave=node.enclave,
+        privacy=node.privacy,
+    )
 
 
 # ------------------------------------------------------------------ shared by both kinds
