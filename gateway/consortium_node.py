@@ -156,27 +156,37 @@ def load_settings(path: Path) -> NodeSettings:
 
 
 class Progress:
-    """Catch-up progress: a log line every few seconds, and a bar when stderr is a TTY."""
+    """Catch-up progress: a log line every few seconds, and a bar when stderr is a TTY.
+    A catch-up of a few blocks (a node that was a moment behind) is not worth either."""
+
+    SHOWN_FROM = 8  # blocks behind
 
     def __init__(self) -> None:
         self._last_line = 0.0
         self._tty = sys.stderr.isatty()
-        self._shown = False
+        self._start: int | None = None
 
-    def update(self, done: int, target: int) -> None:
+    def update(self, done: int, target: int, start: int) -> None:
+        if self._start is None or start < self._start:
+            self._start = start
+        if target - self._start < self.SHOWN_FROM:
+            if done >= target:
+                self._start = None
+            return
         now = time.monotonic()
         if self._tty:
             width = 30
-            filled = width if target <= 0 else min(width, width * done // max(target, 1))
-            sys.stderr.write(f"\rcatch-up [{'#' * filled}{'.' * (width - filled)}] {done}/{target}")
-            sys.stderr.flush()
-            self._shown = True
+            filled = min(width, width * done // max(target, 1))
+            bar = "#" * filled + "." * (width - filled)
+            sys.stderr.write(f"\rcatch-up [{bar}] {done}/{target} blocks")
             if done >= target:
                 sys.stderr.write("\n")
-                self._shown = False
+            sys.stderr.flush()
         if now - self._last_line >= 2.0 or done >= target:
             self._last_line = now
             log.info("catch-up: %d/%d blocks", done, target)
+        if done >= target:
+            self._start = None
 
 
 class _P2pShell:
@@ -355,10 +365,13 @@ class ConsortiumNode(_P2pShell, Node):
         request = await self.enclave.request(m.JoinRequest())
         backoff = 1.0
         self.state = "joining"
+        attempt = 0
+        waited = False
         while True:
             peers = [p for p in self.links.live() if not p.public]
             if peers:
-                peer = peers[0]
+                peer = peers[attempt % len(peers)]  # another member on each attempt
+                attempt += 1
                 log.info("asking %r to admit this node to the consortium", peer)
                 self._join_reply: asyncio.Future[dict[str, Any]] = (
                     asyncio.get_running_loop().create_future()
@@ -373,14 +386,23 @@ class ConsortiumNode(_P2pShell, Node):
                     log.info("joined the consortium through %r", peer)
                     self.state = "ready"
                     return
+                if reply["reason"] == "not-ready":  # that peer is joining too: ask another
+                    log.info("%r has not joined yet either", peer)
+                    await asyncio.sleep(0.5)
+                    continue
                 self.last_error = f"join refused by {peer!r}: {reply['reason']}: {reply['message']}"
                 log.error("%s; retrying in %g s", self.last_error, backoff)
             else:
                 refusals = "; ".join(f"{k}: {v}" for k, v in self.links.last_refusal.items())
-                log.info(
+                (log.debug if waited else log.info)(
                     "waiting for a link to a member node to join through%s",
                     f" (refused: {refusals})" if refusals else "",
                 )
+                waited = True
+                if refusals:
+                    self.last_error = f"links refused: {refusals}"
+                await asyncio.sleep(0.5)
+                continue
             await asyncio.sleep(backoff)
             backoff = min(JOIN_BACKOFF_MAX, backoff * 2)
 
@@ -441,7 +463,9 @@ class ConsortiumNode(_P2pShell, Node):
                 frame["finalized"],
                 frame["state"],
             )
-            if peer.finalized > self.head:
+            # a validator one block behind is normally just about to decide it itself
+            lag = 2 if self.settings.role == "validator" else 1
+            if peer.finalized >= self.head + lag:
                 self._want_sync(peer, peer.finalized)
         elif kind == "getBlocks":
             await self._serve_blocks(peer, frame)
@@ -621,7 +645,7 @@ class ConsortiumNode(_P2pShell, Node):
                 if not await self._import(peer, items):
                     self._sync_wanted = None
                     break
-                self._progress.update(self.head, target)
+                self._progress.update(self.head, target, start)
 
     async def _on_blocks(self, peer: Peer, items: list[dict[str, Any]]) -> None:
         batch = getattr(self, "_batch", None)
@@ -830,7 +854,7 @@ class ObserverNode(_P2pShell, Node):
                 if not items or not self._add(peer, items):
                     break
                 target = max(target, peer.finalized)
-                self._progress.update(self.store.head, target)
+                self._progress.update(self.store.head, target, start)
                 if self.store.head >= peer.finalized:
                     break
 
