@@ -209,6 +209,17 @@ class _P2pShell:
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s failed", task.get_name(), exc_info=task.exception())
 
+    _batch: asyncio.Future[list[dict[str, Any]]]
+    _batch_start = -1
+
+    def _answers_batch(self, items: list[dict[str, Any]]) -> bool:
+        """Whether a blocks frame answers the getBlocks in flight (and is not a pushed block
+        that happened to arrive meanwhile)."""
+        batch = getattr(self, "_batch", None)
+        if batch is None or batch.done():
+            return False
+        return not items or int(items[0]["number"]) == self._batch_start
+
     async def _serve_p2p(self) -> None:
         assert self.links is not None
         app = web.Application()
@@ -629,9 +640,8 @@ class ConsortiumNode(_P2pShell, Node):
                     self._sync_wanted = None
                     break
                 start = self.head + 1
-                self._batch: asyncio.Future[list[dict[str, Any]]] = (
-                    asyncio.get_running_loop().create_future()
-                )
+                self._batch_start = start
+                self._batch = asyncio.get_running_loop().create_future()
                 peer.send(wire.frame("getBlocks", start=start, count=wire.MAX_BATCH, public=False))
                 try:
                     items = await asyncio.wait_for(self._batch, SYNC_TIMEOUT)
@@ -648,9 +658,8 @@ class ConsortiumNode(_P2pShell, Node):
                 self._progress.update(self.head, target, start)
 
     async def _on_blocks(self, peer: Peer, items: list[dict[str, Any]]) -> None:
-        batch = getattr(self, "_batch", None)
-        if batch is not None and not batch.done():
-            batch.set_result(items)
+        if self._answers_batch(items):
+            self._batch.set_result(items)
             return
         if not items:
             return
@@ -796,9 +805,8 @@ class ObserverNode(_P2pShell, Node):
                 self._sync_from = peer
                 self._sync_wake.set()
         elif kind == "blocks":
-            batch = getattr(self, "_batch", None)
-            if batch is not None and not batch.done():
-                batch.set_result(frame["items"])
+            if self._answers_batch(frame["items"]):
+                self._batch.set_result(frame["items"])
             else:
                 self._add(peer, frame["items"])
         elif kind == "getBlocks":
@@ -843,9 +851,8 @@ class ObserverNode(_P2pShell, Node):
             target = max(peer.finalized, self.store.head + 1)
             while not peer.closed:
                 start = self.store.head + 1
-                self._batch: asyncio.Future[list[dict[str, Any]]] = (
-                    asyncio.get_running_loop().create_future()
-                )
+                self._batch_start = start
+                self._batch = asyncio.get_running_loop().create_future()
                 peer.send(wire.frame("getBlocks", start=start, count=wire.MAX_BATCH, public=True))
                 try:
                     items = await asyncio.wait_for(self._batch, SYNC_TIMEOUT)
