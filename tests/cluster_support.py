@@ -32,6 +32,11 @@ async def _identity(data_dir: Path) -> dict[str, Any]:
         await enclave.close()
 
 
+def make_identity(data_dir: Path) -> dict[str, Any]:
+    """A node identity made in a fresh enclave process for ``data_dir``."""
+    return asyncio.run(_identity(data_dir))
+
+
 def make_consortium(
     root: Path, validators: int = 4, observers: int = 1, **terms_over: Any
 ) -> list[Path]:
@@ -148,7 +153,10 @@ class ClusterNode:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if sig == signal.SIGKILL:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the host and its enclave child
+            else:
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

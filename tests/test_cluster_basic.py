@@ -7,14 +7,22 @@ from headers and seals itself and its data directory holds no plaintext of the c
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import CHAIN_ID, FUNDED_KEY, ClusterNode, make_consortium, wait_for
-from conftest import rpc
+from cluster_support import (
+    CHAIN_ID,
+    FUNDED_KEY,
+    ClusterNode,
+    make_consortium,
+    make_identity,
+    wait_for,
+)
+from conftest import free_port, rpc
 from eth_account import Account
 
 MARKER = b"coco-p2p-plaintext-marker-7f3a"
@@ -109,3 +117,53 @@ def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
     for node in cluster[:4]:
         files = [p for p in Path(node.data_dir).rglob("*") if p.is_file()]
         assert not any(MARKER in p.read_bytes() for p in files), node.name
+
+
+def test_an_unlisted_node_is_refused_on_both_sides(cluster: list[ClusterNode]) -> None:
+    node1 = cluster[0]
+    root = node1.config.parent.parent
+    here = root / "intruder"
+    here.mkdir()
+    identity = make_identity(here / "data")
+    doc = json.loads(node1.config.read_text())
+    doc.update(
+        name="intruder",
+        rpc={"host": "127.0.0.1", "port": free_port()},
+        p2p={"host": "127.0.0.1", "port": free_port()},
+        peers=[json.loads(n.config.read_text())["peers"][0] for n in cluster[1:2]],
+    )
+    (here / "node.json").write_text(json.dumps(doc))
+    intruder = ClusterNode(here / "node.json").start()
+    try:
+        address = identity["address"].hex()
+        wait_for(
+            lambda: "unlisted-node" in intruder.log() and f"0x{address}" in cluster[0].log(),
+            60,
+            "both sides log the refusal",
+            [intruder, cluster[0]],
+        )
+        assert "refused the link" in intruder.log()
+        assert f"refused a link from 127.0.0.1: unlisted-node: node 0x{address}" in node1.log()
+        assert not intruder.ready()  # it never got the secret, so it serves nothing
+    finally:
+        intruder.stop()
+
+
+def test_a_validator_that_was_down_catches_up(cluster: list[ClusterNode]) -> None:
+    node4 = cluster[3]
+    node4.stop(signal.SIGKILL)
+    start = height(cluster[0])
+    # three of four validators are a quorum: the chain goes on
+    wait_for(lambda: height(cluster[0]) >= start + 12, 90, "12 blocks without node4", cluster)
+    node4.start()
+    wait_for(node4.ready, 60, "node4 back", cluster)
+    target = height(cluster[0])
+    wait_for(lambda: height(node4) >= target, 90, "node4 caught up", cluster)
+    assert "catch-up:" in node4.log()
+    number = target
+    assert (
+        node4.call("eth_getBlockByNumber", [hex(number), False])["hash"]
+        == cluster[0].call("eth_getBlockByNumber", [hex(number), False])["hash"]
+    )
+    # and it takes part again: the chain still advances with all four
+    wait_for(lambda: height(node4) >= target + 3, 60, "node4 follows the chain", cluster)
