@@ -59,6 +59,32 @@ def test_the_chain_advances_and_every_node_agrees(cluster: list[ClusterNode]) ->
     assert validators[0].call("eth_getBlockByNumber", ["finalized", False]) is not None
 
 
+@pytest.mark.parametrize("index", [1, 4], ids=["validator", "observer"])
+def test_new_heads_are_announced(cluster: list[ClusterNode], index: int) -> None:
+    from websockets.sync.client import connect
+
+    node = cluster[index]
+    with connect(node.url.replace("http", "ws", 1), open_timeout=30) as ws:
+        ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+                            "params": ["newHeads"]}))  # fmt: skip
+        sub = json.loads(ws.recv(timeout=30))["result"]
+        before = height(node)
+        seen: list[int] = []
+        while len(seen) < 2:
+            note = json.loads(ws.recv(timeout=60))
+            assert note["params"]["subscription"] == sub
+            seen.append(int(note["params"]["result"]["number"], 16))
+    assert seen[0] >= before and seen[1] > seen[0]
+    assert (
+        note["params"]["result"]["hash"]
+        == node.call("eth_getBlockByNumber", [hex(seen[1]), False])["hash"]
+    )
+
+
+def test_net_peer_count_counts_links(cluster: list[ClusterNode]) -> None:
+    assert int(cluster[0].call("net_peerCount"), 16) >= 3
+
+
 def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
     cluster: list[ClusterNode],
 ) -> None:
