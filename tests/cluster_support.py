@@ -57,10 +57,12 @@ def free_range(count: int) -> int:
     raise RuntimeError(f"no {count} consecutive free ports")
 
 
-def make_consortium(root: Path, validators: int = 4, observers: int = 1) -> list[Path]:
+def make_consortium(
+    root: Path, validators: int = 4, observers: int = 1, members: int = 0
+) -> list[Path]:
     """``coco-gateway init`` a consortium under ``root`` (identities made in each node's
-    enclave); the node.json paths, validators first, then observers."""
-    count = validators + observers
+    enclave); the node.json paths: validators, members, observers."""
+    count = validators + members + observers
     rpc_base = free_range(count)
     p2p_base = free_range(count)
     while set(range(p2p_base, p2p_base + count)) & set(range(rpc_base, rpc_base + count)):
@@ -69,13 +71,14 @@ def make_consortium(root: Path, validators: int = 4, observers: int = 1) -> list
         [
             sys.executable, "-m", "gateway.cli", "init", "--dir", str(root),
             "--validators", str(validators), "--observers", str(observers),
+            "--members", str(members),
             "--chain-id", str(CHAIN_ID), "--base-rpc-port", str(rpc_base),
             "--base-p2p-port", str(p2p_base), "--alloc", f"{FUNDED}={10**24}",
         ],
         capture_output=True, text=True, cwd=str(REPO), timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, f"init failed:\n{done.stdout}\n{done.stderr}"
-    names = [f"node{i + 1}" for i in range(validators)]
+    names = [f"node{i + 1}" for i in range(validators + members)]
     names += [f"observer{i + 1}" for i in range(observers)]
     return [root / name / "node.json" for name in names]
 
