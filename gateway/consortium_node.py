@@ -476,7 +476,7 @@ class ConsortiumNode(_P2pShell, Node):
             )
             # a validator one block behind is normally just about to decide it itself
             lag = 2 if self.settings.role == "validator" else 1
-            if peer.finalized >= self.head + lag:
+            if peer.finalized >= self.head + lag and not peer.public:
                 self._want_sync(peer, peer.finalized)
         elif kind == "getBlocks":
             await self._serve_blocks(peer, frame)
@@ -661,8 +661,8 @@ class ConsortiumNode(_P2pShell, Node):
         if self._answers_batch(items):
             self._batch.set_result(items)
             return
-        if not items:
-            return
+        if not items or peer.public:
+            return  # blocks come from members (an observer has no bodies to give)
         first = int(items[0]["number"])
         if first > self.head + 1:
             self._want_sync(peer, int(items[-1]["number"]))
