@@ -399,3 +399,16 @@ def test_protocol_doc_worked_example() -> None:
     assert hex_after("statusframe") == wire.encode(status).hex()
     get = wire.frame("getBlocks", start=641, count=64, public=True)
     assert hex_after("getblocksframe") == wire.encode(get).hex()
+
+
+@on_loop
+async def test_two_links_between_two_nodes_count_once() -> None:
+    async with two_nodes() as pair:
+        a, b = pair
+        a.links.dial([b.endpoint])
+        b.links.dial([a.endpoint])
+        await until(lambda: len(a.links.live()) == 2 and len(b.links.live()) == 2)
+        assert [p["name"] for p in a.links.summary()] == ["node2"]
+        assert a.links.summary()[0]["endpoint"] == b.endpoint  # the dialled one: with its port
+        # a broadcast goes once to each node, not once per link
+        assert a.links.broadcast(wire.frame("status", height=1, finalized=1, state="x")) == 1
