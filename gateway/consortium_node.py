@@ -274,7 +274,6 @@ class ConsortiumNode(_P2pShell, Node):
         self._sync_lock = asyncio.Lock()
         self._sync_wanted: tuple[Peer, int] | None = None
         self._sync_wake = asyncio.Event()
-        self._joined = asyncio.Event()
         self._progress = Progress()
 
     # ---------------------------------------------------------------- life cycle
@@ -341,6 +340,7 @@ class ConsortiumNode(_P2pShell, Node):
         log.info("node ready: chain %d, head %d", settings.chain_id, self.head)
 
     async def stop(self) -> None:
+        log.info("stopping node %s: closing its links, then its enclave", self.settings.name)
         await self._stop_p2p()
         await self.enclave.close()
 
@@ -767,6 +767,7 @@ class ObserverNode(_P2pShell, Node):
         )
 
     async def stop(self) -> None:
+        log.info("stopping observer %s: closing its links and its header store", self.settings.name)
         await self._stop_p2p()
         await self.enclave.close()
 
