@@ -439,3 +439,27 @@ def test_catch_up_progress_lines_and_bar(
     caplog.clear()
     progress.update(5, 5, 4)  # a block or two behind: neither a bar nor a line
     assert caplog.records == []
+
+
+@on_loop
+async def test_an_observer_pins_the_genesis_a_listed_node_signed() -> None:
+    async with two_nodes() as pair:
+        a, _ = pair
+        observer = await Endpoint(None).start()
+        observer.config.genesis = None  # a new observer: it learns the genesis
+        try:
+            peer = await observer.links.connect(a.endpoint)
+            assert observer.config.genesis == GENESIS and peer.address == ADDRS[0]
+            await peer.ws.close()
+            # once pinned, a node of another genesis is refused
+            other = Endpoint(1)
+            other.config.genesis = keccak(b"another chain")
+            await other.start()
+            try:
+                with pytest.raises(LinkRefused) as caught:
+                    await observer.links.connect(other.endpoint)
+                assert "wrong-genesis" in caught.value.message
+            finally:
+                await other.stop()
+        finally:
+            await observer.stop()
