@@ -33,8 +33,10 @@ class Handlers:
 
     enclave: EnclaveClient
     dev: bool
+    chain_id: int
     strict: bool
     view: ChainView
+    node_status: Callable[[], Awaitable[dict[str, Any]]] | None
 
     async def _ask(self, message: Any) -> Any:
         return await self.enclave.request(message)

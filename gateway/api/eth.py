@@ -38,6 +38,8 @@ class Api(CocoMethods, DevMethods):
     chain_id: int = 0
     view: ChainView = field(default_factory=ChainView)
     strict: bool = False
+    # a consortium node's own status (coco_nodeStatus); None on the dev node
+    node_status: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         self.filters = FilterManager(self.enclave, lambda: self.view.head_number)
@@ -75,7 +77,9 @@ class Api(CocoMethods, DevMethods):
 
     async def net_peerCount(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0)
-        return "0x0"
+        if self.node_status is None:
+            return "0x0"  # the dev chain: a consortium of one
+        return qty(len((await self.node_status())["peers"]))
 
     async def web3_clientVersion(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0)
