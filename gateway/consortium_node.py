@@ -42,6 +42,7 @@ from gateway.observer import (
 )
 from gateway.p2p import wire
 from gateway.p2p.link import LinkConfig, Links, Peer
+from gateway.p2p.tls import TlsError, TlsIdentity, ensure_identity
 
 log = logging.getLogger("gateway.consortium")
 
@@ -226,15 +227,28 @@ class _P2pShell:
         self.links.add_routes(app)
         self._p2p_runner = web.AppRunner(app, access_log=None)
         await self._p2p_runner.setup()
-        site = web.TCPSite(self._p2p_runner, self.settings.p2p_host, self.settings.p2p_port)
+        site = web.TCPSite(
+            self._p2p_runner,
+            self.settings.p2p_host,
+            self.settings.p2p_port,
+            ssl_context=self.links.server_ssl(),
+        )
         await site.start()
         log.info(
-            "p2p listening on ws://%s:%d%s; peers %s",
+            "p2p listening on wss://%s:%d%s (TLS certificate sha256 %s); peers %s",
             self.settings.p2p_host,
             self.settings.p2p_port,
             wire.PATH,
+            self.links.config.tls.fingerprint.hex(),
             ", ".join(self.settings.peers) or "none",
         )
+
+    def _tls_identity(self) -> TlsIdentity:
+        """This node's p2p TLS certificate and key, made in its data directory if absent."""
+        try:
+            return ensure_identity(self.settings.data_dir, self.settings.name)
+        except TlsError as exc:
+            raise SystemExit(f"coco-gateway node: {exc}") from None
 
     async def _stop_p2p(self) -> None:
         for task in list(self._tasks):
@@ -308,6 +322,7 @@ class ConsortiumNode(_P2pShell, Node):
                 role=settings.role,
                 address=self.address,
                 sign=self._sign_link,
+                tls=self._tls_identity(),
                 nodes=settings.nodes(),
             ),
             self._on_frame,
@@ -748,6 +763,7 @@ class ObserverNode(_P2pShell, Node):
                 role="observer",
                 address=None,
                 sign=None,
+                tls=self._tls_identity(),
                 nodes=settings.nodes(),
             ),
             self._on_frame,
