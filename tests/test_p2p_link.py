@@ -507,15 +507,16 @@ class TlsRelay:
     TLS connection to the target, passing every byte through unchanged (what a relay on the
     path could do with plain ws:// links and a signed-but-unbound handshake)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, certificate: tls.TlsIdentity | None = None) -> None:
         self.target_port = target_port
+        self.certificate = certificate or tls_identity("relay")
         self.server: asyncio.Server | None = None
         self.port = 0
         self.connections = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> TlsRelay:
-        context = tls_identity("relay").server_context()
+        context = self.certificate.server_context()
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=context)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
@@ -598,6 +599,27 @@ async def test_a_tls_terminating_relay_is_refused_on_both_sides() -> None:
 
 
 @on_loop
+async def test_a_relay_with_the_servers_own_tls_key_is_not_detected() -> None:
+    """The binding's limit, and how fault tests may still sit between two nodes: TLS ends in
+    the host, so whoever holds the listener's TLS key files (its host) can relay its links."""
+    async with two_nodes() as pair:
+        a, b = pair
+        relay = await TlsRelay(b.port, certificate=b.config.tls).start()
+        try:
+            peer = await a.links.connect(relay.endpoint)
+            run = asyncio.create_task(a.links._run(peer))
+            assert peer.address == ADDRS[1]
+            await until(lambda: len(b.links.live()) == 1)
+            assert peer.send(wire.frame("status", height=7, finalized=7, state="ready"))
+            (status,) = await b.frames("status")
+            assert status["height"] == 7 and relay.connections == 1
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+        finally:
+            await relay.stop()
+
+
+@on_loop
 async def test_an_observer_links_over_tls_and_refuses_a_relay() -> None:
     async with two_nodes() as pair:
         a, _ = pair
@@ -632,3 +654,30 @@ async def test_plain_websocket_cannot_reach_a_tls_listener() -> None:
             with pytest.raises(aiohttp.ClientError):
                 await session.ws_connect(f"ws://{b.endpoint}{wire.PATH}")
         assert b.links.live() == []
+
+
+@on_loop
+async def test_a_listener_served_without_tls_refuses_every_link() -> None:
+    import aiohttp
+
+    b = Endpoint(1)
+    app = web.Application()
+    b.links.add_routes(app)
+    b.runner = web.AppRunner(app)
+    await b.runner.setup()
+    site = web.TCPSite(b.runner, "127.0.0.1", 0)  # a mistake: no ssl_context
+    await site.start()
+    b.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"ws://{b.endpoint}{wire.PATH}")
+            msg = await ws.receive()
+            assert wire.decode(msg.data) == {
+                "t": "refused",
+                "reason": "not-tls",
+                "message": "links are TLS connections (/p2p/v2 over wss)",
+            }
+            await ws.close()
+        assert b.links.refusals[-1][2] == "not-tls" and b.links.live() == []
+    finally:
+        await b.stop()
