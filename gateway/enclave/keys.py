@@ -124,6 +124,7 @@ def measurement() -> tuple[bytes, str]:
         *sorted((here / "protocol").glob("*.py")),
         here / "consensus" / "seal.py",
         here / "errors.py",
+        here / "clock.py",
     ]
     h = hashlib.sha256(b"coco-gateway/measurement/v1\n")
     for path in files:
