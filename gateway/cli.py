@@ -120,6 +120,75 @@ def _dev(args: argparse.Namespace) -> int:
     return 0 if node is None else node.exit_code
 
 
+def _node(args: argparse.Namespace) -> int:
+    """Run one consortium node (validator, member or observer) from its node.json."""
+    from gateway.consortium_node import SettingsError, load_settings
+    from gateway.startup import StartupError, bind_listeners, check_data_dir, lock_data_dir
+
+    try:
+        settings = load_settings(Path(args.config).resolve())
+    except SettingsError as exc:
+        print(f"coco-gateway: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sockets = bind_listeners(settings.rpc_host, settings.rpc_port)
+        try:
+            check_data_dir(settings.data_dir)
+            lock = lock_data_dir(settings.data_dir)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        lock.announce()
+    except StartupError as exc:
+        print(f"coco-gateway: cannot start: {exc}", file=sys.stderr)
+        return 2
+
+    from aiohttp import web
+
+    from gateway.consortium_node import ConsortiumNode, ObserverNode
+    from gateway.errors import RpcError
+    from gateway.node import Node, NodeConfig
+    from gateway.server.app import make_app
+    from gateway.server.keys import NODE
+
+    config = settings.node_config(lock_fd=None if settings.role == "observer" else lock.fd)
+
+    def factory(config: NodeConfig) -> Node:
+        if settings.role == "observer":
+            return ObserverNode(config, settings)
+        return ConsortiumNode(config, settings)
+
+    url = f"http://{settings.rpc_host}:{settings.rpc_port}"
+    banner = (
+        f"coco-gateway v{__version__}: consortium node {settings.name} ({settings.role}), "
+        f"chain {settings.chain_id}\nRPC URL: {url}\n"
+        f"P2P:     ws://{settings.p2p_host}:{settings.p2p_port}/p2p/v1\n"
+        f"Data:    {settings.data_dir}\nListening (Ctrl-C to stop)"
+    )
+    app = make_app(config, factory)
+    try:
+        web.run_app(
+            app,
+            sock=sockets,
+            print=lambda *_: print(banner, flush=True),
+            access_log=None,
+            shutdown_timeout=10,
+        )
+    except RpcError as exc:
+        print(f"coco-gateway: cannot start: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"coco-gateway: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        for sock in sockets:
+            sock.close()
+        lock.release()
+    node = app.get(NODE)
+    return 0 if node is None else node.exit_code
+
+
 def _verify_seal(args: argparse.Namespace) -> int:
     from gateway.sealcheck import NotChecked, SealCheckError, verify_block_seal
 
@@ -291,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(debugging only; such a directory is refused without this flag, and vice versa)",
     )
     dev.set_defaults(func=_dev)
+
+    node = sub.add_parser(
+        "node", help="run one consortium node (validator, member or observer) from node.json"
+    )
+    node.add_argument(
+        "--config", required=True, help="the node's node.json (as coco-gateway init writes it)"
+    )
+    node.set_defaults(func=_node)
 
     attest = sub.add_parser("attest", help="attestation: measure this code, verify a node")
     attest_sub = attest.add_subparsers(

@@ -125,3 +125,13 @@ class ExecutionReverted(RpcError):
         super().__init__(message, "0x" + revert_data.hex())
         self.reason = reason
         self.revert_data = revert_data
+
+
+class BlockRefused(InvalidParams):
+    """A block from another node (a proposal's, or a finalized one being imported) that this
+    enclave refuses. Always carries a ``reason``: "not-next", "unknown-parent", "bad-header",
+    "bad-body", "bad-diff", "header-mismatch", "state-root-mismatch", "bad-block",
+    "bad-seals", "conflicting-block" (gateway/enclave/blocks.py)."""
+
+    def __init__(self, reason: str, message: str, **fields: Any) -> None:
+        super().__init__(message, reason=reason, **fields)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.api.base import Method
 from gateway.api.eth import Api
 from gateway.consensus.poa import (
     BlockInfo,
@@ -92,11 +93,7 @@ TxListener = Callable[[bytes], Coroutine[Any, Any, None]]
 class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        self.enclave: EnclaveClient = (
-            InProcessEnclave()
-            if config.enclave_runtime == "inprocess"
-            else ProcessEnclave(keep_fds=() if config.lock_fd is None else (config.lock_fd,))
-        )
+        self.enclave: EnclaveClient = self._make_enclave()
         self.api = Api(
             self.enclave, dev=config.dev, on_transaction=self._on_transaction, mine=self.mine
         )
@@ -112,6 +109,16 @@ class Node:
         self._build_lock = asyncio.Lock()
         self._last_build = 0.0  # seconds the last block took to build
         self._last_block_size = 0
+
+    def _make_enclave(self) -> EnclaveClient:
+        config = self.config
+        if config.enclave_runtime == "inprocess":
+            return InProcessEnclave()
+        return ProcessEnclave(keep_fds=() if config.lock_fd is None else (config.lock_fd,))
+
+    def rpc_methods(self) -> dict[str, Method]:
+        """The JSON-RPC methods this node serves, by name."""
+        return dict(self.api.methods())
 
     async def start(self) -> None:
         await self.enclave.start(self.config.open_message())

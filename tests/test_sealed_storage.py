@@ -32,7 +32,7 @@ SECRET = b"the balance of alice is 1234567890"
 
 
 def block(number: int) -> CommittedBlock:
-    return CommittedBlock(number, bytes([number]) * 32, b"header", b"seal", b"sealer")
+    return CommittedBlock(number, bytes([number]) * 32, b"header", (b"seal",), b"sealer")
 
 
 def sealed_ledger(path: Path, key: bytes = KEY) -> Ledger:
@@ -124,7 +124,7 @@ def test_sealer_rotates_session_keys_and_still_opens_old_values() -> None:
 def test_ledger_seals_kv_values_and_pool(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     ledger = sealed_ledger(path)
-    assert ledger.get_meta("format_version") == b"3" == str(FORMAT_VERSION).encode()
+    assert ledger.get_meta("format_version") == b"4" == str(FORMAT_VERSION).encode()
     assert ledger.get_meta("storage") == b"sealed"
     ledger.kv[b"key-1"] = SECRET
     ledger.kv[b"key-2"] = SECRET + b"!"
@@ -240,10 +240,63 @@ def test_ledger_refuses_an_unknown_format(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     Ledger(path).close()
     conn = sqlite3.connect(str(path), isolation_level=None)
-    conn.execute("UPDATE meta SET value = ? WHERE name = 'format_version'", (b"4",))
+    conn.execute("UPDATE meta SET value = ? WHERE name = 'format_version'", (b"5",))
     conn.close()
-    with pytest.raises(LedgerRefused, match="format 4"):
+    with pytest.raises(LedgerRefused, match="format 5"):
         Ledger(path)
+
+
+def _format_3_file(path: Path, seals: list[bytes]) -> None:
+    """A ledger file as a format-3 node left it: one block row per height with its v1 seal."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.executescript(
+        "CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE,"
+        " header BLOB NOT NULL, seal BLOB NOT NULL, sealer BLOB NOT NULL);"
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);"
+    )
+    conn.executemany(
+        "INSERT INTO meta VALUES (?, ?)", [("format_version", b"3"), ("storage", b"sealed")]
+    )
+    for number, seal in enumerate(seals):
+        conn.execute(
+            "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
+            (
+                number,
+                bytes([number]) * 32,
+                b"header%d" % number,
+                seal,
+                b"\x11" * 20 if seal else b"",
+            ),
+        )
+    conn.close()
+
+
+def test_a_format_3_ledger_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    _format_3_file(path, [b"", b"\x01" * 65, b"\x02" * 65])
+    ledger = Ledger(path)
+    assert ledger.get_meta("format_version") == b"4"
+    genesis, first, head = (ledger.block_by_number(n) for n in range(3))
+    assert genesis is not None and genesis.seals == () and genesis.round == 0
+    assert first is not None and first.seals == (b"\x01" * 65,) and first.proposer == b"\x11" * 20
+    assert head == ledger.head() and head is not None and head.number == 2
+    assert head.seal == b"\x02" * 65 and head.body is None and head.header == b"header2"
+    assert ledger.block_by_hash(b"\x01" * 32) == first
+    ledger.close()
+    reopened = Ledger(path)  # format 4 now: opened as is
+    assert reopened.head() == head
+    reopened.close()
+
+
+def test_commit_moves_the_canonical_index(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite", seal_storage=False)
+    ledger.commit_genesis(CommittedBlock(0, b"\x00" * 32, b"g"), {})
+    one = CommittedBlock(1, b"\x01" * 32, b"h1", (b"a" * 65, b"b" * 65), b"\x22" * 20, 3, b"body")
+    ledger.commit_block(one, [])
+    assert ledger.head() == one and ledger.block_by_number(1) == one
+    assert [b.number for b in ledger.blocks_range(0, 10)] == [0, 1]
+    ledger.close()
 
 
 def test_refusals_reach_the_operator_as_rpc_errors() -> None:

@@ -35,6 +35,7 @@ class Handlers:
     dev: bool
     strict: bool
     view: ChainView
+    node_status: Callable[[], Awaitable[dict[str, Any]]] | None
 
     async def _ask(self, message: Any) -> Any:
         return await self.enclave.request(message)

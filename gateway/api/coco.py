@@ -8,6 +8,7 @@ from gateway import __version__
 from gateway.api import params as p
 from gateway.api.base import Handlers
 from gateway.api.params import hexdata, qty
+from gateway.consensus.qbft import Block, commit_seal_digest, recover_signer
 from gateway.enclave import messages as m
 from gateway.errors import Unauthorized
 
@@ -100,6 +101,64 @@ class CocoMethods(Handlers):
             "dev": self.dev,
             "privacy": status["privacy"],
             "genesisHash": hexdata(status["genesisHash"]),
+        }
+
+    async def coco_nodeStatus(self, params: list[Any], ctx: Any) -> Any:
+        """This node in its consortium: role, state, height, finalized height, QBFT round and
+        proposer, peers, validators, last error (docs/PROTOCOL.md, "Node-to-node wire")."""
+        p.arity(params, 0)
+        if self.node_status is not None:
+            return await self.node_status()
+        status = await self._ask(m.GetStatus())  # the dev chain: a consortium of one
+        head = int(status["head"]["number"])
+        validator = "0x" + bytes(status["validator"]).hex()
+        return {
+            "name": "dev",
+            "role": "dev",
+            "state": status.get("state", "ready"),
+            "address": validator,
+            "height": head,
+            "finalized": int(status.get("finalized", head)),
+            "round": 0,
+            "proposer": validator,
+            "peers": [],
+            "validators": [validator],
+            "lastError": None,
+        }
+
+    async def coco_getFinality(self, params: list[Any], ctx: Any) -> Any:
+        """A block's proof of finality: its header, QBFT round and proposer, the commit seals
+        and what they sign, the validators and the quorum; ``signers`` are the validators
+        whose seals this node recovered (docs/qbft.md). Null for an unknown block."""
+        p.arity(params, 1)
+        ref = p.block_ref(params[0], "block", 0)
+        proof = await self._ask(m.GetFinality(ref))
+        if proof is None:
+            return None
+        number, proposer = int(proof["number"]), bytes(proof["proposer"])
+        header, round_ = bytes(proof["header"]), int(proof["round"])
+        digest = Block(number, proposer, header).digest
+        seal_digest = commit_seal_digest(digest, round_)
+        validators = [bytes(v) for v in proof["validators"]]
+        signers: list[bytes] = []
+        for seal in proof["seals"]:
+            signer = recover_signer(seal_digest, bytes(seal))
+            if signer is not None and signer in validators and signer not in signers:
+                signers.append(signer)
+        quorum = int(proof["quorum"])
+        return {
+            "number": qty(number),
+            "hash": hexdata(proof["hash"]),
+            "header": hexdata(header),
+            "round": round_,
+            "proposer": hexdata(proposer),
+            "digest": hexdata(digest),
+            "sealDigest": hexdata(seal_digest),
+            "seals": [hexdata(s) for s in proof["seals"]],
+            "signers": [hexdata(s) for s in signers],
+            "validators": [hexdata(v) for v in validators],
+            "quorum": quorum,
+            "final": len(signers) >= quorum,
         }
 
     async def coco_whoami(self, params: list[Any], ctx: Any) -> Any:

@@ -38,6 +38,8 @@ class Api(CocoMethods, DevMethods):
     chain_id: int = 0
     view: ChainView = field(default_factory=ChainView)
     strict: bool = False
+    # a consortium node's own status (coco_nodeStatus); None on the dev node
+    node_status: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         self.filters = FilterManager(self.enclave, lambda: self.view.head_number)

@@ -13,18 +13,26 @@ import logging
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import rlp
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 from eth_utils import to_checksum_address
 
-from gateway.consensus.seal import SEAL_VERSION, sign_seal
+from gateway.consensus.qbft.messages import Block as QbftBlock
+from gateway.consensus.qbft.messages import commit_seal_digest
+from gateway.consensus.qbft.validation import quorum
+from gateway.consensus.seal import SEAL_VERSION, seal_digest, sign_seal
 from gateway.devaccounts import derive
+from gateway.enclave import consortium
 from gateway.enclave import messages as m
+from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle, Candidate
 from gateway.enclave.keys import KeyRing, LocalSealer, measurement
 from gateway.enclave.sessions import SessionBook
 from gateway.enclave.storage import StorageSealer
@@ -37,13 +45,13 @@ from gateway.errors import (
 )
 from gateway.execution import format as fmt
 from gateway.execution.balances import is_contract_code
-from gateway.execution.building import BuildAborted, PreparedBlock
 from gateway.execution.calls import CallArgs
 from gateway.execution.chain import (
     CREATE2_DEPLOYER,
     CREATE2_DEPLOYER_CODE,
     GenesisAccount,
     GenesisSpec,
+    genesis_block_hash,
 )
 from gateway.execution.engine import Engine
 from gateway.execution.logs import LogFilter, topic_bytes
@@ -53,7 +61,13 @@ from gateway.protocol import attestation, envelope, query
 
 log = logging.getLogger("gateway.enclave")
 
-MAX_BUILD_ATTEMPTS = 16
+# bounds of the consortium's batch messages
+MAX_IMPORT_BLOCKS = 256
+MAX_EXPORT_BLOCKS = 256
+MAX_FORWARDED_TXS = 4096
+FORWARDED_TX_INFO = b"coco-gateway/forwarded-tx/v1"
+# messages served under the build lock (one block operation at a time), not the enclave lock
+BUILD_LOCK_MESSAGES = (m.BuildBlock, m.ImportBlocks, m.ConsensusStep, m.JoinComplete)
 # the attestation publishes the current and the next epoch's key; admitting the next one
 # keeps a client whose clock (or a node whose clock) is ahead at an epoch edge working
 ADMISSION_LOOKAHEAD = 1
@@ -99,11 +113,21 @@ class _EnvelopeKeys:
         )
 
 
-class Enclave:
+class Enclave(BlockLifecycle):
+    """One node's enclave. Opening runs in two parts: the node key, the ledger's meta and
+    header chain first; the key ring, sealed storage, engine, sessions and pool once the
+    consortium secret is here (at once, except on a consortium node that has not joined yet:
+    it waits in state "awaiting-secret" for ``JoinComplete``)."""
+
+    engine: Engine
+    keys: KeyRing
+
     def __init__(self, opened: m.Open) -> None:
         self._lock = threading.RLock()  # the engine's pool, head and caches; the ledger
         self._build_lock = threading.Lock()  # one block at a time
+        self._opened = opened
         data_dir = Path(opened.data_dir)
+        self._data_dir = data_dir
         # meta and the header chain are readable now; kv and the pool once the keys are open
         self.ledger = Ledger(
             data_dir / LEDGER_FILE,
@@ -115,18 +139,11 @@ class Enclave:
         if opened.dev_mnemonic:
             for acct in derive(opened.dev_mnemonic, opened.dev_accounts):
                 self.dev_keys[bytes.fromhex(acct.address[2:])] = acct.private_key
-        sealer = LocalSealer.from_data_dir(data_dir)
-        key = self._sealed_secret(sealer, "node_key", "node identity key")
+        self._sealer = LocalSealer.from_data_dir(data_dir)
+        key = sealed_secret(self.ledger, self._sealer, "node_key", "node identity key")
+        assert key is not None
         self._node_key = key
         self.validator = bytes.fromhex(Account.from_key(key).address[2:])
-        self.keys = KeyRing(
-            node_key=key,
-            secret=self._sealed_secret(sealer, "consortium_secret", "consortium secret"),
-            epoch_period=opened.epoch_period,
-            grace=opened.epoch_grace,
-        )
-        if opened.seal_storage:
-            self.ledger.set_sealer(StorageSealer(self.keys.storage_key))
         self.measurement, self.measured_code = measurement()
         log.info(
             "virtual enclave: measurement 0x%s (%s); a software enclave protects nothing "
@@ -134,18 +151,84 @@ class Enclave:
             self.measurement.hex(),
             self.measured_code,
         )
+        self.role = opened.role
+        self.strict = opened.privacy == "strict"
+        self.public_balances = opened.public_balances
+        self._private_balances = _wants_private_balances(opened)
+        self.epoch_period = opened.epoch_period
+        # the QBFT validator set and the genesis validation rule (gateway.enclave.blocks);
+        # a consortium node's terms replace these
+        self.consensus_validators: tuple[bytes, ...] = (self.validator,)
+        self.validation_rule = VALIDATION_RULES[0]
+        self._candidates: OrderedDict[bytes, Candidate] = OrderedDict()
+        self.dev_chain = opened.consortium is None
+        self.terms: consortium.Terms | None = None
+        self.qbft: consortium.QbftDriver | None = None
+        self._join_key: X25519PrivateKey | None = None
+        self.chain_id = opened.chain_id
+        spec: GenesisSpec | None = None
+        if opened.consortium is not None:
+            terms = self.terms = consortium.parse_terms(opened.consortium)
+            if opened.chain_id not in (0, terms.chain_id):
+                raise InvalidParams(
+                    f"the node is configured for chain {opened.chain_id}, its consortium's "
+                    f"terms say chain {terms.chain_id}",
+                    reason="bad-terms",
+                )
+            self.chain_id = terms.chain_id
+            self.consensus_validators = terms.validators
+            self.validation_rule = terms.validation
+            self.epoch_period = terms.epoch_period
+            spec = consortium.genesis_spec(terms)
         stored = self.ledger.get_meta("genesis")
-        if stored is None:
+        if stored is not None:
+            self._check_stored_genesis(GenesisSpec.from_json(stored))
+        elif spec is None:
             spec = self._genesis_spec(opened)
-            self.engine = Engine(self.ledger.kv, spec, create=True, **self._engine_options(opened))
-            head = self.engine.head
-            self.ledger.commit_genesis(
-                CommittedBlock(0, head.hash, rlp.encode(head), b"", b""),
-                {"genesis": spec.to_json()},
+        self._spec = spec
+        secret = self._consortium_secret(first_start=stored is None)
+        if secret is None:
+            self.state = "awaiting-secret"
+            head = self.ledger.head()
+            self.genesis_hash = (
+                self.ledger.block_by_number(0).hash  # type: ignore[union-attr]
+                if head is not None
+                else genesis_block_hash(spec)  # type: ignore[arg-type]
             )
-            log.info("created chain %d at genesis 0x%s", spec.chain_id, head.hash.hex())
+            log.info(
+                "node 0x%s awaits the consortium secret (chain %d, genesis 0x%s): it joins "
+                "through a member node",
+                self.validator.hex(),
+                self.chain_id,
+                self.genesis_hash.hex(),
+            )
+            return
+        self._finish_open(secret)
+
+    def _consortium_secret(self, first_start: bool) -> bytes | None:
+        """The consortium secret: sealed here already, or made now by a dev node or by the
+        consortium's genesis node on its first start; None when this node must join."""
+        terms = self.terms
+        make = terms is None or (first_start and terms.genesis_node == self.validator)
+        secret = sealed_secret(
+            self.ledger, self._sealer, "consortium_secret", "consortium secret", make=make
+        )
+        if secret is not None and terms is not None and make and first_start:
+            log.info("this node is the consortium's genesis node: it made the consortium secret")
+        return secret
+
+    def _check_stored_genesis(self, spec: GenesisSpec) -> None:
+        data_dir, opened, terms = self._data_dir, self._opened, self.terms
+        if terms is not None:
+            if spec.extra_data != terms.digest:  # the genesis commits to its terms
+                raise InvalidParams(
+                    f"the data directory {data_dir} holds a chain made under other consortium "
+                    f"terms (its genesis commits to 0x{spec.extra_data.hex()}, these terms hash "
+                    f"to 0x{terms.digest.hex()}); use the consortium.json it was made with, "
+                    "or another data directory",
+                    reason="bad-terms",
+                )
         else:
-            spec = GenesisSpec.from_json(stored)
             if spec.chain_id != opened.chain_id:
                 raise InvalidParams(
                     f"the data directory {data_dir} holds chain {spec.chain_id}, not "
@@ -156,47 +239,59 @@ class Enclave:
                     f"the data directory {data_dir} holds a {spec.fork} chain, not {opened.fork}; "
                     f"pass --fork {spec.fork} or use another directory"
                 )
-            if _wants_private_balances(opened) and not spec.private_balances:
+            if self._private_balances and not spec.private_balances:
                 raise InvalidParams(
                     f"the chain in {data_dir} was created without the private-balances rule, "
                     "so its contracts can read any account's balance (BALANCE): a strict node "
                     "cannot keep balances private on it; start with --public-balances, or "
                     "create a new chain in another --data-dir"
                 )
+
+    def _finish_open(self, secret: bytes) -> None:
+        """The rest of opening, once the consortium secret is here."""
+        opened = self._opened
+        self.keys = KeyRing(
+            node_key=self._node_key,
+            secret=secret,
+            epoch_period=self.epoch_period,
+            grace=opened.epoch_grace,
+        )
+        if opened.seal_storage:
+            self.ledger.set_sealer(StorageSealer(self.keys.storage_key))
+        stored = self.ledger.get_meta("genesis")
+        if stored is None:
+            spec = self._spec
+            assert spec is not None
+            self.engine = Engine(self.ledger.kv, spec, create=True, **self._engine_options(opened))
+            head = self.engine.head
+            self.ledger.commit_genesis(
+                CommittedBlock(0, head.hash, rlp.encode(head)),
+                {"genesis": spec.to_json()},
+            )
+            log.info("created chain %d at genesis 0x%s", spec.chain_id, head.hash.hex())
+        else:
+            spec = GenesisSpec.from_json(stored)
             self.engine = Engine(self.ledger.kv, spec, create=False, **self._engine_options(opened))
             if self.ledger.kv.dirty:
                 self.ledger.kv.discard()
             self._check_head()
-        self.strict = opened.privacy == "strict"
-        self.public_balances = opened.public_balances
-        self._private_balances = _wants_private_balances(opened)
         self.genesis_hash = self.engine.header_by_number(0).hash  # type: ignore[union-attr]
         self._nonce_key = hmac.new(
             self.keys.token_key, b"coco-gateway/query-nonce/v1", hashlib.sha256
         ).digest()
         revoked = self.ledger.get_meta("revoked_sessions")
         self.sessions = SessionBook(
-            self.keys.token_key, opened.chain_id, json.loads(revoked) if revoked else None
+            self.keys.token_key, self.chain_id, json.loads(revoked) if revoked else None
         )
         self._restore_pool()
-
-    def _sealed_secret(self, sealer: LocalSealer, name: str, what: str) -> bytes:
-        """A 32-byte secret kept sealed in the ledger: opened, or made on first start."""
-        blob = self.ledger.get_meta(name + ".sealed")
-        if blob is not None:
-            return sealer.open(name, blob)
-        legacy = self.ledger.get_meta(name)  # data directories from before sealing
-        value = legacy if legacy is not None else secrets.token_bytes(32)
-        self.ledger.put_meta(name + ".sealed", sealer.seal(name, value))
-        if legacy is not None:
-            self.ledger.delete_meta(name)
-            log.info("sealed the %s that was stored in the clear", what)
-        else:
-            log.info("created the %s", what)
-        return value
+        if self.terms is not None and self.validator in self.terms.validators:
+            self.qbft = consortium.QbftDriver(
+                self, consortium.qbft_config(self.terms), self._node_key
+            )
+        self.state = "ready"
 
     def _engine_options(self, opened: m.Open) -> dict[str, Any]:
-        self.envelopes = _EnvelopeKeys(self.keys, opened.chain_id)
+        self.envelopes = _EnvelopeKeys(self.keys, self.chain_id)
         return {
             "coinbase": self.validator,
             "envelopes": self.envelopes,
@@ -251,17 +346,23 @@ class Enclave:
             log.info("restored %d pending transactions (%d no longer valid)", restored, dropped)
 
     # ------------------------------------------------------------------ dispatch
+    # messages a node awaiting the consortium secret serves
+    AWAITING_SERVES = (m.GetStatus, m.JoinRequest, m.JoinComplete, m.SignLink)
+
     def handle(self, msg: Any) -> Any:
         """Serve one message. Thread-safe: block building may run beside everything else.
 
-        Every handler holds the enclave lock, except BuildBlock, which takes it only to
-        pick its transactions and to commit; while it executes, the pool keeps admitting
-        transactions (for the next block) and reads are answered from the committed head.
+        Every handler holds the enclave lock, except those that build, verify or commit a
+        block (``BUILD_LOCK_MESSAGES``): they hold the build lock (one at a time) and take
+        the enclave lock only to pick transactions and to commit; while a block executes,
+        the pool keeps admitting transactions and reads are answered from the committed head.
         """
         handler = getattr(self, "_on_" + type(msg).__name__, None)
         if handler is None:
             raise InvalidParams(f"the enclave does not serve {type(msg).__name__}")
-        if isinstance(msg, m.BuildBlock):
+        if self.state != "ready" and not isinstance(msg, self.AWAITING_SERVES):
+            raise consortium.awaiting_secret(type(msg).__name__)
+        if isinstance(msg, BUILD_LOCK_MESSAGES):
             with self._build_lock:
                 return handler(msg)
         with self._lock:
@@ -271,8 +372,25 @@ class Enclave:
         self.ledger.close()
 
     def _on_GetStatus(self, msg: m.GetStatus) -> dict[str, Any]:
+        if self.state != "ready":
+            committed = self.ledger.head()
+            return {
+                "state": self.state,
+                "role": self.role,
+                "validator": self.validator,
+                "chainId": self.chain_id,
+                "genesisHash": self.genesis_hash,
+                "head": {
+                    "number": 0 if committed is None else committed.number,
+                    "hash": self.genesis_hash if committed is None else committed.hash,
+                },
+                "finalized": 0 if committed is None else committed.number,
+                "joinPending": self._join_key is not None,
+            }
         head = self.engine.head
-        return {
+        status: dict[str, Any] = {
+            "state": self.state,
+            "role": self.role,
             "chainId": self.engine.chain_id,
             "fork": self.engine.spec.fork,
             "head": {"number": head.block_number, "hash": head.hash, "timestamp": head.timestamp},
@@ -285,6 +403,115 @@ class Enclave:
             "devAccounts": list(self.dev_keys),
             "privacy": "strict" if self.strict else "open",
         }
+        if self.qbft is not None:
+            status["consensus"] = self.qbft.status()
+        return status
+
+    # ------------------------------------------------------------------ the consortium
+    def head_info(self) -> consortium.HeadInfo:
+        """The committed head, as the QBFT driver needs it."""
+        with self._lock:
+            head = self.engine.head
+            committed = self.ledger.block_by_hash(head.hash)
+        proposer = committed.proposer if committed is not None and head.block_number else b""
+        return consortium.HeadInfo(
+            head.block_number, head.hash, head.timestamp, proposer if proposer else None
+        )
+
+    def candidate_parts(self, candidate: Any) -> tuple[bytes, bytes, bytes]:
+        """(block hash, header RLP, sealed body) of a candidate (gateway.enclave.blocks)."""
+        return candidate.hash, candidate.header_rlp, candidate.body
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self.ledger.get_meta(name)
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        self.ledger.put_meta(name, value)
+
+    def _on_ConsensusStep(self, msg: m.ConsensusStep) -> dict[str, Any]:
+        if self.qbft is None:
+            raise InvalidParams(
+                f"node 0x{self.validator.hex()} is not a validator of this chain: it runs "
+                "no consensus (members and dev nodes do not)",
+                reason="not-a-validator",
+            )
+        return self.qbft.step(msg)
+
+    def _on_SignLink(self, msg: m.SignLink) -> bytes:
+        return consortium.sign_link(self._node_key, msg.transcript)
+
+    def _on_JoinRequest(self, msg: m.JoinRequest) -> dict[str, Any]:
+        if self.terms is None or self.state == "ready":
+            raise InvalidParams(
+                "this node holds the consortium secret already: it has nothing to join",
+                reason="already-joined",
+            )
+        self._join_key = X25519PrivateKey.generate()  # kept in memory only
+        join_public = self._join_key.public_key().public_bytes_raw()
+        report = consortium.join_report(
+            chain_id=self.chain_id,
+            measurement=self.measurement,
+            code=self.measured_code,
+            node_address=self.validator,
+            epoch_period=self.epoch_period,
+            grace=self._opened.epoch_grace,
+            join_key=join_public,
+            now=int(time.time()),
+        )
+        log.info("join requested: attesting join key 0x%s", join_public.hex()[:16])
+        return {
+            "report": report.to_json(),
+            "signature": attestation.sign(report, self._node_key),
+            "joinKey": join_public,
+        }
+
+    def _on_JoinAdmit(self, msg: m.JoinAdmit) -> dict[str, Any]:
+        if self.terms is None:
+            raise InvalidParams(
+                "a dev node is a consortium of one: it admits no other node",
+                reason="not-a-consortium",
+            )
+        try:
+            report = consortium.check_join_request(msg.request, self.terms)
+        except RpcError as exc:
+            log.warning("refused a join: %s", exc.message)
+            raise
+        assert report.join_key is not None
+        wrapped = consortium.wrap_secret(
+            self.keys.secret,
+            report.join_key,
+            consortium.join_associated_data(self.chain_id, self.genesis_hash, report.node_address),
+        )
+        log.info(
+            "admitted node 0x%s (measurement 0x%s): sent it the consortium secret, encrypted "
+            "to its attested join key",
+            report.node_address.hex(),
+            report.measurement.hex()[:16],
+        )
+        return {"wrapped": wrapped}
+
+    def _on_JoinComplete(self, msg: m.JoinComplete) -> dict[str, Any]:
+        with self._lock:
+            if self.state == "ready":
+                raise InvalidParams(
+                    "this node holds the consortium secret already", reason="already-joined"
+                )
+            if self._join_key is None:
+                raise InvalidParams(
+                    "no join is pending on this node (JoinRequest first; a restart forgets "
+                    "the join key)",
+                    reason="no-pending-join",
+                )
+            secret = consortium.unwrap_secret(
+                msg.wrapped,
+                self._join_key,
+                consortium.join_associated_data(self.chain_id, self.genesis_hash, self.validator),
+            )
+            store_sealed(self.ledger, self._sealer, "consortium_secret", secret)
+            self._join_key = None
+            log.info("joined the consortium: the consortium secret is sealed here")
+            self._finish_open(secret)
+            return self._on_GetStatus(m.GetStatus())
 
     # ------------------------------------------------------------------ who may see what
     def _viewer(self, auth: str | None) -> bytes | None:
@@ -622,64 +849,120 @@ class Enclave:
         return self._viewer(msg.auth)
 
     def _on_BuildBlock(self, msg: m.BuildBlock) -> dict[str, Any] | None:
-        for _attempt in range(MAX_BUILD_ATTEMPTS):
-            try:
-                return self._build_block(msg)
-            except BuildAborted as exc:
-                # py-evm refused a transaction the pool thought valid: drop it and rebuild
-                log.warning(
-                    "dropped tx 0x%s from the pool: %s", exc.tx_hash.hex(), _reason(exc.reason)
-                )
-                with self._lock:
-                    self._forget_dropped([(exc.tx_hash, exc.reason)])
-        return None
+        """The dev chain's producer, a consortium of one: build and commit at once, sealed
+        with the v1 seal (gateway.consensus.seal) as its only seal."""
+        candidate = self.prepare_candidate(msg.timestamp, allow_empty=msg.allow_empty)
+        if candidate is None:
+            return None
+        seal = sign_seal(self._node_key, self.engine.chain_id, candidate.hash)
+        return self.commit_candidate(candidate, 0, self.validator, [seal])
 
-    def _build_block(self, msg: m.BuildBlock) -> dict[str, Any] | None:
-        with self._lock:
-            if not len(self.engine.pool) and not msg.allow_empty:
-                return None
-            selection = self.engine.select_block(msg.timestamp, extra_data=b"coco-gateway")
-        try:
-            prepared = self.engine.execute_block(selection)
-        except BaseException:
-            with self._lock:
-                self.ledger.kv.discard()
-                self.engine.on_abandoned()
-            raise
-        with self._lock:
-            return self._commit(msg, prepared)
-
-    def _commit(self, msg: m.BuildBlock, prepared: PreparedBlock) -> dict[str, Any] | None:
-        try:
-            if not prepared.included and not msg.allow_empty:
-                self.ledger.kv.discard()
-                self.engine.on_abandoned()
-                self._forget_dropped(prepared.dropped)
-                return None
-            header = prepared.header
-            seal = sign_seal(self._node_key, self.engine.chain_id, header.hash)
-            self.ledger.commit_block(
-                CommittedBlock(
-                    header.block_number, header.hash, rlp.encode(header), seal, self.validator
-                ),
-                prepared.included + [h for h, _ in prepared.dropped],
+    # ------------------------------------------------------------------ blocks between nodes
+    def _on_ImportBlocks(self, msg: m.ImportBlocks) -> dict[str, Any]:
+        if len(msg.blocks) > MAX_IMPORT_BLOCKS:
+            raise InvalidParams(
+                f"at most {MAX_IMPORT_BLOCKS} blocks per import", reason="too-many-blocks"
             )
-        except BaseException:
-            self.ledger.kv.discard()
-            self.engine.on_abandoned()
-            raise
-        self.engine.on_committed(prepared)
-        for tx_hash, reason in prepared.dropped:
-            log.info("dropped tx 0x%s from the pool: %s", tx_hash.hex(), _reason(reason))
+        decided: list[dict[str, Any]] = []
+        for exported in msg.blocks:
+            if not isinstance(exported, dict):
+                raise InvalidParams("an imported block is not a map", reason="bad-block")
+            summary = self.import_finalized(exported)
+            if summary is not None:
+                decided.append(summary)
+        with self._lock:
+            head = self.engine.head.block_number
+        return {"imported": len(decided), "head": head, "decided": decided}
+
+    def _exported(self, block: CommittedBlock, public: bool) -> dict[str, Any]:
         return {
-            "number": header.block_number,
-            "hash": header.hash,
-            "timestamp": header.timestamp,
-            "transactions": prepared.included,
-            "header": self.engine.block_rpc(header, False),
-            "executablePending": self.engine.executable_count(),
-            "gasPrice": self.engine.gas_price(),
+            "number": block.number,
+            "hash": block.hash,
+            "header": block.header,
+            "body": None if public else block.body,
+            "round": block.round,
+            "proposer": block.proposer,
+            "seals": list(block.seals),
         }
+
+    def _on_ExportBlocks(self, msg: m.ExportBlocks) -> list[dict[str, Any]]:
+        if msg.start < 0 or msg.count < 0:
+            raise InvalidParams("start and count must not be negative", reason="bad-range")
+        count = min(msg.count, MAX_EXPORT_BLOCKS)
+        return [self._exported(b, msg.public) for b in self.ledger.blocks_range(msg.start, count)]
+
+    def _on_GetFinality(self, msg: m.GetFinality) -> dict[str, Any] | None:
+        header = self.engine.resolve(msg.ref)
+        if header is None:
+            return None
+        block = self.ledger.block_by_number(header.block_number)
+        if block is None:
+            return None
+        if self.dev_chain:
+            # the dev chain's blocks carry the v1 seal (gateway.consensus.seal)
+            scheme, digest = "seal-v1", seal_digest(self.engine.chain_id, block.hash)
+            validators: tuple[bytes, ...] = (self.validator,)
+        else:
+            scheme = "qbft-commit-seal-v1"
+            digest = commit_seal_digest(
+                QbftBlock(block.number, block.proposer, block.header).digest, block.round
+            )
+            validators = self.consensus_validators
+        return {
+            "number": block.number,
+            "hash": block.hash,
+            "header": block.header,
+            "round": block.round,
+            "proposer": block.proposer,
+            "scheme": scheme,
+            "digest": digest,
+            "seals": list(block.seals),
+            "validators": list(validators),
+            "quorum": quorum(len(validators)),
+        }
+
+    def _forwarded_ad(self) -> bytes:
+        return FORWARDED_TX_INFO + self.engine.chain_id.to_bytes(32, "big")
+
+    def _on_ExportPooledTxs(self, msg: m.ExportPooledTxs) -> list[bytes]:
+        """Pooled transactions sealed under the consortium's forwarding key: another node's
+        host carries them without reading them (an enveloped one stays enveloped inside)."""
+        if len(msg.hashes) > MAX_FORWARDED_TXS:
+            raise InvalidParams(
+                f"at most {MAX_FORWARDED_TXS} transactions per export", reason="too-many-txs"
+            )
+        aead = AESGCM(self.keys.forwarded_tx_key)
+        out = []
+        for tx_hash in msg.hashes:
+            ptx = self.engine.pool.get(bytes(tx_hash))
+            if ptx is None:
+                continue
+            nonce = secrets.token_bytes(12)
+            out.append(b"\x01" + nonce + aead.encrypt(nonce, ptx.raw, self._forwarded_ad()))
+        return out
+
+    def _on_ImportPooledTxs(self, msg: m.ImportPooledTxs) -> dict[str, Any]:
+        if len(msg.blobs) > MAX_FORWARDED_TXS:
+            raise InvalidParams(
+                f"at most {MAX_FORWARDED_TXS} transactions per import", reason="too-many-txs"
+            )
+        aead = AESGCM(self.keys.forwarded_tx_key)
+        admitted: list[bytes] = []
+        refused = 0
+        for blob in msg.blobs:
+            if not isinstance(blob, bytes) or len(blob) < 29 or blob[0] != 1:
+                refused += 1
+                continue
+            try:
+                raw = aead.decrypt(blob[1:13], blob[13:], self._forwarded_ad())
+                admitted.append(self._submit(raw))
+            except (InvalidTag, RpcError) as exc:
+                if isinstance(exc, InvalidTag):
+                    log.info("refused a forwarded transaction: it does not open")
+                else:
+                    log.debug("refused a forwarded transaction: %s", _reason(exc.message))
+                refused += 1
+        return {"admitted": admitted, "refused": refused}
 
     def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:
         if dropped:
@@ -757,6 +1040,51 @@ PROOF_REFUSED = (
     "eth_getProof is not available on this node: a proof carries balances, nonces, storage "
     "values and state-trie nodes, which this node keeps confidential"
 )
+
+
+def sealed_secret(
+    ledger: Ledger, sealer: LocalSealer, name: str, what: str, *, make: bool = True
+) -> bytes | None:
+    """A 32-byte secret kept sealed in the ledger's meta: opened, or made now (``make``);
+    None when there is none and ``make`` is off."""
+    blob = ledger.get_meta(name + ".sealed")
+    if blob is not None:
+        return sealer.open(name, blob)
+    legacy = ledger.get_meta(name)  # data directories from before sealing
+    if legacy is None and not make:
+        return None
+    value = legacy if legacy is not None else secrets.token_bytes(32)
+    store_sealed(ledger, sealer, name, value)
+    if legacy is not None:
+        ledger.delete_meta(name)
+        log.info("sealed the %s that was stored in the clear", what)
+    else:
+        log.info("created the %s", what)
+    return value
+
+
+def store_sealed(ledger: Ledger, sealer: LocalSealer, name: str, value: bytes) -> None:
+    ledger.put_meta(name + ".sealed", sealer.seal(name, value))
+
+
+def make_identity(msg: m.MakeIdentity) -> dict[str, Any]:
+    """``MakeIdentity``: make (or open) the node identity key of a data directory, sealed in
+    its ledger as a running node keeps it, and say who the node is."""
+    data_dir = Path(msg.data_dir)
+    ledger = Ledger(data_dir / LEDGER_FILE, seal_storage=msg.seal_storage)
+    try:
+        key = sealed_secret(
+            ledger, LocalSealer.from_data_dir(data_dir), "node_key", "node identity key"
+        )
+    finally:
+        ledger.close()
+    assert key is not None
+    digest, _ = measurement()
+    return {
+        "address": bytes.fromhex(Account.from_key(key).address[2:]),
+        "measurement": digest,
+        "platform": attestation.VIRTUAL,
+    }
 
 
 def _wants_private_balances(opened: m.Open) -> bool:

@@ -8,7 +8,8 @@ Key hierarchy (docs/SECURITY.md, "Keys"):
 - node identity key (secp256k1): signs block seals and attestation reports.
 - consortium secret (32 bytes): made by the genesis node's enclave. Derived from it by
   HKDF-SHA256: the transaction key of each epoch (X25519, gateway.protocol.envelope), the
-  storage sealing key, and the session-token key.
+  storage sealing key, the session-token key, the block body key (gateway.enclave.blocks),
+  the random precompile's block key and the forwarded-transaction key.
 
 The node key and the secret are stored in the ledger's meta table only sealed
 (AES-256-GCM under the local sealing key, the name as associated data).
@@ -105,10 +106,26 @@ class KeyRing:
     def token_key(self) -> bytes:
         return _hkdf(self.secret, b"coco-gateway/session-token/v1")
 
+    @property
+    def block_body_key(self) -> bytes:
+        """AES-256-GCM key of sealed block bodies (gateway.enclave.blocks)."""
+        return _hkdf(self.secret, b"coco-gateway/block-body/v1")
+
+    @property
+    def random_key(self) -> bytes:
+        """The random precompile's block randomness key (gateway.execution.precompiles)."""
+        return _hkdf(self.secret, b"coco-gateway/random/v1")
+
+    @property
+    def forwarded_tx_key(self) -> bytes:
+        """AES-256-GCM key of transactions forwarded between nodes (ExportPooledTxs)."""
+        return _hkdf(self.secret, b"coco-gateway/forwarded-tx/v1")
+
 
 def measurement() -> tuple[bytes, str]:
     """sha256 over the code that runs inside the enclave: the enclave, execution, ledger and
-    protocol rooms of this package, the seal code, and the installed py-evm package.
+    protocol rooms of this package, the seal code, the QBFT core, and the installed py-evm
+    package.
 
     py-evm is found, not imported: ``coco-gateway attest measure`` runs on the host, which
     never loads it."""
@@ -123,6 +140,8 @@ def measurement() -> tuple[bytes, str]:
         *sorted((here / "ledger").glob("*.py")),
         *sorted((here / "protocol").glob("*.py")),
         here / "consensus" / "seal.py",
+        # QBFT runs inside the enclave, which signs its messages and commit seals
+        *sorted((here / "consensus" / "qbft").glob("*.py")),
         here / "errors.py",
         here / "clock.py",
     ]
@@ -143,7 +162,7 @@ def measurement() -> tuple[bytes, str]:
     from importlib.metadata import version
 
     description = (
-        f"gateway enclave, execution, ledger, protocol rooms ({len(files)} files) + "
+        f"gateway enclave, execution, ledger, protocol, qbft rooms ({len(files)} files) + "
         f"py-evm {version('py-evm')} ({len(eth_files)} files), Python "
         f"{sys.version_info.major}.{sys.version_info.minor}"
     )

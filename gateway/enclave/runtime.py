@@ -18,7 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from gateway.enclave import codec
-from gateway.enclave.messages import BuildBlock, Close, Open
+from gateway.enclave.messages import (
+    BuildBlock,
+    Close,
+    ConsensusStep,
+    ImportBlocks,
+    MakeIdentity,
+    Open,
+)
 from gateway.errors import InternalError, RpcError
 
 log = logging.getLogger("gateway.enclave.runtime")
@@ -29,8 +36,18 @@ WORKER_MODULE = "gateway.enclave.worker"
 ENCLAVE_MODULE = "gateway.enclave.core"
 
 
+# block operations (one at a time, beside reads and admissions) run on the build thread
+BUILD_THREAD = (BuildBlock, ConsensusStep, ImportBlocks)
+
+
 class EnclaveClient(Protocol):
     async def start(self, opened: Open) -> None: ...
+
+    async def start_identity(self, message: MakeIdentity) -> dict[str, Any]:
+        """Instead of ``start``: make or open a data directory's node identity in the
+        enclave (``coco-gateway init``); answers {"address", "measurement", "platform"}.
+        ``close`` afterwards."""
+        ...
 
     async def request(self, message: Any) -> Any: ...
 
@@ -56,13 +73,22 @@ class InProcessEnclave:
         loop = asyncio.get_running_loop()
         self._enclave = await loop.run_in_executor(self._executor, _open_in_process, opened)
 
+    async def start_identity(self, message: MakeIdentity) -> dict[str, Any]:
+        frame = codec.encode_request(1, message)
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(self._executor, _identity_in_process, frame)
+        _, ok, payload = codec.decode_response(reply)
+        if not ok:
+            raise codec.error_from(payload)
+        return payload  # type: ignore[no-any-return]
+
     async def request(self, message: Any) -> Any:
         if self._enclave is None:
             raise EnclaveUnavailable()
         self._next_id += 1
         frame = codec.encode_request(self._next_id, message)
         loop = asyncio.get_running_loop()
-        executor = self._builder if isinstance(message, BuildBlock) else self._executor
+        executor = self._builder if isinstance(message, BUILD_THREAD) else self._executor
         reply = await loop.run_in_executor(executor, _serve_frame, self._enclave, frame)
         _, ok, payload = codec.decode_response(reply)
         if not ok:
@@ -81,6 +107,16 @@ class InProcessEnclave:
 def _open_in_process(opened: Open) -> Any:
     """Load the enclave's code by name (on the enclave thread) and open it."""
     return importlib.import_module(ENCLAVE_MODULE).Enclave(opened)
+
+
+def _identity_in_process(frame: bytes) -> bytes:
+    """MakeIdentity through the codec, as the enclave process serves it."""
+    request_id, message = codec.decode_request(frame)
+    try:
+        identity = importlib.import_module(ENCLAVE_MODULE).make_identity(message)
+    except RpcError as exc:
+        return codec.encode_error(request_id, exc)
+    return codec.encode_response(request_id, True, identity)
 
 
 def _serve_frame(enclave: Any, frame: bytes) -> bytes:
@@ -120,6 +156,16 @@ class ProcessEnclave:
         self.on_lost: Callable[[int | None], None] | None = None
 
     async def start(self, opened: Open) -> None:
+        await self._spawn()
+        await self.request(opened)
+        self._started = True
+
+    async def start_identity(self, message: MakeIdentity) -> dict[str, Any]:
+        """Spawn the enclave process for ``MakeIdentity`` only; ``close`` it afterwards."""
+        await self._spawn()
+        return await self.request(message)  # type: ignore[no-any-return]
+
+    async def _spawn(self) -> None:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._proc = await asyncio.create_subprocess_exec(
@@ -133,8 +179,6 @@ class ProcessEnclave:
             pass_fds=self._keep_fds,
         )
         self._reader_task = asyncio.create_task(self._read_loop())
-        await self.request(opened)
-        self._started = True
 
     async def _read_loop(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None

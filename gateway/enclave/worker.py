@@ -11,7 +11,14 @@ import threading
 from typing import Any
 
 from gateway.enclave import codec
-from gateway.enclave.messages import BuildBlock, Close, Open
+from gateway.enclave.messages import (
+    BuildBlock,
+    Close,
+    ConsensusStep,
+    ImportBlocks,
+    MakeIdentity,
+    Open,
+)
 from gateway.errors import InternalError, RpcError
 
 
@@ -38,6 +45,10 @@ def main() -> int:
         enclave = _open(stdin.read(codec.frame_length(header)), out)
         if enclave is None:
             return 1
+        if enclave is _ANSWERED:
+            enclave = None  # an identity was made: another first message may follow
+        elif enclave is _CLOSED:
+            return 0
 
     # Two serving threads: one builds blocks, one answers everything else (admissions,
     # reads) meanwhile. Replies are written whole, under a lock, in completion order.
@@ -79,7 +90,7 @@ def main() -> int:
         if isinstance(message, Close):
             closing = (request_id, message)
             break
-        (builds if isinstance(message, BuildBlock) else requests).put((request_id, message))
+        (builds if isinstance(message, BUILD_THREAD) else requests).put((request_id, message))
     # finish what was asked, then close the ledger and answer Close last
     requests.put(None)
     builds.put(None)
@@ -92,15 +103,29 @@ def main() -> int:
     return 0
 
 
+# block operations (one at a time, beside reads and admissions) run on the build thread
+BUILD_THREAD = (BuildBlock, ConsensusStep, ImportBlocks)
+_ANSWERED = object()
+_CLOSED = object()
+
+
 def _open(body: bytes, out: Any) -> Any:
-    """Serve the first request, which must be Open; None when the enclave cannot start."""
-    from gateway.enclave.core import Enclave
+    """Serve a first request: Open (answers the enclave), MakeIdentity (answers _ANSWERED
+    once the identity is sent) or Close (_CLOSED); None when the enclave cannot start."""
+    from gateway.enclave.core import Enclave, make_identity
 
     request_id = 0
     try:
         request_id, message = codec.decode_request(body)
+        if isinstance(message, MakeIdentity):
+            identity = make_identity(message)
+            out.write(codec.frame(codec.encode_response(request_id, True, identity)))
+            return _ANSWERED
+        if isinstance(message, Close):
+            out.write(codec.frame(codec.encode_response(request_id, True, None)))
+            return _CLOSED
         if not isinstance(message, Open):
-            raise codec.CodecError("the first enclave message must be Open")
+            raise codec.CodecError("the first enclave message must be Open or MakeIdentity")
         enclave = Enclave(message)
     except RpcError as exc:
         out.write(codec.frame(codec.encode_error(request_id, exc)))

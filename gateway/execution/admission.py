@@ -62,6 +62,33 @@ class Admission:
             ) from None
         return tx  # type: ignore[no-any-return]
 
+    def replay(self, raw: bytes) -> PoolTx:
+        """A transaction of a block built elsewhere, to re-execute it: decoded, its sender
+        recovered and its envelope opened (with its own epoch's key, as for a mined
+        transaction). No pool or head-state rule applies: the block decides; a transaction
+        that does not apply makes the block invalid."""
+        tx = self.decode(raw)
+        try:
+            tx.validate()
+            sender = tx.sender
+        except Exception:
+            raise ServerError("invalid sender: the signature does not recover an address") from None
+        if fmt.tx_type(tx) == 2:
+            fee_cap, tip_cap = int(tx.max_fee_per_gas), int(tx.max_priority_fee_per_gas)
+        else:
+            fee_cap = tip_cap = int(tx.gas_price)
+        return PoolTx(
+            hash=bytes(tx.hash),
+            sender=bytes(sender),
+            nonce=int(tx.nonce),
+            gas=int(tx.gas),
+            fee_cap=fee_cap,
+            tip_cap=tip_cap,
+            raw=raw,
+            tx=tx,
+            plaintext=self.open_envelope(tx.data, sender, tx.to, admission=False),
+        )
+
     def admit(
         self,
         raw: bytes,
@@ -165,9 +192,7 @@ class Admission:
 
 def insufficient_funds(sender: bytes, balance: int, cost: int) -> AccountStateRefusal:
     text = f"insufficient funds for gas * price + value: address 0x{sender.hex()}"
-    return AccountStateRefusal(
-        f"{text} have {balance} want {cost}", f"{text} want {cost}", sender
-    )
+    return AccountStateRefusal(f"{text} have {balance} want {cost}", f"{text} want {cost}", sender)
 
 
 def envelope_refusal(

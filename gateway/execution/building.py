@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
@@ -12,6 +12,7 @@ from eth.vm.spoof import SpoofTransaction
 from eth_utils import ValidationError
 
 from gateway.execution.pool import PoolTx, TxPool
+from gateway.execution.precompiles import BlockRandomness
 
 
 @dataclass
@@ -39,6 +40,7 @@ class PreparedBlock:
     receipts: tuple[ReceiptAPI, ...]
     included: list[bytes]
     dropped: list[tuple[bytes, str]]
+    raws: list[bytes] = field(default_factory=list)  # the included transactions as signed
 
     @property
     def header(self) -> BlockHeaderAPI:
@@ -70,11 +72,34 @@ def select_block(
     return BlockSelection(parent, header, vm, candidates)
 
 
-def execute_block(chain: MiningChain, selection: BlockSelection) -> PreparedBlock:
+def execute_block(
+    chain: MiningChain, selection: BlockSelection, random_key: bytes | None = None
+) -> PreparedBlock:
     """Run the selected transactions and seal the state root.
 
     Touches no shared engine structure: the pool may take new transactions meanwhile.
+    ``random_key``: the key of the random precompile's block randomness (every validator
+    derives the same one); None leaves it on the OS's randomness (tests of the engine alone).
     """
+    randomness = (
+        None
+        if random_key is None
+        else BlockRandomness(
+            random_key,
+            selection.parent.hash,
+            selection.header.block_number,
+            selection.header.timestamp,
+        )
+    )
+    if randomness is None:
+        return _execute(chain, selection, None)
+    with randomness.active():
+        return _execute(chain, selection, randomness)
+
+
+def _execute(
+    chain: MiningChain, selection: BlockSelection, randomness: BlockRandomness | None
+) -> PreparedBlock:
     vm = selection.vm
     state: Any = vm.state
     candidates = selection.candidates
@@ -82,6 +107,7 @@ def execute_block(chain: MiningChain, selection: BlockSelection) -> PreparedBloc
     txs: list[SignedTransactionAPI] = []
     receipts: list[ReceiptAPI] = []
     included: list[bytes] = []
+    raws: list[bytes] = []
     dropped: list[tuple[bytes, str]] = []
     blocked: set[bytes] = set()
     running = header
@@ -112,6 +138,8 @@ def execute_block(chain: MiningChain, selection: BlockSelection) -> PreparedBloc
         # an enveloped transaction runs on its decrypted data; the block keeps the
         # signed transaction as it was sent (envelope included)
         runnable = tx if ptx.plaintext is None else SpoofTransaction(tx, data=ptx.plaintext)
+        if randomness is not None:
+            randomness.begin_transaction(ptx.hash)
         try:
             receipt, _computation = vm.apply_transaction(running, runnable)
         except ValidationError as exc:
@@ -120,10 +148,13 @@ def execute_block(chain: MiningChain, selection: BlockSelection) -> PreparedBloc
         txs.append(tx)
         receipts.append(receipt)
         included.append(ptx.hash)
+        raws.append(ptx.raw)
     block = vm.set_block_transactions_and_withdrawals(vm.get_block(), running, txs, receipts)
     mined = vm.mine_block(block).block
     chain.chaindb.persist_block(mined)
-    return PreparedBlock(block=mined, receipts=tuple(receipts), included=included, dropped=dropped)
+    return PreparedBlock(
+        block=mined, receipts=tuple(receipts), included=included, dropped=dropped, raws=raws
+    )
 
 
 def prune_pool(pool: TxPool, prepared: PreparedBlock, nonce_of: Callable[[bytes], int]) -> None:

@@ -287,3 +287,9 @@ def open_chain(spec: GenesisSpec, kv: MutableMapping[bytes, bytes], *, create: b
 
 def genesis_header(chain: MiningChain) -> BlockHeaderAPI:
     return chain.get_canonical_block_header_by_number(0)  # type: ignore[arg-type]
+
+
+def genesis_block_hash(spec: GenesisSpec) -> bytes:
+    """The hash of block 0 of ``spec``, computed in memory (nothing stored): a node that has
+    not joined its consortium yet knows its chain's genesis before it can open a ledger."""
+    return bytes(open_chain(spec, {}, create=True).get_canonical_head().hash)

@@ -191,9 +191,12 @@ class Engine:
             extra_data=extra_data,
         )
 
-    def execute_block(self, selection: BlockSelection) -> PreparedBlock:
-        """Run the selected transactions (touches no shared structure: no lock needed)."""
-        return building.execute_block(self.chain, selection)
+    def execute_block(
+        self, selection: BlockSelection, random_key: bytes | None = None
+    ) -> PreparedBlock:
+        """Run the selected transactions (touches no shared structure: no lock needed).
+        ``random_key``: the block randomness key of the random precompile."""
+        return building.execute_block(self.chain, selection, random_key)
 
     def on_committed(self, prepared: PreparedBlock) -> None:
         self.head = prepared.header
@@ -201,6 +204,16 @@ class Engine:
         self.views.remember(prepared.header, tuple(prepared.block.transactions), prepared.receipts)
         state = self._state(self.head)
         building.prune_pool(self.pool, prepared, lambda s: int(state.get_nonce(s)))
+        self.finalized_number = self.head.block_number
+
+    def on_imported(self, included: Sequence[bytes]) -> None:
+        """A block built elsewhere was committed on its attested diff: its header (the
+        diff moved py-evm's canonical head) is the head; its transactions leave the pool."""
+        self.head = self.chain.get_canonical_head()
+        self._head_state = None
+        state = self._state(self.head)
+        self.pool.remove(included)
+        self.pool.remove(p.hash for p in self.pool.stale(lambda s: int(state.get_nonce(s))))
         self.finalized_number = self.head.block_number
 
     def on_abandoned(self) -> None:

@@ -12,14 +12,19 @@ Tables:
           receipts, lookups). Writes are buffered in memory until ``commit_block``.
           Sealed: each value encrypted, each key blinded (a keyed hash of py-evm's
           key); with --insecure-plaintext-storage both as py-evm makes them.
-  blocks  the public header chain: number, hash, RLP header, seal, sealer. Not sealed.
+  blocks  every committed block, by hash: number, RLP header, the sealed block body (sealed
+          by the enclave under the consortium's body key, gateway/enclave/blocks.py), the
+          QBFT round, proposer and commit seals (the dev chain: round 0, one v1 seal).
+  canonical  number -> hash of the canonical chain; ``commit_block`` moves it.
   pool    transactions accepted but not yet in a block, in arrival order: the hash in the
           clear (the pool is pruned by hash), the raw transaction sealed.
   meta    small named values, not sealed by the ledger: the format version, the storage
           mode, the public genesis parameters, the node key and consortium secret (which
           the enclave seals itself, under the local sealing key), the storage key check.
 
-Sealed storage (ledger format 3). The ledger never holds a key and imports no cipher: the
+Sealed storage (ledger format 3 and later; format 4 added blocks by hash, a canonical
+index, bodies, rounds and commit seals, and migrates a format-3 file in place when it opens
+it). The ledger never holds a key and imports no cipher: the
 enclave hands it a ``Sealer`` (``gateway.enclave.storage.StorageSealer``, AES-256-GCM under
 the storage key) once its key ring is open. Each kv row is stored under ``blind(key)``, a
 keyed hash (HMAC-SHA256 under a key derived from the storage key, separate from the
@@ -72,7 +77,7 @@ from gateway.errors import InvalidParams
 log = logging.getLogger("gateway.ledger")
 
 LEDGER_FILE = "ledger.sqlite"  # the ledger's file in a node's data directory
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 STORAGE_SEALED = b"sealed"
 STORAGE_PLAINTEXT = b"plaintext"
 
@@ -84,13 +89,6 @@ _CHECK_PLAINTEXT = b"coco-gateway sealed ledger storage v1"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blocks (
-    number INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL UNIQUE,
-    header BLOB NOT NULL,
-    seal BLOB NOT NULL,
-    sealer BLOB NOT NULL
-);
 CREATE TABLE IF NOT EXISTS pool (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     hash BLOB NOT NULL UNIQUE,
@@ -101,6 +99,45 @@ CREATE TABLE IF NOT EXISTS query_nonces (id BLOB PRIMARY KEY, expiry INTEGER NOT
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS query_nonces_expiry ON query_nonces (expiry);
 """
+
+# format 4: blocks addressed by hash, the canonical chain an index that commit moves
+_BLOCKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (
+    hash BLOB PRIMARY KEY,
+    number INTEGER NOT NULL,
+    header BLOB NOT NULL,
+    body BLOB,
+    round INTEGER NOT NULL,
+    proposer BLOB NOT NULL,
+    seals BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS canonical (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+"""
+
+
+def encode_seals(seals: Iterable[bytes]) -> bytes:
+    """The seals column: each seal as a 2-byte big-endian length and its bytes."""
+    out = bytearray()
+    for seal in seals:
+        if len(seal) > 0xFFFF:
+            raise LedgerError("a seal longer than 65535 bytes")
+        out += len(seal).to_bytes(2, "big") + seal
+    return bytes(out)
+
+
+def decode_seals(blob: bytes) -> tuple[bytes, ...]:
+    seals = []
+    pos = 0
+    while pos < len(blob):
+        if pos + 2 > len(blob):
+            raise LedgerError("corrupt seals column")
+        length = int.from_bytes(blob[pos : pos + 2], "big")
+        end = pos + 2 + length
+        if end > len(blob):
+            raise LedgerError("corrupt seals column")
+        seals.append(bytes(blob[pos + 2 : end]))
+        pos = end
+    return tuple(seals)
 
 
 def read_meta(path: Path, name: str) -> bytes | None:
@@ -179,11 +216,26 @@ class _Locked:
 
 @dataclass(frozen=True, slots=True)
 class CommittedBlock:
+    """A block row: the public header, its sealed body (None when not kept, e.g. blocks
+    migrated from format 3), the QBFT round and proposer, and the commit seals (on the dev
+    chain, the one v1 seal; none for genesis)."""
+
     number: int
     hash: bytes
     header: bytes
-    seal: bytes
-    sealer: bytes
+    seals: tuple[bytes, ...] = ()
+    proposer: bytes = b""
+    round: int = 0
+    body: bytes | None = None
+
+    @property
+    def seal(self) -> bytes:
+        """The first seal (the dev chain's v1 seal), b"" when there is none."""
+        return self.seals[0] if self.seals else b""
+
+    @property
+    def sealer(self) -> bytes:
+        return self.proposer
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +319,18 @@ class BufferedKV(MutableMapping[bytes, bytes]):
     def discard(self) -> None:
         self._pending.clear()
 
+    def take(self) -> dict[bytes, bytes | None]:
+        """The pending writes (None: a delete), removed from the buffer: a block's write set,
+        captured to be committed later with ``restore``."""
+        writes, self._pending = self._pending, {}
+        return writes
+
+    def restore(self, writes: dict[bytes, bytes | None]) -> None:
+        """Buffer a write set taken earlier (the buffer must be empty)."""
+        if self._pending:
+            raise LedgerError("restoring a write set over pending writes")
+        self._pending = dict(writes)
+
     def _rows(self) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes]]]:
         """The pending writes as rows for the file: sealed upserts, and deletes, by blinded key."""
         sealer = self._sealer
@@ -324,6 +388,7 @@ class Ledger:
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
             self._check_format()
+            self._conn.executescript(_BLOCKS_SCHEMA)
         except BaseException:
             self._conn.close()
             raise
@@ -372,6 +437,9 @@ class Ledger:
                 f"{FORMAT_VERSION}) blinds them and does not convert old files. Start a new "
                 "data directory (--data-dir), or keep running the older node on this one"
             )
+        if int(version) == 3:
+            self._migrate_3_to_4()
+            version = str(FORMAT_VERSION).encode()
         if int(version) != FORMAT_VERSION:
             raise LedgerRefused(
                 f"{self.path} has ledger format {int(version)}, this node reads format "
@@ -394,6 +462,42 @@ class Ledger:
                 "without that flag, or use a new data directory for a plaintext chain"
             )
         raise LedgerRefused(f"{self.path} declares an unknown storage mode {stored!r}")
+
+    def _migrate_3_to_4(self) -> None:
+        """Format 3 -> 4 in place, in one transaction (a crash leaves format 3): blocks
+        become addressed by hash, each v3 row's v1 seal its only seal (round 0, the sealer
+        its proposer, no stored body), and every v3 block canonical (one per height)."""
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            rows = cur.execute(
+                "SELECT number, hash, header, seal, sealer FROM blocks ORDER BY number"
+            ).fetchall()
+            cur.execute("ALTER TABLE blocks RENAME TO blocks_v3")
+            for stmt in _BLOCKS_SCHEMA.split(";"):
+                if stmt.strip():
+                    cur.execute(stmt)
+            cur.executemany(
+                "INSERT INTO blocks (hash, number, header, body, round, proposer, seals) "
+                "VALUES (?, ?, ?, NULL, 0, ?, ?)",
+                [
+                    (h, n, header, sealer, encode_seals([bytes(seal)] if seal else []))
+                    for n, h, header, seal, sealer in rows
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO canonical (number, hash) VALUES (?, ?)", [(n, h) for n, h, *_ in rows]
+            )
+            cur.execute("DROP TABLE blocks_v3")
+            cur.execute(
+                "UPDATE meta SET value = ? WHERE name = 'format_version'",
+                (str(FORMAT_VERSION).encode(),),
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        log.info("migrated %s from ledger format 3 to 4 (%d blocks)", self.path, len(rows))
 
     def set_sealer(self, sealer: Sealer) -> None:
         """Unlock sealed storage with the enclave's sealer (once its key ring is open).
@@ -454,7 +558,8 @@ class Ledger:
         )
 
     def _commit(self, block: CommittedBlock, also: Callable[[sqlite3.Cursor], object]) -> None:
-        """One SQLite transaction: the buffered kv writes, the block row, and ``also``."""
+        """One SQLite transaction: the buffered kv writes, the block row, the canonical index
+        moved to it, and ``also``."""
         with self._lock:
             try:
                 rows = self.kv._rows()  # sealed before the write transaction begins
@@ -466,9 +571,24 @@ class Ledger:
             try:
                 self.kv._write(cur, rows)
                 cur.execute(
-                    "INSERT INTO blocks (number, hash, header, seal, sealer) VALUES (?,?,?,?,?)",
-                    (block.number, block.hash, block.header, block.seal, block.sealer),
+                    "INSERT OR REPLACE INTO blocks "
+                    "(hash, number, header, body, round, proposer, seals) VALUES (?,?,?,?,?,?,?)",
+                    (
+                        block.hash,
+                        block.number,
+                        block.header,
+                        block.body,
+                        block.round,
+                        block.proposer,
+                        encode_seals(block.seals),
+                    ),
                 )
+                cur.execute(
+                    "INSERT OR REPLACE INTO canonical (number, hash) VALUES (?, ?)",
+                    (block.number, block.hash),
+                )
+                # a canonical index above the new block would name blocks of another branch
+                cur.execute("DELETE FROM canonical WHERE number > ?", (block.number,))
                 also(cur)
                 cur.execute("COMMIT")
                 self.kv._flushed()
@@ -477,21 +597,37 @@ class Ledger:
                 self.kv.discard()
                 raise
 
+    _COLUMNS = "b.number, b.hash, b.header, b.seals, b.proposer, b.round, b.body"
+
     def head(self) -> CommittedBlock | None:
         row = self._conn.execute(
-            "SELECT number, hash, header, seal, sealer FROM blocks ORDER BY number DESC LIMIT 1"
+            f"SELECT {self._COLUMNS} FROM canonical c JOIN blocks b ON b.hash = c.hash "
+            "ORDER BY c.number DESC LIMIT 1"
         ).fetchone()
         return None if row is None else _block(row)
 
     def block_by_number(self, number: int) -> CommittedBlock | None:
+        """The canonical block at ``number``."""
         row = self._conn.execute(
-            "SELECT number, hash, header, seal, sealer FROM blocks WHERE number = ?", (number,)
+            f"SELECT {self._COLUMNS} FROM canonical c JOIN blocks b ON b.hash = c.hash "
+            "WHERE c.number = ?",
+            (number,),
         ).fetchone()
         return None if row is None else _block(row)
 
+    def blocks_range(self, start: int, count: int) -> list[CommittedBlock]:
+        """Canonical blocks ``start`` .. ``start + count - 1`` (fewer at the head)."""
+        rows = self._conn.execute(
+            f"SELECT {self._COLUMNS} FROM canonical c JOIN blocks b ON b.hash = c.hash "
+            "WHERE c.number >= ? AND c.number < ? ORDER BY c.number",
+            (start, start + count),
+        ).fetchall()
+        return [_block(r) for r in rows]
+
     def block_by_hash(self, block_hash: bytes) -> CommittedBlock | None:
+        """A stored block, canonical or not."""
         row = self._conn.execute(
-            "SELECT number, hash, header, seal, sealer FROM blocks WHERE hash = ?", (block_hash,)
+            f"SELECT {self._COLUMNS} FROM blocks b WHERE b.hash = ?", (block_hash,)
         ).fetchone()
         return None if row is None else _block(row)
 
@@ -568,6 +704,14 @@ class Ledger:
             self._conn.close()
 
 
-def _block(row: tuple[int, bytes, bytes, bytes, bytes]) -> CommittedBlock:
-    number, block_hash, header, seal, sealer = row
-    return CommittedBlock(number, bytes(block_hash), bytes(header), bytes(seal), bytes(sealer))
+def _block(row: tuple[int, bytes, bytes, bytes, bytes, int, bytes | None]) -> CommittedBlock:
+    number, block_hash, header, seals, proposer, round_, body = row
+    return CommittedBlock(
+        number,
+        bytes(block_hash),
+        bytes(header),
+        decode_seals(bytes(seals)),
+        bytes(proposer),
+        int(round_),
+        None if body is None else bytes(body),
+    )

@@ -7,6 +7,11 @@ published which transaction keys and which measurement the node claims, not that
 really runs inside a trusted execution environment. Hardware platforms add their quote in
 ``evidence``; a verifier must refuse ``virtual`` reports unless its policy allows them.
 
+Version 2 is the same report with one more field, ``joinKey``: the X25519 public key a
+joining enclave made for the join handshake (docs/PROTOCOL.md, "Join handshake"), so that the
+consortium secret can be encrypted to that enclave alone. A report without a join key is
+always version 1, so verifiers of ordinary reports see no change.
+
 Pure: no clock, no files, no network.
 """
 
@@ -20,6 +25,7 @@ from eth_keys import keys
 from eth_utils import keccak
 
 VERSION = 1
+JOIN_VERSION = 2  # a report that carries a join key
 DOMAIN = b"coco-gateway/attestation/v1"
 VIRTUAL = "virtual"
 VIRTUAL_WARNING = (
@@ -51,10 +57,11 @@ class Report:
     issued_at: int
     code: str  # human description of what the measurement covers
     evidence: str = ""  # hardware quote (base64) on hardware platforms; empty when virtual
+    join_key: bytes | None = None  # X25519, 32 bytes: only in a join report (version 2)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "version": VERSION,
+        out = {
+            "version": VERSION if self.join_key is None else JOIN_VERSION,
             "chainId": self.chain_id,
             "platform": self.platform,
             "measurement": "0x" + self.measurement.hex(),
@@ -69,6 +76,9 @@ class Report:
             "evidence": self.evidence,
             "warning": VIRTUAL_WARNING if self.platform == VIRTUAL else "",
         }
+        if self.join_key is not None:
+            out["joinKey"] = "0x" + self.join_key.hex()
+        return out
 
     def canonical(self) -> bytes:
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
@@ -76,8 +86,15 @@ class Report:
     @classmethod
     def from_json(cls, data: Any) -> Report:
         try:
-            if data["version"] != VERSION:
-                raise AttestationError(f"unsupported attestation version {data['version']}")
+            version = data["version"]
+            if version not in (VERSION, JOIN_VERSION):
+                raise AttestationError(f"unsupported attestation version {version}")
+            if (version == JOIN_VERSION) != ("joinKey" in data):
+                raise AttestationError(
+                    f"an attestation of version {version} must "
+                    + ("" if version == JOIN_VERSION else "not ")
+                    + "carry a joinKey"
+                )
             return cls(
                 chain_id=int(data["chainId"]),
                 platform=str(data["platform"]),
@@ -91,6 +108,7 @@ class Report:
                 issued_at=int(data["issuedAt"]),
                 code=str(data["code"]),
                 evidence=str(data.get("evidence", "")),
+                join_key=_hex(data["joinKey"], 32) if "joinKey" in data else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise AttestationError(f"malformed attestation report: {exc}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from gateway import __version__
 from gateway.errors import METHOD_NOT_FOUND, InvalidParams, LimitExceeded, ParseError, RpcError
 from gateway.node import Node, NodeConfig
 from gateway.rpc import Dispatcher, Limits
-from gateway.server.keys import CONFIG, DISPATCHER, HUB, NODE
+from gateway.server.keys import CONFIG, DISPATCHER, HUB, NODE, NODE_FACTORY
 from gateway.server.logs import quiet_client_errors
 from gateway.server.ws import Connection, SubscriptionHub
 
@@ -51,13 +51,13 @@ def _json_response(document: Any, status: int = 200) -> web.Response:
 
 async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    node = Node(config)
+    node = app[NODE_FACTORY](config)
     await node.start()
     hub = SubscriptionHub(node.enclave)
     hub.strict = node.api.strict
     node.block_listeners.append(hub.on_block)
     node.tx_listeners.append(hub.on_transaction)
-    methods = dict(node.api.methods())
+    methods = node.rpc_methods()
     methods["eth_subscribe"] = methods["eth_unsubscribe"] = _no_subscriptions_over_http
     app[NODE] = node
     app[HUB] = hub
@@ -227,12 +227,15 @@ async def _no_subscriptions_over_http(params: list[Any], ctx: Any) -> Any:
     )
 
 
-def make_app(config: NodeConfig) -> web.Application:
+def make_app(
+    config: NodeConfig, node_factory: Callable[[NodeConfig], Node] = Node
+) -> web.Application:
     # the body limit is enforced by _read_body with a JSON-RPC error; aiohttp's own cap
     # sits just above it so that oversized bodies reach our handler.
     app = web.Application(client_max_size=config.max_body_bytes + 1)
     quiet_client_errors()  # a client's malformed HTTP: one INFO line, not a traceback
     app[CONFIG] = config
+    app[NODE_FACTORY] = node_factory
     app.cleanup_ctx.append(_node_ctx)
     app.on_shutdown.append(_close_sockets)
     app.router.add_post("/", http_rpc)

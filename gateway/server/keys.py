@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from gateway.node import Node, NodeConfig
@@ -10,5 +12,6 @@ from gateway.server.ws import SubscriptionHub
 
 CONFIG = web.AppKey("config", NodeConfig)
 NODE = web.AppKey("node", Node)
+NODE_FACTORY: web.AppKey[Callable[[NodeConfig], Node]] = web.AppKey("node_factory")
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 HUB = web.AppKey("hub", SubscriptionHub)

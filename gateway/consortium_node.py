@@ -1,0 +1,846 @@
+"""A consortium node's shell: the enclave's QBFT validator driven over node-to-node links.
+
+``ConsortiumNode`` (a validator or a member) starts its enclave with the consortium's terms,
+joins the consortium when its enclave still awaits the secret, and then only moves bytes and
+time: QBFT messages between the enclave and the other validators (``ConsensusStep``, one
+asyncio timer at the deadline the enclave asks for), decided blocks to members and observers,
+forwarded transactions (sealed by the enclave) to every peer, and finalized blocks to a node
+that is behind (catch-up, in batches of 64). ``ObserverNode`` has no enclave at all: it
+follows public headers and commit seals and checks finality itself (gateway/observer.py).
+
+Both are ``Node`` subclasses, so the RPC server, its subscriptions and filters work as on
+the dev node; ``coco-gateway node --config FILE`` runs them (gateway/cli.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.base import Method
+from gateway.config import ConfigError, ConsortiumTerms, NodeFile
+from gateway.enclave import messages as m
+from gateway.enclave.runtime import EnclaveClient, ProcessEnclave
+from gateway.errors import RpcError
+from gateway.node import Node, NodeConfig
+from gateway.observer import (
+    BlockRefused,
+    HeaderStore,
+    ObserverBackend,
+    ObserverRefusal,
+    block_summary,
+    terms_digest,
+)
+from gateway.p2p import wire
+from gateway.p2p.link import LinkConfig, Links, Peer
+
+log = logging.getLogger("gateway.consortium")
+
+INBOX_LIMIT = 4096  # QBFT messages waiting for the enclave
+STEP_BATCH = 256  # QBFT messages per ConsensusStep
+STATUS_SECONDS = 2.0  # how often a node tells its peers its height
+FORWARD_BATCH = 256  # transactions per forwarded txs frame
+JOIN_BACKOFF_MAX = 30.0
+SYNC_TIMEOUT = 30.0
+
+
+# ------------------------------------------------------------------ node.json (PLAN8)
+
+
+class SettingsError(ValueError):
+    """node.json or consortium.json cannot be used: ``file: field: reason``."""
+
+
+@dataclass
+class NodeSettings:
+    """One node's settings (node.json) and the consortium's terms (consortium.json)."""
+
+    path: Path
+    name: str
+    role: str  # validator | member | observer
+    terms: dict[str, Any]
+    data_dir: Path
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = 8545
+    p2p_host: str = "127.0.0.1"
+    p2p_port: int = 30301
+    peers: list[str] = field(default_factory=list)
+    enclave: str = "process"
+    privacy: str = "open"
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.terms["chainId"])
+
+    @property
+    def validators(self) -> list[bytes]:
+        return [_address(a) for a in self.terms["validators"]]
+
+    def nodes(self) -> dict[bytes, dict[str, Any]]:
+        return {_address(n["address"]): dict(n) for n in self.terms.get("nodes", [])}
+
+    def node_config(self, lock_fd: int | None = None) -> NodeConfig:
+        return NodeConfig(
+            host=self.rpc_host,
+            port=self.rpc_port,
+            chain_id=self.chain_id,
+            data_dir=self.data_dir,
+            dev=False,
+            dev_accounts=0,
+            fork=str(self.terms.get("fork", m.DEFAULT_FORK)),
+            gas_limit=int(self.terms.get("gasLimit", 30_000_000)),
+            enclave_runtime=self.enclave,
+            epoch_period=int(self.terms.get("epochPeriod", 86_400)),
+            privacy=self.privacy,
+            lock_fd=lock_fd,
+        )
+
+    def open_message(self) -> m.Open:
+        terms = self.terms
+        return m.Open(
+            data_dir=str(self.data_dir),
+            chain_id=self.chain_id,
+            fork=str(terms.get("fork", m.DEFAULT_FORK)),
+            gas_limit=int(terms.get("gasLimit", 30_000_000)),
+            genesis_timestamp=int(terms.get("genesisTimestamp", 0)),
+            genesis_alloc=[
+                [_address(a), str(int(v))] for a, v in sorted(terms.get("alloc", {}).items())
+            ],
+            epoch_period=int(terms.get("epochPeriod", 86_400)),
+            privacy=self.privacy,
+            consortium=terms,
+            role=self.role,
+        )
+
+
+def _address(text: str) -> bytes:
+    value = bytes.fromhex(str(text).removeprefix("0x"))
+    if len(value) != 20:
+        raise SettingsError(f"{text!r} is not a 20-byte address")
+    return value
+
+
+def load_settings(path: Path) -> NodeSettings:
+    """Read node.json and the consortium.json it names (gateway/config.py checks both)."""
+    try:
+        node = NodeFile.load(path)
+        terms = ConsortiumTerms.load(node.consortium_path)
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    return NodeSettings(
+        path=path,
+        name=node.name,
+        role=node.role,
+        terms=terms.to_open_terms(),
+        data_dir=node.data_path,
+        rpc_host=node.rpc.host,
+        rpc_port=node.rpc.port,
+        p2p_host=node.p2p.host,
+        p2p_port=node.p2p.port,
+        peers=list(node.peers),
+        enclave=node.enclave,
+        privacy=node.privacy,
+    )
+
+
+# ------------------------------------------------------------------ shared by both kinds
+
+
+class Progress:
+    """Catch-up progress: a log line every few seconds, and a bar when stderr is a TTY."""
+
+    def __init__(self) -> None:
+        self._last_line = 0.0
+        self._tty = sys.stderr.isatty()
+        self._shown = False
+
+    def update(self, done: int, target: int) -> None:
+        now = time.monotonic()
+        if self._tty:
+            width = 30
+            filled = width if target <= 0 else min(width, width * done // max(target, 1))
+            sys.stderr.write(f"\rcatch-up [{'#' * filled}{'.' * (width - filled)}] {done}/{target}")
+            sys.stderr.flush()
+            self._shown = True
+            if done >= target:
+                sys.stderr.write("\n")
+                self._shown = False
+        if now - self._last_line >= 2.0 or done >= target:
+            self._last_line = now
+            log.info("catch-up: %d/%d blocks", done, target)
+
+
+class _P2pShell:
+    """What validators, members and observers share: the links, the p2p listener, status
+    frames, and catch-up bookkeeping. Mixed into the Node subclasses below."""
+
+    settings: NodeSettings
+    links: Links | None
+    _p2p_runner: web.AppRunner | None
+    _tasks: set[asyncio.Task[Any]]
+    last_error: str | None
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _serve_p2p(self) -> None:
+        assert self.links is not None
+        app = web.Application()
+        self.links.add_routes(app)
+        self._p2p_runner = web.AppRunner(app, access_log=None)
+        await self._p2p_runner.setup()
+        site = web.TCPSite(self._p2p_runner, self.settings.p2p_host, self.settings.p2p_port)
+        await site.start()
+        log.info(
+            "p2p listening on ws://%s:%d%s; peers %s",
+            self.settings.p2p_host,
+            self.settings.p2p_port,
+            wire.PATH,
+            ", ".join(self.settings.peers) or "none",
+        )
+
+    async def _stop_p2p(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.links is not None:
+            await self.links.close()
+        if self._p2p_runner is not None:
+            await self._p2p_runner.cleanup()
+            self._p2p_runner = None
+
+
+# ------------------------------------------------------------------ validators and members
+
+
+class ConsortiumNode(_P2pShell, Node):
+    """A validator or member: an enclave holding the consortium secret, driven over links."""
+
+    def __init__(self, config: NodeConfig, settings: NodeSettings) -> None:
+        self.settings = settings
+        super().__init__(config)
+        self.api.node_status = self.node_status
+        self.links = None
+        self._p2p_runner = None
+        self._tasks = set()
+        self.last_error = None
+        self.address: bytes = b""
+        self.state = "starting"
+        self.head = 0
+        self._finalized = 0
+        self.consensus: dict[str, Any] = {}
+        self._inbox: deque[list[Any]] = deque()
+        self._inbox_wake = asyncio.Event()
+        self._timer_at: float | None = None
+        self._forward: list[bytes] = []
+        self._forward_wake = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
+        self._sync_wanted: tuple[Peer, int] | None = None
+        self._sync_wake = asyncio.Event()
+        self._joined = asyncio.Event()
+        self._progress = Progress()
+
+    # ---------------------------------------------------------------- life cycle
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        settings = self.settings
+        await self.enclave.start(settings.open_message())
+        if isinstance(self.enclave, ProcessEnclave):
+            self.enclave.on_lost = self._enclave_lost
+        status = await self.enclave.request(m.GetStatus())
+        self.address = bytes(status["validator"])
+        self.state = str(status.get("state", "ready"))
+        genesis = bytes(status["genesisHash"])
+        listed = settings.nodes().get(self.address)
+        if listed is None:
+            log.warning(
+                "this node's identity 0x%s is not in consortium.json's node list: peers will "
+                "refuse its links",
+                self.address.hex(),
+            )
+        self.links = Links(
+            LinkConfig(
+                chain_id=settings.chain_id,
+                genesis=genesis,
+                role=settings.role,
+                address=self.address,
+                sign=self._sign_link,
+                nodes=settings.nodes(),
+            ),
+            self._on_frame,
+            self._on_up,
+        )
+        await self._serve_p2p()
+        self.links.dial(settings.peers)
+        log.info(
+            "consortium node %s (%s) 0x%s, chain %d, genesis 0x%s: %s",
+            settings.name,
+            settings.role,
+            self.address.hex(),
+            settings.chain_id,
+            genesis.hex(),
+            self.state,
+        )
+        if self.state == "awaiting-secret":
+            await self._join()
+        await self.api.start()
+        status = await self.enclave.request(m.GetStatus())
+        self.state = str(status.get("state", "ready"))
+        self.head = int(status["head"]["number"])
+        self._finalized = int(status.get("finalized", self.head))
+        self.api.view.head_number = self.head
+        self._spawn(self._status_loop(), "p2p-status")
+        self._spawn(self._forward_loop(), "p2p-forward")
+        self._spawn(self._sync_loop(), "p2p-sync")
+        if settings.role == "validator":
+            self._spawn(self._consensus_loop(), "qbft")
+        log.info("node ready: chain %d, head %d", settings.chain_id, self.head)
+
+    async def stop(self) -> None:
+        await self._stop_p2p()
+        await self.enclave.close()
+
+    async def _sign_link(self, transcript: bytes) -> bytes:
+        return bytes(await self.enclave.request(m.SignLink(transcript)))
+
+    @property
+    def finalized(self) -> int:
+        return self._finalized
+
+    async def node_status(self) -> dict[str, Any]:
+        links = self.links.summary() if self.links is not None else []
+        consensus = self.consensus
+        return {
+            "name": self.settings.name,
+            "role": self.settings.role,
+            "state": self.state,
+            "address": "0x" + self.address.hex(),
+            "height": self.head,
+            "finalized": self._finalized,
+            "round": consensus.get("round"),
+            "proposer": _hex_or_none(consensus.get("proposer")),
+            "peers": links,
+            "validators": ["0x" + v.hex() for v in self.settings.validators],
+            "lastError": self.last_error,
+        }
+
+    # ---------------------------------------------------------------- the join
+
+    async def _join(self) -> None:
+        """Ask listed peers for the consortium secret until one admits this node."""
+        assert self.links is not None
+        request = await self.enclave.request(m.JoinRequest())
+        backoff = 1.0
+        self.state = "joining"
+        while True:
+            peers = [p for p in self.links.live() if not p.public]
+            if peers:
+                peer = peers[0]
+                log.info("asking %r to admit this node to the consortium", peer)
+                self._join_reply: asyncio.Future[dict[str, Any]] = (
+                    asyncio.get_running_loop().create_future()
+                )
+                peer.send(wire.frame("join", request=request))
+                try:
+                    reply = await asyncio.wait_for(asyncio.shield(self._join_reply), 30)
+                except TimeoutError:
+                    reply = {"t": "refused", "reason": "timeout", "message": "no answer in 30 s"}
+                if reply["t"] == "joined":
+                    await self.enclave.request(m.JoinComplete(reply["wrapped"]))
+                    log.info("joined the consortium through %r", peer)
+                    self.state = "ready"
+                    return
+                self.last_error = f"join refused by {peer!r}: {reply['reason']}: {reply['message']}"
+                log.error("%s; retrying in %g s", self.last_error, backoff)
+            else:
+                refusals = "; ".join(f"{k}: {v}" for k, v in self.links.last_refusal.items())
+                log.info(
+                    "waiting for a link to a member node to join through%s",
+                    f" (refused: {refusals})" if refusals else "",
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(JOIN_BACKOFF_MAX, backoff * 2)
+
+    async def _admit(self, peer: Peer, request: dict[str, Any]) -> None:
+        try:
+            answer = await self.enclave.request(m.JoinAdmit(request))
+        except RpcError as exc:
+            reason = exc.reason_code or "refused"
+            log.warning("refused %r's join: %s: %s", peer, reason, exc.message)
+            peer.send(wire.refused(reason, exc.message))
+            return
+        log.info("admitted %r to the consortium (sent the secret, wrapped to its enclave)", peer)
+        peer.send(wire.frame("joined", wrapped=bytes(answer["wrapped"])))
+
+    # ---------------------------------------------------------------- frames
+
+    async def _on_up(self, peer: Peer) -> None:
+        peer.send(self._status_frame())
+
+    def _status_frame(self) -> dict[str, Any]:
+        return wire.frame(
+            "status",
+            height=max(self.head, 0),
+            finalized=max(self._finalized, 0),
+            state=self.state[:64],
+        )
+
+    async def _on_frame(self, peer: Peer, frame: dict[str, Any]) -> None:
+        kind = frame["t"]
+        if kind in ("joined", "refused"):
+            reply = getattr(self, "_join_reply", None)
+            if reply is not None and not reply.done():
+                reply.set_result(frame)
+            elif kind == "refused":
+                log.warning("%r refused: %s: %s", peer, frame["reason"], frame["message"])
+            return
+        if kind == "join":
+            if self.state == "ready":
+                await self._admit(peer, frame["request"])
+            else:
+                peer.send(wire.refused("not-ready", "this node has not joined the consortium yet"))
+            return
+        if self.state != "ready":
+            return  # nothing to do with chain traffic before the secret is here
+        if kind == "qbft":
+            if len(self._inbox) >= INBOX_LIMIT:
+                log.warning(
+                    "QBFT inbox full (%d messages): dropping one from %r", INBOX_LIMIT, peer
+                )
+                return
+            self._inbox.append([frame["m"], frame["s"]])
+            self._inbox_wake.set()
+        elif kind == "txs":
+            await self._import_txs(peer, frame["blobs"])
+        elif kind == "status":
+            peer.height, peer.finalized, peer.state = (
+                frame["height"],
+                frame["finalized"],
+                frame["state"],
+            )
+            if peer.finalized > self.head:
+                self._want_sync(peer, peer.finalized)
+        elif kind == "getBlocks":
+            await self._serve_blocks(peer, frame)
+        elif kind == "blocks":
+            await self._on_blocks(peer, frame["items"])
+
+    async def _serve_blocks(self, peer: Peer, frame: dict[str, Any]) -> None:
+        public = frame["public"] or peer.public
+        try:
+            items = await self.enclave.request(
+                m.ExportBlocks(frame["start"], min(frame["count"], wire.MAX_BATCH), public)
+            )
+        except RpcError as exc:
+            peer.send(wire.refused(exc.reason_code or "export-failed", exc.message))
+            return
+        peer.send(wire.frame("blocks", items=list(items)))
+
+    # ---------------------------------------------------------------- transactions
+
+    def _on_transaction(self, tx_hash: bytes) -> None:
+        super()._on_transaction(tx_hash)
+        if len(self._forward) < 65536:
+            self._forward.append(tx_hash)
+            self._forward_wake.set()
+
+    async def _forward_loop(self) -> None:
+        """Forward this node's new transactions, sealed by its enclave, to every peer."""
+        assert self.links is not None
+        while True:
+            await self._forward_wake.wait()
+            self._forward_wake.clear()
+            while self._forward:
+                hashes, self._forward = self._forward[:FORWARD_BATCH], self._forward[FORWARD_BATCH:]
+                try:
+                    blobs = await self.enclave.request(m.ExportPooledTxs(hashes))
+                except RpcError as exc:
+                    log.warning("cannot forward %d transaction(s): %s", len(hashes), exc.message)
+                    continue
+                if blobs:
+                    self.links.broadcast(
+                        wire.frame("txs", blobs=list(blobs)), roles=("validator", "member")
+                    )
+
+    async def _import_txs(self, peer: Peer, blobs: list[bytes]) -> None:
+        try:
+            answer = await self.enclave.request(m.ImportPooledTxs(blobs))
+        except RpcError as exc:
+            log.warning("transactions forwarded by %r refused: %s", peer, exc.message)
+            return
+        for tx_hash in answer.get("admitted", []):
+            Node._on_transaction(self, bytes(tx_hash))  # listeners, not forwarded again
+        if answer.get("refused"):
+            log.debug("%d forwarded transaction(s) from %r refused", answer["refused"], peer)
+
+    # ---------------------------------------------------------------- consensus
+
+    async def _consensus_loop(self) -> None:
+        """One ConsensusStep at a time: the inbox in batches, and the enclave's timer."""
+        self._timer_at = time.time()  # a first step at once: the enclave starts its round
+        while True:
+            now = time.time()
+            tick = self._timer_at is not None and now >= self._timer_at
+            if not self._inbox and not tick:
+                timeout = None if self._timer_at is None else max(0.0, self._timer_at - now)
+                self._inbox_wake.clear()
+                try:
+                    await asyncio.wait_for(self._inbox_wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+                continue
+            inbound = [self._inbox.popleft() for _ in range(min(len(self._inbox), STEP_BATCH))]
+            if tick:
+                self._timer_at = None
+            try:
+                answer = await self.enclave.request(
+                    m.ConsensusStep(now=now, inbound=inbound, tick=tick)
+                )
+            except RpcError as exc:
+                self.last_error = f"consensus step: {exc.message}"
+                log.error("%s", self.last_error)
+                self._timer_at = time.time() + 1.0
+                continue
+            await self._apply_step(answer)
+
+    async def _apply_step(self, answer: dict[str, Any]) -> None:
+        assert self.links is not None
+        for message, sidecar in answer.get("outbound", []):
+            self.links.seen.add(wire.frame_hash("qbft", bytes(message)))
+            self.links.broadcast(wire.frame("qbft", m=message, s=sidecar), roles=("validator",))
+        timer = answer.get("timer")
+        if timer is not None:
+            self._timer_at = float(timer)
+        status = answer.get("status")
+        if status:
+            self.consensus = status
+        for discarded in answer.get("discarded", []):
+            sender = discarded.get("sender")
+            log.info(
+                "QBFT message discarded%s: %s",
+                f" from 0x{bytes(sender).hex()}" if sender else "",
+                discarded.get("reason"),
+            )
+        for block in answer.get("decided", []):
+            public = {k: v for k, v in block.items() if k != "summary"}
+            self.links.broadcast(wire.frame("blocks", items=[public]), roles=("member", "observer"))
+            await self._adopt_summary(block["summary"])
+        for peer_address, height in answer.get("behind", []):
+            peer = self.links.by_address(bytes(peer_address))
+            if peer is not None:
+                await self._serve_blocks(
+                    peer, {"start": int(height), "count": wire.MAX_BATCH, "public": False}
+                )
+
+    async def _adopt_summary(self, summary: dict[str, Any]) -> None:
+        """A block committed in the enclave (decided or imported): tell the host's view and
+        every block listener (subscriptions, filters)."""
+        number = int(summary["number"])
+        if number <= self.head and self.head > 0 and number != self.head:
+            return
+        self.head = max(self.head, number)
+        self._finalized = max(self._finalized, number)
+        self.api.view.head_number = max(self.api.view.head_number, number)
+        if "gasPrice" in summary:
+            self.api.view.gas_price = int(summary["gasPrice"])
+        transactions = summary.get("transactions") or []
+        if transactions:
+            log.info(
+                "block %d final with %d transaction(s) 0x%s",
+                number,
+                len(transactions),
+                bytes(summary["hash"]).hex(),
+            )
+        for listener in self.block_listeners:
+            try:
+                await listener(summary)
+            except Exception:
+                log.exception("a block listener failed")
+
+    # ---------------------------------------------------------------- catch-up
+
+    async def _status_loop(self) -> None:
+        assert self.links is not None
+        while True:
+            await asyncio.sleep(STATUS_SECONDS)
+            self.links.broadcast(self._status_frame())
+
+    def _want_sync(self, peer: Peer, target: int) -> None:
+        current = self._sync_wanted
+        if current is None or target > current[1]:
+            self._sync_wanted = (peer, target)
+            self._sync_wake.set()
+
+    async def _sync_loop(self) -> None:
+        """Fetch finalized blocks in batches of 64 from a peer that is ahead."""
+        while True:
+            await self._sync_wake.wait()
+            self._sync_wake.clear()
+            while self._sync_wanted is not None:
+                peer, target = self._sync_wanted
+                if peer.closed or self.head >= target:
+                    self._sync_wanted = None
+                    break
+                start = self.head + 1
+                self._batch: asyncio.Future[list[dict[str, Any]]] = (
+                    asyncio.get_running_loop().create_future()
+                )
+                peer.send(wire.frame("getBlocks", start=start, count=wire.MAX_BATCH, public=False))
+                try:
+                    items = await asyncio.wait_for(self._batch, SYNC_TIMEOUT)
+                except TimeoutError:
+                    log.warning("catch-up: %r sent no blocks in %g s", peer, SYNC_TIMEOUT)
+                    self._sync_wanted = None
+                    break
+                if not items:
+                    self._sync_wanted = None
+                    break
+                if not await self._import(peer, items):
+                    self._sync_wanted = None
+                    break
+                self._progress.update(self.head, target)
+
+    async def _on_blocks(self, peer: Peer, items: list[dict[str, Any]]) -> None:
+        batch = getattr(self, "_batch", None)
+        if batch is not None and not batch.done():
+            batch.set_result(items)
+            return
+        if not items:
+            return
+        first = int(items[0]["number"])
+        if first > self.head + 1:
+            self._want_sync(peer, int(items[-1]["number"]))
+            return
+        fresh = [b for b in items if int(b["number"]) > self.head]
+        if fresh and self.settings.role != "validator":
+            await self._import(peer, fresh)
+
+    async def _import(self, peer: Peer, items: list[dict[str, Any]]) -> bool:
+        async with self._sync_lock:
+            fresh = [b for b in items if int(b["number"]) > self.head]
+            if not fresh:
+                return True
+            try:
+                answer = await self.enclave.request(m.ImportBlocks(fresh))
+            except RpcError as exc:
+                self.last_error = f"blocks from {peer!r} refused: {exc.message}"
+                log.warning("%s (%s)", self.last_error, exc.reason_code)
+                return False
+            for summary in answer.get("decided", []):
+                await self._adopt_summary(summary)
+            self.head = max(self.head, int(answer.get("head", self.head)))
+            self._finalized = max(self._finalized, self.head)
+            self.api.view.head_number = max(self.api.view.head_number, self.head)
+            return True
+
+
+def _hex_or_none(value: Any) -> str | None:
+    return None if value is None else "0x" + bytes(value).hex()
+
+
+# ------------------------------------------------------------------ observers
+
+
+PUBLIC_METHODS = (
+    "eth_chainId",
+    "net_version",
+    "web3_clientVersion",
+    "eth_blockNumber",
+    "eth_getBlockByNumber",
+    "eth_getBlockByHash",
+    "coco_getFinality",
+    "coco_nodeStatus",
+)
+
+
+class ObserverNode(_P2pShell, Node):
+    """Follows finalized headers and seals from peers, checks each block's quorum of commit
+    seals, and serves public RPC only; no enclave, no secret, no plaintext."""
+
+    def __init__(self, config: NodeConfig, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.store = HeaderStore(settings.data_dir, settings.chain_id, settings.validators)
+        super().__init__(config)
+        self.api.node_status = self.node_status
+        self.links = None
+        self._p2p_runner = None
+        self._tasks = set()
+        self.last_error = None
+        self._terms_hash = terms_digest(settings.terms)
+        self._sync_wake = asyncio.Event()
+        self._sync_from: Peer | None = None
+        self._progress = Progress()
+
+    def _make_enclave(self) -> EnclaveClient:
+        return ObserverBackend(self.store, self.settings.terms)
+
+    def rpc_methods(self) -> dict[str, Method]:
+        table = dict(self.api.methods())
+        refuse = _refuse_observer
+        return {name: (table[name] if name in PUBLIC_METHODS else refuse) for name in table}
+
+    @property
+    def finalized(self) -> int:
+        return max(self.store.head, 0)
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.links = Links(
+            LinkConfig(
+                chain_id=settings.chain_id,
+                genesis=self.store.genesis,
+                role="observer",
+                address=None,
+                sign=None,
+                nodes=settings.nodes(),
+            ),
+            self._on_frame,
+            self._on_up,
+        )
+        await self.api.start()
+        self.api.view.head_number = max(self.store.head, 0)
+        await self._serve_p2p()
+        self.links.dial(settings.peers)
+        self._spawn(self._sync_loop(), "observer-sync")
+        log.info(
+            "observer node %s, chain %d: follows %s; stored head %d",
+            settings.name,
+            settings.chain_id,
+            ", ".join(settings.peers) or "no peers",
+            self.store.head,
+        )
+
+    async def stop(self) -> None:
+        await self._stop_p2p()
+        await self.enclave.close()
+
+    async def node_status(self) -> dict[str, Any]:
+        links = self.links.summary() if self.links is not None else []
+        head = max(self.store.head, 0)
+        return {
+            "name": self.settings.name,
+            "role": "observer",
+            "state": "observing",
+            "address": None,
+            "height": head,
+            "finalized": head,
+            "round": None,
+            "proposer": None,
+            "peers": links,
+            "validators": ["0x" + v.hex() for v in self.settings.validators],
+            "lastError": self.last_error,
+        }
+
+    async def _on_up(self, peer: Peer) -> None:
+        assert self.links is not None
+        if self.store.genesis is None and peer.address is not None:
+            # the first authenticated member vouched for this genesis in its signed handshake
+            genesis = self.links.config.genesis
+            if genesis is not None:
+                self.store.pin_genesis(genesis)
+        self._sync_from = peer
+        self._sync_wake.set()
+
+    async def _on_frame(self, peer: Peer, frame: dict[str, Any]) -> None:
+        kind = frame["t"]
+        if kind == "status":
+            peer.height, peer.finalized = frame["height"], frame["finalized"]
+            if peer.finalized > self.store.head:
+                self._sync_from = peer
+                self._sync_wake.set()
+        elif kind == "blocks":
+            batch = getattr(self, "_batch", None)
+            if batch is not None and not batch.done():
+                batch.set_result(frame["items"])
+            else:
+                self._add(peer, frame["items"])
+        elif kind == "getBlocks":
+            peer.send(
+                wire.frame("blocks", items=self.store.exported(frame["start"], frame["count"]))
+            )
+        elif kind == "refused":
+            log.warning("%r refused: %s: %s", peer, frame["reason"], frame["message"])
+
+    def _add(self, peer: Peer, items: list[dict[str, Any]]) -> bool:
+        """Check and store blocks in order; a bad one stops the batch (logged, kept going)."""
+        before = self.store.head
+        for block in items:
+            number = int(block["number"])
+            if number <= self.store.head:
+                continue
+            if number > self.store.head + 1:
+                self._sync_from = peer
+                self._sync_wake.set()
+                return False
+            try:
+                self.store.check(block, self._terms_hash)
+            except BlockRefused as exc:
+                self.last_error = f"block from {peer!r} refused: {exc}"
+                log.warning("%s", self.last_error)
+                return False
+            self.store.add(block)
+            summary = block_summary(block)
+            for listener in self.block_listeners:
+                asyncio.get_running_loop().create_task(_notify(listener, summary))
+        if self.store.head > before:
+            self.api.view.head_number = self.store.head
+        return True
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await self._sync_wake.wait()
+            self._sync_wake.clear()
+            peer = self._sync_from
+            if peer is None or peer.closed:
+                continue
+            target = max(peer.finalized, self.store.head + 1)
+            while not peer.closed:
+                start = self.store.head + 1
+                self._batch: asyncio.Future[list[dict[str, Any]]] = (
+                    asyncio.get_running_loop().create_future()
+                )
+                peer.send(wire.frame("getBlocks", start=start, count=wire.MAX_BATCH, public=True))
+                try:
+                    items = await asyncio.wait_for(self._batch, SYNC_TIMEOUT)
+                except TimeoutError:
+                    break
+                if not items or not self._add(peer, items):
+                    break
+                target = max(target, peer.finalized)
+                self._progress.update(self.store.head, target)
+                if self.store.head >= peer.finalized:
+                    break
+
+
+async def _notify(listener: Callable[[dict[str, Any]], Awaitable[None]], summary: Any) -> None:
+    try:
+        await listener(summary)
+    except Exception:
+        log.exception("a block listener failed")
+
+
+async def _refuse_observer(params: list[Any], ctx: Any) -> Any:
+    raise ObserverRefusal()

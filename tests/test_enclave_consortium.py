@@ -1,0 +1,423 @@
+"""A consortium of real enclaves: identities made in the enclave, the attested join, QBFT run
+inside the enclaves (the test routes their outbound messages with a fake clock), refusals.
+
+Every enclave here is a real ``gateway.enclave.core.Enclave`` on its own data directory,
+reached through ``InProcessEnclave`` (the same codec as the enclave process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from eth_account import Account
+from eth_keys import keys
+from eth_utils import keccak
+
+from gateway.enclave import messages as m
+from gateway.enclave.runtime import InProcessEnclave
+from gateway.errors import RpcError
+
+T = TypeVar("T")
+CHAIN_ID = 4242
+FUNDED_KEY = "0x" + "11" * 32
+FUNDED = Account.from_key(FUNDED_KEY).address
+RECIPIENT = "0x" + "77" * 20
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def make_identity(data_dir: Path) -> dict[str, Any]:
+    enclave = InProcessEnclave()
+    try:
+        return await enclave.start_identity(m.MakeIdentity(str(data_dir)))
+    finally:
+        await enclave.close()
+
+
+def make_terms(idents: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
+    addrs = ["0x" + i["address"].hex() for i in idents]
+    terms: dict[str, Any] = {
+        "version": 1,
+        "chainId": CHAIN_ID,
+        "fork": "osaka",
+        "gasLimit": 30_000_000,
+        "genesisTimestamp": 1_764_000_000,
+        "alloc": {FUNDED: str(10**24)},
+        "privacy": "open",
+        "validation": "attested-diff",
+        "blockPeriod": 1,
+        "roundTimeout": 2.0,
+        "maxRoundTimeout": 30.0,
+        "epochPeriod": 86400,
+        "validators": addrs,
+        "genesisNode": addrs[0],
+        "nodes": [
+            {"name": f"node{n}", "address": a, "role": "validator"} for n, a in enumerate(addrs)
+        ],
+        "measurements": ["0x" + idents[0]["measurement"].hex()],
+        "platforms": ["virtual"],
+        "allowVirtual": True,
+    }
+    terms.update(over)
+    return terms
+
+
+def opening(data_dir: Path, terms: dict[str, Any]) -> m.Open:
+    return m.Open(
+        data_dir=str(data_dir), chain_id=terms["chainId"], consortium=terms, role="validator"
+    )
+
+
+async def start(data_dir: Path, terms: dict[str, Any]) -> InProcessEnclave:
+    enclave = InProcessEnclave()
+    await enclave.start(opening(data_dir, terms))
+    return enclave
+
+
+async def join(joiner: InProcessEnclave, admitter: InProcessEnclave) -> dict[str, Any]:
+    request = await joiner.request(m.JoinRequest())
+    admitted = await admitter.request(m.JoinAdmit(request))
+    return await joiner.request(m.JoinComplete(admitted["wrapped"]))  # type: ignore[no-any-return]
+
+
+async def refusal(call: Awaitable[Any]) -> RpcError:
+    with pytest.raises(RpcError) as info:
+        await call
+    return info.value
+
+
+# ------------------------------------------------------------------ identities and the join
+
+
+def test_identity_is_made_in_the_enclave_and_kept(tmp_path: Path) -> None:
+    first = run(make_identity(tmp_path / "n"))
+    again = run(make_identity(tmp_path / "n"))
+    other = run(make_identity(tmp_path / "o"))
+    assert len(first["address"]) == 20 and len(first["measurement"]) == 32
+    assert first["platform"] == "virtual"
+    assert again == first
+    assert other["address"] != first["address"]
+    assert other["measurement"] == first["measurement"]
+
+
+def test_process_enclave_makes_an_identity(tmp_path: Path) -> None:
+    from gateway.enclave.runtime import ProcessEnclave
+
+    async def go() -> dict[str, Any]:
+        enclave = ProcessEnclave()
+        try:
+            return await enclave.start_identity(m.MakeIdentity(str(tmp_path / "p")))
+        finally:
+            await enclave.close()
+
+    made = run(go())
+    assert made == run(make_identity(tmp_path / "p"))
+
+
+def test_join_hands_the_secret_only_to_an_attested_listed_enclave(tmp_path: Path) -> None:
+    async def go() -> None:
+        idents = [await make_identity(tmp_path / f"n{i}") for i in range(3)]
+        terms = make_terms(idents)
+        genesis = await start(tmp_path / "n0", terms)
+        joiner = await start(tmp_path / "n1", terms)
+        try:
+            status = await genesis.request(m.GetStatus())
+            assert status["state"] == "ready"
+            waiting = await joiner.request(m.GetStatus())
+            assert waiting["state"] == "awaiting-secret"
+            assert waiting["validator"] == idents[1]["address"]
+            # the genesis it computed without the secret is the genesis node's
+            assert waiting["genesisHash"] == status["genesisHash"]
+            err = await refusal(joiner.request(m.GetBlock("latest")))
+            assert err.reason_code == "awaiting-secret"
+            err = await refusal(joiner.request(m.ConsensusStep(now=time.time())))
+            assert err.reason_code == "awaiting-secret"
+
+            # the genesis block commits to the terms
+            block = await genesis.request(m.GetBlock(0))
+            canonical = json_canonical(terms)
+            assert block["extraData"] == "0x" + keccak(canonical).hex()
+
+            # a wrapped secret made for another join key does not open here
+            third = await start(tmp_path / "n2", terms)
+            other_request = await third.request(m.JoinRequest())
+            await joiner.request(m.JoinRequest())
+            for_third = await genesis.request(m.JoinAdmit(other_request))
+            err = await refusal(joiner.request(m.JoinComplete(for_third["wrapped"])))
+            assert err.reason_code == "bad-wrapped-secret"
+            assert (await joiner.request(m.GetStatus()))["state"] == "awaiting-secret"
+
+            joined = await join(joiner, genesis)
+            assert joined["state"] == "ready"
+            assert joined["genesisHash"] == status["genesisHash"]
+            # the same consortium secret: the same transaction keys in both attestations
+            a = await genesis.request(m.GetAttestation())
+            b = await joiner.request(m.GetAttestation())
+            assert a["report"]["txKeys"] == b["report"]["txKeys"]
+            err = await refusal(joiner.request(m.JoinRequest()))
+            assert err.reason_code == "already-joined"
+            await third.close()
+        finally:
+            await genesis.close()
+            await joiner.close()
+
+        # restarted, the joined node opens with its sealed secret; the genesis node's too
+        again = await start(tmp_path / "n1", terms)
+        try:
+            assert (await again.request(m.GetStatus()))["state"] == "ready"
+        finally:
+            await again.close()
+
+    run(go())
+
+
+def json_canonical(terms: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps(terms, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_join_refusals_name_their_reason(tmp_path: Path) -> None:
+    async def go() -> None:
+        idents = [await make_identity(tmp_path / f"n{i}") for i in range(2)]
+        stranger = await make_identity(tmp_path / "stranger")
+        terms = make_terms(idents)
+
+        async def admitter(name: str, **over: Any) -> InProcessEnclave:
+            ident = await make_identity(tmp_path / name)
+            their = make_terms([ident, *idents[1:]], **over)
+            return await start(tmp_path / name, their)
+
+        genesis = await start(tmp_path / "n0", terms)
+        joiner = await start(tmp_path / "n1", terms)
+        outsider = await start(tmp_path / "stranger", terms)
+        other_chain = await start(tmp_path / "other", make_terms(idents, chainId=CHAIN_ID + 1))
+        strict_code = await admitter("strict-code", measurements=["0x" + "ab" * 32])
+        no_virtual = await admitter("no-virtual", allowVirtual=False)
+        opened = [genesis, joiner, outsider, other_chain, strict_code, no_virtual]
+        try:
+            request = await joiner.request(m.JoinRequest())
+
+            err = await refusal(strict_code.request(m.JoinAdmit(request)))
+            assert err.reason_code == "unknown-measurement"
+            assert "0x" + idents[1]["measurement"].hex() in err.message
+
+            err = await refusal(no_virtual.request(m.JoinAdmit(request)))
+            assert err.reason_code == "virtual-not-allowed"
+            assert "virtual" in err.message
+
+            unlisted = await outsider.request(m.JoinRequest())
+            err = await refusal(genesis.request(m.JoinAdmit(unlisted)))
+            assert err.reason_code == "unlisted-node"
+            assert "0x" + stranger["address"].hex() in err.message
+
+            wrong = await other_chain.request(m.JoinRequest())
+            err = await refusal(genesis.request(m.JoinAdmit(wrong)))
+            assert err.reason_code == "wrong-chain"
+            assert str(CHAIN_ID + 1) in err.message
+
+            tampered = dict(request, report=dict(request["report"], measurement="0x" + "00" * 32))
+            err = await refusal(genesis.request(m.JoinAdmit(tampered)))
+            assert err.reason_code == "bad-attestation"
+            swapped = dict(request, joinKey=bytes(32))
+            err = await refusal(genesis.request(m.JoinAdmit(swapped)))
+            assert err.reason_code == "bad-attestation"
+            # a report signed by another key than the one it names
+            forged = dict(request, signature=unlisted["signature"])
+            err = await refusal(genesis.request(m.JoinAdmit(forged)))
+            assert err.reason_code == "bad-attestation"
+
+            # none of that changed anything: the listed, attested node still joins
+            assert (await join(joiner, genesis))["state"] == "ready"
+        finally:
+            for enclave in opened:
+                await enclave.close()
+
+    run(go())
+
+
+def test_link_signature_recovers_to_the_node_address(tmp_path: Path) -> None:
+    async def go() -> None:
+        idents = [await make_identity(tmp_path / f"n{i}") for i in range(2)]
+        terms = make_terms(idents)
+        # a node awaiting the secret signs links too: it joins over one
+        waiting = await start(tmp_path / "n1", terms)
+        try:
+            transcript = b"\x01" * 32 + b"\x02" * 32 + b"\x03" * 32 + idents[1]["address"]
+            signature = await waiting.request(m.SignLink(transcript + b"client"))
+            assert len(signature) == 65 and signature[64] in (0, 1)
+            assert int.from_bytes(signature[32:64], "big") <= SECP256K1_N // 2
+            digest = keccak(b"coco-gateway/p2p/link/v1" + transcript + b"client")
+            public = keys.Signature(signature).recover_public_key_from_msg_hash(digest)
+            assert public.to_canonical_address() == idents[1]["address"]
+            err = await refusal(waiting.request(m.SignLink(b"x" * 5000)))
+            assert err.reason_code == "bad-transcript"
+        finally:
+            await waiting.close()
+
+    run(go())
+
+
+# ------------------------------------------------------------------ QBFT across four enclaves
+
+
+class Cluster:
+    """Four validators' enclaves; the test is their network: it carries each enclave's
+    outbound QBFT messages (with sidecars) to the others and fires their timers on a fake
+    clock. ``cut`` validators neither send nor receive."""
+
+    def __init__(self, tmp_path: Path, enclaves: list[InProcessEnclave], terms: dict[str, Any]):
+        self.tmp_path = tmp_path
+        self.enclaves = enclaves
+        self.terms = terms
+        self.now = float(int(time.time()))
+        self.inbox: list[list[list[Any]]] = [[] for _ in enclaves]
+        self.timers: list[float | None] = [None] * len(enclaves)
+        self.decided: list[list[dict[str, Any]]] = [[] for _ in enclaves]
+        self.status: list[dict[str, Any]] = [{} for _ in enclaves]
+        self.discarded: list[dict[str, Any]] = []
+        self.cut: set[int] = set()
+
+    async def step(self, i: int, tick: bool = False) -> None:
+        inbound, self.inbox[i] = self.inbox[i], []
+        answer = await self.enclaves[i].request(
+            m.ConsensusStep(now=self.now, inbound=inbound, tick=tick)
+        )
+        self.timers[i] = answer["timer"]
+        self.status[i] = answer["status"]
+        self.decided[i].extend(answer["decided"])
+        self.discarded.extend(answer["discarded"])
+        if i in self.cut:
+            return
+        for message in answer["outbound"]:
+            for j in range(len(self.enclaves)):
+                if j != i and j not in self.cut:
+                    self.inbox[j].append(message)
+
+    async def run_until(self, done: Callable[[], bool], *, seconds: float = 120.0) -> None:
+        """Deliver messages and fire timers until ``done()`` or ``seconds`` of fake time."""
+        limit = self.now + seconds
+        for i in range(len(self.enclaves)):
+            await self.step(i, tick=True)
+        while not done():
+            busy = [i for i, box in enumerate(self.inbox) if box]
+            if busy:
+                for i in busy:
+                    await self.step(i)
+                continue
+            due = [t for t in self.timers if t is not None]
+            assert due, "no timer and no message: the consortium stalled"
+            self.now = max(self.now, min(due))
+            assert self.now <= limit, f"not done after {seconds} s of fake time: {self.status}"
+            for i, t in enumerate(self.timers):
+                if t is not None and t <= self.now:
+                    await self.step(i, tick=True)
+
+    def heights(self) -> list[int]:
+        return [s.get("finalized", 0) for s in self.status]
+
+
+def transfer(nonce: int, value: int = 10**15) -> bytes:
+    tx = {
+        "chainId": CHAIN_ID,
+        "nonce": nonce,
+        "to": RECIPIENT,
+        "value": value,
+        "gas": 21_000,
+        "gasPrice": 10**10,
+    }
+    return bytes(Account.sign_transaction(tx, FUNDED_KEY).raw_transaction)
+
+
+async def consortium_of_four(tmp_path: Path) -> Cluster:
+    idents = [await make_identity(tmp_path / f"v{i}") for i in range(4)]
+    terms = make_terms(idents)
+    enclaves = [await start(tmp_path / f"v{i}", terms) for i in range(4)]
+    for joiner in enclaves[1:]:
+        assert (await join(joiner, enclaves[0]))["state"] == "ready"
+    return Cluster(tmp_path, enclaves, terms)
+
+
+def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path) -> None:
+    async def go() -> None:
+        cluster = await consortium_of_four(tmp_path)
+        try:
+            hashes = []
+            for nonce in range(3):
+                raw = transfer(nonce)
+                # any node admits a transaction; here every node has it in its pool
+                for enclave in cluster.enclaves:
+                    hashes.append(await enclave.request(m.SubmitRawTx(raw)))
+            await cluster.run_until(lambda: min(cluster.heights()) >= 3)
+            for nonce in range(3, 5):
+                raw = transfer(nonce)
+                for enclave in cluster.enclaves:
+                    await enclave.request(m.SubmitRawTx(raw))
+            target = min(cluster.heights()) + 3
+            await cluster.run_until(lambda: min(cluster.heights()) >= target)
+
+            heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
+            assert len({h["head"]["hash"] for h in heads}) == 1
+            assert heads[0]["head"]["number"] >= target
+            tx_hashes = {transfer(n) and keccak(transfer(n)) for n in range(5)}
+            for enclave in cluster.enclaves:
+                balance = await enclave.request(
+                    m.GetAccount("balance", bytes.fromhex(RECIPIENT[2:]), "latest")
+                )
+                assert int(balance) == 5 * 10**15
+                for tx_hash in tx_hashes:
+                    receipt = await enclave.request(m.GetReceipt(tx_hash))
+                    assert receipt is not None and receipt["status"] == "0x1"
+            # every decided block carries a quorum of commit seals and its sealed body
+            for block in cluster.decided[0]:
+                assert len(block["seals"]) >= 3
+                assert block["body"] and keccak(block["header"]) == block["hash"]
+            # each validator decided the same blocks
+            chains = [[b["hash"] for b in d] for d in cluster.decided]
+            shortest = min(len(c) for c in chains)
+            assert all(c[:shortest] == chains[0][:shortest] for c in chains)
+            assert not [d for d in cluster.discarded if d["reason"] != "missing-body"]
+        finally:
+            for enclave in cluster.enclaves:
+                await enclave.close()
+
+    run(go())
+
+
+def test_restarted_validator_resumes_its_round(tmp_path: Path) -> None:
+    async def go() -> None:
+        cluster = await consortium_of_four(tmp_path)
+        try:
+            await cluster.run_until(lambda: min(cluster.heights()) >= 2)
+            height = cluster.status[0]["height"]
+            # two validators out: no quorum, so the others change rounds without deciding
+            # (past round 1 a validator waits for f+1 others: docs/qbft.md)
+            cluster.cut = {2, 3}
+            await cluster.run_until(lambda: cluster.status[1]["round"] >= 1)
+            assert cluster.status[1]["height"] == height
+            round_before = cluster.status[1]["round"]
+            assert round_before >= 1
+
+            await cluster.enclaves[1].close()
+            cluster.enclaves[1] = await start(tmp_path / "v1", cluster.terms)
+            await cluster.step(1)  # no tick, no message: just what it restored
+            assert cluster.status[1]["height"] == height
+            assert cluster.status[1]["round"] == round_before
+
+            cluster.cut = set()
+            await cluster.run_until(lambda: min(cluster.heights()) >= height + 1)
+            heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
+            assert len({h["head"]["hash"] for h in heads}) == 1
+        finally:
+            for enclave in cluster.enclaves:
+                await enclave.close()
+
+    run(go())

@@ -1,0 +1,373 @@
+"""The node-to-node wire (v1 frames) and links (handshake, refusals, queues) on loopback.
+
+Two or three ``Links`` endpoints in one event loop, each with an aiohttp server on a free
+127.0.0.1 port and a test key standing in for the enclave's SignLink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import msgpack
+import pytest
+from aiohttp import web
+from eth_keys import keys
+from eth_utils import keccak
+
+from gateway.consensus.qbft.messages import sign_digest
+from gateway.p2p import wire
+from gateway.p2p.link import LinkConfig, LinkRefused, Links, Peer
+
+GENESIS = keccak(b"test genesis")
+CHAIN = 1337
+KEYS = [keys.PrivateKey(keccak(b"p2p test key %d" % i)) for i in range(4)]
+ADDRS = [k.public_key.to_canonical_address() for k in KEYS]
+NODES = {ADDRS[i]: {"name": f"node{i + 1}", "role": "validator"} for i in range(3)}
+
+
+def signer(key: keys.PrivateKey) -> Any:
+    async def sign(transcript: bytes) -> bytes:
+        return sign_digest(key, wire.link_digest(transcript))
+
+    return sign
+
+
+class Endpoint:
+    """One node's links, served on a loopback port; frames received are collected."""
+
+    def __init__(
+        self,
+        index: int | None,
+        *,
+        nodes: dict[bytes, dict[str, Any]] | None = None,
+        chain: int = CHAIN,
+        queue_frames: int = 4096,
+    ) -> None:
+        role = "observer" if index is None else "validator"
+        self.config = LinkConfig(
+            chain_id=chain,
+            genesis=GENESIS,
+            role=role,
+            address=None if index is None else ADDRS[index],
+            sign=None if index is None else signer(KEYS[index]),
+            nodes=NODES if nodes is None else nodes,
+            queue_frames=queue_frames,
+        )
+        self.received: list[tuple[Peer, dict[str, Any]]] = []
+        self.arrived = asyncio.Event()
+        self.links = Links(self.config, self.on_frame)
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def on_frame(self, peer: Peer, frame: dict[str, Any]) -> None:
+        self.received.append((peer, frame))
+        self.arrived.set()
+
+    async def start(self) -> Endpoint:
+        app = web.Application()
+        self.links.add_routes(app)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def frames(self, kind: str, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
+        async def wait() -> list[dict[str, Any]]:
+            while True:
+                got = [f for _, f in self.received if f["t"] == kind]
+                if len(got) >= count:
+                    return got
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def stop(self) -> None:
+        await self.links.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def until(condition: Any, timeout: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def on_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on its own event loop (no pytest plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(asyncio.wait_for(test(*args, **kwargs), 60))
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def two_nodes() -> AsyncIterator[tuple[Endpoint, Endpoint]]:
+    a, b = await Endpoint(0).start(), await Endpoint(1).start()
+    try:
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+# ------------------------------------------------------------------ wire
+
+
+def test_frames_round_trip_and_schema() -> None:
+    hello = wire.frame(
+        "hello",
+        v=1,
+        chainId=CHAIN,
+        genesis=GENESIS,
+        role="validator",
+        address=ADDRS[0],
+        nonce=b"\x01" * 32,
+    )
+    assert wire.decode(wire.encode(hello)) == hello
+    block = {
+        "number": 3,
+        "hash": b"\x02" * 32,
+        "header": b"\xc0",
+        "body": None,
+        "round": 0,
+        "proposer": ADDRS[0],
+        "seals": [b"\x03" * 65],
+    }
+    assert wire.decode(wire.encode(wire.frame("blocks", items=[block])))["items"] == [block]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xc1\xff\x00", "not-msgpack"),
+        (msgpack.packb([1, 2]), "not-a-map"),
+        (msgpack.packb({"t": "gossip"}), "unknown-type"),
+        (msgpack.packb({"x": 1}), "unknown-type"),
+        (msgpack.packb({"t": "auth"}), "missing-field"),
+        (msgpack.packb({"t": "auth", "sig": b"\x00" * 64}), "bad-field"),
+        (msgpack.packb({"t": "auth", "sig": "00" * 65}), "bad-field"),
+        (msgpack.packb({"t": "auth", "sig": b"\x00" * 65, "more": 1}), "extra-field"),
+        (msgpack.packb({"t": "getBlocks", "start": -1, "count": 1, "public": True}), "bad-field"),
+        (msgpack.packb({"t": "getBlocks", "start": 0, "count": 65, "public": True}), "bad-field"),
+        (msgpack.packb({"t": "getBlocks", "start": 0, "count": 1, "public": 1}), "bad-field"),
+        (msgpack.packb({"t": "status", "height": True, "finalized": 0, "state": "x"}), "bad-field"),
+        (msgpack.packb({"t": "txs", "blobs": [b"x"] * (wire.MAX_TXS + 1)}), "bad-field"),
+        (msgpack.packb({"t": "blocks", "items": [{"number": 1}]}), "missing-field"),
+        (msgpack.packb({1: 2}), "not-msgpack"),  # integer map keys are refused while decoding
+        (b"\x00" * (wire.MAX_FRAME + 1), "frame-too-large"),
+    ],
+)
+def test_bad_frames_have_reason_codes(raw: bytes, reason: str) -> None:
+    with pytest.raises(wire.WireError) as caught:
+        wire.decode(raw)
+    assert caught.value.reason == reason
+
+
+def test_seen_is_bounded() -> None:
+    seen = wire.Seen(limit=3)
+    assert seen.add(b"a") and not seen.add(b"a")
+    for key in (b"b", b"c", b"d"):
+        assert seen.add(key)
+    assert len(seen) == 3
+    assert seen.add(b"a")  # forgotten: the oldest went first
+
+
+def test_transcripts_differ_by_side() -> None:
+    one = wire.transcript(GENESIS, b"c" * 32, b"s" * 32, ADDRS[0], "client")
+    other = wire.transcript(GENESIS, b"c" * 32, b"s" * 32, ADDRS[0], "server")
+    assert one != other and one.startswith(GENESIS) and one.endswith(b"client")
+
+
+# ------------------------------------------------------------------ links
+
+
+@on_loop
+async def test_handshake_authenticates_both_sides() -> None:
+    async with two_nodes() as pair:
+        a, b = pair
+        peer = await a.links.connect(b.endpoint)
+        run = asyncio.create_task(a.links._run(peer))
+        try:
+            assert peer.address == ADDRS[1] and peer.role == "validator" and peer.name == "node2"
+            await until(lambda: len(b.links.live()) == 1)
+            assert b.links.live()[0].address == ADDRS[0]
+            assert peer.send(wire.frame("status", height=5, finalized=5, state="ready"))
+            (status,) = await b.frames("status")
+            assert status["height"] == 5
+            back = b.links.live()[0]
+            assert back.send(wire.frame("qbft", m=b"message", s=None))
+            (qbft,) = await a.frames("qbft")
+            assert qbft["m"] == b"message"
+        finally:
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+
+
+@on_loop
+async def test_unlisted_identity_is_refused_on_both_sides() -> None:
+    listed = await Endpoint(0).start()
+    stranger = await Endpoint(3, nodes=NODES).start()  # key 3 is not in NODES
+    try:
+        with pytest.raises(LinkRefused) as caught:
+            await stranger.links.connect(listed.endpoint)
+        assert caught.value.reason == "refused-by-peer"
+        assert "unlisted-node" in caught.value.message
+        assert listed.links.live() == []
+        # and the other way round: a listed node refuses a server that is not listed
+        with pytest.raises(LinkRefused) as caught:
+            await listed.links.connect(stranger.endpoint)
+        assert caught.value.reason == "unlisted-node"
+        assert stranger.links.live() == []
+    finally:
+        await listed.stop()
+        await stranger.stop()
+
+
+@on_loop
+async def test_wrong_chain_is_refused() -> None:
+    a = await Endpoint(0).start()
+    b = await Endpoint(1, chain=CHAIN + 1).start()
+    try:
+        with pytest.raises(LinkRefused) as caught:
+            await b.links.connect(a.endpoint)
+        assert "wrong-chain" in caught.value.message
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@on_loop
+async def test_forged_signature_is_refused() -> None:
+    async with two_nodes() as pair:
+        a, b = pair
+        a.config.sign = signer(KEYS[2])  # claims node1's address, signs with node3's key
+        with pytest.raises(LinkRefused) as caught:
+            await a.links.connect(b.endpoint)
+        assert "bad-signature" in caught.value.message
+        assert b.links.live() == []
+
+
+@on_loop
+async def test_observer_gets_public_frames_only() -> None:
+    async with two_nodes() as pair:
+        a, _ = pair
+        observer = await Endpoint(None).start()
+        try:
+            peer = await observer.links.connect(a.endpoint)
+            run = asyncio.create_task(observer.links._run(peer))
+            assert peer.address == ADDRS[0]  # the observer checked the validator's signature
+            await until(lambda: len(a.links.live()) == 1)
+            seen_by_a = a.links.live()[0]
+            assert seen_by_a.role == "observer" and seen_by_a.address is None
+            assert not seen_by_a.send(wire.frame("qbft", m=b"secret", s=None))
+            assert not seen_by_a.send(wire.frame("txs", blobs=[b"sealed"]))
+            block = {
+                "number": 1,
+                "hash": b"\x02" * 32,
+                "header": b"\xc0",
+                "body": b"sealed body",
+                "round": 0,
+                "proposer": ADDRS[0],
+                "seals": [],
+            }
+            assert seen_by_a.send(wire.frame("blocks", items=[block]))
+            (blocks,) = await observer.frames("blocks")
+            assert blocks["items"][0]["body"] is None
+            assert [f["t"] for _, f in observer.received] == ["blocks"]
+            # an observer that sends a private frame loses its link
+            assert not peer.send(wire.frame("txs", blobs=[b"x"]))  # its own side refuses too
+            await peer.ws.send_bytes(wire.encode(wire.frame("txs", blobs=[b"x"])))
+            await until(lambda: a.links.live() == [])
+            assert all(f["t"] != "txs" for _, f in a.received)
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+        finally:
+            await observer.stop()
+
+
+@on_loop
+async def test_garbled_and_oversized_frames_drop_the_link() -> None:
+    async with two_nodes() as pair:
+        a, b = pair
+        for garbage in (b"\xc1 not msgpack", b"\x00" * (wire.MAX_FRAME + 1)):
+            peer = await a.links.connect(b.endpoint)
+            run = asyncio.create_task(a.links._run(peer))
+            await until(lambda: len(b.links.live()) == 1)
+            with contextlib.suppress(ConnectionError):  # the oversized one: closed mid-send
+                await peer.ws.send_bytes(garbage)
+            await until(lambda r=run: b.links.live() == [] and r.done())  # type: ignore[misc]
+            assert b.received == []
+        refusals = [f for _, f in a.received if f["t"] == "refused"]
+        assert [f["reason"] for f in refusals] == ["not-msgpack"]  # the oversized one: closed
+
+
+@on_loop
+async def test_duplicate_qbft_and_txs_are_delivered_once() -> None:
+    async with two_nodes() as pair:
+        a, b = pair
+        peer = await a.links.connect(b.endpoint)
+        run = asyncio.create_task(a.links._run(peer))
+        try:
+            for _ in range(3):
+                peer.send(wire.frame("qbft", m=b"same", s=None))
+                peer.send(wire.frame("txs", blobs=[b"tx"]))
+            peer.send(wire.frame("status", height=1, finalized=1, state="ready"))
+            await b.frames("status")
+            assert [f["t"] for _, f in b.received] == ["qbft", "txs", "status"]
+        finally:
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+
+
+@on_loop
+async def test_full_send_queue_drops_the_link() -> None:
+    a = await Endpoint(0, queue_frames=8).start()
+    b = await Endpoint(1).start()
+    try:
+        peer = await a.links.connect(b.endpoint)
+        # not running the link: nothing drains the queue
+        results = [peer.send(wire.frame("txs", blobs=[bytes([i])])) for i in range(10)]
+        assert results == [True] * 8 + [False, False]
+        assert peer.closed
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+@on_loop
+async def test_dialler_reconnects_after_the_peer_returns() -> None:
+    a = await Endpoint(0).start()
+    b = await Endpoint(1).start()
+    port = b.port
+    try:
+        a.links.dial([b.endpoint])
+        await until(lambda: len(a.links.live()) == 1)
+        await b.stop()
+        await until(lambda: a.links.live() == [])
+        b = Endpoint(1)
+        app = web.Application()
+        b.links.add_routes(app)
+        b.runner = web.AppRunner(app)
+        await b.runner.setup()
+        await web.TCPSite(b.runner, "127.0.0.1", port).start()
+        b.port = port
+        await until(lambda: len(a.links.live()) == 1 and len(b.links.live()) == 1, timeout=20)
+    finally:
+        await a.stop()
+        await b.stop()
