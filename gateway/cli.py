@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
 from gateway.enclave.messages import DEFAULT_FORK, FORK_NAMES
@@ -254,6 +255,203 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_options(args: argparse.Namespace, validators: int) -> Any:
+    from gateway.scaffold import InitOptions
+
+    return InitOptions(
+        directory=Path(args.dir),
+        validators=validators,
+        members=args.members,
+        observers=args.observers,
+        chain_id=args.chain_id,
+        fork=args.fork,
+        validation=args.validation,
+        block_period=args.block_period,
+        privacy=args.privacy,
+        host=args.host,
+        base_rpc_port=args.base_rpc_port,
+        base_p2p_port=args.base_p2p_port,
+        alloc=dict(args.alloc),
+        dev_alloc=args.dev_alloc,
+        measurements=list(args.measurement),
+    )
+
+
+def _run_init(options: Any) -> int:
+    from gateway.scaffold import InitError, init_consortium, summary
+
+    # the enclaves' own log lines (a sealing key made, ...) are noise here; init reports
+    os.environ.setdefault("COCO_LOG_LEVEL", "WARNING")
+    try:
+        result = init_consortium(options)
+    except InitError as exc:
+        print(f"coco-gateway init: {exc}", file=sys.stderr)
+        return 2
+    print(summary(result), flush=True)
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from gateway.scaffold import TERMS_FILE
+
+    existing = Path(args.dir) / TERMS_FILE
+    if args.if_absent and existing.exists():
+        print(f"coco-gateway init: {existing} exists; --if-absent: leaving it as it is")
+        return 0
+    return _run_init(_init_options(args, args.validators))
+
+
+def _cluster_up(args: argparse.Namespace) -> int:
+    from gateway.cluster import ClusterError, run_cluster
+    from gateway.scaffold import TERMS_FILE
+
+    directory = Path(args.dir)
+    if not (directory / TERMS_FILE).exists():
+        code = _run_init(_init_options(args, args.nodes))
+        if code:
+            return code
+        print()
+    else:
+        print(f"cluster: using the consortium already in {directory} (init options ignored)")
+    try:
+        return asyncio.run(run_cluster(directory, grace=args.grace))
+    except ClusterError as exc:
+        print(f"coco-gateway cluster: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cluster_status(args: argparse.Namespace) -> int:
+    from gateway.cluster import ClusterError, status_once
+
+    try:
+        lines = asyncio.run(status_once(Path(args.dir)))
+    except ClusterError as exc:
+        print(f"coco-gateway cluster: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 to 3600)")
+    return value
+
+
+def _chain_id(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a chain id (1 to 2**64-1)")
+    return value
+
+
+def _alloc(text: str) -> tuple[str, str]:
+    from gateway.scaffold import parse_alloc
+
+    try:
+        return parse_alloc(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _measurement(text: str) -> str:
+    value = text.lower() if text.startswith("0x") else "0x" + text.lower()
+    if len(value) != 66 or any(c not in "0123456789abcdef" for c in value[2:]):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a 32-byte hex measurement")
+    return value
+
+
+def _add_init_options(p: argparse.ArgumentParser, default_dir: str | None) -> None:
+    """The options of a new consortium (init, and cluster up when DIR has none)."""
+    if default_dir is None:
+        p.add_argument("--dir", required=True, help="the directory to make the consortium in")
+    else:
+        p.add_argument(
+            "--dir", default=default_dir, help=f"the consortium's directory (default {default_dir})"
+        )
+    p.add_argument("--members", type=_count, default=0, help="non-validator members (default 0)")
+    p.add_argument(
+        "--observers", type=_count, default=0, help="observers: public data only (default 0)"
+    )
+    p.add_argument("--chain-id", type=_chain_id, default=1337, help="chain id (default 1337)")
+    p.add_argument(
+        "--fork", default=DEFAULT_FORK, choices=FORK_NAMES, help=f"default {DEFAULT_FORK}"
+    )
+    p.add_argument(
+        "--validation",
+        default="attested-diff",
+        choices=["attested-diff", "re-execute"],
+        help="how validators check a proposal: apply the attested producer's state diff "
+        "(default), or re-execute its transactions",
+    )
+    p.add_argument(
+        "--block-period", type=_seconds, default=1, help="seconds between blocks (default 1)"
+    )
+    p.add_argument(
+        "--privacy",
+        default="open",
+        choices=["open", "strict"],
+        help="who may read what, on every node (default open)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address every node listens on and is dialled at (default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--base-rpc-port", type=_port, default=8545, help="node1's RPC port (default 8545)"
+    )
+    p.add_argument(
+        "--base-p2p-port", type=_port, default=30301, help="node1's p2p port (default 30301)"
+    )
+    p.add_argument(
+        "--alloc",
+        type=_alloc,
+        action="append",
+        default=[],
+        metavar="ADDR=WEI",
+        help="fund an account in genesis (repeatable; WEI in wei, or e.g. 100ether)",
+    )
+    p.add_argument(
+        "--dev-alloc",
+        action="store_true",
+        help="fund the 10 well-known dev mnemonic accounts (public keys: development only)",
+    )
+    p.add_argument(
+        "--measurement",
+        type=_measurement,
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="an enclave measurement allowed to join (repeatable; default: this "
+        "installation's, as `coco-gateway attest measure` prints it)",
+    )
+
+
 def _epoch_period(text: str) -> int:
     """--epoch-period: a whole number of seconds, at least 1 (epochs divide time by it)."""
     try:
@@ -393,6 +591,45 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--rpc", default="http://127.0.0.1:8545", help="the node's RPC URL")
     token.add_argument("--json", action="store_true", help="print the whole session as JSON")
     token.set_defaults(func=_token)
+
+    init = sub.add_parser(
+        "init", help="make a consortium: terms, node configs, identities in each enclave"
+    )
+    init.add_argument(
+        "--validators", type=_positive_count, default=4, help="validator nodes (default 4)"
+    )
+    _add_init_options(init, None)
+    init.add_argument(
+        "--if-absent",
+        action="store_true",
+        help="do nothing (and succeed) when DIR already holds a consortium (for containers)",
+    )
+    init.set_defaults(func=_init)
+
+    cluster = sub.add_parser("cluster", help="run a local consortium as processes")
+    cluster_sub = cluster.add_subparsers(
+        dest="cluster_command", required=True, metavar="ACTION", help="up or status"
+    )
+    up = cluster_sub.add_parser(
+        "up", help="init DIR if it holds no consortium, run every node, show their status"
+    )
+    up.add_argument(
+        "--nodes",
+        type=_positive_count,
+        default=4,
+        help="validators of a new consortium (default 4)",
+    )
+    _add_init_options(up, "coco-cluster")
+    up.add_argument(
+        "--grace",
+        type=_seconds,
+        default=20.0,
+        help="seconds each node has to stop after SIGTERM before SIGKILL (default 20)",
+    )
+    up.set_defaults(func=_cluster_up)
+    status = cluster_sub.add_parser("status", help="print the status of every node once")
+    status.add_argument("--dir", default="coco-cluster", help="the consortium's directory")
+    status.set_defaults(func=_cluster_status)
 
     verify = sub.add_parser("verify-seal", help="check a block's proof-of-authority seal")
     verify.add_argument("block", nargs="?", default="latest", help="block number or tag")
