@@ -354,11 +354,14 @@ class ConsortiumNode(_P2pShell, Node):
         assert self.links is not None
         request = await self.enclave.request(m.JoinRequest())
         backoff = 1.0
+        attempt = 0
         self.state = "joining"
         while True:
             peers = [p for p in self.links.live() if not p.public]
             if peers:
-                peer = peers[0]
+                # each peer in turn: one that has not joined yet answers "not-ready"
+                peer = peers[attempt % len(peers)]
+                attempt += 1
                 log.info("asking %r to admit this node to the consortium", peer)
                 self._join_reply: asyncio.Future[dict[str, Any]] = (
                     asyncio.get_running_loop().create_future()
@@ -374,6 +377,9 @@ class ConsortiumNode(_P2pShell, Node):
                     self.state = "ready"
                     return
                 self.last_error = f"join refused by {peer!r}: {reply['reason']}: {reply['message']}"
+                if reply["reason"] == "not-ready" and attempt % len(peers):
+                    log.info("%s; asking the next peer", self.last_error)
+                    continue
                 log.error("%s; retrying in %g s", self.last_error, backoff)
             else:
                 refusals = "; ".join(f"{k}: {v}" for k, v in self.links.last_refusal.items())
