@@ -719,9 +719,10 @@ class Traffic:
 
     def _run(self, index: int) -> None:
         from eth_account import Account
+        from eth_utils import to_checksum_address
 
         account = self.accounts[index]
-        sink = bytes.fromhex(f"{0xC0C0 + index:040x}")
+        sink = to_checksum_address(f"0x{0xC0C0 + index:040x}")
         nonce = None
         while not self._stop.is_set():
             try:
@@ -737,7 +738,7 @@ class Traffic:
                     "type": 2,
                     "chainId": self.cluster.chain_id,
                     "nonce": nonce,
-                    "to": "0x" + sink.hex(),
+                    "to": sink,
                     "value": 1 + nonce,
                     "gas": 21_000,
                     "maxFeePerGas": 50 * 10**9,
