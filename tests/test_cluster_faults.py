@@ -2,7 +2,7 @@
 
 Each test makes its own consortium with ``coco-gateway init`` (the dev mnemonic's accounts
 funded, one block a second) and runs each node as ``coco-gateway node --config`` (host and
-enclave processes), through ``tests/cluster_support.py``. Transactions flow from dev accounts
+enclave processes), through ``tests/cluster_harness.py``. Transactions flow from dev accounts
 while validators are killed (``kill -9`` of the node and its enclave), stopped, partitioned
 through a fault proxy, fed changed frames through a p2p relay, or run with a clock 30 s ahead.
 Every test ends with the two checks that matter: every transaction a node accepted has a
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import (
+from cluster_harness import (
     CLOCK_OFFSET_ENV,
     Cluster,
     ClusterNode,
