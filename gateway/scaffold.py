@@ -83,6 +83,7 @@ class InitResult:
     terms: ConsortiumTerms
     nodes: dict[str, NodeFile]
     dev_accounts: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def parse_alloc(text: str) -> tuple[str, str]:
@@ -212,7 +213,7 @@ async def make_identity(data_dir: Path) -> Identity:
 
     enclave = ProcessEnclave()
     try:
-        answer = await enclave.start(MakeIdentity(data_dir=str(data_dir)))
+        answer = await enclave.start_identity(MakeIdentity(data_dir=str(data_dir)))
     finally:
         await enclave.close()
     if not isinstance(answer, dict) or not isinstance(answer.get("address"), bytes):
@@ -302,12 +303,18 @@ def init_consortium(opts: InitOptions) -> InitResult:
         make_identities(directory, [p.name for p in planned if p.role != "observer"])
     )
     terms, nodes = build_files(opts, planned, identities, measurements, alloc)
+    warnings = [
+        f"{name}'s enclave reports measurement {identity.measurement}, which the terms' "
+        "measurements do not list: that node will not be admitted to the consortium"
+        for name, identity in identities.items()
+        if identity.measurement is not None and identity.measurement not in terms.measurements
+    ]
     for p in planned:
         if p.role == "observer":  # no identity; the data directory holds its public ledger
             (directory / p.name / DATA_DIR).mkdir(parents=True, exist_ok=True)
         nodes[p.name].save()
     terms.save(terms_path)  # last: its presence says the consortium is complete
-    return InitResult(directory, terms, nodes, dev_accounts)
+    return InitResult(directory, terms, nodes, dev_accounts, warnings)
 
 
 def summary(result: InitResult, command: str = "coco-gateway") -> str:
@@ -340,6 +347,8 @@ def summary(result: InitResult, command: str = "coco-gateway") -> str:
             f"  --dev-alloc: the {result.dev_accounts} dev mnemonic accounts are funded "
             "(their keys are public: development only)",
         ]
+    for warning in result.warnings:
+        lines += ["", f"  WARNING: {warning}"]
     if terms.allow_virtual:
         lines += [
             "",

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+from build_features import enclave_makes_identities, has_node_command
 from conftest import REPO, free_port, rpc, wait_receipt
 
 from gateway.config import ConsortiumTerms, NodeFile
@@ -45,18 +46,6 @@ def _dockerfile() -> dict[str, Any]:
 
 def _compose(name: str = "docker-compose.yml") -> dict[str, Any]:
     return dict(yaml.safe_load((REPO / name).read_text()))
-
-
-def _has_node_command() -> bool:
-    from gateway.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return "node" in (sub.choices or {})  # type: ignore[operator]
-
-
-def _enclave_makes_identities() -> bool:
-    """The enclave process answers MakeIdentity (the consortium work on the enclave)."""
-    return "MakeIdentity" in (REPO / "gateway" / "enclave" / "worker.py").read_text()
 
 
 def _healthcheck(service: dict[str, Any]) -> list[str]:
@@ -125,7 +114,7 @@ def _run_init(command: list[str], cluster: Path) -> subprocess.CompletedProcess[
 
 
 @pytest.mark.skipif(
-    not _enclave_makes_identities(), reason="the enclave does not answer MakeIdentity yet"
+    not enclave_makes_identities(), reason="the enclave does not answer MakeIdentity yet"
 )
 def test_consortium_compose_init_matches_the_services(tmp_path: Path) -> None:
     services = _compose()["services"]
@@ -160,7 +149,7 @@ def _check_init_output(services: dict[str, Any], cluster: Path) -> dict[str, Nod
 
 
 @pytest.mark.skipif(
-    not (_has_node_command() and _enclave_makes_identities()),
+    not (has_node_command() and enclave_makes_identities()),
     reason="`coco-gateway node` (or the enclave's MakeIdentity) is not in this build yet",
 )
 def test_consortium_compose_runs_as_local_processes(tmp_path: Path) -> None:

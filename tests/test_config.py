@@ -309,3 +309,24 @@ def test_parse_hostport() -> None:
     for bad in ("127.0.0.1", ":80", "host:", "host:x", "host:65536", "a b:80"):
         with pytest.raises(ValueError):
             parse_hostport(bad)
+
+
+def test_protocol_doc_terms_worked_example() -> None:
+    """docs/PROTOCOL.md's worked example: the canonical JSON and its keccak, byte for byte."""
+    import re
+
+    from conftest import REPO
+    from eth_utils import keccak
+
+    doc = (REPO / "docs" / "PROTOCOL.md").read_text()
+    section = doc[doc.index("## Consortium terms, version 1") :]
+    example = re.search(r"```json\n(.*?)```", section, re.S)
+    assert example is not None
+    terms = ConsortiumTerms.from_dict(json.loads(example.group(1)), "PROTOCOL.md")
+    canonical = terms.canonical_json().decode()
+    begins = re.search(r"begins `(.*?)`", section, re.S)
+    ends = re.search(r"ends `(.*?)`", section, re.S)
+    assert begins is not None and ends is not None
+    assert canonical.startswith(begins.group(1)) and canonical.endswith(ends.group(1))
+    digest = re.search(r"^extraData\s+([0-9a-f]{64})$", section, re.M)
+    assert digest is not None and digest.group(1) == keccak(canonical.encode()).hex()

@@ -285,22 +285,29 @@ class Cluster:
         self.status: list[dict[str, Any]] = [{} for _ in enclaves]
         self.discarded: list[dict[str, Any]] = []
         self.cut: set[int] = set()
+        self.ahead = [0.0] * len(enclaves)  # how far each validator's clock runs ahead
+        # what the network does to a message's sidecar on its way to a validator
+        self.tamper: Callable[[bytes, bytes | None, int], bytes | None] | None = None
 
     async def step(self, i: int, tick: bool = False) -> None:
         inbound, self.inbox[i] = self.inbox[i], []
         answer = await self.enclaves[i].request(
-            m.ConsensusStep(now=self.now, inbound=inbound, tick=tick)
+            m.ConsensusStep(now=self.now + self.ahead[i], inbound=inbound, tick=tick)
         )
-        self.timers[i] = answer["timer"]
+        timer = answer["timer"]
+        self.timers[i] = None if timer is None else timer - self.ahead[i]
         self.status[i] = answer["status"]
         self.decided[i].extend(answer["decided"])
         self.discarded.extend(answer["discarded"])
         if i in self.cut:
             return
-        for message in answer["outbound"]:
+        for data, sidecar in answer["outbound"]:
             for j in range(len(self.enclaves)):
                 if j != i and j not in self.cut:
-                    self.inbox[j].append(message)
+                    if self.tamper is not None:
+                        self.inbox[j].append([data, self.tamper(data, sidecar, j)])
+                    else:
+                        self.inbox[j].append([data, sidecar])
 
     async def run_until(self, done: Callable[[], bool], *, seconds: float = 120.0) -> None:
         """Deliver messages and fire timers until ``done()`` or ``seconds`` of fake time."""
@@ -337,18 +344,19 @@ def transfer(nonce: int, value: int = 10**15) -> bytes:
     return bytes(Account.sign_transaction(tx, FUNDED_KEY).raw_transaction)
 
 
-async def consortium_of_four(tmp_path: Path) -> Cluster:
+async def consortium_of_four(tmp_path: Path, **over: Any) -> Cluster:
     idents = [await make_identity(tmp_path / f"v{i}") for i in range(4)]
-    terms = make_terms(idents)
+    terms = make_terms(idents, **over)
     enclaves = [await start(tmp_path / f"v{i}", terms) for i in range(4)]
     for joiner in enclaves[1:]:
         assert (await join(joiner, enclaves[0]))["state"] == "ready"
     return Cluster(tmp_path, enclaves, terms)
 
 
-def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rule", ["attested-diff", "re-execute"])
+def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path, rule: str) -> None:
     async def go() -> None:
-        cluster = await consortium_of_four(tmp_path)
+        cluster = await consortium_of_four(tmp_path, validation=rule)
         try:
             hashes = []
             for nonce in range(3):
@@ -367,7 +375,7 @@ def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path) -> None:
             heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
             assert len({h["head"]["hash"] for h in heads}) == 1
             assert heads[0]["head"]["number"] >= target
-            tx_hashes = {transfer(n) and keccak(transfer(n)) for n in range(5)}
+            tx_hashes = {keccak(transfer(n)) for n in range(5)}
             for enclave in cluster.enclaves:
                 balance = await enclave.request(
                     m.GetAccount("balance", bytes.fromhex(RECIPIENT[2:]), "latest")
@@ -384,7 +392,7 @@ def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path) -> None:
             chains = [[b["hash"] for b in d] for d in cluster.decided]
             shortest = min(len(c) for c in chains)
             assert all(c[:shortest] == chains[0][:shortest] for c in chains)
-            assert not [d for d in cluster.discarded if d["reason"] != "missing-body"]
+            assert cluster.discarded == []
         finally:
             for enclave in cluster.enclaves:
                 await enclave.close()
@@ -421,3 +429,150 @@ def test_restarted_validator_resumes_its_round(tmp_path: Path) -> None:
                 await enclave.close()
 
     run(go())
+
+
+def test_a_proposal_from_a_clock_far_ahead_is_refused(tmp_path: Path) -> None:
+    async def go() -> None:
+        cluster = await consortium_of_four(tmp_path)
+        try:
+            nodes = [(await e.request(m.GetStatus()))["validator"] for e in cluster.enclaves]
+            # the first block's round-0 proposer is the lowest address (round robin)
+            leader = nodes.index(min(nodes))
+            cluster.ahead[leader] = 40.0  # its proposals are stamped 40 s in the others' future
+            await cluster.run_until(lambda: min(cluster.heights()) >= 1)
+            refused = [d for d in cluster.discarded if d["reason"] == "timestamp-in-future"]
+            assert len(refused) == 3  # each of the others refused it
+            assert all(d["sender"] == nodes[leader] for d in refused)
+            block = await cluster.enclaves[0].request(m.GetBlock(1))
+            assert block["miner"].lower() != "0x" + nodes[leader].hex()
+            assert int(block["timestamp"], 16) <= cluster.now + 15
+            heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
+            assert len({h["head"]["hash"] for h in heads}) == 1
+        finally:
+            for enclave in cluster.enclaves:
+                await enclave.close()
+
+    run(go())
+
+
+def test_a_tampered_sidecar_and_garbage_are_refused(tmp_path: Path) -> None:
+    from gateway.consensus.qbft import Proposal, decode_message
+
+    async def go() -> None:
+        cluster = await consortium_of_four(tmp_path)
+        victim = 3
+
+        def flip(data: bytes, sidecar: bytes | None, j: int) -> bytes | None:
+            if j == victim and sidecar and isinstance(decode_message(data), Proposal):
+                return sidecar[:-1] + bytes([sidecar[-1] ^ 1])
+            return sidecar
+
+        cluster.tamper = flip
+        try:
+            await cluster.run_until(lambda: min(cluster.heights()) >= 2)
+            refused = [d for d in cluster.discarded if d["reason"] == "bad-body"]
+            assert refused  # the victim refused every proposal's body, and voted for none
+            # it still has the decided blocks (from the others' announcements, bodies intact)
+            heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
+            assert len({h["head"]["hash"] for h in heads}) == 1
+
+            answer = await cluster.enclaves[0].request(
+                m.ConsensusStep(now=cluster.now, inbound=[[b"\xc0garbage", None]])
+            )
+            assert answer["discarded"] == [{"reason": "not-rlp", "sender": None, "code": 0}]
+            err = await refusal(
+                cluster.enclaves[0].request(m.ConsensusStep(now=cluster.now, inbound=[[1, 2]]))
+            )
+            assert err.reason_code == "bad-inbound"
+        finally:
+            for enclave in cluster.enclaves:
+                await enclave.close()
+
+    run(go())
+
+
+# ------------------------------------------------------------------ pure parts
+
+
+def test_round_snapshot_round_trips() -> None:
+    from gateway.consensus.qbft import (
+        Block,
+        PreparedCertificate,
+        RoundSnapshot,
+        SignedPayload,
+        UnsignedPrepare,
+    )
+    from gateway.enclave.consortium import decode_snapshot, encode_snapshot
+
+    key = keys.PrivateKey(b"\x01" * 32)
+    block = Block(5, key.public_key.to_canonical_address(), b"header rlp")
+    prepares = tuple(
+        SignedPayload.sign(UnsignedPrepare(5, 2, block.digest), keys.PrivateKey(bytes([i]) * 32))
+        for i in (1, 2, 3)
+    )
+    for snap in (
+        RoundSnapshot(5, 0, None, None),
+        RoundSnapshot(5, 3, block.digest, PreparedCertificate(block, 2, prepares)),
+    ):
+        assert decode_snapshot(encode_snapshot(snap)) == snap
+    with pytest.raises(ValueError):
+        decode_snapshot(b"\xc0")
+
+
+def test_bad_terms_are_refused_with_what_is_wrong(tmp_path: Path) -> None:
+    from gateway.enclave.consortium import parse_terms
+
+    ident = {"address": b"\x01" * 20, "measurement": b"\x02" * 32}
+    good = make_terms([ident])
+    assert parse_terms(good).validators == (b"\x01" * 20,)
+    for change, words in (
+        ({"version": 2}, "version"),
+        ({"validators": []}, "validators"),
+        ({"validators": ["0x12"]}, "address"),
+        ({"validation": "trust-me"}, "validation"),
+        ({"fork": "frontier"}, "fork"),
+        ({"roundTimeout": 60.0}, "roundTimeout"),
+        ({"chainId": "1"}, "chainId"),
+    ):
+        with pytest.raises(RpcError) as info:
+            parse_terms({**good, **change})
+        assert info.value.reason_code == "bad-terms"
+        assert words in info.value.message
+
+    async def go() -> None:
+        enclave = InProcessEnclave()
+        with pytest.raises(RpcError) as info:
+            await enclave.start(opening(tmp_path / "bad", {**good, "validators": []}))
+        assert info.value.reason_code == "bad-terms"
+        await enclave.close()
+
+    run(go())
+
+
+def test_join_report_is_version_2_and_carries_its_key() -> None:
+    from gateway.enclave.consortium import join_report
+    from gateway.protocol import attestation
+
+    report = join_report(
+        chain_id=1,
+        measurement=b"\x01" * 32,
+        code="c",
+        node_address=b"\x02" * 20,
+        epoch_period=86400,
+        grace=1,
+        join_key=b"\x03" * 32,
+        now=1,
+    )
+    data = report.to_json()
+    assert data["version"] == 2 and data["joinKey"] == "0x" + "03" * 32
+    assert attestation.Report.from_json(data) == report
+    with pytest.raises(attestation.AttestationError):
+        attestation.Report.from_json({k: v for k, v in data.items() if k != "joinKey"})
+    # a version-1 report never carries a join key
+    with pytest.raises(attestation.AttestationError):
+        attestation.Report.from_json(dict(data, version=1))
+    plain = attestation.Report.from_json(
+        {k: v for k, v in dict(data, version=1).items() if k != "joinKey"}
+    )
+    assert plain.join_key is None and "joinKey" not in plain.to_json()
+    assert plain.to_json()["version"] == 1

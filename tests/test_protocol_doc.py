@@ -159,3 +159,37 @@ def test_signed_query_worked_example() -> None:
         raise AssertionError("a query for another genesis verified")
     documented = set(re.findall(r"\| `([a-z-]+)` \|$", section, re.M))
     assert documented - {"reason"} == set(query.REASONS)  # the header row names the column
+
+
+def test_join_handshake_worked_example() -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from gateway.enclave import consortium
+
+    join = X25519PrivateKey.from_private_bytes(b"\x22" * 32)
+    ephemeral = X25519PrivateKey.from_private_bytes(b"\x33" * 32)
+    node = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")
+    ad = consortium.join_associated_data(1337, bytes(range(32)), node)
+    assert _hex_after("join-public") == join.public_key().public_bytes_raw().hex()
+    assert _hex_after("join-ad", 3) == ad.hex()
+    wrapped = consortium.wrap_secret(
+        b"\x44" * 32,
+        join.public_key().public_bytes_raw(),
+        ad,
+        ephemeral=ephemeral,
+        nonce=b"\x55" * 12,
+    )
+    assert _hex_after("wrapped", 3) == wrapped.hex()
+    assert consortium.unwrap_secret(wrapped, join, ad) == b"\x44" * 32
+
+
+def test_link_signature_worked_example() -> None:
+    from eth_utils import keccak
+
+    from gateway.enclave import consortium
+
+    node = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")
+    transcript = bytes(range(32)) + b"\x01" * 32 + b"\x02" * 32 + node + b"client"
+    digest = keccak(b"coco-gateway/p2p/link/v1" + transcript)
+    assert _hex_after("link-digest") == digest.hex()
+    assert _hex_after("link-signature", 2) == consortium.sign_link(KEY, transcript).hex()

@@ -182,17 +182,21 @@ def check_diff(
     """The "attested-diff" checks of a write set for the block ``header_rlp`` whose
     transactions have ``tx_hashes``:
 
+    * the header row, under the block hash, is exactly ``header_rlp`` ("header-mismatch");
     * every 32-byte key is content-addressed (a trie node, code, a header): it is written
       with a value whose keccak256 is the key, and never deleted ("bad-diff");
     * every other key is one of py-evm's lookups for this block: its number, its score,
       the canonical head (which must name this block), the chain-gap records, and its
       transactions' locations ("bad-diff");
-    * the header row, under the block hash, is exactly ``header_rlp`` ("header-mismatch");
     * the header's state root resolves: the root node is in the write set or already stored
       (``present``), or it is the empty trie's root ("state-root-mismatch").
     """
     header = decode_header(header_rlp)
     block_hash = bytes(header.hash)
+    if writes.get(block_hash) != header_rlp:
+        raise BlockRefused(
+            "header-mismatch", "the diff does not hold the proposed header under its hash"
+        )
     allowed = {
         SchemaV1.make_block_number_to_hash_lookup_key(header.block_number),
         SchemaV1.make_block_hash_to_score_lookup_key(block_hash),  # type: ignore[arg-type]
@@ -215,10 +219,6 @@ def check_diff(
                 )
         elif key not in allowed or value is None:
             raise BlockRefused("bad-diff", f"the diff writes a row the block may not: {key[:40]!r}")
-    if writes.get(block_hash) != header_rlp:
-        raise BlockRefused(
-            "header-mismatch", "the diff does not hold the proposed header under its hash"
-        )
     lookups = (
         (SchemaV1.make_canonical_head_hash_lookup_key(), block_hash),
         (
@@ -361,6 +361,8 @@ class BlockLifecycle:
         "state-root-mismatch" (the state root does not resolve, or re-execution gives
         another root), "bad-block" (a transaction does not apply on re-execution).
         """
+        if self.validation_rule not in VALIDATION_RULES:
+            raise ValueError(f"unknown validation rule {self.validation_rule!r}")
         header = decode_header(header_rlp)
         block_hash = bytes(header.hash)
         known = self.candidate(block_hash)

@@ -54,6 +54,7 @@ from gateway.consensus.qbft import (
     proposer,
 )
 from gateway.consensus.qbft.messages import rlp_decode, rlp_encode, sign_digest
+from gateway.enclave.blocks import VALIDATION_RULES, Candidate
 from gateway.enclave.messages import FORK_NAMES, ConsensusStep
 from gateway.errors import InvalidParams, RpcError, ServerError, Unauthorized
 from gateway.execution.chain import (
@@ -67,7 +68,6 @@ from gateway.protocol import attestation
 log = logging.getLogger("gateway.enclave.consortium")
 
 TERMS_VERSION = 1
-VALIDATION_RULES = ("attested-diff", "re-execute")
 NODE_ROLES = ("validator", "member")
 
 # ----------------------------------------------------------------------------- terms
@@ -264,13 +264,20 @@ def _wrap_key(shared: bytes, ephemeral: bytes, join_key: bytes) -> bytes:
     ).derive(shared)
 
 
-def wrap_secret(secret: bytes, join_key: bytes, associated_data: bytes) -> bytes:
+def wrap_secret(
+    secret: bytes,
+    join_key: bytes,
+    associated_data: bytes,
+    *,
+    ephemeral: X25519PrivateKey | None = None,  # fixed only by the worked example's test
+    nonce: bytes | None = None,
+) -> bytes:
     """The consortium secret encrypted to ``join_key`` (X25519) with a fresh ephemeral key:
     ``0x01 || ephemeral public (32) || nonce (12) || AES-256-GCM ciphertext+tag``."""
-    ephemeral = X25519PrivateKey.generate()
+    ephemeral = ephemeral or X25519PrivateKey.generate()
     ephemeral_public = ephemeral.public_key().public_bytes_raw()
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(join_key))
-    nonce = secrets.token_bytes(12)
+    nonce = nonce or secrets.token_bytes(12)
     sealed = AESGCM(_wrap_key(shared, ephemeral_public, join_key)).encrypt(
         nonce, secret, associated_data
     )
@@ -476,13 +483,6 @@ MAX_CANDIDATES = 32
 MAX_INBOUND = 4096  # messages per step
 
 
-class Candidate(Protocol):
-    """A block built or verified here and not committed (gateway/enclave/blocks.py)."""
-
-    @property
-    def hash(self) -> bytes: ...
-
-
 class BlockHost(Protocol):
     """What the driver needs from the enclave (gateway.enclave.core.Enclave)."""
 
@@ -490,15 +490,13 @@ class BlockHost(Protocol):
 
     def head_info(self) -> HeadInfo: ...
 
-    def prepare_candidate(self, timestamp: int) -> Any: ...
+    def prepare_candidate(self, timestamp: int) -> Candidate | None: ...
 
-    def verify_candidate(self, header_rlp: bytes, body: bytes) -> Any: ...
+    def verify_candidate(self, header_rlp: bytes, body_blob: bytes) -> Candidate: ...
 
     def commit_candidate(
-        self, candidate: Any, round_: int, proposer: bytes, seals: list[bytes]
+        self, candidate: Candidate, round_: int, proposer: bytes, seals: list[bytes]
     ) -> dict[str, Any]: ...
-
-    def candidate_parts(self, candidate: Any) -> tuple[bytes, bytes, bytes]: ...
 
     def get_meta(self, name: str) -> bytes | None: ...
 
@@ -543,7 +541,7 @@ class QbftDriver:
         self.timer: float | None = None
         # by block hash: (height, candidate) built or verified here; (height, [sidecar, ...])
         # that came with proposals, not yet verified
-        self.candidates: OrderedDict[bytes, tuple[int, Any]] = OrderedDict()
+        self.candidates: OrderedDict[bytes, tuple[int, Candidate]] = OrderedDict()
         self.sidecars: OrderedDict[bytes, tuple[int, list[bytes]]] = OrderedDict()
         self.bodies: OrderedDict[bytes, bytes] = OrderedDict()  # decided here, recently
         self._sidecar_bytes = 0
@@ -555,6 +553,17 @@ class QbftDriver:
             raise InvalidParams(
                 f"at most {MAX_INBOUND} messages per consensus step", reason="too-many-messages"
             )
+        for item in msg.inbound:  # all checked before any is acted on
+            if not (
+                isinstance(item, list)
+                and len(item) == 2
+                and isinstance(item[0], bytes)
+                and (item[1] is None or isinstance(item[1], bytes))
+            ):
+                raise InvalidParams(
+                    "a consensus inbound item is [message bytes, sidecar bytes or None]",
+                    reason="bad-inbound",
+                )
         out: dict[str, Any] = {"outbound": [], "decided": [], "discarded": [], "behind": []}
         node = self._node(now, out)
         for item in msg.inbound:
@@ -615,12 +624,7 @@ class QbftDriver:
         self._run(node.tick(now), now, out)
         return node
 
-    def _inbound(self, item: Any, out: dict[str, Any]) -> Any:
-        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], bytes):
-            raise InvalidParams(
-                "a consensus inbound item is [message bytes, sidecar bytes or None]",
-                reason="bad-inbound",
-            )
+    def _inbound(self, item: list[Any], out: dict[str, Any]) -> Any:
         data, sidecar = item
         try:
             message = decode_message(data)
@@ -708,7 +712,7 @@ class QbftDriver:
         block_hash = keccak(block.payload)
         entry = self.candidates.get(block_hash)
         if entry is not None:
-            return self.host.candidate_parts(entry[1])[2]
+            return entry[1].body
         body = self.bodies.get(block_hash)
         if body is not None:
             return body
@@ -724,11 +728,9 @@ class QbftDriver:
         if candidate is None:
             log.warning("could not build block %d (round %d): no candidate", e.height, e.round)
             return []
-        block_hash, header_rlp, _ = self.host.candidate_parts(candidate)
+        block_hash, header_rlp = candidate.hash, candidate.header_rlp
         self._remember(self.candidates, block_hash, (e.height, candidate), MAX_CANDIDATES)
-        log.info(
-            "proposing block %d (round %d) 0x%s", e.height, e.round, block_hash.hex()[:16]
-        )
+        log.info("proposing block %d (round %d) 0x%s", e.height, e.round, block_hash.hex()[:16])
         return node.propose_value(e.height, e.round, header_rlp, now)
 
     def _validate(self, block: Block, now: float, out: dict[str, Any]) -> bool:
@@ -764,7 +766,9 @@ class QbftDriver:
             return None
         return self._verify_from_sidecars(block_hash, block.height, block.payload)
 
-    def _verify_from_sidecars(self, block_hash: bytes, height: int, header_rlp: bytes) -> str | None:
+    def _verify_from_sidecars(
+        self, block_hash: bytes, height: int, header_rlp: bytes
+    ) -> str | None:
         entry = self.sidecars.get(block_hash)
         if entry is None or not entry[1]:
             return "missing-body: the proposal came without its sealed body"
@@ -774,6 +778,10 @@ class QbftDriver:
                 candidate = self.host.verify_candidate(header_rlp, body)
             except RpcError as exc:
                 reason = f"{exc.reason_code or 'bad-body'}: {exc.message}"
+                continue
+            except Exception as exc:  # a hostile body must not stop consensus
+                log.exception("verifying block 0x%s failed", block_hash.hex())
+                reason = f"bad-body: {type(exc).__name__}"
                 continue
             self._remember(self.candidates, block_hash, (height, candidate), MAX_CANDIDATES)
             self._drop_sidecars(block_hash)
@@ -793,8 +801,7 @@ class QbftDriver:
             entry = self.candidates.get(block_hash)
             if entry is None:
                 log.error(
-                    "decided block %d 0x%s cannot be committed here (%s); it will come "
-                    "by catch-up",
+                    "decided block %d 0x%s cannot be committed here (%s); it will come by catch-up",
                     fb.block.height,
                     block_hash.hex(),
                     reason,
@@ -803,8 +810,15 @@ class QbftDriver:
                 return False
         candidate = entry[1]
         seals = list(fb.commit_seals)
-        summary = self.host.commit_candidate(candidate, fb.round, fb.block.proposer, seals)
-        _, _, body = self.host.candidate_parts(candidate)
+        try:
+            summary = self.host.commit_candidate(candidate, fb.round, fb.block.proposer, seals)
+        except RpcError as exc:
+            log.error("decided block %d could not be committed: %s", fb.block.height, exc.message)
+            out["discarded"].append(
+                {"reason": exc.reason_code or "commit-failed", "sender": None, "code": 0x16}
+            )
+            return False
+        body = candidate.body
         self._remember(self.bodies, block_hash, body, 16)
         self._forget_through(fb.block.height)
         out["decided"].append(
@@ -845,4 +859,3 @@ def awaiting_secret(what: str) -> RpcError:
         "(it joins through a member node; see coco_nodeStatus)",
         reason="awaiting-secret",
     )
-

@@ -161,6 +161,7 @@ class Enclave(BlockLifecycle):
         self.consensus_validators: tuple[bytes, ...] = (self.validator,)
         self.validation_rule = VALIDATION_RULES[0]
         self._candidates: OrderedDict[bytes, Candidate] = OrderedDict()
+        # the single-node dev chain: blocks carry the v1 seal, not QBFT commit seals
         self.dev_chain = opened.consortium is None
         self.terms: consortium.Terms | None = None
         self.qbft: consortium.QbftDriver | None = None
@@ -287,6 +288,12 @@ class Enclave(BlockLifecycle):
         if self.terms is not None and self.validator in self.terms.validators:
             self.qbft = consortium.QbftDriver(
                 self, consortium.qbft_config(self.terms), self._node_key
+            )
+        elif self.terms is not None and self.role == "validator":
+            log.warning(
+                "node 0x%s runs as a validator but is not in the consortium's validators: "
+                "it will follow the chain and not vote",
+                self.validator.hex(),
             )
         self.state = "ready"
 
@@ -417,10 +424,6 @@ class Enclave(BlockLifecycle):
         return consortium.HeadInfo(
             head.block_number, head.hash, head.timestamp, proposer if proposer else None
         )
-
-    def candidate_parts(self, candidate: Any) -> tuple[bytes, bytes, bytes]:
-        """(block hash, header RLP, sealed body) of a candidate (gateway.enclave.blocks)."""
-        return candidate.hash, candidate.header_rlp, candidate.body
 
     def get_meta(self, name: str) -> bytes | None:
         return self.ledger.get_meta(name)

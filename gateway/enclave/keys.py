@@ -124,8 +124,7 @@ class KeyRing:
 
 def measurement() -> tuple[bytes, str]:
     """sha256 over the code that runs inside the enclave: the enclave, execution, ledger and
-    protocol rooms of this package, the seal code, the QBFT core, and the installed py-evm
-    package.
+    protocol rooms of this package, the seal and QBFT code, and the installed py-evm package.
 
     py-evm is found, not imported: ``coco-gateway attest measure`` runs on the host, which
     never loads it."""
@@ -140,8 +139,7 @@ def measurement() -> tuple[bytes, str]:
         *sorted((here / "ledger").glob("*.py")),
         *sorted((here / "protocol").glob("*.py")),
         here / "consensus" / "seal.py",
-        # QBFT runs inside the enclave, which signs its messages and commit seals
-        *sorted((here / "consensus" / "qbft").glob("*.py")),
+        *sorted((here / "consensus" / "qbft").glob("*.py")),  # commit seals, QBFT inside
         here / "errors.py",
         here / "clock.py",
     ]

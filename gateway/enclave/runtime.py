@@ -155,13 +155,10 @@ class ProcessEnclave:
         self._started = False
         self.on_lost: Callable[[int | None], None] | None = None
 
-    async def start(self, opened: Open | MakeIdentity) -> Any:
-        """Start the enclave process with its first message (``Open``, or ``MakeIdentity``
-        for ``coco-gateway init``) and return that message's answer."""
+    async def start(self, opened: Open) -> None:
         await self._spawn()
-        answer = await self.request(opened)
+        await self.request(opened)
         self._started = True
-        return answer
 
     async def start_identity(self, message: MakeIdentity) -> dict[str, Any]:
         """Spawn the enclave process for ``MakeIdentity`` only; ``close`` it afterwards."""

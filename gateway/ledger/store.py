@@ -43,8 +43,8 @@ ledger serves meta and the header chain only.
 
 A data directory made with ``--insecure-plaintext-storage`` is marked so in meta
 (``storage = plaintext``) and is only opened in that mode; a sealed one only sealed.
-Older files are refused, not converted: format 1 (plaintext) and format 2 (values sealed,
-keys as py-evm makes them).
+Format 1 (plaintext) and format 2 (values sealed, keys as py-evm makes them) files are
+refused, not converted; a format-3 file (one block row per height) is migrated in place.
 
 What stays readable to whoever reads the file without the storage key:
   * the header chain and seals (public by design): roots, gas used, timestamps, and the
