@@ -157,27 +157,37 @@ def load_settings(path: Path) -> NodeSettings:
 
 
 class Progress:
-    """Catch-up progress: a log line every few seconds, and a bar when stderr is a TTY."""
+    """Catch-up progress: a log line every few seconds, and a bar when stderr is a TTY.
+    A catch-up of a few blocks (a node that was a moment behind) is not worth either."""
+
+    SHOWN_FROM = 8  # blocks behind
 
     def __init__(self) -> None:
         self._last_line = 0.0
         self._tty = sys.stderr.isatty()
-        self._shown = False
+        self._start: int | None = None
 
-    def update(self, done: int, target: int) -> None:
+    def update(self, done: int, target: int, start: int) -> None:
+        if self._start is None or start < self._start:
+            self._start = start
+        if target - self._start < self.SHOWN_FROM:
+            if done >= target:
+                self._start = None
+            return
         now = time.monotonic()
         if self._tty:
             width = 30
-            filled = width if target <= 0 else min(width, width * done // max(target, 1))
-            sys.stderr.write(f"\rcatch-up [{'#' * filled}{'.' * (width - filled)}] {done}/{target}")
-            sys.stderr.flush()
-            self._shown = True
+            filled = min(width, width * done // max(target, 1))
+            bar = "#" * filled + "." * (width - filled)
+            sys.stderr.write(f"\rcatch-up [{bar}] {done}/{target} blocks")
             if done >= target:
                 sys.stderr.write("\n")
-                self._shown = False
+            sys.stderr.flush()
         if now - self._last_line >= 2.0 or done >= target:
             self._last_line = now
             log.info("catch-up: %d/%d blocks", done, target)
+        if done >= target:
+            self._start = None
 
 
 class _P2pShell:
@@ -199,6 +209,17 @@ class _P2pShell:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    _batch: asyncio.Future[list[dict[str, Any]]]
+    _batch_start = -1
+
+    def _answers_batch(self, items: list[dict[str, Any]]) -> bool:
+        """Whether a blocks frame answers the getBlocks in flight (and is not a pushed block
+        that happened to arrive meanwhile)."""
+        batch = getattr(self, "_batch", None)
+        if batch is None or batch.done():
+            return False
+        return not items or int(items[0]["number"]) == self._batch_start
 
     async def _serve_p2p(self) -> None:
         assert self.links is not None
@@ -355,13 +376,13 @@ class ConsortiumNode(_P2pShell, Node):
         assert self.links is not None
         request = await self.enclave.request(m.JoinRequest())
         backoff = 1.0
-        attempt = 0
         self.state = "joining"
+        attempt = 0
+        waited = False
         while True:
             peers = [p for p in self.links.live() if not p.public]
             if peers:
-                # each peer in turn: one that has not joined yet answers "not-ready"
-                peer = peers[attempt % len(peers)]
+                peer = peers[attempt % len(peers)]  # another member on each attempt
                 attempt += 1
                 log.info("asking %r to admit this node to the consortium", peer)
                 self._join_reply: asyncio.Future[dict[str, Any]] = (
@@ -377,17 +398,23 @@ class ConsortiumNode(_P2pShell, Node):
                     log.info("joined the consortium through %r", peer)
                     self.state = "ready"
                     return
-                self.last_error = f"join refused by {peer!r}: {reply['reason']}: {reply['message']}"
-                if reply["reason"] == "not-ready" and attempt % len(peers):
-                    log.info("%s; asking the next peer", self.last_error)
+                if reply["reason"] == "not-ready":  # that peer is joining too: ask another
+                    log.info("%r has not joined yet either", peer)
+                    await asyncio.sleep(0.5)
                     continue
+                self.last_error = f"join refused by {peer!r}: {reply['reason']}: {reply['message']}"
                 log.error("%s; retrying in %g s", self.last_error, backoff)
             else:
                 refusals = "; ".join(f"{k}: {v}" for k, v in self.links.last_refusal.items())
-                log.info(
+                (log.debug if waited else log.info)(
                     "waiting for a link to a member node to join through%s",
                     f" (refused: {refusals})" if refusals else "",
                 )
+                waited = True
+                if refusals:
+                    self.last_error = f"links refused: {refusals}"
+                await asyncio.sleep(0.5)
+                continue
             await asyncio.sleep(backoff)
             backoff = min(JOIN_BACKOFF_MAX, backoff * 2)
 
@@ -448,7 +475,9 @@ class ConsortiumNode(_P2pShell, Node):
                 frame["finalized"],
                 frame["state"],
             )
-            if peer.finalized > self.head:
+            # a validator one block behind is normally just about to decide it itself
+            lag = 2 if self.settings.role == "validator" else 1
+            if peer.finalized >= self.head + lag:
                 self._want_sync(peer, peer.finalized)
         elif kind == "getBlocks":
             await self._serve_blocks(peer, frame)
@@ -612,9 +641,8 @@ class ConsortiumNode(_P2pShell, Node):
                     self._sync_wanted = None
                     break
                 start = self.head + 1
-                self._batch: asyncio.Future[list[dict[str, Any]]] = (
-                    asyncio.get_running_loop().create_future()
-                )
+                self._batch_start = start
+                self._batch = asyncio.get_running_loop().create_future()
                 peer.send(wire.frame("getBlocks", start=start, count=wire.MAX_BATCH, public=False))
                 try:
                     items = await asyncio.wait_for(self._batch, SYNC_TIMEOUT)
@@ -628,12 +656,11 @@ class ConsortiumNode(_P2pShell, Node):
                 if not await self._import(peer, items):
                     self._sync_wanted = None
                     break
-                self._progress.update(self.head, target)
+                self._progress.update(self.head, target, start)
 
     async def _on_blocks(self, peer: Peer, items: list[dict[str, Any]]) -> None:
-        batch = getattr(self, "_batch", None)
-        if batch is not None and not batch.done():
-            batch.set_result(items)
+        if self._answers_batch(items):
+            self._batch.set_result(items)
             return
         if not items:
             return
@@ -779,9 +806,8 @@ class ObserverNode(_P2pShell, Node):
                 self._sync_from = peer
                 self._sync_wake.set()
         elif kind == "blocks":
-            batch = getattr(self, "_batch", None)
-            if batch is not None and not batch.done():
-                batch.set_result(frame["items"])
+            if self._answers_batch(frame["items"]):
+                self._batch.set_result(frame["items"])
             else:
                 self._add(peer, frame["items"])
         elif kind == "getBlocks":
@@ -826,9 +852,8 @@ class ObserverNode(_P2pShell, Node):
             target = max(peer.finalized, self.store.head + 1)
             while not peer.closed:
                 start = self.store.head + 1
-                self._batch: asyncio.Future[list[dict[str, Any]]] = (
-                    asyncio.get_running_loop().create_future()
-                )
+                self._batch_start = start
+                self._batch = asyncio.get_running_loop().create_future()
                 peer.send(wire.frame("getBlocks", start=start, count=wire.MAX_BATCH, public=True))
                 try:
                     items = await asyncio.wait_for(self._batch, SYNC_TIMEOUT)
@@ -837,7 +862,7 @@ class ObserverNode(_P2pShell, Node):
                 if not items or not self._add(peer, items):
                     break
                 target = max(target, peer.finalized)
-                self._progress.update(self.store.head, target)
+                self._progress.update(self.store.head, target, start)
                 if self.store.head >= peer.finalized:
                     break
 

@@ -371,3 +371,31 @@ async def test_dialler_reconnects_after_the_peer_returns() -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+def test_protocol_doc_worked_example() -> None:
+    """docs/PROTOCOL.md, "Node-to-node wire": the transcript, signature and frames."""
+    import re
+
+    from conftest import REPO
+
+    doc = (REPO / "docs" / "PROTOCOL.md").read_text()
+
+    def hex_after(label: str) -> str:
+        match = re.search(rf"^{label}\s+([0-9a-f]+)((?:\n\s+[0-9a-f]+)*)", doc, re.M)
+        assert match, label
+        return (match.group(1) + match.group(2)).replace("\n", "").replace(" ", "")
+
+    key = keys.PrivateKey(
+        bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+    )
+    address = key.public_key.to_canonical_address()
+    transcript = wire.transcript(bytes(range(32)), b"\x11" * 32, b"\x22" * 32, address, "client")
+    assert hex_after("transcript") == transcript.hex()
+    digest = wire.link_digest(transcript)
+    assert hex_after("linkdigest") == digest.hex()
+    assert hex_after("linksig") == sign_digest(key, digest).hex()
+    status = wire.frame("status", height=640, finalized=640, state="ready")
+    assert hex_after("statusframe") == wire.encode(status).hex()
+    get = wire.frame("getBlocks", start=641, count=64, public=True)
+    assert hex_after("getblocksframe") == wire.encode(get).hex()

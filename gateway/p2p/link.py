@@ -114,7 +114,11 @@ class Peer:
             return False
         if frame["t"] == "blocks" and self.public:
             frame = {**frame, "items": [wire.public_block(b) for b in frame["items"]]}
-        payload = wire.encode(frame)
+        try:
+            payload = wire.encode(frame)
+        except (wire.WireError, TypeError, ValueError) as exc:
+            log.error("not sending a malformed %s frame to %r: %s", frame["t"], self, exc)
+            return False
         if (
             len(self._queue) >= self._config.queue_frames
             or self._queued_bytes + len(payload) > self._config.queue_bytes

@@ -73,6 +73,13 @@ def data(size: int | None = None, limit: int = MAX_FRAME) -> Check:
     return check
 
 
+def address_or_empty(value: Any, name: str) -> bytes:
+    """A node address, or empty bytes (the genesis block has no proposer)."""
+    if not isinstance(value, bytes) or len(value) not in (0, 20):
+        raise _bad(name, "20 bytes (or none, for the genesis block)")
+    return value
+
+
 def optional(inner: Check) -> Check:
     def check(value: Any, name: str) -> Any:
         return None if value is None else inner(value, name)
@@ -143,7 +150,7 @@ BLOCK = record(
         "header": data(limit=64 * 1024),
         "body": optional(data()),
         "round": uint(2**31 - 1),
-        "proposer": data(20),
+        "proposer": address_or_empty,
         "seals": seq(data(65), MAX_SEALS),
     }
 )
