@@ -435,6 +435,12 @@ class Cluster:
             raise ClusterError(f"no relays on {name}'s links: route_through([{name!r}], 'relay')")
         return rules
 
+    def clear_rules(self, name: str) -> None:
+        """Remove every rule from the relays of ``name``'s links."""
+        for relay, _direction in self.relays_into(name):
+            for rule in list(relay.rules):
+                relay.remove_rule(rule)
+
     def relays_into(self, name: str) -> list[tuple[P2pRelay, str]]:
         """(relay, direction toward ``name``) for each relay on ``name``'s links."""
         out = []

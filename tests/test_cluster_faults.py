@@ -14,6 +14,8 @@ than 15 s ahead of a validator's clock is refused ("timestamp-in-future").
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,7 +73,8 @@ def make_cluster(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., Cluster]]:
     """``make_cluster(**Cluster options)``: a consortium in the test's temp dir, closed after
-    the test; when the test failed, each node's status and last log lines are printed."""
+    the test; when the test failed, each node's status and last log lines are printed. Its
+    files and logs are removed after a pass unless COCO_KEEP_CLUSTERS is set."""
     made: list[Cluster] = []
 
     def make(**options: Any) -> Cluster:
@@ -89,7 +92,7 @@ def make_cluster(
         if failed:
             print(f"\n===== cluster {cluster.root}\n{cluster.report()}")
         cluster.close()
-    if not failed:
+    if not failed and not os.environ.get("COCO_KEEP_CLUSTERS"):
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
@@ -268,6 +271,7 @@ def test_a_validator_fed_bad_frames_refuses_each_and_keeps_going(
     rules = cluster.rules_into("node4", lambda d: bad_body_rule(d, limit=1))
     wait_until(lambda: applied(rules) >= 1, 60, "a proposal to node4 with a sidecar to spoil")
     wait_until(lambda: log_has(target, "bad-body", since=mark), 30, "node4 to log bad-body")
+    cluster.clear_rules("node4")
     keeps_up("a bad body")
 
     # 2. a sealed body that opens (a host holding a software enclave's keys can seal one) but
@@ -293,6 +297,7 @@ def test_a_validator_fed_bad_frames_refuses_each_and_keeps_going(
         "node4 to refuse the substituted state diff (header-mismatch, bad-diff or "
         "state-root-mismatch)",
     )
+    cluster.clear_rules("node4")
     keeps_up("a wrong state diff")
 
     # 3. finalized blocks with forged commit seals (catch-up after a short stop)
@@ -303,17 +308,50 @@ def test_a_validator_fed_bad_frames_refuses_each_and_keeps_going(
     cluster.start(["node4"])
     wait_until(lambda: applied(rules) >= 1, 60, "finalized blocks to node4 to forge seals on")
     wait_until(lambda: log_has(target, "bad-seals", since=mark), 30, "node4 to log bad-seals")
+    cluster.clear_rules("node4")
     keeps_up("forged commit seals")
-
-    # 4. replayed QBFT messages of earlier heights
-    mark = target.log_mark()
-    replayed = 0
-    for relay, direction in cluster.relays_into("node4"):
-        replayed += relay.replay(direction, lambda f: qbft_code(f) in (PROPOSAL, PREPARE, COMMIT))
-    assert replayed > 0, "no earlier QBFT frames to replay"
-    keeps_up("replayed messages")
-    assert "Traceback" not in target.log_since(mark)
+    assert "Traceback" not in target.log()
     finish(cluster, traffic)
+
+
+@pytest.mark.slow
+def test_replayed_messages_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(validators=4)
+    target = cluster["node4"]
+    cluster.route_through(["node4"], "relay")
+    cluster.start()
+    traffic = cluster.flow(only=["node1", "node2", "node3"])
+    traffic.wait_confirmed(4)
+    cluster.wait_progress(3)
+
+    def replay_all() -> int:
+        sent = 0
+        for relay, direction in cluster.relays_into("node4"):
+            sent += relay.replay(
+                direction, lambda f: qbft_code(f) in (PROPOSAL, PREPARE, COMMIT), limit=128
+            )
+        return sent
+
+    # earlier heights' messages, while node4 has seen them (its links drop duplicates) ...
+    mark = target.log_mark()
+    assert replay_all() > 0, "no earlier QBFT frames to replay"
+    cluster.wait_progress(2, timeout=60)
+    # ... and after a restart, when they are new to it: they reach its enclave
+    target.stop()
+    cluster.start(["node4"])
+    cluster.wait_height(cluster["node1"].height(), ["node4"], timeout=120)
+    assert replay_all() > 0
+    cluster.wait_progress(3, timeout=90)
+    finish(cluster, traffic)
+    log = target.log_since(mark)
+    assert "Traceback" not in log
+    if not re.search(r"(discard|ignor|refus|drop)\w*.*(old|stale|past|duplicate|replay)", log):
+        pytest.xfail(
+            "replayed QBFT messages change nothing, but node4 logs no reason for them: its "
+            "links drop duplicates silently, and a message of a past height is taken as a "
+            "sign that its sender is behind (PeerBehind: node4 then offers that peer blocks) "
+            "rather than refused as a replay"
+        )
 
 
 # --------------------------------------------------------------------------- the join
