@@ -69,6 +69,7 @@ class ClusterProcesses:
     validators: int = 4
     rule: str = "attested-diff"
     block_period: float = 1.0
+    round_timeout: float | None = None  # None: init's default (consortium.json roundTimeout)
     extra_init: list[str] = field(default_factory=list)
     root: Path | None = None
     nodes: list[dict[str, Any]] = field(default_factory=list)  # name, dir, rpc, proc
@@ -112,6 +113,8 @@ class ClusterProcesses:
         raws = {p: json.loads(p.read_text()) for p in files}
         old_p2p = {f"{r['p2p']['host']}:{r['p2p']['port']}": r["name"] for r in raws.values()}
         ports = {r["name"]: (free_port(), free_port()) for r in raws.values()}
+        if self.round_timeout is not None:
+            terms["roundTimeout"] = self.round_timeout
         for entry in terms.get("nodes", []):
             if entry["name"] in ports:
                 rpc, p2p = ports[entry["name"]]
@@ -310,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--txs", type=int, default=2000)
     parser.add_argument("--validators", type=int, default=4)
     parser.add_argument("--block-period", type=float, default=1.0)
+    parser.add_argument("--round-timeout", type=float, default=None,
+                        help="the clusters' QBFT round timeout in seconds, written into "
+                        "consortium.json before the nodes start (default: init's)")
     parser.add_argument("--rules", default=",".join(RULES),
                         help="validation rules to run a cluster with, comma-separated")
     parser.add_argument("--window", type=int, default=POOL_NONCE_WINDOW)
@@ -340,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"single node: {single.tps:.1f} tx/s", flush=True)
     runs.append(single)
     for rule in rules:
-        cluster = ClusterProcesses(args.validators, rule, args.block_period, keep=args.keep)
+        cluster = ClusterProcesses(args.validators, rule, args.block_period,
+                                   round_timeout=args.round_timeout, keep=args.keep)
         with cluster:
             r = run(f"{args.validators} validators, {rule}", cluster.urls, cluster.pids(),
                     work, args)
@@ -360,8 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(["baseline py-evm mine_all (100/block)", f"{base.tps:.1f}",
                      f"{base.tps / single.tps:.2f}", "-", "-", f"{base.seconds:.2f}", "-"])
     print()
+    timeout = "init's" if args.round_timeout is None else f"{args.round_timeout:g} s"
     print(f"ERC-20 transfers: {work.total} txs from {len(work.senders)} senders, window "
-          f"{args.window}; cluster block period {args.block_period:g} s; {os.cpu_count()} CPUs; "
+          f"{args.window}; cluster block period {args.block_period:g} s, round timeout "
+          f"{timeout}; {os.cpu_count()} CPUs; "
           f"load average at start {load_start}, at end {_loadavg()}")
     print()
     print(table(rows, ["run", "tx/s", "vs single", "p50 ms", "p99 ms", "seconds", "blocks"]))
