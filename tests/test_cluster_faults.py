@@ -136,7 +136,6 @@ def log_has(node: ClusterNode, *needles: str, since: int = 0) -> bool:
 # --------------------------------------------------------------------------- crashes
 
 
-@pytest.mark.slow
 def test_kill9_a_validator_while_transactions_flow(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(validators=4)
     cluster.start()
@@ -197,7 +196,6 @@ def test_two_validators_down_the_chain_stops_then_resumes(
 # --------------------------------------------------------------------------- the network
 
 
-@pytest.mark.slow
 def test_partition_one_validator_and_heal(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(validators=4)
     cluster.route_through(["node4"], "proxy")
@@ -220,7 +218,6 @@ def test_partition_one_validator_and_heal(make_cluster: Callable[..., Cluster]) 
     finish(cluster, traffic)
 
 
-@pytest.mark.slow
 def test_a_validator_with_its_clock_30s_ahead(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(validators=4)
     ahead = cluster["node2"]
@@ -314,7 +311,6 @@ def test_a_validator_fed_bad_frames_refuses_each_and_keeps_going(
     finish(cluster, traffic)
 
 
-@pytest.mark.slow
 def test_replayed_messages_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(validators=4)
     target = cluster["node4"]
