@@ -13,6 +13,7 @@ will deliver), and make their own node keys.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -421,5 +422,42 @@ def test_dev_chain_blocks_carry_the_v1_seal(tmp_path: Path) -> None:
         assert finality["scheme"] == "seal-v1" and finality["number"] == 1
         assert recover_signer(finality["digest"], finality["seals"][0]) == e.validator
         assert e.handle(m.BuildBlock(int(time.time()))) is None  # nothing to build
+    finally:
+        e.close()
+
+
+def test_a_format_3_dev_chain_is_migrated_and_keeps_going(tmp_path: Path) -> None:
+    """A dev chain's data directory as a format-3 node left it (one block row per height
+    with its v1 seal) opens: same head, same seals, and it builds on."""
+    data = tmp_path / "dev"
+    e = _open(data)
+    sent = []
+    for value in (1, 2):
+        sent.append(send(e, 0, to=bytes(20), value=value))
+        assert e.handle(m.BuildBlock(int(time.time())))["number"] == value  # type: ignore[index]
+    head = e.engine.head.hash
+    seal = e.handle(m.GetSeal("latest"))
+    e.close()
+    conn = sqlite3.connect(str(data / LEDGER_FILE), isolation_level=None)
+    conn.executescript(
+        "BEGIN;"
+        "CREATE TABLE blocks_v3 (number INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE,"
+        " header BLOB NOT NULL, seal BLOB NOT NULL, sealer BLOB NOT NULL);"
+        "INSERT INTO blocks_v3 SELECT number, hash, header,"
+        " CASE WHEN length(seals) = 0 THEN X'' ELSE substr(seals, 3) END, proposer FROM blocks;"
+        "DROP TABLE blocks; DROP TABLE canonical;"
+        "ALTER TABLE blocks_v3 RENAME TO blocks;"
+        "UPDATE meta SET value = CAST('3' AS BLOB) WHERE name = 'format_version';"
+        "COMMIT;"
+    )
+    conn.close()
+    e = _open(data)
+    try:
+        assert e.ledger.get_meta("format_version") == b"4"
+        assert e.engine.head.hash == head
+        assert e.handle(m.GetSeal("latest")) == seal
+        assert all(e.handle(m.GetReceipt(tx))["status"] == "0x1" for tx in sent)  # type: ignore[index]
+        send(e, 1, to=bytes(20), value=3)
+        assert e.handle(m.BuildBlock(int(time.time())))["number"] == 3  # type: ignore[index]
     finally:
         e.close()

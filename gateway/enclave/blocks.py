@@ -51,7 +51,7 @@ from trie import HexaryTrie
 from gateway.consensus.qbft.messages import Block, commit_seal_digest, recover_signer
 from gateway.consensus.qbft.validation import quorum
 from gateway.errors import BlockRefused, RpcError
-from gateway.execution.building import BlockSelection, BuildAborted
+from gateway.execution.building import BlockSelection, BuildAborted, PreparedBlock
 from gateway.ledger import CommittedBlock
 
 if TYPE_CHECKING:
@@ -304,11 +304,7 @@ class BlockLifecycle:
             if not len(self.engine.pool) and not allow_empty:
                 return None
             selection = self.engine.select_block(timestamp, extra_data=EXTRA_DATA)
-        try:
-            prepared = self.engine.execute_block(selection, self.keys.random_key)
-        finally:
-            with self._lock:
-                writes = self.ledger.kv.take()  # nothing is committed before the decision
+        prepared, writes = self._execute(selection)
         if not prepared.included and not allow_empty:
             with self._lock:
                 self._forget_dropped(prepared.dropped)
@@ -334,6 +330,21 @@ class BlockLifecycle:
         )
         self._keep(candidate)
         return candidate
+
+    def _execute(
+        self, selection: BlockSelection
+    ) -> tuple[PreparedBlock, dict[bytes, bytes | None]]:
+        """Execute a block into the kv buffer and take its write set out of it: the buffer is
+        empty again whatever happens (nothing is committed before the decision)."""
+        try:
+            prepared = self.engine.execute_block(selection, self.keys.random_key)
+        except BaseException:
+            with self._lock:
+                self.ledger.kv.discard()
+                self.engine.on_abandoned()
+            raise
+        with self._lock:
+            return prepared, self.ledger.kv.take()
 
     def _keep(self, candidate: Candidate) -> None:
         with self._lock:
@@ -435,14 +446,11 @@ class BlockLifecycle:
             )
             selection = BlockSelection(parent, rebuilt, chain.get_vm(rebuilt), replayed)
         try:
-            prepared = self.engine.execute_block(selection, self.keys.random_key)
+            prepared, writes = self._execute(selection)
         except BuildAborted as exc:
             raise BlockRefused(
                 "bad-block", f"transaction 0x{exc.tx_hash.hex()} does not apply: {exc.reason}"
             ) from None
-        finally:
-            with self._lock:
-                writes = self.ledger.kv.take()
         got = prepared.header
         if len(prepared.included) != len(txs):
             raise BlockRefused(
@@ -594,8 +602,8 @@ class BlockLifecycle:
         self.check_seals(number, proposer, header_rlp, round_, seals)
         with self._lock:
             head_number = self.engine.head.block_number
+            existing = self.ledger.block_by_number(number) if number <= head_number else None
         if number <= head_number:
-            existing = self.ledger.block_by_number(number)
             if existing is not None and existing.hash == block_hash:
                 return None
             raise BlockRefused(
