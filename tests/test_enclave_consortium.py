@@ -82,7 +82,7 @@ async def start(data_dir: Path, terms: dict[str, Any]) -> InProcessEnclave:
     return enclave
 
 
-async def join(joiner: InProcessEnclave, admitter: InProcessEnclave) -> dict[str, Any]:
+async def join(joiner: Any, admitter: Any) -> dict[str, Any]:
     request = await joiner.request(m.JoinRequest())
     admitted = await admitter.request(m.JoinAdmit(request))
     return await joiner.request(m.JoinComplete(admitted["wrapped"]))  # type: ignore[no-any-return]
@@ -183,6 +183,29 @@ def json_canonical(terms: dict[str, Any]) -> bytes:
     import json
 
     return json.dumps(terms, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_a_node_joins_through_the_enclave_process(tmp_path: Path) -> None:
+    from gateway.enclave.runtime import ProcessEnclave
+
+    async def go() -> None:
+        idents = [await make_identity(tmp_path / f"n{i}") for i in range(2)]
+        terms = make_terms(idents)
+        genesis = await start(tmp_path / "n0", terms)
+        joiner = ProcessEnclave()
+        await joiner.start(opening(tmp_path / "n1", terms))
+        try:
+            assert (await joiner.request(m.GetStatus()))["state"] == "awaiting-secret"
+            joined = await join(joiner, genesis)
+            assert joined["state"] == "ready"
+            assert joined["validator"] == idents[1]["address"]
+            answer = await joiner.request(m.ConsensusStep(now=time.time(), tick=True))
+            assert answer["status"]["height"] == 1 and answer["timer"] is not None
+        finally:
+            await joiner.close()
+            await genesis.close()
+
+    run(go())
 
 
 def test_join_refusals_name_their_reason(tmp_path: Path) -> None:
@@ -388,6 +411,15 @@ def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path, rule: str
             for block in cluster.decided[0]:
                 assert len(block["seals"]) >= 3
                 assert block["body"] and keccak(block["header"]) == block["hash"]
+                assert block["summary"]["number"] == block["number"]
+                assert block["summary"]["hash"] == block["hash"]
+            included = [tx for b in cluster.decided[0] for tx in b["summary"]["transactions"]]
+            assert set(included) == tx_hashes
+            consensus = heads[0]["consensus"]
+            assert consensus["finalized"] == heads[0]["head"]["number"]
+            assert consensus["height"] == consensus["finalized"] + 1
+            assert sorted(consensus["validators"]) == consensus["validators"]
+            assert len(consensus["validators"]) == 4
             # each validator decided the same blocks
             chains = [[b["hash"] for b in d] for d in cluster.decided]
             shortest = min(len(c) for c in chains)
