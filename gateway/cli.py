@@ -287,6 +287,9 @@ def _run_init(options: Any) -> int:
     except InitError as exc:
         print(f"coco-gateway init: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("coco-gateway init: interrupted (run it again to finish)", file=sys.stderr)
+        return 130
     print(summary(result), flush=True)
     return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,8 +87,21 @@ def _int(value: Any) -> int | None:
 
 
 def _peers(value: Any) -> str:
+    """A count, or a list of links: the distinct nodes linked (a node with a link each way
+    counts once; unnamed links, observers', count each)."""
     if isinstance(value, list):
-        return str(len(value))
+        named = {p.get("name") or p.get("address") for p in value if isinstance(p, dict)}
+        named.discard(None)
+        named.discard("")
+        unnamed = sum(
+            1 for p in value if not isinstance(p, dict) or not (p.get("name") or p.get("address"))
+        )
+        return str(len(named) + unnamed)
+    number = _int(value)
+    return "-" if number is None else str(number)
+
+
+def _num(value: Any) -> str:
     number = _int(value)
     return "-" if number is None else str(number)
 
@@ -104,9 +118,6 @@ HEADER = f"{'node':<11} {'role':<9} {'state':<14} {'height':>7} {'final':>7} {'r
 def render_line(view: NodeView, names: dict[str, str] | None = None) -> str:
     """``name role state height finalized round proposer peers last-error``."""
     s = view.status or {}
-    height = _int(s.get("height"))
-    final = _int(s.get("finalized"))
-    rnd = _int(s.get("round"))
     proposer = s.get("proposer")
     if isinstance(proposer, str) and names and proposer.lower() in names:
         who = names[proposer.lower()]
@@ -116,8 +127,8 @@ def render_line(view: NodeView, names: dict[str, str] | None = None) -> str:
     error = view.error or str(s.get("lastError") or "")
     return (
         f"{view.name:<11} {view.role:<9} {state:<14} "
-        f"{'-' if height is None else height:>7} {'-' if final is None else final:>7} "
-        f"{'-' if rnd is None else rnd:>5} {who:<13} {_peers(s.get('peers')):>5}  "
+        f"{_num(s.get('height')):>7} {_num(s.get('finalized')):>7} "
+        f"{_num(s.get('round')):>5} {who:<13} {_peers(s.get('peers')):>5}  "
         f"{' '.join(error.split())[:100]}"
     )
 
@@ -135,8 +146,8 @@ def plain_line(views: list[NodeView]) -> str:
             parts.append(f"{v.name} down" + (f" ({v.error})" if v.error else ""))
             continue
         part = (
-            f"{v.name} h={_int(s.get('height'))} f={_int(s.get('finalized'))} "
-            f"r={_int(s.get('round'))} peers={_peers(s.get('peers'))}"
+            f"{v.name} h={_num(s.get('height'))} f={_num(s.get('finalized'))} "
+            f"r={_num(s.get('round'))} peers={_peers(s.get('peers'))}"
         )
         error = v.error or s.get("lastError")
         parts.append(part + (f" err={' '.join(str(error).split())[:60]}" if error else ""))
@@ -322,7 +333,8 @@ async def run_cluster(
                     if c.reported:
                         v.status = None
                 if tty:
-                    lines = render(views, names)
+                    width = max(20, shutil.get_terminal_size().columns - 1)
+                    lines = [line[:width] for line in render(views, names)]  # no wrapping
                     if drawn:
                         out.write(f"\x1b[{drawn}F")
                     out.write("".join(f"\x1b[2K{line}\n" for line in lines))

@@ -275,7 +275,6 @@ class ConsortiumNode(_P2pShell, Node):
         self._sync_lock = asyncio.Lock()
         self._sync_wanted: tuple[Peer, int] | None = None
         self._sync_wake = asyncio.Event()
-        self._joined = asyncio.Event()
         self._progress = Progress()
 
     # ---------------------------------------------------------------- life cycle
@@ -342,6 +341,7 @@ class ConsortiumNode(_P2pShell, Node):
         log.info("node ready: chain %d, head %d", settings.chain_id, self.head)
 
     async def stop(self) -> None:
+        log.info("stopping node %s: closing its links, then its enclave", self.settings.name)
         await self._stop_p2p()
         await self.enclave.close()
 
@@ -477,7 +477,7 @@ class ConsortiumNode(_P2pShell, Node):
             )
             # a validator one block behind is normally just about to decide it itself
             lag = 2 if self.settings.role == "validator" else 1
-            if peer.finalized >= self.head + lag:
+            if peer.finalized >= self.head + lag and not peer.public:
                 self._want_sync(peer, peer.finalized)
         elif kind == "getBlocks":
             await self._serve_blocks(peer, frame)
@@ -662,8 +662,8 @@ class ConsortiumNode(_P2pShell, Node):
         if self._answers_batch(items):
             self._batch.set_result(items)
             return
-        if not items:
-            return
+        if not items or peer.public:
+            return  # blocks come from members (an observer has no bodies to give)
         first = int(items[0]["number"])
         if first > self.head + 1:
             self._want_sync(peer, int(items[-1]["number"]))
@@ -768,6 +768,7 @@ class ObserverNode(_P2pShell, Node):
         )
 
     async def stop(self) -> None:
+        log.info("stopping observer %s: closing its links and its header store", self.settings.name)
         await self._stop_p2p()
         await self.enclave.close()
 

@@ -270,7 +270,8 @@ class ObserverBackend:
             digest = Block(block["number"], block["proposer"], block["header"]).digest
             return {
                 **{k: block[k] for k in ("number", "hash", "header", "round", "proposer")},
-                "digest": digest,
+                "scheme": "qbft-commit-seal-v1",
+                "digest": commit_seal_digest(digest, block["round"]),
                 "seals": block["seals"],
                 "validators": self.store.validators,
                 "quorum": quorum(len(self.store.validators)),

@@ -279,14 +279,8 @@ def init_consortium(opts: InitOptions) -> InitResult:
         parse_hostport(f"{opts.host}:1")
     except ValueError:
         raise InitError(f"--host {opts.host!r} is not a host name or IP address") from None
-    planned = plan_nodes(opts)
-    for p in planned:
-        existing = directory / p.name / NODE_FILE
-        if existing.exists():
-            raise InitError(
-                f"{existing} exists without {TERMS_FILE} beside it: a half-made or foreign "
-                "consortium; choose another --dir"
-            )
+    planned = plan_nodes(opts)  # node.json files without a consortium.json: an unfinished
+    # init, whose files are written again (the identities already made are reopened)
     alloc = dict(opts.alloc)
     dev_accounts = 0
     if opts.dev_alloc:

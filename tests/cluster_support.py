@@ -1,5 +1,5 @@
-"""A local consortium for tests: identities made in each node's enclave, consortium.json and
-node.json files as PLAN8 lays them out, and `coco-gateway node --config` processes."""
+"""A local consortium for tests: `coco-gateway init` (identities made in each node's enclave,
+consortium.json and node.json files), and `coco-gateway node --config` processes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,75 +38,49 @@ def make_identity(data_dir: Path) -> dict[str, Any]:
     return asyncio.run(_identity(data_dir))
 
 
+def free_range(count: int) -> int:
+    """A base port with ``count`` consecutive free ports on 127.0.0.1."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def make_consortium(
-    root: Path, validators: int = 4, observers: int = 1, **terms_over: Any
+    root: Path, validators: int = 4, observers: int = 1, members: int = 0
 ) -> list[Path]:
-    """Write a consortium under ``root``; the node.json paths, validators first."""
-
-    async def identities() -> list[dict[str, Any]]:
-        return list(
-            await asyncio.gather(
-                *(_identity(root / f"node{i + 1}" / "data") for i in range(validators))
-            )
-        )
-
-    idents = asyncio.run(identities())
-    names = [f"node{i + 1}" for i in range(validators)]
-    ports = [(free_port(), free_port()) for _ in range(validators + observers)]
-    addrs = ["0x" + ident["address"].hex() for ident in idents]
-    terms: dict[str, Any] = {
-        "version": 1,
-        "chainId": CHAIN_ID,
-        "fork": "osaka",
-        "gasLimit": 30_000_000,
-        "genesisTimestamp": 1_764_000_000,
-        "alloc": {FUNDED.lower(): str(10**24)},
-        "privacy": "open",
-        "validation": "attested-diff",
-        "blockPeriod": 1,
-        "roundTimeout": 2.0,
-        "maxRoundTimeout": 30.0,
-        "epochPeriod": 86400,
-        "validators": addrs,
-        "genesisNode": addrs[0],
-        "nodes": [
-            {
-                "name": names[i],
-                "address": addrs[i],
-                "role": "validator",
-                "rpc": f"127.0.0.1:{ports[i][0]}",
-                "p2p": f"127.0.0.1:{ports[i][1]}",
-            }
-            for i in range(validators)
+    """``coco-gateway init`` a consortium under ``root`` (identities made in each node's
+    enclave); the node.json paths: validators, members, observers."""
+    count = validators + members + observers
+    rpc_base = free_range(count)
+    p2p_base = free_range(count)
+    while set(range(p2p_base, p2p_base + count)) & set(range(rpc_base, rpc_base + count)):
+        p2p_base = free_range(count)
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "gateway.cli", "init", "--dir", str(root),
+            "--validators", str(validators), "--observers", str(observers),
+            "--members", str(members),
+            "--chain-id", str(CHAIN_ID), "--base-rpc-port", str(rpc_base),
+            "--base-p2p-port", str(p2p_base), "--alloc", f"{FUNDED}={10**24}",
         ],
-        "measurements": ["0x" + idents[0]["measurement"].hex()],
-        "platforms": ["virtual"],
-        "allowVirtual": True,
-    }
-    terms.update(terms_over)
-    (root / "consortium.json").write_text(json.dumps(terms, indent=2))
-    p2p = [f"127.0.0.1:{p2p_port}" for _, p2p_port in ports[:validators]]
-    configs: list[Path] = []
-    for i in range(validators + observers):
-        name = names[i] if i < validators else f"observer{i - validators + 1}"
-        role = "validator" if i < validators else "observer"
-        here = root / name
-        here.mkdir(exist_ok=True)
-        doc = {
-            "version": 1,
-            "name": name,
-            "role": role,
-            "consortium": "../consortium.json",
-            "dataDir": "data",
-            "rpc": {"host": "127.0.0.1", "port": ports[i][0]},
-            "p2p": {"host": "127.0.0.1", "port": ports[i][1]},
-            "peers": [p for j, p in enumerate(p2p) if j != i],
-            "enclave": "process",
-            "privacy": "open",
-        }
-        (here / "node.json").write_text(json.dumps(doc, indent=2))
-        configs.append(here / "node.json")
-    return configs
+        capture_output=True, text=True, cwd=str(REPO), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"init failed:\n{done.stdout}\n{done.stderr}"
+    names = [f"node{i + 1}" for i in range(validators + members)]
+    names += [f"observer{i + 1}" for i in range(observers)]
+    return [root / name / "node.json" for name in names]
 
 
 class ClusterNode:

@@ -18,6 +18,7 @@ from build_features import enclave_makes_identities, has_node_command
 from conftest import REPO, rpc
 
 from gateway.cluster import NodeView, find_nodes, plain_line, render, render_line
+from gateway.config import ConsortiumTerms
 from gateway.devaccounts import DEV_BALANCE_WEI, derive
 from gateway.scaffold import (
     Identity,
@@ -135,7 +136,12 @@ def test_status_lines() -> None:
             "finalized": "0xc",
             "round": 0,
             "proposer": "0x" + "01" * 20,
-            "peers": ["a", "b", "c"],
+            "peers": [  # links, as the consortium node lists them: one each way
+                {"name": "node2", "address": "0x" + "02" * 20},
+                {"name": "node2", "address": "0x" + "02" * 20},
+                {"name": "node3", "address": "0x" + "03" * 20},
+                {"name": "", "role": "observer", "address": None},
+            ],
             "lastError": None,
         },
     )
@@ -149,6 +155,8 @@ def test_status_lines() -> None:
     assert "node1 h=12 f=12 r=0 peers=3" in plain and "node2 down (not listening)" in plain
     weird = NodeView("n", "member", "u", {"height": "nonsense", "peers": 4, "lastError": "a\nb"})
     assert render_line(weird).split() == ["n", "member", "-", "-", "-", "-", "-", "4", "a", "b"]
+    observer = NodeView("o", "observer", "u", {"height": 5, "finalized": 5, "round": None})
+    assert "o h=5 f=5 r=- peers=-" in plain_line([observer])
 
 
 # ------------------------------------------------------------------ init (real enclaves)
@@ -158,24 +166,10 @@ def test_status_lines() -> None:
 def test_init_makes_a_consortium(tmp_path: Path) -> None:
     directory = tmp_path / "c"
     alloc = "0x" + "11" * 20
-    done = cli(
-        "init",
-        "--dir",
-        str(directory),
-        "--validators",
-        "2",
-        "--members",
-        "1",
-        "--observers",
-        "1",
-        "--chain-id",
-        "4242",
-        "--validation",
-        "re-execute",
-        "--dev-alloc",
-        "--alloc",
-        f"{alloc}=7ether",
-    )
+    args = ["--dir", str(directory), "--validators", "2", "--members", "1", "--observers", "1"]
+    args += ["--chain-id", "4242", "--validation", "re-execute", "--dev-alloc"]
+    args += ["--alloc", f"{alloc}=7ether"]
+    done = cli("init", *args)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     for name in ("node1", "node2", "node3", "observer1"):
@@ -196,11 +190,15 @@ def test_init_makes_a_consortium(tmp_path: Path) -> None:
         assert node.data_path == directory / node.name / "data"
         mode = stat.S_IMODE(os.stat(node.data_path).st_mode)
         assert node.role == "observer" or mode == 0o700
-    # the identity key lives in the node's enclave: the same data dir gives the same address
-    entry = terms.node("node2")
-    assert entry is not None
-    again = asyncio.run(make_identity(directory / "node2" / "data"))
-    assert again.address == entry.address
+    # an unfinished init (no consortium.json yet) is finished by running it again: the
+    # identity keys live in the nodes' enclaves, which reopen them
+    (directory / "consortium.json").unlink()
+    rerun = cli("init", *args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    again = ConsortiumTerms.load(directory / "consortium.json")
+    assert again.nodes == terms.nodes and again.alloc == terms.alloc
+    reopened = asyncio.run(make_identity(directory / "node2" / "data"))
+    assert reopened.address == terms.nodes[1].address
     # nothing is overwritten
     before = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
     refused = cli("init", "--dir", str(directory))

@@ -59,6 +59,32 @@ def test_the_chain_advances_and_every_node_agrees(cluster: list[ClusterNode]) ->
     assert validators[0].call("eth_getBlockByNumber", ["finalized", False]) is not None
 
 
+@pytest.mark.parametrize("index", [1, 4], ids=["validator", "observer"])
+def test_new_heads_are_announced(cluster: list[ClusterNode], index: int) -> None:
+    from websockets.sync.client import connect
+
+    node = cluster[index]
+    with connect(node.url.replace("http", "ws", 1), open_timeout=30) as ws:
+        ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+                            "params": ["newHeads"]}))  # fmt: skip
+        sub = json.loads(ws.recv(timeout=30))["result"]
+        before = height(node)
+        seen: list[int] = []
+        while len(seen) < 2:
+            note = json.loads(ws.recv(timeout=60))
+            assert note["params"]["subscription"] == sub
+            seen.append(int(note["params"]["result"]["number"], 16))
+    assert seen[0] >= before and seen[1] > seen[0]
+    assert (
+        note["params"]["result"]["hash"]
+        == node.call("eth_getBlockByNumber", [hex(seen[1]), False])["hash"]
+    )
+
+
+def test_net_peer_count_counts_links(cluster: list[ClusterNode]) -> None:
+    assert int(cluster[0].call("net_peerCount"), 16) >= 3
+
+
 def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
     cluster: list[ClusterNode],
 ) -> None:
@@ -167,3 +193,36 @@ def test_a_validator_that_was_down_catches_up(cluster: list[ClusterNode]) -> Non
     )
     # and it takes part again: the chain still advances with all four
     wait_for(lambda: height(node4) >= target + 3, 60, "node4 follows the chain", cluster)
+
+
+def test_a_member_forwards_and_follows(tmp_path: Path) -> None:
+    """One validator and one member: a transaction sent to the member is forwarded sealed to
+    the validator, decided there, pushed back, and its receipt read on the member."""
+    configs = make_consortium(tmp_path, validators=1, members=1, observers=0)
+    nodes = [ClusterNode(config) for config in configs]
+    try:
+        for node in nodes:
+            node.start()
+        wait_for(lambda: all(n.ready() for n in nodes), 120, "both nodes answer RPC", nodes)
+        validator, member = nodes
+        assert member.call("coco_nodeStatus")["role"] == "member"
+        sender = Account.from_key(FUNDED_KEY).address
+        tx = {
+            "chainId": CHAIN_ID, "nonce": 0, "to": "0x" + "78" * 20, "value": 7, "gas": 21_000,
+            "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9,
+        }  # fmt: skip
+        raw = Account.sign_transaction(tx, FUNDED_KEY).raw_transaction
+        tx_hash = member.call("eth_sendRawTransaction", ["0x" + raw.hex()])
+
+        def receipt(node: ClusterNode) -> Any:
+            return rpc(node.url, "eth_getTransactionReceipt", [tx_hash]).get("result")
+
+        on_member = wait_for(lambda: receipt(member), 90, "the receipt on the member", nodes)
+        assert on_member == receipt(validator)
+        assert member.call("eth_getTransactionCount", [sender, "latest"]) == "0x1"
+        number = int(on_member["blockNumber"], 16)
+        finality = member.call("coco_getFinality", [hex(number)])
+        assert finality["final"] is True and finality["signers"] == finality["validators"]
+    finally:
+        codes = [node.stop() for node in nodes]
+    assert codes == [0, 0], [n.log()[-3000:] for n in nodes]

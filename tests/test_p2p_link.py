@@ -399,3 +399,67 @@ def test_protocol_doc_worked_example() -> None:
     assert hex_after("statusframe") == wire.encode(status).hex()
     get = wire.frame("getBlocks", start=641, count=64, public=True)
     assert hex_after("getblocksframe") == wire.encode(get).hex()
+
+
+@on_loop
+async def test_two_links_between_two_nodes_count_once() -> None:
+    async with two_nodes() as pair:
+        a, b = pair
+        a.links.dial([b.endpoint])
+        b.links.dial([a.endpoint])
+        await until(lambda: len(a.links.live()) == 2 and len(b.links.live()) == 2)
+        assert [p["name"] for p in a.links.summary()] == ["node2"]
+        assert a.links.summary()[0]["endpoint"] == b.endpoint  # the dialled one: with its port
+        # a broadcast goes once to each node, not once per link
+        assert a.links.broadcast(wire.frame("status", height=1, finalized=1, state="x")) == 1
+
+
+def test_catch_up_progress_lines_and_bar(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import io
+    import logging
+    import sys
+
+    from gateway.consortium_node import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    caplog.set_level(logging.INFO, logger="gateway.consortium")
+    progress = Progress()
+    for done in (64, 128, 200):
+        progress.update(done, 200, 1)
+    assert "catch-up [" in terminal.getvalue() and terminal.getvalue().endswith("200/200 blocks\n")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "catch-up: 64/200 blocks" and lines[-1] == "catch-up: 200/200 blocks"
+    caplog.clear()
+    progress.update(5, 5, 4)  # a block or two behind: neither a bar nor a line
+    assert caplog.records == []
+
+
+@on_loop
+async def test_an_observer_pins_the_genesis_a_listed_node_signed() -> None:
+    async with two_nodes() as pair:
+        a, _ = pair
+        observer = await Endpoint(None).start()
+        observer.config.genesis = None  # a new observer: it learns the genesis
+        try:
+            peer = await observer.links.connect(a.endpoint)
+            assert observer.config.genesis == GENESIS and peer.address == ADDRS[0]
+            await peer.ws.close()
+            # once pinned, a node of another genesis is refused
+            other = Endpoint(1)
+            other.config.genesis = keccak(b"another chain")
+            await other.start()
+            try:
+                with pytest.raises(LinkRefused) as caught:
+                    await observer.links.connect(other.endpoint)
+                assert "wrong-genesis" in caught.value.message
+            finally:
+                await other.stop()
+        finally:
+            await observer.stop()

@@ -33,6 +33,7 @@ class Handlers:
 
     enclave: EnclaveClient
     dev: bool
+    chain_id: int
     strict: bool
     view: ChainView
     node_status: Callable[[], Awaitable[dict[str, Any]]] | None

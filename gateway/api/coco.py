@@ -9,6 +9,7 @@ from gateway.api import params as p
 from gateway.api.base import Handlers
 from gateway.api.params import hexdata, qty
 from gateway.consensus.qbft import Block, commit_seal_digest, recover_signer
+from gateway.consensus.seal import seal_digest as v1_seal_digest
 from gateway.enclave import messages as m
 from gateway.errors import Unauthorized
 
@@ -137,8 +138,14 @@ class CocoMethods(Handlers):
             return None
         number, proposer = int(proof["number"]), bytes(proof["proposer"])
         header, round_ = bytes(proof["header"]), int(proof["round"])
-        digest = Block(number, proposer, header).digest
-        seal_digest = commit_seal_digest(digest, round_)
+        block_hash = bytes(proof["hash"])
+        scheme = proof.get("scheme", "qbft-commit-seal-v1")
+        digest: bytes | None = None
+        if scheme == "seal-v1":  # the dev chain's blocks carry the v1 seal (a consortium of one)
+            seal_digest = v1_seal_digest(self.chain_id, block_hash)
+        else:
+            digest = Block(number, proposer, header).digest
+            seal_digest = commit_seal_digest(digest, round_)
         validators = [bytes(v) for v in proof["validators"]]
         signers: list[bytes] = []
         for seal in proof["seals"]:
@@ -148,11 +155,12 @@ class CocoMethods(Handlers):
         quorum = int(proof["quorum"])
         return {
             "number": qty(number),
-            "hash": hexdata(proof["hash"]),
+            "hash": hexdata(block_hash),
             "header": hexdata(header),
             "round": round_,
-            "proposer": hexdata(proposer),
-            "digest": hexdata(digest),
+            "proposer": hexdata(proposer) if proposer else None,
+            "scheme": scheme,
+            "digest": None if digest is None else hexdata(digest),
             "sealDigest": hexdata(seal_digest),
             "seals": [hexdata(s) for s in proof["seals"]],
             "signers": [hexdata(s) for s in signers],

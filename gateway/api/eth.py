@@ -77,7 +77,9 @@ class Api(CocoMethods, DevMethods):
 
     async def net_peerCount(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0)
-        return "0x0"
+        if self.node_status is None:
+            return "0x0"  # the dev chain: a consortium of one
+        return qty(len((await self.node_status())["peers"]))
 
     async def web3_clientVersion(self, params: list[Any], ctx: Any) -> str:
         p.arity(params, 0)

@@ -56,7 +56,7 @@ def quantity(value: Any, name: str, index: int | None = None, *, bits: int = 256
         raise bad(name, index, "hex string without 0x prefix")
     digits = value[2:]
     if not digits:
-        raise bad(name, index, "hex string \"0x\" has no digits")
+        raise bad(name, index, 'hex string "0x" has no digits')
     if not re.fullmatch(r"[0-9a-fA-F]+", digits):
         raise bad(name, index, f"invalid hex string {value[:80]!r}")
     number = int(digits, 16)
@@ -180,15 +180,13 @@ def signed_query(value: Any) -> tuple[bytes | None, dict[str, int] | None]:
         return None, None
     query = value["signedQuery"]
     if not isinstance(query, dict):
-        raise bad(
-            "transaction.signedQuery", 0, "expected an object {version, signature, leash}"
-        )
+        raise bad("transaction.signedQuery", 0, "expected an object {version, signature, leash}")
     if query.get("version") != SIGNED_QUERY_VERSION:
         raise Unauthorized(
             f"signed query refused: version {query.get('version', 1)!r} is not accepted; this "
             f"node takes signed query version {SIGNED_QUERY_VERSION} only (bound to the chain's "
             "genesis, answered at one block, once per nonce): upgrade the client SDK "
-            "(docs/PROTOCOL.md, \"Signed query, version 2\")",
+            '(docs/PROTOCOL.md, "Signed query, version 2")',
             reason="query-version",
         )
     signature = data(query.get("signature"), "transaction.signedQuery.signature", 0, size=65)
@@ -236,9 +234,7 @@ def tx_object(value: Any, name: str, index: int) -> dict[str, Any]:
     if chosen is not None:
         out["data"] = data(chosen, f"{name}.input", index)
     if "gasPrice" in out and ("maxFeePerGas" in out or "maxPriorityFeePerGas" in out):
-        raise bad(
-            name, index, "both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified"
-        )
+        raise bad(name, index, "both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified")
     return out
 
 
@@ -314,9 +310,7 @@ def access_list(value: Any, name: str, index: int) -> list[list[Any]]:
             raise bad(f"{here}.storageKeys", index, "expected an array of 32-byte hashes")
         total += 1 + len(keys)
         if total > MAX_ACCESS_LIST_ENTRIES:
-            raise bad(
-                where, index, f"at most {MAX_ACCESS_LIST_ENTRIES} addresses and keys in all"
-            )
+            raise bad(where, index, f"at most {MAX_ACCESS_LIST_ENTRIES} addresses and keys in all")
         account = address(entry.get("address"), f"{here}.address", index)
         out.append([account, [hash32(k, f"{here}.storageKeys", index) for k in keys]])
     return out

@@ -228,17 +228,27 @@ class Links:
         return sent
 
     def summary(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": p.name,
-                "role": p.role,
-                "address": None if p.address is None else "0x" + p.address.hex(),
-                "endpoint": p.endpoint,
-                "height": p.height,
-                "finalized": p.finalized,
-            }
-            for p in self.live()
-        ]
+        """One entry per linked node (two nodes that dialled each other share two links),
+        and one per observer link."""
+        out: dict[Any, dict[str, Any]] = {}
+        for p in self.live():
+            key = p.address if p.address is not None else p.id
+            entry = out.setdefault(
+                key,
+                {
+                    "name": p.name,
+                    "role": p.role,
+                    "address": None if p.address is None else "0x" + p.address.hex(),
+                    "endpoint": p.endpoint,
+                    "height": p.height,
+                    "finalized": p.finalized,
+                },
+            )
+            if p.side == "client":  # a dialled link names the peer's listening port
+                entry["endpoint"] = p.endpoint
+            entry["height"] = max(entry["height"], p.height)
+            entry["finalized"] = max(entry["finalized"], p.finalized)
+        return list(out.values())
 
     async def close(self) -> None:
         self._closing = True
