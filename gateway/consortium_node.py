@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import clock
 from gateway.api.base import Method
 from gateway.config import ConfigError, ConsortiumTerms, NodeFile
 from gateway.enclave import messages as m
@@ -550,9 +551,9 @@ class ConsortiumNode(_P2pShell, Node):
 
     async def _consensus_loop(self) -> None:
         """One ConsensusStep at a time: the inbox in batches, and the enclave's timer."""
-        self._timer_at = time.time()  # a first step at once: the enclave starts its round
+        self._timer_at = clock.now()  # a first step at once: the enclave starts its round
         while True:
-            now = time.time()
+            now = clock.now()
             tick = self._timer_at is not None and now >= self._timer_at
             if not self._inbox and not tick:
                 timeout = None if self._timer_at is None else max(0.0, self._timer_at - now)
@@ -572,7 +573,7 @@ class ConsortiumNode(_P2pShell, Node):
             except RpcError as exc:
                 self.last_error = f"consensus step: {exc.message}"
                 log.error("%s", self.last_error)
-                self._timer_at = time.time() + 1.0
+                self._timer_at = clock.now() + 1.0
                 continue
             await self._apply_step(answer)
 
