@@ -170,6 +170,7 @@ class Progress:
         self._last_line = 0.0
         self._tty = sys.stderr.isatty()
         self._start: int | None = None
+        self._snapshot_logged = -1
 
     def update(self, done: int, target: int, start: int) -> None:
         if self._start is None or start < self._start:
@@ -208,8 +209,9 @@ class Progress:
             if done >= total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
-        if now - self._last_line >= 2.0 or done >= total:
+        if (now - self._last_line >= 2.0 or done >= total) and done != self._snapshot_logged:
             self._last_line = now
+            self._snapshot_logged = done
             log.info(
                 "snapshot: %.1f/%.1f MB, %d%% (block %d)", done / 1e6, total / 1e6, percent, height
             )
