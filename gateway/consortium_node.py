@@ -699,7 +699,7 @@ class ConsortiumNode(_P2pShell, Node):
                     self._sync_wanted = None
                     break
                 if self._snapshot_wanted(target):
-                    if not await self._snapshot(peer):
+                    if not await self._snapshot(peer, target):
                         self._snapshot_paused_until = time.monotonic() + SNAPSHOT_PAUSE
                         log.warning(
                             "snapshot: falling back to block-by-block catch-up for %g s",
@@ -749,7 +749,7 @@ class ConsortiumNode(_P2pShell, Node):
         finally:
             self._snapshot_reply = None
 
-    async def _snapshot(self, peer: Peer) -> bool:
+    async def _snapshot(self, peer: Peer, target: int) -> bool:
         """Fetch a sealed snapshot of ``peer``'s finalized state chunk by chunk into the
         enclave (which checks and stages each), then have the enclave check and open it.
         Resumes a snapshot staged before a restart when the peer still serves it; starts
@@ -769,7 +769,7 @@ class ConsortiumNode(_P2pShell, Node):
         else:
             log.info(
                 "snapshot: %d blocks behind %r: starting from a sealed snapshot of its state",
-                max(peer.finalized, 0) - self.head,
+                target - self.head,
                 peer,
             )
         total, height, failures = 0, 0, 0

@@ -10,6 +10,9 @@ the way: its enclave refuses the chunk with a reason, the node asks again, and c
 from __future__ import annotations
 
 import json
+import random
+import re
+import shutil
 import signal
 import socket
 import threading
@@ -21,6 +24,9 @@ import pytest
 from cluster_support import CHAIN_ID, FUNDED_KEY, ClusterNode, make_consortium, wait_for
 from conftest import free_port, rpc
 from eth_account import Account
+
+from gateway.enclave.keys import SEALING_KEY_FILE
+from gateway.ledger import LEDGER_FILE, Ledger, read_meta
 
 THRESHOLD = 12  # blocks behind from which a node starts from a snapshot
 BLOCK_PERIOD = 0.25
@@ -55,7 +61,11 @@ class TamperingProxy:
                 client, _ = self._server.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:  # the node is stopping
+                client.close()
+                continue
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._frames, args=(upstream, client), daemon=True).start()
 
@@ -121,6 +131,35 @@ class TamperingProxy:
                     pass
 
 
+def _below_ephemeral_port(taken: set[int]) -> int:
+    """A free port below Linux's ephemeral range (32768..): a node started minutes after
+    the others must not find its port taken by some client connection's local end."""
+    for _ in range(1000):
+        port = random.randint(20000, 32000)
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError("no free port below 32000")
+
+
+def _move_ports(root: Path, node: ClusterNode, taken: set[int]) -> None:
+    """Give ``node`` other RPC and p2p ports, in every file that names them."""
+    doc = json.loads(node.config.read_text())
+    moves = {doc[k]["port"]: _below_ephemeral_port(taken) for k in ("rpc", "p2p")}
+    for path in root.rglob("*.json"):
+        text = path.read_text()
+        for old, new in moves.items():
+            text = re.sub(rf"\b{old}\b", str(new), text)
+        path.write_text(text)
+    node.url = f"http://127.0.0.1:{moves[doc['rpc']['port']]}"
+
+
 def _edit(config: Path, **fields: Any) -> None:
     doc = json.loads(config.read_text())
     doc.update(fields)
@@ -133,16 +172,18 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     configs = make_consortium(root, validators=4, members=2, observers=0, block_period=BLOCK_PERIOD)
     nodes = [ClusterNode(c) for c in configs]
     validators, (member, shy) = nodes[:4], nodes[4:]
+    taken = set()
+    for node in nodes:
+        doc = json.loads(node.config.read_text())
+        taken |= {doc["rpc"]["port"], doc["p2p"]["port"]}
+    for late in (member, shy):
+        _move_ports(root, late, taken)
     # the second member reaches node1 only through the tampering proxy: nobody dials it
     shy_p2p = json.loads(shy.config.read_text())["p2p"]["port"]
     for node in nodes:
         doc = json.loads(node.config.read_text())
         _edit(node.config, peers=[p for p in doc["peers"] if not p.endswith(f":{shy_p2p}")])
     node1_p2p = json.loads(validators[0].config.read_text())["p2p"]["port"]
-    taken = set()
-    for node in nodes:
-        doc = json.loads(node.config.read_text())
-        taken |= {doc["rpc"]["port"], doc["p2p"]["port"]}
     proxy = TamperingProxy(node1_p2p, taken)
     _edit(shy.config, peers=[f"127.0.0.1:{proxy.port}"], snapshotThreshold=THRESHOLD)
     _edit(member.config, snapshotThreshold=THRESHOLD)
@@ -221,3 +262,41 @@ def test_a_tampered_snapshot_chunk_is_refused_and_asked_again(consortium: dict[s
     target = height(v1)
     wait_for(lambda: height(shy) >= target, 120, "the second member catches up", nodes)
     _same_block(shy, v1, min(height(shy), height(v1)))
+
+
+def test_a_validator_with_an_emptied_data_directory_starts_from_a_snapshot(
+    consortium: dict[str, Any],
+) -> None:
+    """node4 loses its data directory but keeps its identity (the sealing key file and its
+    sealed node key): it joins again, takes a snapshot, and votes again."""
+    validators, nodes = consortium["validators"], consortium["nodes"]
+    v1, node4 = validators[0], validators[3]
+    assert node4.stop(signal.SIGTERM) == 0
+    identity = read_meta(node4.data_dir / LEDGER_FILE, "node_key.sealed")
+    assert identity is not None
+    kept = node4.data_dir.parent / "kept"
+    kept.mkdir()
+    shutil.copyfile(node4.data_dir / SEALING_KEY_FILE, kept / SEALING_KEY_FILE)
+    shutil.rmtree(node4.data_dir)
+    kept.rename(node4.data_dir)
+    ledger = Ledger(node4.data_dir / LEDGER_FILE)
+    ledger.put_meta("node_key.sealed", identity)
+    ledger.close()
+    _edit(node4.config, snapshotThreshold=THRESHOLD)
+    start = height(v1)
+    wait_for(lambda: height(v1) >= start + THRESHOLD, 120, "three validators go on", nodes)
+    node4.start()
+    wait_for(node4.ready, 120, "node4 answers again", nodes)
+    wait_for(lambda: "snapshot: opened block" in node4.log(), 120, "node4 opened a snapshot", nodes)
+    target = height(v1)
+    wait_for(lambda: height(node4) >= target, 120, "node4 catches up", nodes)
+    _same_block(node4, v1, target)
+    # it takes part again: a later block is proposed or sealed by it
+    address = node4.call("coco_nodeStatus")["address"].lower()
+
+    def node4_took_part() -> bool:
+        finality = v1.call("coco_getFinality", [hex(height(v1))])
+        names = [finality["proposer"], *finality["signers"]]
+        return address in [str(n).lower() for n in names]
+
+    wait_for(node4_took_part, 120, "a block proposed or sealed by node4", nodes)
