@@ -301,3 +301,58 @@ def test_chunk_checks() -> None:
     raw = snap.seal_chunk(KEY, 7, GENESIS, _chunk())
     with pytest.raises(SnapshotRefused):
         snap.open_chunk(b"\x06" * 32, 7, GENESIS, raw)
+
+
+# --------------------------------------------------------------------------- host side
+
+
+def test_snapshot_frames_are_checked_strictly() -> None:
+    from gateway.p2p import wire
+
+    ask = wire.frame("getSnapshot", head=None, cursor=b"", limit=2 * 1024 * 1024)
+    assert wire.decode(wire.encode(ask)) == ask
+    answer = wire.frame("snapshot", height=9, hash=b"\x01" * 32, next=None, total=10, chunk=b"x")
+    assert wire.decode(wire.encode(answer)) == answer
+    bad = [
+        ({**ask, "head": b"\x01" * 31}, "bad-field"),
+        ({**ask, "limit": wire.MAX_SNAPSHOT_LIMIT + 1}, "bad-field"),
+        ({**ask, "cursor": b"k" * (wire.MAX_CURSOR + 1)}, "bad-field"),
+        ({**answer, "extra": 1}, "extra-field"),
+        ({k: v for k, v in answer.items() if k != "chunk"}, "missing-field"),
+        ({**answer, "next": "text"}, "bad-field"),
+    ]
+    import msgpack as mp
+
+    for frame, reason in bad:
+        with pytest.raises(wire.WireError) as info:
+            wire.decode(mp.packb(frame, use_bin_type=True))
+        assert info.value.reason == reason
+    # observers neither ask for nor get snapshots
+    assert "getSnapshot" not in wire.PUBLIC_FRAMES and "snapshot" not in wire.PUBLIC_FRAMES
+
+
+def test_snapshot_progress_lines_and_bar(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import io
+    import logging
+    import sys
+
+    from gateway.consortium_node import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    caplog.set_level(logging.INFO, logger="gateway.consortium")
+    progress = Progress()
+    for done in (12_300_000, 40_000_000, 80_000_000, 80_000_000):
+        progress.snapshot(done, 80_000_000, 4096)
+    assert "snapshot of block 4096 [" in terminal.getvalue()
+    assert terminal.getvalue().endswith("80.0/80.0 MB\n")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "snapshot: 12.3/80.0 MB, 15% (block 4096)"
+    assert lines[-1] == "snapshot: 80.0/80.0 MB, 100% (block 4096)"
+    assert len(lines) == 2  # a line every 2 s, the last one once
