@@ -304,6 +304,7 @@ class ConsortiumNode(_P2pShell, Node):
         self._sync_wake = asyncio.Event()
         self._progress = Progress()
         self._snapshot_reply: asyncio.Future[dict[str, Any]] | None = None
+        self._snapshot_peer: Peer | None = None
         self._snapshot_paused_until = 0.0
 
     # ---------------------------------------------------------------- life cycle
@@ -474,7 +475,12 @@ class ConsortiumNode(_P2pShell, Node):
     async def _on_frame(self, peer: Peer, frame: dict[str, Any]) -> None:
         kind = frame["t"]
         waiting = self._snapshot_reply
-        if kind in ("snapshot", "refused") and waiting is not None and not waiting.done():
+        if (
+            kind in ("snapshot", "refused")
+            and waiting is not None
+            and not waiting.done()
+            and peer is self._snapshot_peer
+        ):
             waiting.set_result(frame)
             return
         if kind == "snapshot":
@@ -737,6 +743,7 @@ class ConsortiumNode(_P2pShell, Node):
     async def _ask_snapshot(self, peer: Peer, head: bytes | None, cursor: bytes) -> dict[str, Any]:
         """One getSnapshot to ``peer``: its ``snapshot`` frame, or a ``refused`` one."""
         self._snapshot_reply = asyncio.get_running_loop().create_future()
+        self._snapshot_peer = peer
         try:
             if not peer.send(
                 wire.frame("getSnapshot", head=head, cursor=cursor, limit=SNAPSHOT_CHUNK)
@@ -747,7 +754,7 @@ class ConsortiumNode(_P2pShell, Node):
             except TimeoutError:
                 return wire.refused("timeout", f"no snapshot chunk in {SYNC_TIMEOUT:g} s")
         finally:
-            self._snapshot_reply = None
+            self._snapshot_reply = self._snapshot_peer = None
 
     async def _snapshot(self, peer: Peer, target: int) -> bool:
         """Fetch a sealed snapshot of ``peer``'s finalized state chunk by chunk into the
@@ -795,7 +802,7 @@ class ConsortiumNode(_P2pShell, Node):
                     await self.enclave.request(m.DropSnapshot())
                     return False
                 continue  # ask for the same chunk again
-            head, cursor = bytes(reply["hash"]), answer["next"]
+            head, cursor, failures = bytes(reply["hash"]), answer["next"], 0
             done, total, height = int(answer["bytes"]), int(reply["total"]), int(reply["height"])
             self._progress.snapshot(done, total, height)
         try:

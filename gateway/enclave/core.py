@@ -454,6 +454,7 @@ class Enclave(BlockLifecycle):
                 "no consensus (members and dev nodes do not)",
                 reason="not-a-validator",
             )
+        self._exporter.expire(time.monotonic())
         return self.qbft.step(msg)
 
     def _on_SignLink(self, msg: m.SignLink) -> bytes:
@@ -1082,6 +1083,7 @@ class Enclave(BlockLifecycle):
             raise InvalidParams(
                 f"at most {MAX_IMPORT_BLOCKS} blocks per import", reason="too-many-blocks"
             )
+        self._exporter.expire(time.monotonic())
         decided: list[dict[str, Any]] = []
         for exported in msg.blocks:
             if not isinstance(exported, dict):

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -267,8 +268,17 @@ class Exporter:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.sessions: OrderedDict[bytes, tuple[SnapshotView, float, float]] = OrderedDict()
+        self._lock = threading.Lock()  # exports run under the enclave lock, expiry under either
 
     def expire(self, now: float) -> None:
+        """Close the sessions idle too long (their read transactions hold the WAL back);
+        called on every export and by the enclave's block operations."""
+        if not self.sessions:
+            return
+        with self._lock:
+            self._expire(now)
+
+    def _expire(self, now: float) -> None:
         for head, (view, _, used) in list(self.sessions.items()):
             if now - used > SESSION_IDLE_SECONDS:
                 view.close()
@@ -276,7 +286,11 @@ class Exporter:
                 log.info("snapshot export of block %d closed (idle)", view.height)
 
     def session(self, head: bytes | None, now: float) -> SnapshotView:
-        self.expire(now)
+        with self._lock:
+            return self._session(head, now)
+
+    def _session(self, head: bytes | None, now: float) -> SnapshotView:
+        self._expire(now)
         if head is not None:
             entry = self.sessions.get(head)
             if entry is None:
@@ -322,9 +336,10 @@ class Exporter:
         return view
 
     def close(self) -> None:
-        for view, _, _ in self.sessions.values():
-            view.close()
-        self.sessions.clear()
+        with self._lock:
+            for view, _, _ in self.sessions.values():
+                view.close()
+            self.sessions.clear()
 
     def export(
         self,
