@@ -410,6 +410,9 @@ class Endpoint:
         return {"host": self.host, "port": self.port}
 
 
+DEFAULT_SNAPSHOT_THRESHOLD = 256
+
+
 @dataclass(frozen=True)
 class NodeFile:
     """``node.json``: one node's settings. ``path`` is where it was read from (or will be
@@ -424,6 +427,9 @@ class NodeFile:
     peers: list[str] = field(default_factory=list)  # "host:port" of other nodes' p2p
     enclave: str = "process"  # "process" | "inprocess"
     privacy: str = "open"
+    # catch-up: a node this many finalized blocks (or more) behind starts from a sealed
+    # snapshot of a peer's state instead of replaying each block; 0 never does
+    snapshot_threshold: int = DEFAULT_SNAPSHOT_THRESHOLD
     version: int = CONFIG_VERSION
     path: Path | None = field(default=None, compare=False)
 
@@ -460,8 +466,12 @@ class NodeFile:
             peers.append(peer)
         enclave = r.choice("enclave", ENCLAVE_RUNTIMES)
         privacy = r.choice("privacy", PRIVACY_MODES)
+        snapshot_threshold = r.integer(
+            "snapshotThreshold", 0, 2**31, default=DEFAULT_SNAPSHOT_THRESHOLD
+        )
         r.done()
         return cls(
+            snapshot_threshold=snapshot_threshold,
             version=version,
             name=name,
             role=role,
@@ -492,6 +502,11 @@ class NodeFile:
             "peers": list(self.peers),
             "enclave": self.enclave,
             "privacy": self.privacy,
+            **(
+                {}
+                if self.snapshot_threshold == DEFAULT_SNAPSHOT_THRESHOLD
+                else {"snapshotThreshold": self.snapshot_threshold}
+            ),
         }
 
     def save(self, path: str | Path | None = None) -> None:

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from gateway import clock
 from gateway.api.base import Method
-from gateway.config import ConfigError, ConsortiumTerms, NodeFile
+from gateway.config import DEFAULT_SNAPSHOT_THRESHOLD, ConfigError, ConsortiumTerms, NodeFile
 from gateway.enclave import messages as m
 from gateway.enclave.runtime import EnclaveClient, ProcessEnclave
 from gateway.errors import RpcError
@@ -53,6 +53,9 @@ STATUS_SECONDS = 2.0  # how often a node tells its peers its height
 FORWARD_BATCH = 256  # transactions per forwarded txs frame
 JOIN_BACKOFF_MAX = 30.0
 SYNC_TIMEOUT = 30.0
+SNAPSHOT_CHUNK = 2 * 1024 * 1024  # bytes of rows asked for per snapshot chunk
+SNAPSHOT_RETRIES = 2  # a refused chunk is asked for again this many times, then block by block
+SNAPSHOT_PAUSE = 60.0  # seconds of block-by-block catch-up after a snapshot failed
 
 
 # ------------------------------------------------------------------ node.json (PLAN8)
@@ -78,6 +81,7 @@ class NodeSettings:
     peers: list[str] = field(default_factory=list)
     enclave: str = "process"
     privacy: str = "open"
+    snapshot_threshold: int = DEFAULT_SNAPSHOT_THRESHOLD
 
     @property
     def chain_id(self) -> int:
@@ -151,6 +155,7 @@ def load_settings(path: Path) -> NodeSettings:
         peers=list(node.peers),
         enclave=node.enclave,
         privacy=node.privacy,
+        snapshot_threshold=node.snapshot_threshold,
     )
 
 
@@ -167,6 +172,7 @@ class Progress:
         self._last_line = 0.0
         self._tty = sys.stderr.isatty()
         self._start: int | None = None
+        self._snapshot_logged = -1
 
     def update(self, done: int, target: int, start: int) -> None:
         if self._start is None or start < self._start:
@@ -189,6 +195,28 @@ class Progress:
             log.info("catch-up: %d/%d blocks", done, target)
         if done >= target:
             self._start = None
+
+    def snapshot(self, done: int, total: int, height: int) -> None:
+        """Snapshot progress in bytes of rows: ``snapshot: 12.3/80.0 MB, 41%``."""
+        total = max(total, done, 1)
+        percent = 100 * done // total
+        now = time.monotonic()
+        if self._tty:
+            width = 30
+            filled = min(width, width * done // total)
+            bar = "#" * filled + "." * (width - filled)
+            sys.stderr.write(
+                f"\rsnapshot of block {height} [{bar}] {done / 1e6:.1f}/{total / 1e6:.1f} MB"
+            )
+            if done >= total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        if (now - self._last_line >= 2.0 or done >= total) and done != self._snapshot_logged:
+            self._last_line = now
+            self._snapshot_logged = done
+            log.info(
+                "snapshot: %.1f/%.1f MB, %d%% (block %d)", done / 1e6, total / 1e6, percent, height
+            )
 
 
 class _P2pShell:
@@ -290,6 +318,9 @@ class ConsortiumNode(_P2pShell, Node):
         self._sync_wanted: tuple[Peer, int] | None = None
         self._sync_wake = asyncio.Event()
         self._progress = Progress()
+        self._snapshot_reply: asyncio.Future[dict[str, Any]] | None = None
+        self._snapshot_peer: Peer | None = None
+        self._snapshot_paused_until = 0.0
 
     # ---------------------------------------------------------------- life cycle
 
@@ -459,6 +490,17 @@ class ConsortiumNode(_P2pShell, Node):
 
     async def _on_frame(self, peer: Peer, frame: dict[str, Any]) -> None:
         kind = frame["t"]
+        waiting = self._snapshot_reply
+        if (
+            kind in ("snapshot", "refused")
+            and waiting is not None
+            and not waiting.done()
+            and peer is self._snapshot_peer
+        ):
+            waiting.set_result(frame)
+            return
+        if kind == "snapshot":
+            return  # an answer that came too late
         if kind in ("joined", "refused"):
             reply = getattr(self, "_join_reply", None)
             if reply is not None and not reply.done():
@@ -498,6 +540,29 @@ class ConsortiumNode(_P2pShell, Node):
             await self._serve_blocks(peer, frame)
         elif kind == "blocks":
             await self._on_blocks(peer, frame["items"])
+        elif kind == "getSnapshot":
+            await self._serve_snapshot(peer, frame)
+
+    async def _serve_snapshot(self, peer: Peer, frame: dict[str, Any]) -> None:
+        """The next sealed chunk of a snapshot of this node's finalized state."""
+        try:
+            answer = await self.enclave.request(
+                m.ExportSnapshot(frame["head"], frame["cursor"], frame["limit"])
+            )
+        except RpcError as exc:
+            log.info("snapshot for %r refused: %s", peer, exc.message)
+            peer.send(wire.refused(exc.reason_code or "snapshot-refused", exc.message))
+            return
+        peer.send(
+            wire.frame(
+                "snapshot",
+                height=int(answer["height"]),
+                hash=bytes(answer["hash"]),
+                next=answer["next"],
+                total=int(answer["total"]),
+                chunk=bytes(answer["chunk"]),
+            )
+        )
 
     async def _serve_blocks(self, peer: Peer, frame: dict[str, Any]) -> None:
         public = frame["public"] or peer.public
@@ -655,6 +720,14 @@ class ConsortiumNode(_P2pShell, Node):
                 if peer.closed or self.head >= target:
                     self._sync_wanted = None
                     break
+                if self._snapshot_wanted(target):
+                    if not await self._snapshot(peer, target):
+                        self._snapshot_paused_until = time.monotonic() + SNAPSHOT_PAUSE
+                        log.warning(
+                            "snapshot: falling back to block-by-block catch-up for %g s",
+                            SNAPSHOT_PAUSE,
+                        )
+                    continue
                 start = self.head + 1
                 self._batch_start = start
                 self._batch = asyncio.get_running_loop().create_future()
@@ -672,6 +745,98 @@ class ConsortiumNode(_P2pShell, Node):
                     self._sync_wanted = None
                     break
                 self._progress.update(self.head, target, start)
+
+    def _snapshot_wanted(self, target: int) -> bool:
+        """Far enough behind (``snapshotThreshold`` finalized blocks or more) to start from a
+        peer's sealed snapshot rather than replay every block, and not just failed at it."""
+        threshold = self.settings.snapshot_threshold
+        return (
+            threshold > 0
+            and target - self.head >= threshold
+            and time.monotonic() >= self._snapshot_paused_until
+        )
+
+    async def _ask_snapshot(self, peer: Peer, head: bytes | None, cursor: bytes) -> dict[str, Any]:
+        """One getSnapshot to ``peer``: its ``snapshot`` frame, or a ``refused`` one."""
+        self._snapshot_reply = asyncio.get_running_loop().create_future()
+        self._snapshot_peer = peer
+        try:
+            if not peer.send(
+                wire.frame("getSnapshot", head=head, cursor=cursor, limit=SNAPSHOT_CHUNK)
+            ):
+                return wire.refused("link-down", f"cannot send to {peer!r}")
+            try:
+                return await asyncio.wait_for(self._snapshot_reply, SYNC_TIMEOUT)
+            except TimeoutError:
+                return wire.refused("timeout", f"no snapshot chunk in {SYNC_TIMEOUT:g} s")
+        finally:
+            self._snapshot_reply = self._snapshot_peer = None
+
+    async def _snapshot(self, peer: Peer, target: int) -> bool:
+        """Fetch a sealed snapshot of ``peer``'s finalized state chunk by chunk into the
+        enclave (which checks and stages each), then have the enclave check and open it.
+        Resumes a snapshot staged before a restart when the peer still serves it; starts
+        over when it does not. False when it failed (logged, with the reason)."""
+        status = await self.enclave.request(m.GetStatus())
+        staged = status.get("snapshot")
+        head: bytes | None = None
+        cursor: bytes | None = b""
+        done = 0
+        if staged is not None:
+            head, cursor, done = bytes(staged["hash"]), staged["next"], int(staged["bytes"])
+            log.info(
+                "snapshot: resuming the snapshot of block %d staged before (%.1f MB)",
+                staged["height"],
+                done / 1e6,
+            )
+        else:
+            log.info(
+                "snapshot: %d blocks behind %r: starting from a sealed snapshot of its state",
+                target - self.head,
+                peer,
+            )
+        total, height, failures = 0, 0, 0
+        while cursor is not None:
+            reply = await self._ask_snapshot(peer, head, cursor)
+            if reply["t"] == "refused":
+                if reply["reason"] == "snapshot-expired" and head is not None:
+                    log.info("snapshot: %r no longer serves that snapshot: starting over", peer)
+                    head, cursor, done = None, b"", 0
+                    continue
+                self.last_error = f"snapshot from {peer!r}: {reply['reason']}: {reply['message']}"
+                log.warning("%s", self.last_error)
+                return False
+            try:
+                answer = await self.enclave.request(m.ImportSnapshot(reply["chunk"]))
+            except RpcError as exc:
+                failures += 1
+                self.last_error = (
+                    f"snapshot chunk from {peer!r} refused: {exc.reason_code}: {exc.message}"
+                )
+                log.warning("%s", self.last_error)
+                if failures > SNAPSHOT_RETRIES or exc.reason_code == "snapshot-not-ahead":
+                    await self.enclave.request(m.DropSnapshot())
+                    return False
+                continue  # ask for the same chunk again
+            head, cursor, failures = bytes(reply["hash"]), answer["next"], 0
+            done, total, height = int(answer["bytes"]), int(reply["total"]), int(reply["height"])
+            self._progress.snapshot(done, total, height)
+        try:
+            opened = await self.enclave.request(m.FinishSnapshot())
+        except RpcError as exc:
+            self.last_error = f"snapshot from {peer!r} refused: {exc.reason_code}: {exc.message}"
+            log.warning("%s", self.last_error)
+            return False
+        number = int(opened["height"])
+        self.head = max(self.head, number)
+        self._finalized = max(self._finalized, number)
+        self.api.view.head_number = max(self.api.view.head_number, number)
+        log.info(
+            "snapshot: opened block %d 0x%s; the blocks after it come by catch-up",
+            number,
+            bytes(opened["hash"]).hex(),
+        )
+        return True
 
     async def _on_blocks(self, peer: Peer, items: list[dict[str, Any]]) -> None:
         if self._answers_batch(items):

@@ -135,3 +135,15 @@ class BlockRefused(InvalidParams):
 
     def __init__(self, reason: str, message: str, **fields: Any) -> None:
         super().__init__(message, reason=reason, **fields)
+
+
+class SnapshotRefused(InvalidParams):
+    """A sealed snapshot (or one chunk of it) that this enclave refuses to export or to open.
+    Always carries a ``reason`` (gateway/enclave/snapshot.py): "bad-snapshot-chunk",
+    "bad-snapshot-row", "snapshot-out-of-order", "snapshot-incomplete", "no-snapshot",
+    "wrong-genesis", "broken-chain", "bad-seals", "state-root-missing",
+    "snapshot-not-ahead", "snapshot-expired", "snapshot-busy", "bad-cursor",
+    "not-a-consortium"."""
+
+    def __init__(self, reason: str, message: str, **fields: Any) -> None:
+        super().__init__(message, reason=reason, **fields)

@@ -58,7 +58,11 @@ def free_range(count: int) -> int:
 
 
 def make_consortium(
-    root: Path, validators: int = 4, observers: int = 1, members: int = 0
+    root: Path,
+    validators: int = 4,
+    observers: int = 1,
+    members: int = 0,
+    block_period: float | None = None,
 ) -> list[Path]:
     """``coco-gateway init`` a consortium under ``root`` (identities made in each node's
     enclave); the node.json paths: validators, members, observers."""
@@ -74,6 +78,7 @@ def make_consortium(
             "--members", str(members),
             "--chain-id", str(CHAIN_ID), "--base-rpc-port", str(rpc_base),
             "--base-p2p-port", str(p2p_base), "--alloc", f"{FUNDED}={10**24}",
+            *([] if block_period is None else ["--block-period", str(block_period)]),
         ],
         capture_output=True, text=True, cwd=str(REPO), timeout=300,
     )  # fmt: skip

@@ -22,25 +22,29 @@ import rlp
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eth.constants import BLANK_ROOT_HASH
+from eth.db.schema import SchemaV1
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from gateway.consensus.qbft.messages import Block as QbftBlock
 from gateway.consensus.qbft.messages import commit_seal_digest
 from gateway.consensus.qbft.validation import quorum
 from gateway.consensus.seal import SEAL_VERSION, seal_digest, sign_seal
 from gateway.devaccounts import derive
-from gateway.enclave import consortium
+from gateway.enclave import consortium, snapshot
 from gateway.enclave import messages as m
-from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle, Candidate
+from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle, Candidate, decode_header
 from gateway.enclave.keys import KeyRing, LocalSealer, measurement
 from gateway.enclave.sessions import SessionBook
 from gateway.enclave.storage import StorageSealer
 from gateway.errors import (
     AccountStateRefusal,
+    BlockRefused,
     InvalidParams,
     RpcError,
     ServerError,
+    SnapshotRefused,
     Unauthorized,
 )
 from gateway.execution import format as fmt
@@ -56,7 +60,7 @@ from gateway.execution.chain import (
 from gateway.execution.engine import Engine
 from gateway.execution.logs import LogFilter, topic_bytes
 from gateway.execution.views import sender_of
-from gateway.ledger import LEDGER_FILE, CommittedBlock, Ledger
+from gateway.ledger import LEDGER_FILE, SNAPSHOT_META, CommittedBlock, Ledger, SealedValueError
 from gateway.protocol import attestation, envelope, query
 
 log = logging.getLogger("gateway.enclave")
@@ -67,7 +71,15 @@ MAX_EXPORT_BLOCKS = 256
 MAX_FORWARDED_TXS = 4096
 FORWARDED_TX_INFO = b"coco-gateway/forwarded-tx/v1"
 # messages served under the build lock (one block operation at a time), not the enclave lock
-BUILD_LOCK_MESSAGES = (m.BuildBlock, m.ImportBlocks, m.ConsensusStep, m.JoinComplete)
+BUILD_LOCK_MESSAGES = (
+    m.BuildBlock,
+    m.ImportBlocks,
+    m.ConsensusStep,
+    m.JoinComplete,
+    m.ImportSnapshot,
+    m.FinishSnapshot,
+    m.DropSnapshot,
+)
 # the attestation publishes the current and the next epoch's key; admitting the next one
 # keeps a client whose clock (or a node whose clock) is ahead at an epoch edge working
 ADMISSION_LOOKAHEAD = 1
@@ -166,6 +178,7 @@ class Enclave(BlockLifecycle):
         self.terms: consortium.Terms | None = None
         self.qbft: consortium.QbftDriver | None = None
         self._join_key: X25519PrivateKey | None = None
+        self._exporter = snapshot.Exporter(self.ledger)
         self.chain_id = opened.chain_id
         spec: GenesisSpec | None = None
         if opened.consortium is not None:
@@ -376,6 +389,7 @@ class Enclave(BlockLifecycle):
             return handler(msg)
 
     def close(self) -> None:
+        self._exporter.close()
         self.ledger.close()
 
     def _on_GetStatus(self, msg: m.GetStatus) -> dict[str, Any]:
@@ -412,6 +426,8 @@ class Enclave(BlockLifecycle):
         }
         if self.qbft is not None:
             status["consensus"] = self.qbft.status()
+        staged = snapshot.decode_state(self.ledger.get_meta(SNAPSHOT_META))
+        status["snapshot"] = None if staged is None else self._snapshot_progress(staged)
         return status
 
     # ------------------------------------------------------------------ the consortium
@@ -438,6 +454,7 @@ class Enclave(BlockLifecycle):
                 "no consensus (members and dev nodes do not)",
                 reason="not-a-validator",
             )
+        self._exporter.expire(time.monotonic())
         return self.qbft.step(msg)
 
     def _on_SignLink(self, msg: m.SignLink) -> bytes:
@@ -515,6 +532,206 @@ class Enclave(BlockLifecycle):
             log.info("joined the consortium: the consortium secret is sealed here")
             self._finish_open(secret)
             return self._on_GetStatus(m.GetStatus())
+
+    # ------------------------------------------------------------------ sealed snapshots
+    def _snapshots_allowed(self) -> None:
+        if self.dev_chain:
+            raise SnapshotRefused(
+                "not-a-consortium", "a dev node is a consortium of one: it has no snapshots"
+            )
+
+    def _on_ExportSnapshot(self, msg: m.ExportSnapshot) -> dict[str, Any]:
+        self._snapshots_allowed()
+        if msg.head is not None and (not isinstance(msg.head, bytes) or len(msg.head) != 32):
+            raise SnapshotRefused("bad-cursor", "a snapshot's head is a 32-byte block hash")
+        if not isinstance(msg.limit, int) or isinstance(msg.limit, bool) or msg.limit < 0:
+            raise SnapshotRefused("bad-cursor", "a chunk limit is a non-negative integer")
+        return self._exporter.export(
+            key=self.keys.snapshot_key,
+            chain_id=self.chain_id,
+            genesis=self.genesis_hash,
+            head=msg.head,
+            cursor=msg.cursor,
+            limit=msg.limit,
+        )
+
+    @staticmethod
+    def _snapshot_progress(state: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "height": state["height"],
+            "hash": state["hash"],
+            "next": state["next"],
+            "bytes": state["bytes"],
+        }
+
+    def _on_ImportSnapshot(self, msg: m.ImportSnapshot) -> dict[str, Any]:
+        self._snapshots_allowed()
+        try:
+            chunk = snapshot.open_chunk(
+                self.keys.snapshot_key, self.chain_id, self.genesis_hash, msg.chunk
+            )
+        except SnapshotRefused as exc:
+            log.warning("refused a snapshot chunk: %s: %s", exc.reason_code, exc.message)
+            raise
+        if chunk.sealed != self.ledger.sealed:
+            raise SnapshotRefused(
+                "bad-snapshot-chunk",
+                "the snapshot comes from a ledger with another storage mode (sealed or "
+                "--insecure-plaintext-storage) than this node's",
+            )
+        state = snapshot.decode_state(self.ledger.get_meta(SNAPSHOT_META))
+        restart = chunk.start == snapshot.CURSOR_START
+        if restart:
+            with self._lock:
+                head = self.engine.head.block_number
+            if chunk.height <= head:
+                raise SnapshotRefused(
+                    "snapshot-not-ahead",
+                    f"the snapshot is of block {chunk.height}; this node is at {head} already",
+                )
+            state = {"height": chunk.height, "hash": chunk.hash, "next": b"", "bytes": 0}
+            log.info("receiving a snapshot of block %d 0x%s", chunk.height, chunk.hash.hex()[:16])
+        elif (
+            state is None
+            or state["hash"] != chunk.hash
+            or state["height"] != chunk.height
+            or state["next"] != chunk.start
+        ):
+            raise SnapshotRefused(
+                "snapshot-out-of-order",
+                "the chunk does not continue the snapshot staged here (another snapshot, "
+                "or not the next chunk)",
+            )
+        new = {
+            **state,
+            "next": chunk.next,
+            "bytes": int(state["bytes"]) + chunk.size,
+            "totals": None if chunk.totals is None else list(chunk.totals),
+        }
+        self.ledger.stage_snapshot(
+            chunk.kv, chunk.blocks, snapshot.encode_state(new), restart=restart
+        )
+        return self._snapshot_progress(new)
+
+    def _on_DropSnapshot(self, msg: m.DropSnapshot) -> bool:
+        self.ledger.drop_snapshot()
+        return True
+
+    def _on_FinishSnapshot(self, msg: m.FinishSnapshot) -> dict[str, Any]:
+        self._snapshots_allowed()
+        state = snapshot.decode_state(self.ledger.get_meta(SNAPSHOT_META))
+        if state is None:
+            raise SnapshotRefused("no-snapshot", "no snapshot is staged here")
+        try:
+            header = self._check_snapshot(state)
+        except SnapshotRefused as exc:
+            log.warning(
+                "refused the snapshot of block %s: %s: %s",
+                state.get("height"),
+                exc.reason_code,
+                exc.message,
+            )
+            self.ledger.drop_snapshot()
+            raise
+        with self._lock:
+            self.ledger.open_snapshot()
+            stored = self.ledger.get_meta("genesis")
+            assert stored is not None
+            self.engine = Engine(
+                self.ledger.kv,
+                GenesisSpec.from_json(stored),
+                create=False,
+                **self._engine_options(self._opened),
+            )
+            self._check_head()
+            self._candidates.clear()
+            if self.qbft is not None:
+                self.qbft.node = None  # made again at the new head by the next step
+                self.qbft._forget_through(header.block_number)
+            self._restore_pool()
+        log.info(
+            "opened the snapshot of block %d 0x%s (state root 0x%s): later blocks come by catch-up",
+            header.block_number,
+            bytes(header.hash).hex(),
+            bytes(header.state_root).hex()[:16],
+        )
+        return {
+            "height": header.block_number,
+            "hash": bytes(header.hash),
+            "stateRoot": bytes(header.state_root),
+        }
+
+    def _check_snapshot(self, state: dict[str, Any]) -> Any:
+        """The staged snapshot's checks before it is opened; its head header."""
+        if state.get("next") is not None or state.get("totals") is None:
+            raise SnapshotRefused("snapshot-incomplete", "not every chunk has been received")
+        rows, block_rows = self.ledger.staged_counts()
+        if [rows, block_rows] != list(state["totals"]):
+            raise SnapshotRefused(
+                "snapshot-incomplete",
+                f"staged {rows} kv rows and {block_rows} blocks; the snapshot has "
+                f"{state['totals'][0]} and {state['totals'][1]}",
+            )
+        height, head_hash = int(state["height"]), bytes(state["hash"])
+        with self._lock:
+            own = self.engine.head.block_number
+        if height <= own:
+            raise SnapshotRefused(
+                "snapshot-not-ahead", f"the snapshot is of block {height}; this node is at {own}"
+            )
+        blocks = self.ledger.staged_blocks()
+        if [b.number for b in blocks] != list(range(height + 1)):
+            raise SnapshotRefused("broken-chain", "the snapshot's blocks are not 0 to its head")
+        if blocks[0].hash != self.genesis_hash:
+            raise SnapshotRefused(
+                "wrong-genesis",
+                f"the snapshot's block 0 is 0x{blocks[0].hash.hex()}, this node's genesis is "
+                f"0x{self.genesis_hash.hex()}",
+            )
+        parent = None
+        header: Any = None
+        for block in blocks:
+            try:
+                header = decode_header(block.header)
+            except BlockRefused as exc:
+                raise SnapshotRefused("broken-chain", exc.message) from None
+            if bytes(header.hash) != block.hash or header.block_number != block.number:
+                raise SnapshotRefused(
+                    "broken-chain", f"block row {block.number} is not its header's hash"
+                )
+            if parent is not None and bytes(header.parent_hash) != parent:
+                raise SnapshotRefused(
+                    "broken-chain", f"block {block.number}'s parent is not block {block.number - 1}"
+                )
+            parent = block.hash
+        top = blocks[-1]
+        if top.hash != head_hash:
+            raise SnapshotRefused("broken-chain", "the snapshot's head is not its last block")
+        try:
+            self.check_seals(top.number, top.proposer, top.header, top.round, list(top.seals))
+        except BlockRefused as exc:
+            raise SnapshotRefused("bad-seals", exc.message) from None
+        try:
+            if self.ledger.staged_value(head_hash) != top.header:
+                raise SnapshotRefused(
+                    "state-root-missing", "the snapshot's state lacks its head header"
+                )
+            head_key = SchemaV1.make_canonical_head_hash_lookup_key()
+            if self.ledger.staged_value(head_key) != head_hash:
+                raise SnapshotRefused(
+                    "state-root-missing", "the snapshot's canonical head record is not its head"
+                )
+            root = bytes(header.state_root)
+            if root != BLANK_ROOT_HASH:
+                node = self.ledger.staged_value(root)
+                if node is None or keccak(node) != root:
+                    raise SnapshotRefused(
+                        "state-root-missing",
+                        f"the head's state root 0x{root.hex()} does not resolve in the snapshot",
+                    )
+        except SealedValueError as exc:
+            raise SnapshotRefused("bad-snapshot-row", str(exc)) from None
+        return header
 
     # ------------------------------------------------------------------ who may see what
     def _viewer(self, auth: str | None) -> bytes | None:
@@ -866,6 +1083,7 @@ class Enclave(BlockLifecycle):
             raise InvalidParams(
                 f"at most {MAX_IMPORT_BLOCKS} blocks per import", reason="too-many-blocks"
             )
+        self._exporter.expire(time.monotonic())
         decided: list[dict[str, Any]] = []
         for exported in msg.blocks:
             if not isinstance(exported, dict):

@@ -112,6 +112,11 @@ class KeyRing:
         return _hkdf(self.secret, b"coco-gateway/block-body/v1")
 
     @property
+    def snapshot_key(self) -> bytes:
+        """AES-256-GCM key of sealed snapshot chunks (gateway.enclave.snapshot)."""
+        return _hkdf(self.secret, b"coco-gateway/snapshot/v1")
+
+    @property
     def random_key(self) -> bytes:
         """The random precompile's block randomness key (gateway.execution.precompiles)."""
         return _hkdf(self.secret, b"coco-gateway/random/v1")

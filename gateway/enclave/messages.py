@@ -377,6 +377,54 @@ class JoinComplete:
     wrapped: bytes
 
 
+# ------------------------------------------------------------------ sealed snapshots (item 9)
+# docs/PROTOCOL.md, "Sealed snapshot v1"; gateway/enclave/snapshot.py. A chunk is sealed as a
+# whole under a key derived from the consortium secret; the kv rows inside are the source
+# ledger's rows as stored (blinded keys, values sealed under the storage key), so neither the
+# hosts nor the wire see plaintext. A cursor is b"" (start), b"k" + stored key or
+# b"b" + 8-byte block number; refusals carry a reason code (gateway.errors.SnapshotRefused).
+
+
+@dataclass(frozen=True)
+class ExportSnapshot:
+    """On a node that serves snapshots: the next chunk of the snapshot pinned at block hash
+    ``head`` (None: open one at the current head, or share one opened in the last 30 s), from
+    ``cursor``, with about ``limit`` bytes of rows (0: 4 MiB; at most 8 MiB). Answer:
+    {"height": int, "hash": bytes32, "chunk": bytes (sealed), "next": cursor | None (None:
+    this was the last chunk), "total": int (bytes of rows in the whole snapshot, for
+    progress)}. Refusals: "snapshot-expired" (no session at ``head`` any more: start over),
+    "snapshot-busy", "bad-cursor", "not-a-consortium"."""
+
+    head: bytes | None = None
+    cursor: bytes = b""
+    limit: int = 0
+
+
+@dataclass(frozen=True)
+class ImportSnapshot:
+    """On a node far behind: open, check and stage one chunk (a chunk from cursor b"" starts
+    the snapshot over). Answer: {"height", "hash", "next": the cursor to ask for next, or None
+    when every chunk is staged, "bytes": bytes of rows staged so far}. Refusals:
+    "bad-snapshot-chunk" (does not open: altered, or not sealed for this consortium, chain
+    and genesis; malformed), "bad-snapshot-row", "snapshot-out-of-order",
+    "snapshot-not-ahead", "bad-cursor"."""
+
+    chunk: bytes
+
+
+@dataclass(frozen=True)
+class FinishSnapshot:
+    """Check the staged snapshot as a whole and open it: the ledger's head becomes its block.
+    Answer: {"height", "hash", "stateRoot"}. Refusals: "no-snapshot", "snapshot-incomplete",
+    "broken-chain", "wrong-genesis", "bad-seals", "state-root-missing", "bad-snapshot-row",
+    "snapshot-not-ahead" (the staged snapshot is dropped on any of them)."""
+
+
+@dataclass(frozen=True)
+class DropSnapshot:
+    """Forget a staged snapshot (the host gave up on it). Answer: true."""
+
+
 MESSAGES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
@@ -419,5 +467,9 @@ MESSAGES: dict[str, type] = {
         JoinRequest,
         JoinAdmit,
         JoinComplete,
+        ExportSnapshot,
+        ImportSnapshot,
+        FinishSnapshot,
+        DropSnapshot,
     )
 }

@@ -4,6 +4,7 @@ sealed pool. The cipher is injected (``Ledger.set_sealer``): this room holds no 
 from gateway.ledger.store import (
     FORMAT_VERSION,
     LEDGER_FILE,
+    SNAPSHOT_META,
     CommittedBlock,
     Ledger,
     LedgerError,
@@ -11,12 +12,14 @@ from gateway.ledger.store import (
     PoolEntry,
     SealedValueError,
     Sealer,
+    SnapshotView,
     read_meta,
 )
 
 __all__ = [
     "FORMAT_VERSION",
     "LEDGER_FILE",
+    "SNAPSHOT_META",
     "CommittedBlock",
     "Ledger",
     "LedgerError",
@@ -24,5 +27,6 @@ __all__ = [
     "PoolEntry",
     "SealedValueError",
     "Sealer",
+    "SnapshotView",
     "read_meta",
 ]

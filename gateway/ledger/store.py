@@ -114,6 +114,22 @@ CREATE TABLE IF NOT EXISTS blocks (
 CREATE TABLE IF NOT EXISTS canonical (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 """
 
+# a sealed snapshot being received (docs/PROTOCOL.md, "Sealed snapshot v1"): rows staged
+# here until the enclave has checked the whole snapshot and opens it in one transaction
+_SNAPSHOT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshot_kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshot_blocks (
+    number INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    header BLOB NOT NULL,
+    body BLOB,
+    round INTEGER NOT NULL,
+    proposer BLOB NOT NULL,
+    seals BLOB NOT NULL
+);
+"""
+SNAPSHOT_META = "snapshot.pending"  # the staged snapshot's state (the enclave's msgpack)
+
 
 def encode_seals(seals: Iterable[bytes]) -> bytes:
     """The seals column: each seal as a 2-byte big-endian length and its bytes."""
@@ -389,6 +405,7 @@ class Ledger:
             self._conn.executescript(_SCHEMA)
             self._check_format()
             self._conn.executescript(_BLOCKS_SCHEMA)
+            self._conn.executescript(_SNAPSHOT_SCHEMA)
         except BaseException:
             self._conn.close()
             raise
@@ -694,6 +711,120 @@ class Ledger:
             self._nonces = count
         return outcome
 
+    # -- sealed snapshots (docs/PROTOCOL.md, "Sealed snapshot v1") ----------------------
+    def snapshot_view(self) -> SnapshotView:
+        """A consistent read-only view of this file as of now (its own connection holding
+        one SQLite read transaction), for exporting a snapshot while commits go on."""
+        return SnapshotView(self.path)
+
+    def stage_snapshot(
+        self,
+        rows: list[tuple[bytes, bytes]],
+        blocks: list[CommittedBlock],
+        state: bytes,
+        *,
+        restart: bool = False,
+    ) -> None:
+        """Stage one chunk's kv rows (as stored: blinded key, sealed value) and block rows,
+        and the enclave's record of the staged snapshot, in one transaction; ``restart``
+        first empties what an earlier snapshot staged."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                if restart:
+                    cur.execute("DELETE FROM snapshot_kv")
+                    cur.execute("DELETE FROM snapshot_blocks")
+                cur.executemany("INSERT OR REPLACE INTO snapshot_kv (k, v) VALUES (?, ?)", rows)
+                cur.executemany(
+                    "INSERT OR REPLACE INTO snapshot_blocks "
+                    "(number, hash, header, body, round, proposer, seals) VALUES (?,?,?,?,?,?,?)",
+                    [
+                        (b.number, b.hash, b.header, b.body, b.round, b.proposer,
+                         encode_seals(b.seals))
+                        for b in blocks
+                    ],
+                )  # fmt: skip
+                cur.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                    (SNAPSHOT_META, state),
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def staged_row(self, stored_key: bytes) -> bytes | None:
+        """A staged kv row's value, by the key it is stored under."""
+        row = self._conn.execute("SELECT v FROM snapshot_kv WHERE k = ?", (stored_key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def staged_value(self, key: bytes) -> bytes | None:
+        """The staged value of py-evm's ``key``: blinded and opened as ``BufferedKV`` reads
+        the kv table (``SealedValueError`` when it does not open for that key)."""
+        sealer = self._sealer
+        stored = self.staged_row(key if sealer is None else sealer.blind(key))
+        if stored is None or sealer is None:
+            return stored
+        return sealer.open(stored, _KV_AD + key)
+
+    def staged_blocks(self) -> list[CommittedBlock]:
+        rows = self._conn.execute(
+            "SELECT number, hash, header, seals, proposer, round, body FROM snapshot_blocks "
+            "ORDER BY number"
+        ).fetchall()
+        return [_block(r) for r in rows]
+
+    def staged_counts(self) -> tuple[int, int]:
+        """(kv rows, block rows) staged."""
+        (rows,) = self._conn.execute("SELECT COUNT(*) FROM snapshot_kv").fetchone()
+        (blocks,) = self._conn.execute("SELECT COUNT(*) FROM snapshot_blocks").fetchone()
+        return int(rows), int(blocks)
+
+    def open_snapshot(self) -> None:
+        """Move the staged snapshot into the ledger in one transaction: its kv rows over
+        the file's (content-addressed rows are the same; py-evm's lookups become the
+        snapshot's), its blocks, and the canonical index replaced by the snapshot's chain.
+        The read cache is emptied (its lookups may be stale); the pool is kept."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("INSERT OR REPLACE INTO kv (k, v) SELECT k, v FROM snapshot_kv")
+                cur.execute(
+                    "INSERT OR REPLACE INTO blocks "
+                    "(hash, number, header, body, round, proposer, seals) "
+                    "SELECT hash, number, header, body, round, proposer, seals "
+                    "FROM snapshot_blocks"
+                )
+                cur.execute("DELETE FROM canonical")
+                cur.execute(
+                    "INSERT INTO canonical (number, hash) SELECT number, hash FROM snapshot_blocks"
+                )
+                cur.execute("DELETE FROM snapshot_kv")
+                cur.execute("DELETE FROM snapshot_blocks")
+                cur.execute("DELETE FROM meta WHERE name = ?", (SNAPSHOT_META,))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            self.kv.discard()
+            self.kv._cache.clear()
+
+    def drop_snapshot(self) -> None:
+        """Forget a staged snapshot (refused, abandoned or superseded)."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("DELETE FROM snapshot_kv")
+                cur.execute("DELETE FROM snapshot_blocks")
+                cur.execute("DELETE FROM meta WHERE name = ?", (SNAPSHOT_META,))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
     def check_integrity(self) -> None:
         row = self._conn.execute("PRAGMA quick_check").fetchone()
         if row is None or row[0] != "ok":
@@ -715,3 +846,83 @@ def _block(row: tuple[int, bytes, bytes, bytes, bytes, int, bytes | None]) -> Co
         int(round_),
         None if body is None else bytes(body),
     )
+
+
+class SnapshotView:
+    """The ledger file as of one instant: a second connection that holds a SQLite read
+    transaction (WAL mode lets the node's own connection keep committing meanwhile). Rows are
+    read in key order (kv) and number order (canonical blocks up to the view's head), so an
+    export resumes from a cursor. ``close`` ends the read transaction; until then the WAL
+    cannot be checkpointed past this view, which is why sessions are short-lived."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+            check_same_thread=False,
+        )  # fmt: skip
+        try:
+            self._conn.execute("BEGIN")
+            row = self._conn.execute(
+                "SELECT c.number, c.hash FROM canonical c ORDER BY c.number DESC LIMIT 1"
+            ).fetchone()  # the first read fixes the transaction's snapshot of the file
+            if row is None:
+                raise LedgerError("the ledger has no blocks to export")
+            self.height = int(row[0])
+            self.hash = bytes(row[1])
+            (self.kv_rows, self.kv_bytes) = self._conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(k) + LENGTH(v)), 0) FROM kv"
+            ).fetchone()
+            (self.block_bytes,) = self._conn.execute(
+                "SELECT COALESCE(SUM(LENGTH(b.header) + COALESCE(LENGTH(b.body), 0) "
+                "+ LENGTH(b.seals) + 80), 0) FROM canonical c JOIN blocks b ON b.hash = c.hash"
+            ).fetchone()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @property
+    def total_bytes(self) -> int:
+        return int(self.kv_bytes) + int(self.block_bytes)
+
+    def kv_after(
+        self, after: bytes, limit_bytes: int, limit_rows: int
+    ) -> list[tuple[bytes, bytes]]:
+        """kv rows with keys greater than ``after``, in key order, up to about
+        ``limit_bytes`` (at least one row when any is left)."""
+        out: list[tuple[bytes, bytes]] = []
+        size = 0
+        cursor = self._conn.execute(
+            "SELECT k, v FROM kv WHERE k > ? ORDER BY k LIMIT ?", (after, limit_rows)
+        )
+        for k, v in cursor:
+            out.append((bytes(k), bytes(v)))
+            size += len(k) + len(v)
+            if size >= limit_bytes:
+                break
+        cursor.close()
+        return out
+
+    def blocks_after(self, after: int, limit_bytes: int, limit_rows: int) -> list[CommittedBlock]:
+        """Canonical blocks numbered above ``after`` (-1: from genesis), in order."""
+        out: list[CommittedBlock] = []
+        size = 0
+        cursor = self._conn.execute(
+            f"SELECT {Ledger._COLUMNS} FROM canonical c JOIN blocks b ON b.hash = c.hash "
+            "WHERE c.number > ? ORDER BY c.number LIMIT ?",
+            (after, limit_rows),
+        )
+        for row in cursor:
+            block = _block(row)
+            out.append(block)
+            size += len(block.header) + len(block.body or b"") + 67 * len(block.seals) + 80
+            if size >= limit_bytes:
+                break
+        cursor.close()
+        return out
+
+    def close(self) -> None:
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        self._conn.close()

@@ -24,6 +24,9 @@ MAX_TXS = 1024  # sealed transactions per txs frame
 MAX_TX_BLOB = 256 * 1024  # one sealed transaction
 MAX_QBFT = 5 * 1024 * 1024  # one QBFT message (gateway.consensus.qbft MAX_MESSAGE_BYTES < this)
 MAX_SEALS = 256
+MAX_SNAPSHOT_CHUNK = MAX_FRAME - 4096  # one sealed snapshot chunk, with the frame's fields
+MAX_SNAPSHOT_LIMIT = 8 * 1024 * 1024  # bytes of rows a getSnapshot may ask for
+MAX_CURSOR = 1 + 1024
 MAX_TEXT = 1024
 MAX_HEIGHT = 2**63 - 1
 ROLES = ("validator", "member", "observer")
@@ -173,6 +176,19 @@ SCHEMAS: dict[str, dict[str, Check]] = {
     "join": {"request": anymap},
     "joined": {"wrapped": data(limit=4096)},
     "refused": {"reason": text(64), "message": text()},
+    # sealed snapshots (docs/PROTOCOL.md, "Sealed snapshot v1"): members and validators only
+    "getSnapshot": {
+        "head": optional(data(32)),
+        "cursor": data(limit=MAX_CURSOR),
+        "limit": uint(MAX_SNAPSHOT_LIMIT),
+    },
+    "snapshot": {
+        "height": uint(),
+        "hash": data(32),
+        "next": optional(data(limit=MAX_CURSOR)),
+        "total": uint(),
+        "chunk": data(limit=MAX_SNAPSHOT_CHUNK),
+    },
 }
 
 
