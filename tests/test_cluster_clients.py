@@ -40,7 +40,8 @@ from gateway.client.session import sign_in
 from gateway.client.web3 import confidential_web3
 from gateway.protocol import query
 from gateway.protocol.attestation import Report
-from gateway.protocol.envelope import Kind, seal_request
+from gateway.client.attest import fetch_and_verify
+from gateway.protocol.envelope import Kind, Purpose, open_response, seal_request
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -343,7 +344,9 @@ def test_the_sdk_deploys_sealed_through_one_node_and_reads_through_another(
     strict: list[ClusterNode],
 ) -> None:
     a, b, c = strict
-    reports = [Report.from_json(n.call("coco_getAttestation")) for n in strict]
+    reports = [
+        fetch_and_verify(n.url, expected_chain_id=STRICT_CHAIN, allow_virtual=True) for n in strict
+    ]
     # one consortium, one set of transaction keys; each node signs with its own identity
     assert len({json.dumps(_tx_keys(r), sort_keys=True) for r in reports}) == 1
     assert len({r.node_address for r in reports}) == 3
@@ -373,19 +376,40 @@ def test_the_sdk_deploys_sealed_through_one_node_and_reads_through_another(
     wait_height(strict, mined.blockNumber)
     assert on_b.functions.balanceOf(OWNER.address).call() == 4200
 
-    # one envelope for the whole consortium: sealed to A's attested key, opened by B
+    # one envelope for the whole consortium: sealed to A's attested key, opened by B and C
     key = reports[0].tx_keys[-1]
-    data = bytes.fromhex(token_call("balanceOf", OWNER.address)[2:])
-    envelope, _keys = seal_request(
-        key.public_key, key.epoch, STRICT_CHAIN, Kind.CALL,
-        bytes.fromhex(OWNER.address[2:]), bytes.fromhex(receipt.contractAddress[2:]), data,
+    owner, contract = bytes.fromhex(OWNER.address[2:]), bytes.fromhex(receipt.contractAddress[2:])
+    sealed = seal_request(
+        bytes.fromhex(token_call("balanceOf", OWNER.address)[2:]),
+        kind=Kind.CALL, chain_id=STRICT_CHAIN, epoch=key.epoch, enclave_public=key.public_key,
+        sender=owner, to=contract,
     )  # fmt: skip
-    answer = rpc(
-        personal(b, token),
-        "eth_call",
-        [{"from": OWNER.address, "to": receipt.contractAddress, "data": "0x" + envelope.hex()}],
-    )
-    assert "result" in answer, answer  # sealed response: opened and checked by the SDK tests
+    call = {"from": OWNER.address, "to": receipt.contractAddress, "data": "0x" + sealed.envelope.hex()}
+    at = hex(mined.blockNumber)
+    for node in (b, c):
+        answer = result(personal(node, token), "eth_call", [call, at])
+        opened = open_response(
+            bytes.fromhex(answer[2:]),
+            response_key=sealed.response_key,
+            request_digest=sealed.request_digest,
+            purpose=Purpose.RESULT,
+        )
+        assert int.from_bytes(opened, "big") == 4200
+    # and a transaction sealed to A's key, sent to C, runs: the transfer's data opened
+    transfer = seal_request(
+        bytes.fromhex(token_call("transfer", OTHER.address, 200)[2:]),
+        kind=Kind.CALL, chain_id=STRICT_CHAIN, epoch=key.epoch, enclave_public=key.public_key,
+        sender=owner, to=contract,
+    )  # fmt: skip
+    nonce = int(result(personal(c, token), "eth_getTransactionCount", [OWNER.address, "pending"]), 16)
+    tx_hash = send(
+        c.url, OWNER, nonce, STRICT_CHAIN, to=receipt.contractAddress,
+        data="0x" + transfer.envelope.hex(),
+    )  # fmt: skip
+    done = wait_result(strict, personal(a, token), "eth_getTransactionReceipt", [tx_hash])
+    assert done["status"] == "0x1"
+    wait_height(strict, int(done["blockNumber"], 16))
+    assert on_b.functions.balanceOf(OWNER.address).call() == 4000
 
 
 def _tx_keys(report: Report) -> list[Any]:
