@@ -36,12 +36,12 @@ from eth_account import Account
 from web3 import Web3
 from web3.providers.rpc import HTTPProvider
 
+from gateway.client.attest import fetch_and_verify
 from gateway.client.session import sign_in
-from gateway.devaccounts import derive
 from gateway.client.web3 import confidential_web3
+from gateway.devaccounts import derive
 from gateway.protocol import query
 from gateway.protocol.attestation import Report
-from gateway.client.attest import fetch_and_verify
 from gateway.protocol.envelope import Kind, Purpose, open_response, seal_request
 
 pytestmark = pytest.mark.timeout(600)
@@ -203,7 +203,7 @@ def token_call(fn: str, *args: Any) -> str:
 
 
 def test_a_session_from_one_node_reads_the_same_everywhere(strict: list[ClusterNode]) -> None:
-    a, b, c = strict
+    a, b, _ = strict
     session = sign_in(a.url, OWNER.key)
     token = session["token"]
     urls = [personal(n, token) for n in strict]
