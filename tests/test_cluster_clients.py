@@ -33,6 +33,7 @@ from artifacts import load_artifact
 from cluster_support import ClusterNode, free_range, wait_for
 from conftest import DEV_KEYS, REPO, rpc
 from eth_account import Account
+from eth_account.messages import encode_defunct
 from web3 import Web3
 from web3.providers.rpc import HTTPProvider
 
@@ -277,6 +278,20 @@ def test_a_session_from_one_node_reads_the_same_everywhere(strict: list[ClusterN
         assert balance[2] == count[2] == "private-account"
         assert logs == ("result", its_logs) and len(named) == 1
         assert run[:2] == ("error", call_code)
+
+    # a SIWE message is one-time on the node that issued it: B refuses A's
+    origin = a.url
+    message = result(a.url, "coco_siweMessage", [OWNER.address, origin])["message"]
+    signature = "0x" + bytes(OWNER.sign_message(encode_defunct(text=message)).signature).hex()
+    assert "error" in rpc(b.url, "coco_signIn", [message, signature])
+    assert result(a.url, "coco_signIn", [message, signature])["address"].lower() == (
+        OWNER.address.lower()
+    )
+    # sign-out revokes on the node it is sent to; the other nodes honour the token until it
+    # expires (per-node revocation lists: docs/SECURITY.md, "Across the nodes")
+    assert result(urls[0], "coco_signOut") is True
+    assert "error" in rpc(urls[0], "coco_whoami")
+    assert result(urls[1], "coco_whoami")["address"].lower() == OWNER.address.lower()
 
 
 def outcome(url: str, method: str, params: list[Any]) -> tuple[Any, ...]:
