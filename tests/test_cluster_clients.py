@@ -20,7 +20,9 @@ two cores; a module-scoped manager stops one before it starts the other):
 from __future__ import annotations
 
 import json
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,7 +32,7 @@ from typing import Any
 
 import pytest
 from artifacts import load_artifact
-from cluster_support import ClusterNode, free_range, wait_for
+from cluster_support import ClusterNode, wait_for
 from conftest import DEV_KEYS, REPO, rpc
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -58,12 +60,31 @@ DEV_ACCOUNTS = derive()  # funded by init --dev-alloc; the client scripts use th
 # ------------------------------------------------------------------ the clusters
 
 
+def port_range(count: int, taken: set[int]) -> int:
+    """A base of ``count`` consecutive free ports below the kernel's ephemeral range (32768
+    up), so no outbound connection of this machine takes one between init and start."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20000, 32768 - count)
+        ports = range(base, base + count)
+        if taken.intersection(ports):
+            continue
+        try:
+            for port in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        taken.update(ports)
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def init(root: Path, validators: int, *extra: str) -> list[Path]:
     """`coco-gateway init` a consortium of ``validators`` validators and no observer."""
-    rpc_base = free_range(validators)
-    p2p_base = free_range(validators)
-    while set(range(p2p_base, p2p_base + validators)) & set(range(rpc_base, rpc_base + validators)):
-        p2p_base = free_range(validators)
+    taken: set[int] = set()
+    rpc_base = port_range(validators, taken)
+    p2p_base = port_range(validators, taken)
     done = subprocess.run(
         [
             sys.executable, "-m", "gateway.cli", "init", "--dir", str(root),
