@@ -164,7 +164,7 @@ def _node(args: argparse.Namespace) -> int:
     banner = (
         f"coco-gateway v{__version__}: consortium node {settings.name} ({settings.role}), "
         f"chain {settings.chain_id}\nRPC URL: {url}\n"
-        f"P2P:     ws://{settings.p2p_host}:{settings.p2p_port}/p2p/v1\n"
+        f"P2P:     wss://{settings.p2p_host}:{settings.p2p_port}/p2p/v2\n"
         f"Data:    {settings.data_dir}\nListening (Ctrl-C to stop)"
     )
     app = make_app(config, factory)

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import clock
 from gateway.api.base import Method
 from gateway.config import ConfigError, ConsortiumTerms, NodeFile
 from gateway.enclave import messages as m
@@ -42,6 +43,7 @@ from gateway.observer import (
 )
 from gateway.p2p import wire
 from gateway.p2p.link import LinkConfig, Links, Peer
+from gateway.p2p.tls import TlsError, TlsIdentity, ensure_identity
 
 log = logging.getLogger("gateway.consortium")
 
@@ -226,15 +228,28 @@ class _P2pShell:
         self.links.add_routes(app)
         self._p2p_runner = web.AppRunner(app, access_log=None)
         await self._p2p_runner.setup()
-        site = web.TCPSite(self._p2p_runner, self.settings.p2p_host, self.settings.p2p_port)
+        site = web.TCPSite(
+            self._p2p_runner,
+            self.settings.p2p_host,
+            self.settings.p2p_port,
+            ssl_context=self.links.server_ssl(),
+        )
         await site.start()
         log.info(
-            "p2p listening on ws://%s:%d%s; peers %s",
+            "p2p listening on wss://%s:%d%s (TLS certificate sha256 %s); peers %s",
             self.settings.p2p_host,
             self.settings.p2p_port,
             wire.PATH,
+            self.links.config.tls.fingerprint.hex(),
             ", ".join(self.settings.peers) or "none",
         )
+
+    def _tls_identity(self) -> TlsIdentity:
+        """This node's p2p TLS certificate and key, made in its data directory if absent."""
+        try:
+            return ensure_identity(self.settings.data_dir, self.settings.name)
+        except TlsError as exc:
+            raise SystemExit(f"coco-gateway node: {exc}") from None
 
     async def _stop_p2p(self) -> None:
         for task in list(self._tasks):
@@ -308,6 +323,7 @@ class ConsortiumNode(_P2pShell, Node):
                 role=settings.role,
                 address=self.address,
                 sign=self._sign_link,
+                tls=self._tls_identity(),
                 nodes=settings.nodes(),
             ),
             self._on_frame,
@@ -535,9 +551,9 @@ class ConsortiumNode(_P2pShell, Node):
 
     async def _consensus_loop(self) -> None:
         """One ConsensusStep at a time: the inbox in batches, and the enclave's timer."""
-        self._timer_at = time.time()  # a first step at once: the enclave starts its round
+        self._timer_at = clock.now()  # a first step at once: the enclave starts its round
         while True:
-            now = time.time()
+            now = clock.now()
             tick = self._timer_at is not None and now >= self._timer_at
             if not self._inbox and not tick:
                 timeout = None if self._timer_at is None else max(0.0, self._timer_at - now)
@@ -557,7 +573,7 @@ class ConsortiumNode(_P2pShell, Node):
             except RpcError as exc:
                 self.last_error = f"consensus step: {exc.message}"
                 log.error("%s", self.last_error)
-                self._timer_at = time.time() + 1.0
+                self._timer_at = clock.now() + 1.0
                 continue
             await self._apply_step(answer)
 
@@ -748,6 +764,7 @@ class ObserverNode(_P2pShell, Node):
                 role="observer",
                 address=None,
                 sign=None,
+                tls=self._tls_identity(),
                 nodes=settings.nodes(),
             ),
             self._on_frame,

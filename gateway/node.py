@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway import clock
 from gateway.api.base import Method
 from gateway.api.eth import Api
 from gateway.consensus.poa import (
@@ -179,7 +180,7 @@ class Node:
     async def _produce(self) -> None:
         assert self._poa is not None
         while True:
-            now = time.time()
+            now = clock.now()
             effects = self._poa.on_tick(now, self._poa.head, self._wanted, self.automine)
             for effect in effects:
                 if isinstance(effect, ProposeBlock):
@@ -231,7 +232,7 @@ class Node:
         """Seal a block now, even an empty one (evm_mine in dev mode)."""
         assert self._poa is not None
         head = self._poa.head
-        timestamp = max(int(time.time()), min_timestamp(head.timestamp, self.config.block_time))
+        timestamp = max(int(clock.now()), min_timestamp(head.timestamp, self.config.block_time))
         await self._build(ProposeBlock(head.number + 1, timestamp, head.hash, True), empty=True)
 
     async def _build(self, proposal: ProposeBlock, *, empty: bool = False) -> None:

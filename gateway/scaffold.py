@@ -27,6 +27,7 @@ from gateway.config import (
 )
 from gateway.enclave.messages import DEFAULT_FORK, MakeIdentity
 from gateway.errors import RpcError
+from gateway.p2p.tls import TlsError, ensure_identity
 
 TERMS_FILE = "consortium.json"
 NODE_FILE = "node.json"
@@ -306,6 +307,11 @@ def init_consortium(opts: InitOptions) -> InitResult:
     for p in planned:
         if p.role == "observer":  # no identity; the data directory holds its public ledger
             (directory / p.name / DATA_DIR).mkdir(parents=True, exist_ok=True)
+        # every node's p2p TLS key (0600) and self-signed certificate, held by the host
+        try:
+            ensure_identity(directory / p.name / DATA_DIR, p.name)
+        except TlsError as exc:
+            raise InitError(str(exc)) from None
         nodes[p.name].save()
     terms.save(terms_path)  # last: its presence says the consortium is complete
     return InitResult(directory, terms, nodes, dev_accounts, warnings)

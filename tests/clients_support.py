@@ -63,9 +63,7 @@ def ensure_npm_packages(directory: Path = JS_DIR, timeout: float = 300) -> None:
             timeout=timeout,
         )
         if done.returncode != 0:
-            pytest.fail(
-                f"npm ci in {directory} failed ({done.returncode}):\n{done.stderr[-4000:]}"
-            )
+            pytest.fail(f"npm ci in {directory} failed ({done.returncode}):\n{done.stderr[-4000:]}")
         stamp.write_text(want + "\n")
 
 

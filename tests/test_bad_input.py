@@ -377,7 +377,11 @@ def test_empty_raw_transaction(node: Any) -> None:
         node.url, "eth_sendRawTransaction", [""], INVALID_PARAMS, "argument 0 (transaction)"
     )
     expect_error(
-        node.url, "eth_sendRawTransaction", ["0x0"], INVALID_PARAMS, "argument 0 (transaction)",
+        node.url,
+        "eth_sendRawTransaction",
+        ["0x0"],
+        INVALID_PARAMS,
+        "argument 0 (transaction)",
         "odd",
     )
 
@@ -401,7 +405,10 @@ def test_tampered_signatures(node: Any, funded: Funded) -> None:
     changed = list(fields)
     changed[-1] = (int.from_bytes(fields[-1], "big") ^ 1).to_bytes(32, "big")
     assert_rejected(
-        node.url, typed_raw(kind, changed), SERVER_ERROR, "insufficient funds",
+        node.url,
+        typed_raw(kind, changed),
+        SERVER_ERROR,
+        "insufficient funds",
         watch=(funded.address,),
     )
 
@@ -417,8 +424,13 @@ def test_wrong_chain_id(node: Any, funded: Funded) -> None:
 
 
 def test_legacy_signature_without_chain_id(node: Any, funded: Funded) -> None:
-    tx = {"nonce": 0, "to": SINK, "value": 1, "gas": 21_000,
-          "gasPrice": fees(node.url)["maxFeePerGas"]}
+    tx = {
+        "nonce": 0,
+        "to": SINK,
+        "value": 1,
+        "gas": 21_000,
+        "gasPrice": fees(node.url)["maxFeePerGas"],
+    }
     raw = bytes(Account.sign_transaction(tx, funded.key).raw_transaction)
     assert rlp.decode(raw)[6] in (b"\x1b", b"\x1c")  # v = 27 or 28
     message = assert_rejected(node.url, raw, SERVER_ERROR, watch=(funded.address,))
@@ -428,7 +440,10 @@ def test_legacy_signature_without_chain_id(node: Any, funded: Funded) -> None:
 def test_replaying_a_mined_transaction(node: Any, funded: Funded) -> None:
     before = state(node.url, FUNDER.address)
     message = expect_error(
-        node.url, "eth_sendRawTransaction", ["0x" + funded.funding_raw.hex()], SERVER_ERROR,
+        node.url,
+        "eth_sendRawTransaction",
+        ["0x" + funded.funding_raw.hex()],
+        SERVER_ERROR,
         "nonce too low",
     )
     assert message.startswith("nonce too low")
@@ -486,7 +501,10 @@ def test_replacement_needs_a_ten_percent_bump(node: Any, funded: Funded) -> None
         assert result(url, "eth_getTransactionByHash", [original_hash]) is not None
 
     replacement = sign(
-        funded.key, nonce=nonce, value=2, maxFeePerGas=fee_cap * 110 // 100,
+        funded.key,
+        nonce=nonce,
+        value=2,
+        maxFeePerGas=fee_cap * 110 // 100,
         maxPriorityFeePerGas=tip * 110 // 100,
     )
     new_hash = send(url, replacement)["result"]
@@ -551,13 +569,25 @@ def test_unsupported_transaction_type(node: Any, funded: Funded, kind: int) -> N
 @pytest.mark.parametrize(
     ("method", "params", "code", "fragment"),
     [
-        ("eth_call", [{"from": SINK, "to": ADDRESS, "value": hex(2**255)}], SERVER_ERROR,
-         "insufficient funds"),
-        ("eth_estimateGas", [{"from": SINK, "to": ADDRESS, "value": hex(2**70)}], SERVER_ERROR,
-         "insufficient funds"),
+        (
+            "eth_call",
+            [{"from": SINK, "to": ADDRESS, "value": hex(2**255)}],
+            SERVER_ERROR,
+            "insufficient funds",
+        ),
+        (
+            "eth_estimateGas",
+            [{"from": SINK, "to": ADDRESS, "value": hex(2**70)}],
+            SERVER_ERROR,
+            "insufficient funds",
+        ),
         ("eth_call", [{"to": ADDRESS, "gas": hex(2**80)}], INVALID_PARAMS, "gas"),
-        ("eth_sendTransaction", [{"from": FUNDER.address, "to": SINK, "value": hex(2**200)}],
-         SERVER_ERROR, "insufficient funds"),
+        (
+            "eth_sendTransaction",
+            [{"from": FUNDER.address, "to": SINK, "value": hex(2**200)}],
+            SERVER_ERROR,
+            "insufficient funds",
+        ),
     ],
     ids=["call-value", "estimate-value", "call-gas", "send-value"],
 )

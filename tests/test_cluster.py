@@ -20,6 +20,7 @@ from conftest import REPO, rpc
 from gateway.cluster import NodeView, find_nodes, plain_line, render, render_line
 from gateway.config import ConsortiumTerms
 from gateway.devaccounts import DEV_BALANCE_WEI, derive
+from gateway.p2p.tls import load_identity as load_tls_identity
 from gateway.scaffold import (
     Identity,
     InitError,
@@ -190,6 +191,11 @@ def test_init_makes_a_consortium(tmp_path: Path) -> None:
         assert node.data_path == directory / node.name / "data"
         mode = stat.S_IMODE(os.stat(node.data_path).st_mode)
         assert node.role == "observer" or mode == 0o700
+        # every node, observers too, has its p2p TLS key (0600) and certificate
+        tls_files = load_tls_identity(node.data_path)
+        assert stat.S_IMODE(tls_files.key_path.stat().st_mode) == 0o600
+    fingerprints = {load_tls_identity(n.data_path).fingerprint for n in nodes}
+    assert len(fingerprints) == len(nodes)
     # an unfinished init (no consortium.json yet) is finished by running it again: the
     # identity keys live in the nodes' enclaves, which reopen them
     (directory / "consortium.json").unlink()
@@ -199,6 +205,7 @@ def test_init_makes_a_consortium(tmp_path: Path) -> None:
     assert again.nodes == terms.nodes and again.alloc == terms.alloc
     reopened = asyncio.run(make_identity(directory / "node2" / "data"))
     assert reopened.address == terms.nodes[1].address
+    assert {load_tls_identity(n.data_path).fingerprint for n in nodes} == fingerprints
     # nothing is overwritten
     before = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
     refused = cli("init", "--dir", str(directory))

@@ -241,9 +241,7 @@ def inspect_dead_ledger(data_dir: Path, scratch: Path, seen: set[str]) -> int:
     return int(head)
 
 
-def check_promises_kept(
-    url: str, book: ClientBook, earlier: set[str], rng: random.Random
-) -> None:
+def check_promises_kept(url: str, book: ClientBook, earlier: set[str], rng: random.Random) -> None:
     """Right after the restart: nothing the client was told has gone missing.
 
     Receipts first seen in this round are all fetched again; of those from earlier rounds
@@ -390,8 +388,7 @@ def check_accounts(url: str, view: ChainView, book: ClientBook) -> list[int]:
     balances = dict(zip(addresses, (int(b, 16) for b in results[: len(addresses)]), strict=True))
     for address in addresses:
         assert balances[address] == expected[address], (
-            f"{address}: balance {balances[address]}, the mined receipts imply "
-            f"{expected[address]}"
+            f"{address}: balance {balances[address]}, the mined receipts imply {expected[address]}"
         )
     counts = [int(c, 16) for c in results[len(addresses) :]]
     for sender, count in zip(senders, counts, strict=True):
@@ -472,9 +469,19 @@ def test_kill9_loop_loses_nothing(tmp_path: Path) -> None:
         head = view.head
         for number in (0, head // 2, head):
             result = subprocess.run(
-                [sys.executable, "-m", "gateway.cli", "verify-seal", "--rpc", node.url,
-                 str(number)],
-                capture_output=True, text=True, cwd=str(REPO), timeout=60,
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "verify-seal",
+                    "--rpc",
+                    node.url,
+                    str(number),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=str(REPO),
+                timeout=60,
             )
             assert result.returncode == 0, result.stderr
         assert len(book.acked) > 10 * rounds, f"too little traffic: {stats}"

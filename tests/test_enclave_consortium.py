@@ -274,11 +274,12 @@ def test_link_signature_recovers_to_the_node_address(tmp_path: Path) -> None:
         # a node awaiting the secret signs links too: it joins over one
         waiting = await start(tmp_path / "n1", terms)
         try:
-            transcript = b"\x01" * 32 + b"\x02" * 32 + b"\x03" * 32 + idents[1]["address"]
+            transcript = b"\x01" * 32 + b"\x02" * 32 + b"\x03" * 32 + b"\x04" * 32
+            transcript += idents[1]["address"]
             signature = await waiting.request(m.SignLink(transcript + b"client"))
             assert len(signature) == 65 and signature[64] in (0, 1)
             assert int.from_bytes(signature[32:64], "big") <= SECP256K1_N // 2
-            digest = keccak(b"coco-gateway/p2p/link/v1" + transcript + b"client")
+            digest = keccak(b"coco-gateway/p2p/link/v2" + transcript + b"client")
             public = keys.Signature(signature).recover_public_key_from_msg_hash(digest)
             assert public.to_canonical_address() == idents[1]["address"]
             err = await refusal(waiting.request(m.SignLink(b"x" * 5000)))

@@ -189,7 +189,8 @@ def test_link_signature_worked_example() -> None:
     from gateway.enclave import consortium
 
     node = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")
-    transcript = bytes(range(32)) + b"\x01" * 32 + b"\x02" * 32 + node + b"client"
-    digest = keccak(b"coco-gateway/p2p/link/v1" + transcript)
+    certificate = b"\x03" * 32  # the SHA-256 of the TLS server's certificate
+    transcript = bytes(range(32)) + b"\x01" * 32 + b"\x02" * 32 + certificate + node + b"client"
+    digest = keccak(b"coco-gateway/p2p/link/v2" + transcript)
     assert _hex_after("link-digest") == digest.hex()
     assert _hex_after("link-signature", 2) == consortium.sign_link(KEY, transcript).hex()

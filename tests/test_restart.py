@@ -249,8 +249,10 @@ def test_pending_transactions_the_state_outgrew_survive_a_restart(tmp_path: Path
         # Bob fills a block: a creation whose init code is INVALID burns all its gas, the
         # most one transaction may carry (EIP-7825), above the 15M target, so the base fee
         # rises by about 1.5%
-        burn = wait_receipt(node.url, send(node.url, BOB, 0, to=None, value=0, data=b"\xfe",
-                                           gas=2**24, max_fee=10 * GWEI))
+        burn = wait_receipt(
+            node.url,
+            send(node.url, BOB, 0, to=None, value=0, data=b"\xfe", gas=2**24, max_fee=10 * GWEI),
+        )
         assert burn["status"] == "0x0" and int(burn["gasUsed"], 16) == 2**24
         assert fee_base(node.url) > base_fee
         for h in (tight, poor):  # both still pending in the running node
@@ -302,8 +304,9 @@ def test_restart_with_a_block_time_produces_empty_blocks(tmp_path: Path) -> None
             time.sleep(0.2)
         now = block_number(node.url)
         assert now >= head + 3, f"only {now - head} block(s) in 15 s with --block-time 1"
-        blocks = [call(node.url, "eth_getBlockByNumber", [hex(n), False])
-                  for n in range(head, now + 1)]
+        blocks = [
+            call(node.url, "eth_getBlockByNumber", [hex(n), False]) for n in range(head, now + 1)
+        ]
         assert blocks[0]["hash"] == last["hash"]
         for parent, child in itertools.pairwise(blocks):
             assert child["parentHash"] == parent["hash"]

@@ -57,7 +57,10 @@ def post_chunked(url: str, chunks: Iterator[bytes]) -> Reply:
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     try:
         conn.request(
-            "POST", "/", body=chunks, headers={"Content-Type": "application/json"},
+            "POST",
+            "/",
+            body=chunks,
+            headers={"Content-Type": "application/json"},
             encode_chunked=True,
         )
         resp = conn.getresponse()
@@ -199,8 +202,17 @@ def test_batch_size_cap(node: Any) -> None:
         b'{"jsonrpc":"2.0","id":"\xff\xfe","method":"eth_chainId"}',
     ],
     ids=[
-        "garbage", "empty", "blank", "unterminated", "unterminated-batch", "trailing",
-        "single-quotes", "nan", "overflowing-float", "infinity", "not-utf8",
+        "garbage",
+        "empty",
+        "blank",
+        "unterminated",
+        "unterminated-batch",
+        "trailing",
+        "single-quotes",
+        "nan",
+        "overflowing-float",
+        "infinity",
+        "not-utf8",
     ],
 )
 def test_malformed_json_is_a_parse_error_with_id_null(node: Any, body: bytes) -> None:
@@ -218,7 +230,9 @@ def test_deeply_nested_json_is_refused_and_the_node_survives(node: Any, depth: i
     assert_error(reply.json(), PARSE_ERROR)
     nested_params = (
         b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":'
-        + b"[" * depth + b"]" * depth + b"}"
+        + b"[" * depth
+        + b"]" * depth
+        + b"}"
     )
     assert_error(post(node.url, nested_params).json(), PARSE_ERROR)
     assert_serving(node.url)
@@ -337,8 +351,16 @@ def test_post_responses_carry_cors_headers(node: Any, body: str) -> None:
 @pytest.mark.parametrize(
     "method",
     [
-        "anvil_nodeInfo", "anvil_metadata", "hardhat_metadata", "eth_noSuchMethod", "foo",
-        "evm_snapshot", "debug_traceTransaction", "", "ETH_CHAINID", "eth_chainId ",
+        "anvil_nodeInfo",
+        "anvil_metadata",
+        "hardhat_metadata",
+        "eth_noSuchMethod",
+        "foo",
+        "evm_snapshot",
+        "debug_traceTransaction",
+        "",
+        "ETH_CHAINID",
+        "eth_chainId ",
     ],
 )
 def test_unknown_method_has_geths_message(node: Any, method: str) -> None:

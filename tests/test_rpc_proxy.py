@@ -13,10 +13,12 @@ def test_proxy_forwards_and_checks(checking_proxy: Any) -> None:
     assert rpc(checking_proxy.url, "eth_chainId")["result"] == hex(31337)
     block = rpc(checking_proxy.url, "eth_getBlockByNumber", ["latest", True])["result"]
     assert block["number"].startswith("0x")
-    body = json.dumps([
-        {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"},
-        {"jsonrpc": "2.0", "id": 2, "method": "eth_gasPrice"},
-    ]).encode()
+    body = json.dumps(
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"},
+            {"jsonrpc": "2.0", "id": 2, "method": "eth_gasPrice"},
+        ]
+    ).encode()
     request = urllib.request.Request(
         checking_proxy.url, data=body, headers={"Content-Type": "application/json"}
     )

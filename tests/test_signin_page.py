@@ -46,17 +46,34 @@ def test_sign_in_page_in_chromium(tmp_path: Path) -> None:
     node = NodeProcess(tmp_path / "data", "--privacy", "strict").start()
     try:
         account = Account.from_key(KEY)
-        tx = account.sign_transaction({"chainId": 31337, "nonce": 0, "to": Account.create().address,
-                                       "value": 1, "gas": 21000, "maxFeePerGas": 10**10,
-                                       "maxPriorityFeePerGas": 10**9})
+        tx = account.sign_transaction(
+            {
+                "chainId": 31337,
+                "nonce": 0,
+                "to": Account.create().address,
+                "value": 1,
+                "gas": 21000,
+                "maxFeePerGas": 10**10,
+                "maxPriorityFeePerGas": 10**9,
+            }
+        )
         tx_hash = rpc(node.url, "eth_sendRawTransaction", ["0x" + tx.raw_transaction.hex()])[
-            "result"]
+            "result"
+        ]
         screenshot = tmp_path / "signin.png"
         done = subprocess.run(
             ["node", str(BROWSER_DIR / "signin.mjs")],
-            env={**os.environ, "NODE_URL": node.url, "PRIVATE_KEY": KEY,
-                 "CHROMIUM": CHROMIUM, "SCREENSHOT": str(screenshot)},
-            capture_output=True, text=True, timeout=120, cwd=BROWSER_DIR,
+            env={
+                **os.environ,
+                "NODE_URL": node.url,
+                "PRIVATE_KEY": KEY,
+                "CHROMIUM": CHROMIUM,
+                "SCREENSHOT": str(screenshot),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=BROWSER_DIR,
         )
         report = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
         assert done.returncode == 0 and report.get("ok"), (report, done.stderr[-3000:])

@@ -397,7 +397,7 @@ def check_join_request(request: Any, terms: Terms) -> attestation.Report:
 
 # ----------------------------------------------------------------------------- link signature
 
-LINK_DOMAIN = b"coco-gateway/p2p/link/v1"
+LINK_DOMAIN = b"coco-gateway/p2p/link/v2"
 MAX_TRANSCRIPT = 4096
 
 

@@ -141,6 +141,7 @@ def measurement() -> tuple[bytes, str]:
         here / "consensus" / "seal.py",
         *sorted((here / "consensus" / "qbft").glob("*.py")),  # commit seals, QBFT inside
         here / "errors.py",
+        here / "clock.py",
     ]
     h = hashlib.sha256(b"coco-gateway/measurement/v1\n")
     for path in files:

@@ -347,7 +347,7 @@ class ImportPooledTxs:
 @dataclass(frozen=True)
 class SignLink:
     """Sign a node-to-node link's handshake transcript with the node identity key:
-    answer the 65-byte signature over keccak(b"coco-gateway/p2p/link/v1" || transcript)."""
+    answer the 65-byte signature over keccak(b"coco-gateway/p2p/link/v2" || transcript)."""
 
     transcript: bytes
 

@@ -1,12 +1,16 @@
-"""Node-to-node links: the ``/p2p/v1`` WebSocket route, the dialler, the handshake.
+"""Node-to-node links: the ``/p2p/v2`` WebSocket route over TLS, the dialler, the handshake.
 
-A link is one WebSocket between two nodes. After the handshake (docs/PROTOCOL.md,
-"Node-to-node wire") each side knows the other's role and, for a validator or member, its
-node address, proved by a signature its enclave made over the handshake transcript and
-checked against consortium.json's node list. Observers connect without a signature and are
-served public frames only. Each link has a bounded send queue drained by its own writer
-task: a peer that stops reading fills it, and the link is dropped (and logged) rather than
-the node's memory growing. Diallers reconnect with a capped exponential backoff.
+A link is one WebSocket over TLS 1.3 (``wss://``) between two nodes. After the handshake
+(docs/PROTOCOL.md, "Node-to-node wire") each side knows the other's role and, for a validator
+or member, its node address, proved by a signature its enclave made over the handshake
+transcript and checked against consortium.json's node list. The transcript includes the
+SHA-256 of the TLS server's certificate as each side saw it (channel binding,
+``gateway.p2p.tls``): a relay that terminates TLS makes the two sides see different
+certificates, and the link is refused (``channel-binding-mismatch``). Observers connect
+without a signature and are served public frames only. Each link has a bounded send queue
+drained by its own writer task: a peer that stops reading fills it, and the link is dropped
+(and logged) rather than the node's memory growing. Diallers reconnect with a capped
+exponential backoff.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import itertools
 import logging
 import os
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ from aiohttp import WSMsgType, web
 
 from gateway.consensus.qbft import recover_signer
 from gateway.p2p import wire
+from gateway.p2p.tls import TlsIdentity, client_context, peer_fingerprint
 
 log = logging.getLogger("gateway.p2p")
 
@@ -56,6 +62,7 @@ class LinkConfig:
     role: str  # validator | member | observer
     address: bytes | None  # None for an observer
     sign: Signer | None  # SignLink in the enclave; None for an observer
+    tls: TlsIdentity  # this node's TLS certificate and key (the host holds them)
     # consortium.json "nodes": address -> {"name", "role", ...}
     nodes: dict[bytes, dict[str, Any]] = field(default_factory=dict)
     queue_frames: int = QUEUE_FRAMES
@@ -185,6 +192,9 @@ class Links:
         self.peers: dict[int, Peer] = {}
         self.seen = wire.Seen()
         self.last_refusal: dict[str, str] = {}  # endpoint -> "reason: message"
+        # the latest refused handshakes, either side: (our side, endpoint, reason)
+        self.refusals: deque[tuple[str, str, str]] = deque(maxlen=64)
+        self._client_ssl = client_context()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -193,6 +203,10 @@ class Links:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(wire.PATH, self.accept)
+
+    def server_ssl(self) -> ssl.SSLContext:
+        """The TLS context the p2p listener serves ``add_routes`` with."""
+        return self.config.tls.server_context()
 
     def dial(self, endpoints: Iterable[str]) -> None:
         """Keep a link to each ``host:port``, reconnecting with backoff."""
@@ -268,9 +282,15 @@ class Links:
         await ws.prepare(request)
         endpoint = f"{request.remote}"
         try:
-            peer = await asyncio.wait_for(self._server_handshake(ws, endpoint), HANDSHAKE_SECONDS)
+            if request.transport is None or request.transport.get_extra_info("ssl_object") is None:
+                raise LinkRefused("not-tls", f"links are TLS connections ({wire.PATH} over wss)")
+            peer = await asyncio.wait_for(
+                self._server_handshake(ws, endpoint, self.config.tls.fingerprint),
+                HANDSHAKE_SECONDS,
+            )
         except LinkRefused as exc:
             log.warning("refused a link from %s: %s", endpoint, exc)
+            self.refusals.append(("server", endpoint, exc.reason))
             await self._refuse(ws, exc)
             return ws
         except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
@@ -280,17 +300,20 @@ class Links:
         await self._run(peer)
         return ws
 
-    async def _server_handshake(self, ws: web.WebSocketResponse, endpoint: str) -> Peer:
+    async def _server_handshake(
+        self, ws: web.WebSocketResponse, endpoint: str, binding: bytes
+    ) -> Peer:
         hello = await self._receive(ws, "hello")
         role, address, name = self._check_hello(hello)
         nonce = os.urandom(32)
         await ws.send_bytes(wire.encode(self._hello(nonce)))
         client_nonce = hello["nonce"]
-        if address is not None:
+        if address is not None:  # the dialler proves itself first; only then do we
             auth = await self._receive(ws, "auth")
-            self._check_auth(auth, client_nonce, nonce, address, "client")
+            self._check_auth(auth, client_nonce, nonce, binding, address, "client")
         if self.config.sign is not None:
-            await ws.send_bytes(wire.encode(await self._auth(client_nonce, nonce, "server")))
+            auth = await self._auth(client_nonce, nonce, binding, "server")
+            await ws.send_bytes(wire.encode(auth))
         return Peer(ws, "server", endpoint, role, address, name, self.config)
 
     # ------------------------------------------------------------------ client side
@@ -302,6 +325,7 @@ class Links:
                 peer = await self.connect(endpoint)
             except LinkRefused as exc:
                 self.last_refusal[endpoint] = str(exc)
+                self.refusals.append(("client", endpoint, exc.reason))
                 log.warning("peer %s refused the link: %s", endpoint, exc)
             except (OSError, TimeoutError, aiohttp.ClientError) as exc:
                 log.debug("cannot reach peer %s: %s", endpoint, exc or "timeout")
@@ -320,13 +344,19 @@ class Links:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         ws = await self._session.ws_connect(
-            f"ws://{endpoint}{wire.PATH}",
+            f"wss://{endpoint}{wire.PATH}",
             max_msg_size=wire.MAX_FRAME,
             heartbeat=20,
             timeout=aiohttp.ClientWSTimeout(ws_close=5),
+            ssl=self._client_ssl,
         )
         try:
-            return await asyncio.wait_for(self._client_handshake(ws, endpoint), HANDSHAKE_SECONDS)
+            binding = peer_fingerprint(ws.get_extra_info("ssl_object"))
+            if binding is None:
+                raise LinkRefused("not-tls", f"{endpoint} presented no TLS certificate")
+            return await asyncio.wait_for(
+                self._client_handshake(ws, endpoint, binding), HANDSHAKE_SECONDS
+            )
         except LinkRefused as exc:
             if exc.reason != "refused-by-peer":
                 await self._refuse(ws, exc)
@@ -337,18 +367,21 @@ class Links:
             await ws.close()
             raise
 
-    async def _client_handshake(self, ws: aiohttp.ClientWebSocketResponse, endpoint: str) -> Peer:
+    async def _client_handshake(
+        self, ws: aiohttp.ClientWebSocketResponse, endpoint: str, binding: bytes
+    ) -> Peer:
         nonce = os.urandom(32)
         await ws.send_bytes(wire.encode(self._hello(nonce)))
         hello = await self._receive(ws, "hello")
         role, address, name = self._check_hello(hello)
         server_nonce = hello["nonce"]
         if self.config.sign is not None:
-            await ws.send_bytes(wire.encode(await self._auth(nonce, server_nonce, "client")))
+            auth = await self._auth(nonce, server_nonce, binding, "client")
+            await ws.send_bytes(wire.encode(auth))
         if address is not None:
             auth = await self._receive(ws, "auth")
             genesis = self.config.genesis or hello["genesis"]
-            self._check_auth(auth, nonce, server_nonce, address, "server", genesis)
+            self._check_auth(auth, nonce, server_nonce, binding, address, "server", genesis)
             if self.config.genesis is None:
                 self.config.genesis = genesis  # vouched for by a listed node's signature
                 log.info("genesis 0x%s, as node %s signed it", genesis.hex(), name or address.hex())
@@ -367,17 +400,21 @@ class Links:
             nonce=nonce,
         )
 
-    async def _auth(self, client_nonce: bytes, server_nonce: bytes, side: str) -> dict[str, Any]:
+    async def _auth(
+        self, client_nonce: bytes, server_nonce: bytes, binding: bytes, side: str
+    ) -> dict[str, Any]:
         assert self.config.sign is not None and self.config.address is not None
         assert self.config.genesis is not None
         transcript = wire.transcript(
-            self.config.genesis, client_nonce, server_nonce, self.config.address, side
+            self.config.genesis, client_nonce, server_nonce, binding, self.config.address, side
         )
-        return wire.frame("auth", sig=bytes(await self.config.sign(transcript)))
+        return wire.frame("auth", sig=bytes(await self.config.sign(transcript)), binding=binding)
 
     def _check_hello(self, hello: dict[str, Any]) -> tuple[str, bytes | None, str]:
         if hello["v"] != wire.WIRE_VERSION:
-            raise LinkRefused("wrong-version", f"wire version {hello['v']} is not 1")
+            raise LinkRefused(
+                "wrong-version", f"wire version {hello['v']} is not {wire.WIRE_VERSION}"
+            )
         if hello["chainId"] != self.config.chain_id:
             raise LinkRefused(
                 "wrong-chain", f"chain {hello['chainId']} is not this node's {self.config.chain_id}"
@@ -417,13 +454,22 @@ class Links:
         auth: dict[str, Any],
         client_nonce: bytes,
         server_nonce: bytes,
+        binding: bytes,
         address: bytes,
         side: str,
         genesis: bytes | None = None,
     ) -> None:
         genesis = genesis or self.config.genesis
         assert genesis is not None
-        transcript = wire.transcript(genesis, client_nonce, server_nonce, address, side)
+        if auth["binding"] != binding:
+            # the peer's signature covers the certificate it saw: a different one means a
+            # TLS terminator between us (the signature is not even worth checking)
+            raise LinkRefused(
+                "channel-binding-mismatch",
+                f"the peer saw TLS certificate sha256 {auth['binding'].hex()}, but this side's "
+                f"is {binding.hex()}: something between the two nodes terminates TLS",
+            )
+        transcript = wire.transcript(genesis, client_nonce, server_nonce, binding, address, side)
         signer = recover_signer(wire.link_digest(transcript), auth["sig"])
         if signer != address:
             raise LinkRefused(

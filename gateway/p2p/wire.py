@@ -1,4 +1,4 @@
-"""The node-to-node wire, version 1: frame types, msgpack encoding, strict schema checks.
+"""The node-to-node wire, version 2: frame types, msgpack encoding, strict schema checks.
 
 Every frame is one binary WebSocket message holding a msgpack map with a type ``"t"``. A frame
 is checked field by field against its type's schema before anything acts on it; a frame that
@@ -16,8 +16,8 @@ from typing import Any
 import msgpack
 from eth_utils import keccak
 
-WIRE_VERSION = 1
-PATH = "/p2p/v1"
+WIRE_VERSION = 2
+PATH = "/p2p/v2"  # over TLS (wss://); version 1 (plain ws://) is gone
 MAX_FRAME = 16 * 1024 * 1024  # bytes of one encoded frame
 MAX_BATCH = 64  # blocks per getBlocks/blocks frame
 MAX_TXS = 1024  # sealed transactions per txs frame
@@ -27,14 +27,14 @@ MAX_SEALS = 256
 MAX_TEXT = 1024
 MAX_HEIGHT = 2**63 - 1
 ROLES = ("validator", "member", "observer")
-LINK_DOMAIN = b"coco-gateway/p2p/link/v1"
+LINK_DOMAIN = b"coco-gateway/p2p/link/v2"
 
 # Frames an observer may send or receive: no QBFT traffic, no transactions, no secret.
 PUBLIC_FRAMES = frozenset({"hello", "status", "getBlocks", "blocks", "refused"})
 
 
 class WireError(ValueError):
-    """A frame that is not a valid v1 frame; ``reason`` is a stable code."""
+    """A frame that is not a valid v2 frame; ``reason`` is a stable code."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -164,7 +164,7 @@ SCHEMAS: dict[str, dict[str, Check]] = {
         "address": optional(data(20)),
         "nonce": data(32),
     },
-    "auth": {"sig": data(65)},
+    "auth": {"sig": data(65), "binding": data(32)},
     "qbft": {"m": data(limit=MAX_QBFT), "s": optional(data())},
     "txs": {"blobs": seq(data(limit=MAX_TX_BLOB), MAX_TXS)},
     "status": {"height": uint(), "finalized": uint(), "state": text(64)},
@@ -191,7 +191,7 @@ def decode(frame: bytes) -> dict[str, Any]:
     kind = value.get("t")
     schema = SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None:
-        raise WireError("unknown-type", f"frame type {kind!r:.40} is not a v1 frame")
+        raise WireError("unknown-type", f"frame type {kind!r:.40} is not a v2 frame")
     body = {k: v for k, v in value.items() if k != "t"}
     return {"t": kind, **_fields(body, schema, "")}
 
@@ -227,11 +227,19 @@ def link_digest(transcript: bytes) -> bytes:
 
 
 def transcript(
-    genesis: bytes, client_nonce: bytes, server_nonce: bytes, address: bytes, side: str
+    genesis: bytes,
+    client_nonce: bytes,
+    server_nonce: bytes,
+    server_cert: bytes,
+    address: bytes,
+    side: str,
 ) -> bytes:
-    """The handshake transcript one side signs: the side's own address and its side name
-    make a signature useless on any other link, or reflected back to its maker."""
-    return genesis + client_nonce + server_nonce + address + side.encode()
+    """The handshake transcript one side signs. ``server_cert`` is the SHA-256 of the TLS
+    server's certificate as this side saw it (the channel binding: a relay that terminates
+    TLS shows the client another certificate, so the two sides' transcripts differ); the
+    side's own address and its side name make a signature useless on any other link, or
+    reflected back to its maker."""
+    return genesis + client_nonce + server_nonce + server_cert + address + side.encode()
 
 
 class Seen:

@@ -70,8 +70,10 @@ def _error(request_id: Any, error: RpcError) -> dict[str, Any]:
 
 
 def _valid_id(value: Any) -> bool:
-    return value is None or isinstance(value, str) or (
-        isinstance(value, int | float) and not isinstance(value, bool)
+    return (
+        value is None
+        or isinstance(value, str)
+        or (isinstance(value, int | float) and not isinstance(value, bool))
     )
 
 
@@ -97,9 +99,7 @@ class Dispatcher:
                 ),
             )
         try:
-            document = json.loads(
-                text, parse_constant=_reject_constant, parse_float=_finite_float
-            )
+            document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, RecursionError):
             return _error(None, ParseError("parse error: the request body is not valid JSON"))
         return await self.handle_document(document, ctx)
@@ -140,8 +140,10 @@ class Dispatcher:
             if params:
                 return _error(
                     request_id,
-                    InvalidRequest("invalid request: named parameters are not supported; "
-                                   "pass params as an array"),
+                    InvalidRequest(
+                        "invalid request: named parameters are not supported; "
+                        "pass params as an array"
+                    ),
                 )
             params = []
         if not isinstance(params, list):

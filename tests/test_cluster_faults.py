@@ -1,0 +1,375 @@
+"""Faults a real consortium survives: four validator processes on loopback (issue 8, item 12).
+
+Each test makes its own consortium with ``coco-gateway init`` (the dev mnemonic's accounts
+funded, one block a second) and runs each node as ``coco-gateway node --config`` (host and
+enclave processes), through ``tests/cluster_harness.py``. Transactions flow from dev accounts
+while validators are killed (``kill -9`` of the node and its enclave), stopped, partitioned
+through a fault proxy, fed changed frames through a p2p relay, or run with a clock 30 s ahead.
+Every test ends with the two checks that matter: every transaction a node accepted has a
+receipt on every node and every receipt a client saw is unchanged (``check_nothing_lost``),
+and all nodes hold the same block hashes up to the common finalized height
+(``check_agreement``). The design's numbers: quorum 3 of 4; a proposal timestamped more
+than 15 s ahead of a validator's clock is refused ("timestamp-in-future").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cluster_harness import (
+    CLOCK_OFFSET_ENV,
+    Cluster,
+    ClusterNode,
+    Traffic,
+    consortium_secret,
+    open_body,
+    proposal_block_hash,
+    seal_body,
+    wait_until,
+)
+from conftest import REPO
+from fault_proxy import (
+    COMMIT,
+    PREPARE,
+    PROPOSAL,
+    bad_body_rule,
+    bad_seals_rule,
+    qbft_code,
+    sidecar_rule,
+)
+
+
+def _consortium_cli() -> bool:
+    """Whether this tree has the consortium commands (``init`` and ``node --config``)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--help"],
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return " init" in out and " node" in out
+
+
+pytestmark = pytest.mark.xfail(
+    not _consortium_cli(),
+    reason="needs `coco-gateway init` and `coco-gateway node --config` (the operator and "
+    "p2p-node branches) and QBFT in the enclave (e-consortium), not merged yet",
+    run=False,
+    strict=True,
+)
+
+
+@pytest.fixture
+def make_cluster(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Cluster]]:
+    """``make_cluster(**Cluster options)``: a consortium in the test's temp dir, closed after
+    the test; when the test failed, each node's status and last log lines are printed. Its
+    files and logs are removed after a pass unless COCO_KEEP_CLUSTERS is set."""
+    made: list[Cluster] = []
+
+    def make(**options: Any) -> Cluster:
+        cluster = Cluster(tmp_path / f"c{len(made)}", **options)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    failed = any(
+        getattr(request.node, f"rep_{when}", None) is not None
+        and getattr(request.node, f"rep_{when}").failed
+        for when in ("setup", "call")
+    )
+    for cluster in made:
+        if failed:
+            print(f"\n===== cluster {cluster.root}\n{cluster.report()}")
+        cluster.close()
+    if not failed and not os.environ.get("COCO_KEEP_CLUSTERS"):
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def finish(cluster: Cluster, traffic: Traffic) -> None:
+    """Stop the traffic; then every node is caught up, nothing is lost, all agree."""
+    traffic.stop()
+    names = cluster.names()
+    top = max(cluster[n].height() for n in names)
+    cluster.wait_height(top, names, timeout=120)
+    cluster.check_nothing_lost(traffic, names, timeout=120)
+    common = cluster.check_agreement(names)
+    assert common >= top - 1, f"finalized {common}, head {top}"
+    assert traffic.confirmed() > 0
+    hard = [e for e in traffic.errors if "nonce too low" not in e.lower()]
+    assert not hard, f"clients got errors: {hard[:5]}"
+
+
+def proposer_names(cluster: Cluster, start: int, end: int) -> dict[int, str]:
+    """Who proposed blocks ``start`` .. ``end``: the proposer in each block's proof of
+    finality (``coco_getFinality``), by node name."""
+    by_address = {(n.address or "").lower(): n.name for n in cluster.nodes.values()}
+    node = cluster.running()[0]
+    out = {}
+    for number in range(start, end + 1):
+        proof = node.rpc("coco_getFinality", [hex(number)])
+        out[number] = by_address.get(str(proof["proposer"]).lower(), str(proof["proposer"]))
+    return out
+
+
+def next_proposer(cluster: Cluster) -> str:
+    """The validator that proposes in the current round (coco_nodeStatus "proposer")."""
+    proposer = str(cluster.running()[0].status().get("proposer", "")).lower()
+    by_address = {(n.address or "").lower(): n.name for n in cluster.validators()}
+    return by_address.get(proposer, cluster.validators()[-1].name)
+
+
+def log_has(node: ClusterNode, *needles: str, since: int = 0) -> bool:
+    text = node.log_since(since)
+    return any(n in text for n in needles)
+
+
+# --------------------------------------------------------------------------- crashes
+
+
+def test_kill9_a_validator_while_transactions_flow(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(validators=4)
+    cluster.start()
+    cluster.wait_progress(2)
+    traffic = cluster.flow()
+    traffic.wait_confirmed(8)
+
+    victim = cluster[next_proposer(cluster)]  # the hardest one to lose
+    victim.kill9()
+    others = [n for n in cluster.names() if n != victim.name]
+    cluster.wait_progress(3, others, timeout=90)  # three of four are a quorum
+    traffic.wait_confirmed(8, timeout=90)
+
+    cluster.start([victim.name])
+    head = cluster["node1" if victim.name != "node1" else "node2"].height()
+    cluster.wait_height(head, [victim.name], timeout=120)  # it caught up
+    finish(cluster, traffic)
+
+
+@pytest.mark.slow
+def test_two_validators_down_the_chain_stops_then_resumes(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(validators=4)
+    cluster.start()
+    cluster.wait_progress(2)
+    traffic = cluster.flow(only=["node1", "node2"])
+    traffic.wait_confirmed(6)
+    pids = {n: cluster[n].proc.pid for n in ("node1", "node2")}  # type: ignore[union-attr]
+
+    cluster["node3"].kill9()
+    cluster["node4"].kill9()
+    # a block already committed by three may still land; then nothing more can
+    stalled = wait_until(
+        lambda: (h := cluster.heights()) and len(set(h.values())) == 1 and h,
+        30,
+        "the two survivors to stop at one height",
+    )
+    height = max(stalled.values())
+    with pytest.raises(AssertionError, match="timed out"):
+        cluster.wait_height(height + 1, ["node1", "node2"], timeout=8)  # 8 block periods
+    seen = traffic.receipts_seen()
+    pending = [h for h in traffic.accepted_hashes() if h not in seen]
+    assert pending, "no transaction was accepted while the chain stood still"
+
+    cluster.start(["node3"])  # one returns: a quorum again, nobody else restarted
+    cluster.wait_progress(3, ["node1", "node2", "node3"], timeout=120)
+    assert {n: cluster[n].proc.pid for n in pids} == pids  # type: ignore[union-attr]
+    for tx_hash in pending:  # what was accepted while it stood still is in the chain now
+        wait_until(
+            lambda tx_hash=tx_hash: cluster["node3"].rpc("eth_getTransactionReceipt", [tx_hash]),
+            60,
+            f"receipt of {tx_hash} accepted during the outage",
+        )
+    traffic.wait_confirmed(4, timeout=90)
+    cluster.start(["node4"])
+    finish(cluster, traffic)
+
+
+# --------------------------------------------------------------------------- the network
+
+
+def test_partition_one_validator_and_heal(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(validators=4)
+    cluster.route_through(["node4"], "proxy")
+    cluster.start()
+    cluster.wait_progress(2)
+    traffic = cluster.flow(only=["node1", "node2", "node3"])
+    traffic.wait_confirmed(4)
+
+    for how in ("refuse", "blackhole"):
+        cluster.partition("node4", how)
+        cut_at = cluster["node4"].height()
+        cluster.wait_progress(4, ["node1", "node2", "node3"], timeout=90)
+        assert cluster["node4"].height() <= cut_at + 1, f"node4 moved on behind a {how} partition"
+        cluster.heal("node4")
+        head = cluster["node1"].height()
+        cluster.wait_height(head, ["node4"], timeout=120)
+        assert cluster["node4"].block_hashes(head, head) == cluster["node1"].block_hashes(
+            head, head
+        )
+    finish(cluster, traffic)
+
+
+def test_a_validator_with_its_clock_30s_ahead(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(validators=4)
+    ahead = cluster["node2"]
+    cluster.start(env={"node2": {CLOCK_OFFSET_ENV: "30"}})
+    traffic = cluster.flow(only=["node1", "node3", "node4"])
+    start = cluster["node1"].height()
+    end = cluster.wait_progress(8, timeout=150)  # two full turns of the four proposers
+
+    others = [cluster[n] for n in ("node1", "node3", "node4")]
+    wait_until(
+        lambda: all(log_has(n, "timestamp-in-future") for n in others),
+        30,
+        "every other validator to log that it refused node2's proposal (timestamp-in-future)",
+    )
+    proposers = proposer_names(cluster, start + 1, end)
+    assert set(proposers.values()) <= {"node1", "node3", "node4"}, (
+        f"a proposal 30 s ahead was accepted (15 s allowed): {proposers}"
+    )
+    assert len(set(proposers.values())) >= 2, proposers  # round-robin went on without node2
+    assert ahead.height() >= end - 1  # it follows the chain the others make
+    finish(cluster, traffic)
+
+
+# --------------------------------------------------------------------------- hostile frames
+
+
+@pytest.mark.slow
+def test_a_validator_fed_bad_frames_refuses_each_and_keeps_going(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster(validators=4)
+    target = cluster["node4"]
+    cluster.route_through(["node4"], "relay")
+    cluster.start()
+    cluster.wait_progress(2)
+    traffic = cluster.flow(only=["node1", "node2", "node3"])
+    traffic.wait_confirmed(4)
+
+    def applied(rules: list[Any]) -> int:
+        return sum(r.applied for r in rules)
+
+    def keeps_up(what: str) -> None:
+        head = cluster["node1"].height() + 2
+        cluster.wait_height(head, ["node4"], timeout=120)
+        assert target.running, f"node4 stopped after {what}"
+
+    # 1. a proposal whose sealed body has flipped bytes: the AEAD refuses it
+    mark = target.log_mark()
+    rules = cluster.rules_into("node4", lambda d: bad_body_rule(d, limit=1))
+    wait_until(lambda: applied(rules) >= 1, 60, "a proposal to node4 with a sidecar to spoil")
+    wait_until(lambda: log_has(target, "bad-body", since=mark), 30, "node4 to log bad-body")
+    cluster.clear_rules("node4")
+    keeps_up("a bad body")
+
+    # 2. a sealed body that opens (a host holding a software enclave's keys can seal one) but
+    #    carries another block's state diff: refused by the diff checks
+    secret = consortium_secret(cluster["node1"].data_dir)
+    earlier: dict[str, Any] = {}
+
+    def substitute(frame: dict[str, Any], sidecar: bytes) -> bytes:
+        _height, block_hash = proposal_block_hash(frame)
+        body = open_body(secret, cluster.chain_id, block_hash, sidecar)
+        if not earlier:
+            earlier.update(body)  # the first one passes as it is, and lends its diff
+            raise LookupError("kept the first proposal's diff")  # relayed unchanged
+        forged = {"txs": body["txs"], "diff": earlier["diff"]}
+        return seal_body(secret, cluster.chain_id, block_hash, forged)
+
+    mark = target.log_mark()
+    rules = cluster.rules_into("node4", lambda d: sidecar_rule(substitute, d, limit=1))
+    wait_until(lambda: applied(rules) >= 1, 60, "a proposal to node4 to give another diff")
+    wait_until(
+        lambda: log_has(target, "header-mismatch", "bad-diff", "state-root-mismatch", since=mark),
+        30,
+        "node4 to refuse the substituted state diff (header-mismatch, bad-diff or "
+        "state-root-mismatch)",
+    )
+    cluster.clear_rules("node4")
+    keeps_up("a wrong state diff")
+
+    # 3. finalized blocks with forged commit seals (catch-up after a short stop)
+    mark = target.log_mark()
+    rules = cluster.rules_into("node4", lambda d: bad_seals_rule("outsider", d, limit=1))
+    target.stop()
+    cluster.wait_progress(3, ["node1", "node2", "node3"], timeout=60)
+    cluster.start(["node4"])
+    wait_until(lambda: applied(rules) >= 1, 60, "finalized blocks to node4 to forge seals on")
+    wait_until(lambda: log_has(target, "bad-seals", since=mark), 30, "node4 to log bad-seals")
+    cluster.clear_rules("node4")
+    keeps_up("forged commit seals")
+    assert "Traceback" not in target.log()
+    finish(cluster, traffic)
+
+
+def test_replayed_messages_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(validators=4)
+    target = cluster["node4"]
+    cluster.route_through(["node4"], "relay")
+    cluster.start()
+    traffic = cluster.flow(only=["node1", "node2", "node3"])
+    traffic.wait_confirmed(4)
+    cluster.wait_progress(3)
+
+    def replay_all() -> int:
+        sent = 0
+        for relay, direction in cluster.relays_into("node4"):
+            sent += relay.replay(
+                direction, lambda f: qbft_code(f) in (PROPOSAL, PREPARE, COMMIT), limit=128
+            )
+        return sent
+
+    # earlier heights' messages, while node4 has seen them (its links drop duplicates) ...
+    mark = target.log_mark()
+    assert replay_all() > 0, "no earlier QBFT frames to replay"
+    cluster.wait_progress(2, timeout=60)
+    # ... and after a restart, when they are new to it: they reach its enclave
+    target.stop()
+    cluster.start(["node4"])
+    cluster.wait_height(cluster["node1"].height(), ["node4"], timeout=120)
+    assert replay_all() > 0
+    cluster.wait_progress(3, timeout=90)
+    finish(cluster, traffic)
+    log = target.log_since(mark)
+    assert "Traceback" not in log
+    if not re.search(r"(discard|ignor|refus|drop)\w*.*(old|stale|past|duplicate|replay)", log):
+        pytest.xfail(
+            "replayed QBFT messages change nothing, but node4 logs no reason for them: its "
+            "links drop duplicates silently, and a message of a past height is taken as a "
+            "sign that its sender is behind (PeerBehind: node4 then offers that peer blocks) "
+            "rather than refused as a replay"
+        )
+
+
+# --------------------------------------------------------------------------- the join
+
+
+def test_a_node_with_an_unknown_measurement_is_refused(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    other = "0x" + "ab" * 32  # the only measurement the terms allow: not this code's
+    cluster = make_cluster(validators=1, members=1, init_args=["--measurement", other])
+    genesis, member = cluster.validators()[0], cluster[cluster.names("member")[0]]
+    cluster.start([genesis.name])
+    cluster.start([member.name], wait=False)
+    wait_until(
+        lambda: log_has(member, "unknown-measurement") and log_has(genesis, "unknown-measurement"),
+        90,
+        "both sides to log the refusal reason unknown-measurement",
+    )
+    if member.answers():  # it may serve its status; it must not have the secret
+        assert member.status().get("state") == "awaiting-secret"
+    assert genesis.height() >= 0
