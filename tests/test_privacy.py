@@ -64,6 +64,7 @@ def test_balance_and_nonce_only_to_their_owner(strict: dict[str, Any]) -> None:
             error = _error(url, method, [ALICE.address, "latest"])
             assert error["code"] == UNAUTHORIZED
             assert "not authorized" in error["message"]
+            assert error["data"] == {"reason": "private-account"}
     # a denial reads the same whether the account exists or not
     fresh = Account.create().address
     assert _error(strict["bob"], "eth_getBalance", [fresh, "latest"])["message"].replace(
@@ -132,6 +133,7 @@ def test_contract_storage_is_not_readable(strict: dict[str, Any]) -> None:
     for url in (strict["alice"], strict["bob"], strict["anon"]):
         error = _error(url, "eth_getStorageAt", [address, "0x0", "latest"])
         assert error["code"] == UNAUTHORIZED and "confidential" in error["message"]
+        assert error["data"] == {"reason": "private-storage"}
     # the contract's own functions still answer
     assert strict["contract"].functions.value().call() == 41
 

@@ -786,7 +786,8 @@ class Enclave(BlockLifecycle):
                 raise Unauthorized(
                     f"not authorized to read the {msg.kind} of 0x{msg.address.hex()}: this "
                     "node keeps balances and nonces private; use that account's personal RPC "
-                    "URL (sign in at the node's root page, or coco-gateway token)"
+                    "URL (sign in at the node's root page, or coco-gateway token)",
+                    reason="private-account",
                 )
         header = self.engine.require(msg.ref)
         if msg.kind == "balance":
@@ -802,7 +803,8 @@ class Enclave(BlockLifecycle):
         if self.strict:
             raise Unauthorized(
                 "eth_getStorageAt is not available on this node: contract storage is "
-                "confidential and is read only through the contract's own functions"
+                "confidential and is read only through the contract's own functions",
+                reason="private-storage",
             )
         header = self.engine.require(msg.ref)
         return self.engine.storage(msg.address, msg.slot, header).to_bytes(32, "big")
