@@ -6,13 +6,18 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway import __version__
 from gateway.enclave.messages import DEFAULT_FORK, FORK_NAMES
+
+N = TypeVar("N", int, float)  # a number an option takes
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -25,13 +30,9 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"coco-gateway: cannot start: {exc}", file=sys.stderr)
         return 2
 
-    from aiohttp import web
-
     from gateway.devaccounts import DEV_BALANCE_WEI, DEV_MNEMONIC, derive
-    from gateway.errors import RpcError
     from gateway.node import NodeConfig
     from gateway.server.app import make_app
-    from gateway.server.keys import NODE
 
     chosen = ready.chain  # None: a new chain with the node's default
     config = NodeConfig(
@@ -99,26 +100,7 @@ def _dev(args: argparse.Namespace) -> int:
         "",
         f"Listening on {url} (Ctrl-C to stop)",
     ]
-    app = make_app(config)
-    try:
-        # the banner comes once the node is up: a failure to start is the only output
-        web.run_app(
-            app,
-            sock=ready.sockets,
-            print=lambda *_: print("\n".join(lines), flush=True),
-            access_log=None,
-            shutdown_timeout=10,
-        )
-    except RpcError as exc:
-        print(f"coco-gateway: cannot start: {exc.message}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"coco-gateway: cannot start: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    finally:
-        ready.close()
-    node = app.get(NODE)
-    return 0 if node is None else node.exit_code
+    return _serve(make_app(config), ready.sockets, "\n".join(lines), ready.close)
 
 
 def _node(args: argparse.Namespace) -> int:
@@ -145,13 +127,9 @@ def _node(args: argparse.Namespace) -> int:
         print(f"coco-gateway: cannot start: {exc}", file=sys.stderr)
         return 2
 
-    from aiohttp import web
-
     from gateway.consortium_node import ConsortiumNode, ObserverNode
-    from gateway.errors import RpcError
     from gateway.node import Node, NodeConfig
     from gateway.server.app import make_app
-    from gateway.server.keys import NODE
 
     config = settings.node_config(lock_fd=None if settings.role == "observer" else lock.fd)
 
@@ -167,7 +145,23 @@ def _node(args: argparse.Namespace) -> int:
         f"P2P:     wss://{settings.p2p_host}:{settings.p2p_port}/p2p/v2\n"
         f"Data:    {settings.data_dir}\nListening (Ctrl-C to stop)"
     )
-    app = make_app(config, factory)
+
+    def release() -> None:
+        for sock in sockets:
+            sock.close()
+        lock.release()
+
+    return _serve(make_app(config, factory), sockets, banner, release)
+
+
+def _serve(app: Any, sockets: list[socket.socket], banner: str, release: Callable[[], None]) -> int:
+    """Run ``app`` on ``sockets`` until it stops, then ``release`` what the node held; the
+    banner comes once the node is up, so a failure to start is the only output."""
+    from aiohttp import web
+
+    from gateway.errors import RpcError
+    from gateway.server.keys import NODE
+
     try:
         web.run_app(
             app,
@@ -183,9 +177,7 @@ def _node(args: argparse.Namespace) -> int:
         print(f"coco-gateway: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return 2
     finally:
-        for sock in sockets:
-            sock.close()
-        lock.release()
+        release()
     node = app.get(NODE)
     return 0 if node is None else node.exit_code
 
@@ -335,14 +327,20 @@ def _cluster_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(text: str) -> int:
+def _number(text: str, parse: Callable[[str], N], low: float, high: float, what: str) -> N:
+    """``text`` parsed and from ``low`` to ``high``, or an argparse error saying that
+    ``text`` is not ``what``."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return value
+
+
+def _count(text: str) -> int:
+    return _number(text, int, 0, math.inf, "a count (0 or more)")
 
 
 def _positive_count(text: str) -> int:
@@ -353,23 +351,11 @@ def _positive_count(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 to 3600)")
-    return value
+    return _number(text, float, 0, 3600, "a number of seconds (0 to 3600)")
 
 
 def _chain_id(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        value = 0
-    if not 1 <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a chain id (1 to 2**64-1)")
-    return value
+    return _number(text, lambda t: int(t, 0), 1, 2**64 - 1, "a chain id (1 to 2**64-1)")
 
 
 def _alloc(text: str) -> tuple[str, str]:
@@ -467,13 +453,7 @@ def _epoch_period(text: str) -> int:
 
 
 def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
-    return port
+    return _number(text, int, 0, 65535, "a TCP port (0 to 65535)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,22 @@ def _mutate(data: dict[str, Any], where: str, value: Any) -> None:
         target[keys[-1]] = value
 
 
+def _refusal(
+    load: Callable[[Path], object], path: Path, data: dict[str, Any], where: str, value: Any
+) -> ConfigError:
+    """The error ``load`` gives for ``data`` with ``where`` changed to ``value``, written to
+    ``path``; it names the file and the field before its reason."""
+    data = copy.deepcopy(data)
+    _mutate(data, where, value)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    err = info.value
+    assert err.file == str(path), str(err)
+    assert str(err) == f"{path}: {err.field}: {err.reason}"
+    return err
+
+
 @pytest.mark.parametrize(
     ("where", "value", "field", "reason"),
     [
@@ -183,16 +200,8 @@ def _mutate(data: dict[str, Any], where: str, value: Any) -> None:
 def test_terms_errors_name_file_field_reason(
     tmp_path: Path, where: str, value: Any, field: str, reason: str
 ) -> None:
-    data = copy.deepcopy(terms_dict())
-    _mutate(data, where, value)
-    path = tmp_path / "consortium.json"
-    path.write_text(json.dumps(data))
-    with pytest.raises(ConfigError) as info:
-        ConsortiumTerms.load(path)
-    err = info.value
-    assert err.file == str(path) and err.field == field, str(err)
-    assert reason in err.reason, str(err)
-    assert str(err) == f"{path}: {field}: {err.reason}"
+    err = _refusal(ConsortiumTerms.load, tmp_path / "consortium.json", terms_dict(), where, value)
+    assert err.field == field and reason in err.reason, str(err)
 
 
 def test_unreadable_and_not_json(tmp_path: Path) -> None:
@@ -292,14 +301,8 @@ def test_node_file_against_terms(tmp_path: Path) -> None:
 def test_node_errors_name_file_field_reason(
     tmp_path: Path, where: str, value: Any, field: str, reason: str
 ) -> None:
-    data = copy.deepcopy(node_dict())
-    _mutate(data, where, value)
-    path = tmp_path / "node.json"
-    path.write_text(json.dumps(data))
-    with pytest.raises(ConfigError) as info:
-        NodeFile.load(path)
-    assert info.value.field == field and reason in info.value.reason, str(info.value)
-    assert str(info.value) == f"{path}: {field}: {info.value.reason}"
+    err = _refusal(NodeFile.load, tmp_path / "node.json", node_dict(), where, value)
+    assert err.field == field and reason in err.reason, str(err)
 
 
 def test_parse_hostport() -> None:

@@ -355,6 +355,16 @@ class Cluster:
     def heights(self) -> list[int]:
         return [s.get("finalized", 0) for s in self.status]
 
+    async def agreed_heads(self) -> list[dict[str, Any]]:
+        """Every validator's status, once it is checked that they all have the same head."""
+        heads = [await e.request(m.GetStatus()) for e in self.enclaves]
+        assert len({h["head"]["hash"] for h in heads}) == 1
+        return heads
+
+    async def close(self) -> None:
+        for enclave in self.enclaves:
+            await enclave.close()
+
 
 def transfer(nonce: int, value: int = 10**15) -> bytes:
     tx = {
@@ -396,8 +406,7 @@ def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path, rule: str
             target = min(cluster.heights()) + 3
             await cluster.run_until(lambda: min(cluster.heights()) >= target)
 
-            heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
-            assert len({h["head"]["hash"] for h in heads}) == 1
+            heads = await cluster.agreed_heads()
             assert heads[0]["head"]["number"] >= target
             tx_hashes = {keccak(transfer(n)) for n in range(5)}
             for enclave in cluster.enclaves:
@@ -427,8 +436,7 @@ def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path, rule: str
             assert all(c[:shortest] == chains[0][:shortest] for c in chains)
             assert cluster.discarded == []
         finally:
-            for enclave in cluster.enclaves:
-                await enclave.close()
+            await cluster.close()
 
     run(go())
 
@@ -455,11 +463,9 @@ def test_restarted_validator_resumes_its_round(tmp_path: Path) -> None:
 
             cluster.cut = set()
             await cluster.run_until(lambda: min(cluster.heights()) >= height + 1)
-            heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
-            assert len({h["head"]["hash"] for h in heads}) == 1
+            await cluster.agreed_heads()
         finally:
-            for enclave in cluster.enclaves:
-                await enclave.close()
+            await cluster.close()
 
     run(go())
 
@@ -479,11 +485,9 @@ def test_a_proposal_from_a_clock_far_ahead_is_refused(tmp_path: Path) -> None:
             block = await cluster.enclaves[0].request(m.GetBlock(1))
             assert block["miner"].lower() != "0x" + nodes[leader].hex()
             assert int(block["timestamp"], 16) <= cluster.now + 15
-            heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
-            assert len({h["head"]["hash"] for h in heads}) == 1
+            await cluster.agreed_heads()
         finally:
-            for enclave in cluster.enclaves:
-                await enclave.close()
+            await cluster.close()
 
     run(go())
 
@@ -506,8 +510,7 @@ def test_a_tampered_sidecar_and_garbage_are_refused(tmp_path: Path) -> None:
             refused = [d for d in cluster.discarded if d["reason"] == "bad-body"]
             assert refused  # the victim refused every proposal's body, and voted for none
             # it still has the decided blocks (from the others' announcements, bodies intact)
-            heads = [await e.request(m.GetStatus()) for e in cluster.enclaves]
-            assert len({h["head"]["hash"] for h in heads}) == 1
+            await cluster.agreed_heads()
 
             answer = await cluster.enclaves[0].request(
                 m.ConsensusStep(now=cluster.now, inbound=[[b"\xc0garbage", None]])
@@ -518,8 +521,7 @@ def test_a_tampered_sidecar_and_garbage_are_refused(tmp_path: Path) -> None:
             )
             assert err.reason_code == "bad-inbound"
         finally:
-            for enclave in cluster.enclaves:
-                await enclave.close()
+            await cluster.close()
 
     run(go())
 

@@ -22,6 +22,7 @@ import rlp
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eth.abc import BlockHeaderAPI
 from eth.constants import BLANK_ROOT_HASH
 from eth.db.schema import SchemaV1
 from eth_account import Account
@@ -1114,13 +1115,21 @@ class Enclave(BlockLifecycle):
         count = min(msg.count, MAX_EXPORT_BLOCKS)
         return [self._exported(b, msg.public) for b in self.ledger.blocks_range(msg.start, count)]
 
-    def _on_GetFinality(self, msg: m.GetFinality) -> dict[str, Any] | None:
-        header = self.engine.resolve(msg.ref)
+    def _committed(self, ref: Any) -> tuple[BlockHeaderAPI, CommittedBlock] | None:
+        """The header ``ref`` names and the ledger's block of that number, if both exist."""
+        header = self.engine.resolve(ref)
         if header is None:
             return None
         block = self.ledger.block_by_number(header.block_number)
         if block is None:
             return None
+        return header, block
+
+    def _on_GetFinality(self, msg: m.GetFinality) -> dict[str, Any] | None:
+        found = self._committed(msg.ref)
+        if found is None:
+            return None
+        block = found[1]
         if self.dev_chain:
             # the dev chain's blocks carry the v1 seal (gateway.consensus.seal)
             scheme, digest = "seal-v1", seal_digest(self.engine.chain_id, block.hash)
@@ -1216,12 +1225,10 @@ class Enclave(BlockLifecycle):
         }
 
     def _on_GetSeal(self, msg: m.GetSeal) -> dict[str, Any] | None:
-        header = self.engine.resolve(msg.ref)
-        if header is None:
+        found = self._committed(msg.ref)
+        if found is None:
             return None
-        block = self.ledger.block_by_number(header.block_number)
-        if block is None:
-            return None
+        header, block = found
         return {
             "version": SEAL_VERSION,
             "chainId": self.engine.chain_id,

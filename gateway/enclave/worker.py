@@ -11,14 +11,7 @@ import threading
 from typing import Any
 
 from gateway.enclave import codec
-from gateway.enclave.messages import (
-    BuildBlock,
-    Close,
-    ConsensusStep,
-    ImportBlocks,
-    MakeIdentity,
-    Open,
-)
+from gateway.enclave.messages import Close, MakeIdentity, Open
 from gateway.errors import InternalError, RpcError
 
 
@@ -35,7 +28,7 @@ def main() -> int:
         format="%(asctime)s %(levelname)s enclave %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from gateway.enclave.runtime import serve
+    from gateway.enclave.runtime import BUILD_THREAD, serve
 
     enclave = None
     while enclave is None:
@@ -103,8 +96,6 @@ def main() -> int:
     return 0
 
 
-# block operations (one at a time, beside reads and admissions) run on the build thread
-BUILD_THREAD = (BuildBlock, ConsensusStep, ImportBlocks)
 _ANSWERED = object()
 _CLOSED = object()
 

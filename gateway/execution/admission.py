@@ -68,26 +68,9 @@ class Admission:
         transaction). No pool or head-state rule applies: the block decides; a transaction
         that does not apply makes the block invalid."""
         tx = self.decode(raw)
-        try:
-            tx.validate()
-            sender = tx.sender
-        except Exception:
-            raise ServerError("invalid sender: the signature does not recover an address") from None
-        if fmt.tx_type(tx) == 2:
-            fee_cap, tip_cap = int(tx.max_fee_per_gas), int(tx.max_priority_fee_per_gas)
-        else:
-            fee_cap = tip_cap = int(tx.gas_price)
-        return PoolTx(
-            hash=bytes(tx.hash),
-            sender=bytes(sender),
-            nonce=int(tx.nonce),
-            gas=int(tx.gas),
-            fee_cap=fee_cap,
-            tip_cap=tip_cap,
-            raw=raw,
-            tx=tx,
-            plaintext=self.open_envelope(tx.data, sender, tx.to, admission=False),
-        )
+        sender = _recover_sender(tx)
+        plaintext = self.open_envelope(tx.data, sender, tx.to, admission=False)
+        return _pool_tx(raw, tx, sender, plaintext)
 
     def admit(
         self,
@@ -110,12 +93,7 @@ class Admission:
         if not 0 < tx.s <= SECP256K1_N // 2 or not 0 < tx.r < SECP256K1_N:
             # EIP-2: only the low-s form of a signature is valid, so each has one encoding
             raise ServerError("invalid transaction v, r, s values")
-        try:
-            tx.validate()
-            sender = tx.sender
-        except Exception:
-            raise ServerError("invalid sender: the signature does not recover an address") from None
-        kind = fmt.tx_type(tx)
+        sender = _recover_sender(tx)
         chain_id = tx.chain_id
         if chain_id is None:
             raise ServerError("only replay-protected (EIP-155) transactions allowed over RPC")
@@ -128,15 +106,12 @@ class Admission:
             raise ServerError("exceeds block gas limit")
         if self.tx_gas_cap is not None and tx.gas > self.tx_gas_cap:
             raise ServerError(gas_limit_too_high(tx.gas, self.tx_gas_cap))
-        if kind == 2:
-            fee_cap, tip_cap = int(tx.max_fee_per_gas), int(tx.max_priority_fee_per_gas)
-            if tip_cap > fee_cap:
-                raise ServerError(
-                    f"max priority fee per gas higher than max fee per gas: address "
-                    f"0x{sender.hex()}, maxPriorityFeePerGas: {tip_cap}, maxFeePerGas: {fee_cap}"
-                )
-        else:
-            fee_cap = tip_cap = int(tx.gas_price)
+        fee_cap, tip_cap = _fee_caps(tx)
+        if tip_cap > fee_cap:  # only a type-2 transaction names two
+            raise ServerError(
+                f"max priority fee per gas higher than max fee per gas: address "
+                f"0x{sender.hex()}, maxPriorityFeePerGas: {tip_cap}, maxFeePerGas: {fee_cap}"
+            )
         if fee_cap < base_fee and not restoring:
             raise ServerError(
                 f"max fee per gas less than block base fee: address 0x{sender.hex()}, "
@@ -156,17 +131,7 @@ class Admission:
                 "the enclave's transaction key (coco_getAttestation) in an envelope; "
                 "plain value transfers are accepted"
             )
-        ptx = PoolTx(
-            hash=bytes(tx.hash),
-            sender=bytes(sender),
-            nonce=int(tx.nonce),
-            gas=int(tx.gas),
-            fee_cap=fee_cap,
-            tip_cap=tip_cap,
-            raw=raw,
-            tx=tx,
-            plaintext=plaintext,
-        )
+        ptx = _pool_tx(raw, tx, sender, plaintext)
         replaces = pool.check(ptx, int(state.get_nonce(sender)))
         cost = tx.gas * fee_cap + tx.value
         balance = int(state.get_balance(sender))
@@ -188,6 +153,39 @@ class Admission:
             raise ServerError(
                 f"invalid transaction envelope: {detail}", {"reason": exc.reason, **fields}
             ) from None
+
+
+def _recover_sender(tx: SignedTransactionAPI) -> bytes:
+    """The address that signed ``tx``, or a refusal when its signature does not recover one."""
+    try:
+        tx.validate()
+        return bytes(tx.sender)
+    except Exception:
+        raise ServerError("invalid sender: the signature does not recover an address") from None
+
+
+def _fee_caps(tx: SignedTransactionAPI) -> tuple[int, int]:
+    """``tx``'s fee cap and tip cap per gas: a legacy or EIP-2930 one's gas price is both."""
+    if fmt.tx_type(tx) == 2:
+        return int(tx.max_fee_per_gas), int(tx.max_priority_fee_per_gas)
+    return int(tx.gas_price), int(tx.gas_price)
+
+
+def _pool_tx(
+    raw: bytes, tx: SignedTransactionAPI, sender: bytes, plaintext: bytes | None
+) -> PoolTx:
+    fee_cap, tip_cap = _fee_caps(tx)
+    return PoolTx(
+        hash=bytes(tx.hash),
+        sender=sender,
+        nonce=int(tx.nonce),
+        gas=int(tx.gas),
+        fee_cap=fee_cap,
+        tip_cap=tip_cap,
+        raw=raw,
+        tx=tx,
+        plaintext=plaintext,
+    )
 
 
 def insufficient_funds(sender: bytes, balance: int, cost: int) -> AccountStateRefusal:
