@@ -43,6 +43,7 @@ from gateway.observer import (
 )
 from gateway.p2p import wire
 from gateway.p2p.link import LinkConfig, Links, Peer
+from gateway.p2p.refusals import STALE
 from gateway.p2p.tls import TlsError, TlsIdentity, ensure_identity
 
 log = logging.getLogger("gateway.consortium")
@@ -413,6 +414,7 @@ class ConsortiumNode(_P2pShell, Node):
             "peers": links,
             "validators": ["0x" + v.hex() for v in self.settings.validators],
             "lastError": self.last_error,
+            "refused": self.links.refused.snapshot() if self.links is not None else {},
         }
 
     # ---------------------------------------------------------------- the join
@@ -517,6 +519,16 @@ class ConsortiumNode(_P2pShell, Node):
         if self.state != "ready":
             return  # nothing to do with chain traffic before the secret is here
         if kind == "qbft":
+            height = wire.qbft_height(frame["m"])
+            if height is not None and height <= self.head and peer.finalized >= height:
+                # its sender told us it has decided that height: not a sign that it is behind
+                # (that would have us send it blocks), but a replay
+                assert self.links is not None
+                self.links.refused.refuse(
+                    STALE, "a QBFT message of height %d from %r, which is at %d", height, peer,
+                    peer.finalized,
+                )  # fmt: skip
+                return
             if len(self._inbox) >= INBOX_LIMIT:
                 log.warning(
                     "QBFT inbox full (%d messages): dropping one from %r", INBOX_LIMIT, peer
@@ -655,10 +667,10 @@ class ConsortiumNode(_P2pShell, Node):
             self.consensus = status
         for discarded in answer.get("discarded", []):
             sender = discarded.get("sender")
-            log.info(
-                "QBFT message discarded%s: %s",
+            self.links.refused.refuse(
+                str(discarded.get("reason"))[:64],
+                "a QBFT message%s (discarded by the enclave)",
                 f" from 0x{bytes(sender).hex()}" if sender else "",
-                discarded.get("reason"),
             )
         for block in answer.get("decided", []):
             public = {k: v for k, v in block.items() if k != "summary"}
@@ -666,7 +678,7 @@ class ConsortiumNode(_P2pShell, Node):
             await self._adopt_summary(block["summary"])
         for peer_address, height in answer.get("behind", []):
             peer = self.links.by_address(bytes(peer_address))
-            if peer is not None:
+            if peer is not None and peer.finalized < int(height):  # else it has them
                 await self._serve_blocks(
                     peer, {"start": int(height), "count": wire.MAX_BATCH, "public": False}
                 )
@@ -968,6 +980,7 @@ class ObserverNode(_P2pShell, Node):
             "peers": links,
             "validators": ["0x" + v.hex() for v in self.settings.validators],
             "lastError": self.last_error,
+            "refused": self.links.refused.snapshot() if self.links is not None else {},
         }
 
     async def _on_up(self, peer: Peer) -> None:

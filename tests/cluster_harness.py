@@ -384,8 +384,9 @@ class Cluster:
     # -- fault tools on the links --------------------------------------------------------
     def route_through(self, names: Iterable[str], kind: str = "proxy") -> None:
         """Every link with one end in ``names`` goes through its own fault tool (``"proxy"``:
-        a ``FaultProxy``; ``"relay"``: a ``P2pRelay``): the dialler's node.json lists the
-        tool's address instead of the target's. Call before starting those nodes."""
+        a ``FaultProxy``; ``"relay"``: a ``P2pRelay``, which serves TLS with the target's
+        own certificate from its data directory, as its host could): the dialler's node.json
+        lists the tool's address instead of the target's. Call before starting those nodes."""
         chosen = set(names)
         for dialler in self.nodes.values():
             peers = []
@@ -398,7 +399,7 @@ class Cluster:
                 tool: FaultProxy | P2pRelay = (
                     FaultProxy(target.p2p, name=label).start()
                     if kind == "proxy"
-                    else P2pRelay(target.p2p, name=label).start()
+                    else P2pRelay(target.p2p, tls=target.data_dir, name=label).start()
                 )
                 self.proxies[(dialler.name, target.name)] = tool
                 peers.append(tool.address)

@@ -13,13 +13,23 @@ proxy runs its own event loop in a thread) and return once the change is in forc
   order kept, in both directions;
 - ``cut()``: reset the open connections once, without changing the mode.
 
-``P2pRelay`` speaks the node-to-node wire (version 1, docs/PROTOCOL.md and PLAN8: an aiohttp
-WebSocket at ``/p2p/v1``, binary frames, each a msgpack map with ``"t"``). It accepts the
-dialling node's WebSocket, opens its own to the peer, and relays frame by frame, so a test can
-change frames in flight with ``Rule``s: flip bytes in a proposal's sidecar, replace commit
-seals, rewrite a sidecar (a different state diff), and re-send frames it saw earlier
-(``replay``). Frames are relayed unchanged until a rule matches; every frame seen is kept
-(bounded) for replay.
+``P2pRelay`` speaks the node-to-node wire (version 2, docs/PROTOCOL.md "Node-to-node wire":
+an aiohttp WebSocket over TLS 1.3 at ``wss://…/p2p/v2``, binary frames, each a msgpack map with
+``"t"``). It accepts the dialling node's WebSocket, opens its own to the peer, and relays frame
+by frame, so a test can change frames in flight with ``Rule``s: flip bytes in a proposal's
+sidecar, replace commit seals, rewrite a sidecar (a different state diff), and re-send frames
+it saw earlier (``replay``). Frames are relayed unchanged until a rule matches; every frame
+seen is kept (bounded) for replay. The handshake frames (``hello``, ``auth``) are never given
+to rules: ``auth`` carries the signer's ``binding`` (the SHA-256 of the TLS certificate it
+saw) and its signature, and passes untouched.
+
+The relay serves TLS with *the fronted node's own* certificate and key (read from that node's
+data directory), so the dialler sees the certificate the fronted node's enclave binds into
+its signature and the link verifies. It therefore models an attacker who holds the fronted
+node's host (its TLS key file), not one on the network path: a relay with any other
+certificate is refused by both ends (``channel-binding-mismatch``, tests/test_p2p_link.py).
+Everything it can do is what such a host can do anyway: drop, delay, reorder, replay and
+change frames, never sign as the enclave.
 
 Directions are named from the relay's place: ``UPSTREAM`` is from the dialling node to the
 node the relay fronts, ``DOWNSTREAM`` is back.
@@ -36,11 +46,15 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import msgpack
 from aiohttp import web
+
+from gateway.p2p import tls as p2p_tls
+from gateway.p2p import wire
 
 T = TypeVar("T")
 
@@ -50,7 +64,8 @@ DIRECTIONS = (UPSTREAM, DOWNSTREAM)
 
 CHUNK = 65536
 QUEUE_CHUNKS = 64  # per direction and connection: at most 4 MiB in flight inside the proxy
-MAX_FRAME = 16 * 1024 * 1024 + 4096  # the wire's 16 MiB frame limit, plus room
+MAX_FRAME = wire.MAX_FRAME + 4096  # the wire's 16 MiB frame limit, plus room
+HANDSHAKE_FRAMES = frozenset({"hello", "auth"})  # never changed by rules
 RECORDED_FRAMES = 512  # per direction, for replay
 
 # QBFT wire codes (docs/qbft.md, "Wire format, version 1")
@@ -495,6 +510,7 @@ class _WsLink:
     def __init__(self, server_ws: web.WebSocketResponse) -> None:
         self.server_ws = server_ws
         self.client_ws: aiohttp.ClientWebSocketResponse | None = None
+        self.hellos: dict[str, dict[str, Any]] = {}  # direction -> the hello that went that way
 
     def ws(self, direction: str) -> Any:
         """The socket frames going ``direction`` are written to."""
@@ -502,14 +518,28 @@ class _WsLink:
 
 
 class P2pRelay:
-    """A frame-by-frame relay of the p2p wire in front of ``upstream`` ("host:port"): nodes
-    dial ``relay.address``. See the module docstring. Thread-safe control methods."""
+    """A frame-by-frame relay of the p2p wire (v2, TLS) in front of ``upstream``
+    ("host:port"): nodes dial ``relay.address``. See the module docstring.
 
-    PATH = "/p2p/v1"
+    ``tls`` is the fronted node's TLS identity, or its data directory to load it from
+    (``gateway.p2p.tls.load_identity``): the relay presents that node's own certificate, as
+    only someone holding that node's host could (the relay models such an attacker, not a
+    stranger on the network path, whom the channel binding shuts out). Thread-safe control
+    methods."""
 
-    def __init__(self, upstream: str, *, port: int | None = None, name: str = "") -> None:
+    PATH = wire.PATH
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        tls: p2p_tls.TlsIdentity | Path,
+        port: int | None = None,
+        name: str = "",
+    ) -> None:
         host, _, port_text = upstream.rpartition(":")
         self.upstream = f"{host or '127.0.0.1'}:{int(port_text)}"
+        self.identity = tls if isinstance(tls, p2p_tls.TlsIdentity) else p2p_tls.load_identity(tls)
         self.port = port or _free_port()
         self.name = name or f"relay->{upstream}"
         self.rules: list[Rule] = []
@@ -519,6 +549,9 @@ class P2pRelay:
         self.counts: collections.Counter[str] = collections.Counter()  # "direction:t"
         self.connections = 0
         self.errors: list[str] = []  # rules that raised (the frame went on unchanged)
+        # hellos whose wire version is not the one this relay speaks (relayed all the same:
+        # the nodes refuse them, with "wrong-version")
+        self.version_mismatches: list[dict[str, Any]] = []
         self.cut_off = False
         self._links: set[_WsLink] = set()
         self._lock = threading.Lock()
@@ -544,7 +577,9 @@ class P2pRelay:
         app.router.add_get(self.PATH, self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(
+            self._runner, "127.0.0.1", self.port, ssl_context=self.identity.server_context()
+        ).start()
         self._session = aiohttp.ClientSession()
 
     def stop(self) -> None:
@@ -618,6 +653,11 @@ class P2pRelay:
     def open_links(self) -> int:
         return len(self._links)
 
+    def hellos(self, direction: str) -> list[dict[str, Any]]:
+        """The ``hello`` frame that went ``direction`` on each open link (who is on which
+        side: ``role``, ``address``, wire version ``v``)."""
+        return [link.hellos[direction] for link in list(self._links) if direction in link.hellos]
+
     async def _inject(self, direction: str, items: list[bytes]) -> int:
         sent = 0
         for link in list(self._links):
@@ -638,9 +678,20 @@ class P2pRelay:
         self._links.clear()
 
     # -- relaying ------------------------------------------------------------------------
-    def _rewrite(self, direction: str, data: bytes) -> list[bytes]:
+    def _rewrite(self, direction: str, data: bytes, link: _WsLink | None = None) -> list[bytes]:
         frame = decode_frame(data)
         if frame is None:
+            return [data]
+        if frame["t"] in HANDSHAKE_FRAMES:
+            # hello and auth pass as they are: auth's signature covers the nonces and the
+            # certificate binding, so any change would only get the link refused
+            with self._lock:
+                self.counts[f"{direction}:{frame['t']}"] += 1
+                if frame["t"] == "hello":
+                    if link is not None:
+                        link.hellos[direction] = frame
+                    if frame.get("v") != wire.WIRE_VERSION:
+                        self.version_mismatches.append(frame)
             return [data]
         with self._lock:
             self.counts[f"{direction}:{frame['t']}"] += 1
@@ -676,17 +727,20 @@ class P2pRelay:
         assert self._session is not None
         try:
             link.client_ws = await self._session.ws_connect(
-                f"ws://{self.upstream}{self.PATH}", max_msg_size=MAX_FRAME, autoping=True
+                f"wss://{self.upstream}{self.PATH}",
+                max_msg_size=MAX_FRAME,
+                autoping=True,
+                ssl=p2p_tls.client_context(),
             )
-        except (aiohttp.ClientError, OSError):
+        except (aiohttp.ClientError, OSError, TimeoutError):
             await server_ws.close()
             return server_ws
         self.connections += 1
         self._links.add(link)
         try:
             pumps = [
-                asyncio.create_task(self._pump(server_ws, link.client_ws, UPSTREAM)),
-                asyncio.create_task(self._pump(link.client_ws, server_ws, DOWNSTREAM)),
+                asyncio.create_task(self._pump(server_ws, link.client_ws, UPSTREAM, link)),
+                asyncio.create_task(self._pump(link.client_ws, server_ws, DOWNSTREAM, link)),
             ]
             _done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
@@ -699,10 +753,10 @@ class P2pRelay:
                         await ws.close()
         return server_ws
 
-    async def _pump(self, src: Any, dst: Any, direction: str) -> None:
+    async def _pump(self, src: Any, dst: Any, direction: str, link: _WsLink) -> None:
         async for msg in src:
             if msg.type == aiohttp.WSMsgType.BINARY:
-                for data in self._rewrite(direction, bytes(msg.data)):
+                for data in self._rewrite(direction, bytes(msg.data), link):
                     await dst.send_bytes(data)
             elif msg.type == aiohttp.WSMsgType.TEXT:
                 await dst.send_str(msg.data)

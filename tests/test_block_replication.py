@@ -232,6 +232,25 @@ def test_three_enclaves_agree_under_both_rules(trio: Trio) -> None:
     assert public["body"] is None and public["seals"] == seals
 
 
+def test_a_build_budget_cuts_the_block_and_leaves_the_rest_pooled(trio: Trio) -> None:
+    """The proposer's build budget (docs/qbft.md, "Block size and the round timer"): past it
+    no further transaction starts, at least one is always in, the others stay pooled for the
+    next block, and a cut block verifies like any other."""
+    t = trio
+    sent = [send(t.a, i % 3, nonce=i // 3, to=bytes(19) + b"\x01", value=1) for i in range(6)]
+    assert len(t.a.engine.pool) == 6
+    cut = t.a.prepare_candidate(int(time.time()), budget=0.0)  # already spent
+    assert cut is not None and len(cut.included) == 1 and cut.included[0] in sent
+    assert cut.prepared is not None and cut.prepared.deferred == 5
+    assert t.b.verify_candidate(cut.header_rlp, cut.body).hash == cut.hash
+    assert t.c.verify_candidate(cut.header_rlp, cut.body).hash == cut.hash
+    t.a.commit_candidate(cut, 0, t.a.validator, seals_for([t.a, t.b], cut, 0, t.a.validator))
+    assert len(t.a.engine.pool) == 5
+    rest = t.a.prepare_candidate(int(time.time()), budget=60.0)  # ample: everything fits
+    assert rest is not None and sorted(rest.included) == sorted(set(sent) - set(cut.included))
+    assert rest.prepared is not None and rest.prepared.deferred == 0
+
+
 def test_random_bytes_of_a_block_are_a_function_of_block_and_transaction() -> None:
     key = b"k" * 32
     one = BlockRandomness(key, b"\x01" * 32, 5, 1000)

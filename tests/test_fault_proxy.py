@@ -1,6 +1,7 @@
 """The fault tools themselves (tests/fault_proxy.py), against local echo servers: the TCP
 proxy's pass, delay, partition (refuse and black hole) and heal, and the p2p relay's frame
-changes (bad body, bad seals, rewritten sidecar, replay)."""
+changes (bad body, bad seals, rewritten sidecar, replay) on the v2 wire over TLS, served with
+the fronted server's own certificate."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -48,6 +50,7 @@ from gateway.consensus.qbft.messages import (
     recover_signer,
     sign_digest,
 )
+from gateway.p2p import tls, wire
 
 VALIDATOR_KEYS = [keys.PrivateKey((i + 1).to_bytes(32, "big")) for i in range(4)]
 VALIDATORS = {k.public_key.to_canonical_address() for k in VALIDATOR_KEYS}
@@ -207,19 +210,21 @@ def test_cut_resets_once_and_upstream_down_closes(proxy: FaultProxy, echo: str) 
 
 
 class WsEcho:
-    """An aiohttp server at /p2p/v1 that echoes every frame and keeps what it received."""
+    """An aiohttp server at /p2p/v2 over TLS (its own certificate, ``identity``) that echoes
+    every frame and keeps what it received."""
 
-    def __init__(self) -> None:
+    def __init__(self, identity: tls.TlsIdentity) -> None:
+        self.identity = identity
         self.received: list[bytes] = []
         self._lt = _LoopThread("ws-echo")
         self.port = self._lt.call(self._start())
 
     async def _start(self) -> int:
         app = web.Application()
-        app.router.add_get("/p2p/v1", self._handle)
+        app.router.add_get(wire.PATH, self._handle)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.identity.server_context())
         await site.start()
         return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
 
@@ -238,7 +243,8 @@ class WsEcho:
 
 
 class WsClient:
-    """A blocking WebSocket client for the tests, on its own loop thread."""
+    """A blocking WebSocket client (wss, the links' client TLS context) for the tests, on its
+    own loop thread; ``binding`` is the SHA-256 of the certificate the server presented."""
 
     def __init__(self, url: str) -> None:
         self._lt = _LoopThread("ws-client")
@@ -251,10 +257,11 @@ class WsClient:
     async def _open(self, url: str) -> None:
         self._session = aiohttp.ClientSession()
         try:
-            self._ws = await self._session.ws_connect(url, max_msg_size=0)
+            self._ws = await self._session.ws_connect(url, max_msg_size=0, ssl=tls.client_context())
         except BaseException:
             await self._session.close()
             raise
+        self.binding = tls.peer_fingerprint(self._ws.get_extra_info("ssl_object"))
 
     def send(self, frame: dict[str, Any]) -> None:
         self._lt.call(self._ws.send_bytes(encode_frame(frame)))
@@ -291,10 +298,17 @@ class WsClient:
 
 
 @pytest.fixture
-def relayed() -> Iterator[tuple[P2pRelay, WsClient, WsEcho]]:
-    server = WsEcho()
-    relay = P2pRelay(f"127.0.0.1:{server.port}").start()
-    client = WsClient(f"ws://{relay.address}/p2p/v1")
+def server_dir(tmp_path: Path) -> Path:
+    """A data directory holding the echo server's TLS key and certificate."""
+    tls.make_identity(tmp_path / "server", "echo")
+    return tmp_path / "server"
+
+
+@pytest.fixture
+def relayed(server_dir: Path) -> Iterator[tuple[P2pRelay, WsClient, WsEcho]]:
+    server = WsEcho(tls.load_identity(server_dir))
+    relay = P2pRelay(f"127.0.0.1:{server.port}", tls=server_dir).start()
+    client = WsClient(f"wss://{relay.address}{wire.PATH}")
     yield relay, client, server
     client.close()
     relay.stop()
@@ -333,6 +347,45 @@ def test_relay_passes_frames_unchanged_and_records_them(relayed: Any) -> None:
     assert qbft_code(frames[0]) == PROPOSAL and qbft_code(frames[2]) is None
     assert relay.frames(UPSTREAM) == frames and relay.frames(DOWNSTREAM) == frames
     assert relay.counts["upstream:qbft"] == 2 and relay.connections == 1
+
+
+def test_relay_presents_the_fronted_servers_certificate(relayed: Any, server_dir: Path) -> None:
+    """The dialler sees the certificate of the server behind the relay (so the binding in
+    its signature matches), not one of the relay's own: the relay holds that server's key."""
+    relay, client, server = relayed
+    assert client.binding == server.identity.fingerprint == relay.identity.fingerprint
+    assert tls.load_identity(server_dir).fingerprint == client.binding
+    assert relay.PATH == wire.PATH == "/p2p/v2"
+    with pytest.raises(aiohttp.ClientError):  # plain ws:// to a TLS listener gets nowhere
+        WsClient(f"ws://{relay.address}{wire.PATH}")
+
+
+def test_relay_passes_hello_and_auth_untouched_by_rules(relayed: Any) -> None:
+    """A rule that matches every frame still never sees the handshake: ``auth`` (with its
+    ``binding``) and ``hello`` go through as they are; the hello's version is noted."""
+    relay, client, server = relayed
+    rule = relay.add_rule(drop_rule(lambda _f: True, UPSTREAM, limit=None))
+    hello = {
+        "t": "hello",
+        "v": wire.WIRE_VERSION,
+        "chainId": 1337,
+        "genesis": b"\x01" * 32,
+        "role": "validator",
+        "address": b"\x02" * 20,
+        "nonce": b"\x03" * 32,
+    }
+    auth = {"t": "auth", "sig": b"\x04" * 65, "binding": client.binding}
+    for f in (hello, auth):
+        wire.encode(f)  # both are valid v2 frames
+        client.send(f)
+    assert [client.recv(), client.recv()] == [hello, auth]
+    assert [decode_frame(b) for b in server.received] == [hello, auth]
+    assert relay.hellos(UPSTREAM) == [hello] and relay.hellos(DOWNSTREAM) == [hello]
+    assert relay.version_mismatches == []
+    client.send(prepare_frame())  # the rule does apply to what follows the handshake
+    client.send({**hello, "v": 1})
+    assert client.recv() == {**hello, "v": 1}
+    assert rule.applied == 1 and relay.version_mismatches == [{**hello, "v": 1}] * 2
 
 
 def test_relay_flips_bytes_in_a_proposal_sidecar_once(relayed: Any) -> None:
@@ -429,9 +482,9 @@ def test_relay_partition_closes_links_and_refuses_until_healed(relayed: Any) -> 
     relay.partition()
     assert client.closed_within(5)
     with pytest.raises(aiohttp.WSServerHandshakeError):
-        WsClient(f"ws://{relay.address}/p2p/v1")
+        WsClient(f"wss://{relay.address}{wire.PATH}")
     relay.heal()
-    again = WsClient(f"ws://{relay.address}/p2p/v1")
+    again = WsClient(f"wss://{relay.address}{wire.PATH}")
     try:
         again.send(prepare_frame(7))
         assert again.recv() == prepare_frame(7)

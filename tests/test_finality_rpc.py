@@ -29,5 +29,6 @@ def test_dev_node_status_is_a_consortium_of_one(node: Any) -> None:
     status = call(node, "coco_nodeStatus")
     assert status["role"] == "dev" and status["state"] == "ready"
     assert status["validators"] == [status["address"]] and status["peers"] == []
+    assert status["refused"] == {}  # no peers, nothing refused
     assert status["finalized"] == status["height"] >= 0
     assert call(node, "net_peerCount") == "0x0"

@@ -106,7 +106,8 @@ class CocoMethods(Handlers):
 
     async def coco_nodeStatus(self, params: list[Any], ctx: Any) -> Any:
         """This node in its consortium: role, state, height, finalized height, QBFT round and
-        proposer, peers, validators, last error (docs/PROTOCOL.md, "Node-to-node wire")."""
+        proposer, peers, validators, last error, refused peer frames per reason code
+        (docs/PROTOCOL.md, "Node-to-node wire")."""
         p.arity(params, 0)
         if self.node_status is not None:
             return await self.node_status()
@@ -125,6 +126,7 @@ class CocoMethods(Handlers):
             "peers": [],
             "validators": [validator],
             "lastError": None,
+            "refused": {},
         }
 
     async def coco_getFinality(self, params: list[Any], ctx: Any) -> Any:

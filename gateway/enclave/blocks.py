@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -278,17 +279,22 @@ class BlockLifecycle:
         raise NotImplementedError  # the enclave's
 
     # ------------------------------------------------------------------ build
-    def prepare_candidate(self, timestamp: int, *, allow_empty: bool = True) -> Candidate | None:
+    def prepare_candidate(
+        self, timestamp: int, *, allow_empty: bool = True, budget: float | None = None
+    ) -> Candidate | None:
         """Build the next block on the head from the pool: execute, capture the kv write set,
         discard the buffer, keep and return the candidate. Nothing is committed.
 
         None when there is nothing to build (no executable transaction and not
         ``allow_empty``). A transaction py-evm refuses mid-block is dropped from the pool and
-        the block rebuilt without it (as BuildBlock always did).
+        the block rebuilt without it (as BuildBlock always did). ``budget``: seconds of
+        transaction execution, from now, after which no further transaction is started (the
+        rest wait for a later block); None: the block fills up to its gas limit.
         """
+        deadline = None if budget is None else time.monotonic() + budget
         for _attempt in range(MAX_BUILD_ATTEMPTS):
             try:
-                return self._prepare_once(timestamp, allow_empty)
+                return self._prepare_once(timestamp, allow_empty, deadline)
             except BuildAborted as exc:
                 log.warning(
                     "dropped tx 0x%s from the pool: %s",
@@ -299,12 +305,21 @@ class BlockLifecycle:
                     self._forget_dropped([(exc.tx_hash, exc.reason)])
         return None
 
-    def _prepare_once(self, timestamp: int, allow_empty: bool) -> Candidate | None:
+    def _prepare_once(
+        self, timestamp: int, allow_empty: bool, deadline: float | None = None
+    ) -> Candidate | None:
         with self._lock:
             if not len(self.engine.pool) and not allow_empty:
                 return None
             selection = self.engine.select_block(timestamp, extra_data=EXTRA_DATA)
-        prepared, writes = self._execute(selection)
+        prepared, writes = self._execute(selection, deadline)
+        if prepared.deferred:
+            log.info(
+                "block %d: %d transaction(s) in the build budget, %d left for the next block",
+                prepared.header.block_number,
+                len(prepared.included),
+                prepared.deferred,
+            )
         if not prepared.included and not allow_empty:
             with self._lock:
                 self._forget_dropped(prepared.dropped)
@@ -332,12 +347,12 @@ class BlockLifecycle:
         return candidate
 
     def _execute(
-        self, selection: BlockSelection
+        self, selection: BlockSelection, deadline: float | None = None
     ) -> tuple[PreparedBlock, dict[bytes, bytes | None]]:
         """Execute a block into the kv buffer and take its write set out of it: the buffer is
         empty again whatever happens (nothing is committed before the decision)."""
         try:
-            prepared = self.engine.execute_block(selection, self.keys.random_key)
+            prepared = self.engine.execute_block(selection, self.keys.random_key, deadline)
         except BaseException:
             with self._lock:
                 self.ledger.kv.discard()

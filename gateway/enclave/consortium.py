@@ -52,6 +52,7 @@ from gateway.consensus.qbft import (
     decode_message,
     encode_message,
     proposer,
+    round_timeout,
 )
 from gateway.consensus.qbft.messages import rlp_decode, rlp_encode, sign_digest
 from gateway.enclave.blocks import VALIDATION_RULES, Candidate
@@ -481,6 +482,11 @@ MAX_SIDECARS_PER_HASH = 4  # a replayed proposal with a bad sidecar cannot hide 
 MAX_SIDECAR_BYTES = 256 * 1024 * 1024
 MAX_CANDIDATES = 32
 MAX_INBOUND = 4096  # messages per step
+# A proposer starts no transaction after this fraction of its round's timeout has gone into
+# building: the rest of the round is for the validators' checks (applying the diff, or
+# re-executing the body) and the PREPARE and COMMIT exchanges (docs/qbft.md, "Block size
+# and the round timer").
+BUILD_BUDGET_FRACTION = 0.3
 
 
 class BlockHost(Protocol):
@@ -490,7 +496,9 @@ class BlockHost(Protocol):
 
     def head_info(self) -> HeadInfo: ...
 
-    def prepare_candidate(self, timestamp: int) -> Candidate | None: ...
+    def prepare_candidate(
+        self, timestamp: int, *, budget: float | None = None
+    ) -> Candidate | None: ...
 
     def verify_candidate(self, header_rlp: bytes, body_blob: bytes) -> Candidate: ...
 
@@ -724,7 +732,10 @@ class QbftDriver:
         if e.height != head.number + 1:
             return []
         timestamp = max(int(now), head.timestamp + 1)
-        candidate = self.host.prepare_candidate(timestamp)
+        budget = BUILD_BUDGET_FRACTION * round_timeout(
+            e.round, self.config.base_round_timeout, self.config.max_round_timeout
+        )
+        candidate = self.host.prepare_candidate(timestamp, budget=budget)
         if candidate is None:
             log.warning("could not build block %d (round %d): no candidate", e.height, e.round)
             return []

@@ -1180,6 +1180,7 @@ class Enclave(BlockLifecycle):
             )
         aead = AESGCM(self.keys.forwarded_tx_key)
         admitted: list[bytes] = []
+        rows: list[tuple[bytes, bytes, bytes | None]] = []
         refused = 0
         for blob in msg.blobs:
             if not isinstance(blob, bytes) or len(blob) < 29 or blob[0] != 1:
@@ -1187,13 +1188,19 @@ class Enclave(BlockLifecycle):
                 continue
             try:
                 raw = aead.decrypt(blob[1:13], blob[13:], self._forwarded_ad())
-                admitted.append(self._submit(raw))
+                ptx = self.engine.admit(raw)
             except (InvalidTag, RpcError) as exc:
                 if isinstance(exc, InvalidTag):
                     log.info("refused a forwarded transaction: it does not open")
                 else:
                     log.debug("refused a forwarded transaction: %s", _reason(exc.message))
                 refused += 1
+                continue
+            self.engine.accept(ptx)  # the batch's later transactions may follow it
+            rows.append((ptx.hash, ptx.raw, ptx.replaces.hash if ptx.replaces else None))
+            admitted.append(ptx.hash)
+        # durable before acknowledged, as _submit, but one database commit for the batch
+        self.ledger.pool_add_many(rows)
         return {"admitted": admitted, "refused": refused}
 
     def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ class PreparedBlock:
     included: list[bytes]
     dropped: list[tuple[bytes, str]]
     raws: list[bytes] = field(default_factory=list)  # the included transactions as signed
+    deferred: int = 0  # candidates left for a later block when the build deadline passed
 
     @property
     def header(self) -> BlockHeaderAPI:
@@ -73,13 +75,19 @@ def select_block(
 
 
 def execute_block(
-    chain: MiningChain, selection: BlockSelection, random_key: bytes | None = None
+    chain: MiningChain,
+    selection: BlockSelection,
+    random_key: bytes | None = None,
+    deadline: float | None = None,
 ) -> PreparedBlock:
     """Run the selected transactions and seal the state root.
 
     Touches no shared engine structure: the pool may take new transactions meanwhile.
     ``random_key``: the key of the random precompile's block randomness (every validator
     derives the same one); None leaves it on the OS's randomness (tests of the engine alone).
+    ``deadline`` (``time.monotonic()``): once passed, no further transaction is started (at
+    least one is always included); the rest stay in the pool for a later block. A proposer
+    uses it so that building a full block does not outlast its QBFT round (docs/qbft.md).
     """
     randomness = (
         None
@@ -92,13 +100,16 @@ def execute_block(
         )
     )
     if randomness is None:
-        return _execute(chain, selection, None)
+        return _execute(chain, selection, None, deadline)
     with randomness.active():
-        return _execute(chain, selection, randomness)
+        return _execute(chain, selection, randomness, deadline)
 
 
 def _execute(
-    chain: MiningChain, selection: BlockSelection, randomness: BlockRandomness | None
+    chain: MiningChain,
+    selection: BlockSelection,
+    randomness: BlockRandomness | None,
+    deadline: float | None,
 ) -> PreparedBlock:
     vm = selection.vm
     state: Any = vm.state
@@ -111,7 +122,11 @@ def _execute(
     dropped: list[tuple[bytes, str]] = []
     blocked: set[bytes] = set()
     running = header
-    for ptx in candidates:
+    deferred = 0
+    for index, ptx in enumerate(candidates):
+        if deadline is not None and included and time.monotonic() >= deadline:
+            deferred = len(candidates) - index
+            break
         if ptx.sender in blocked:
             continue
         if ptx.gas > running.gas_limit - running.gas_used:
@@ -153,7 +168,12 @@ def _execute(
     mined = vm.mine_block(block).block
     chain.chaindb.persist_block(mined)
     return PreparedBlock(
-        block=mined, receipts=tuple(receipts), included=included, dropped=dropped, raws=raws
+        block=mined,
+        receipts=tuple(receipts),
+        included=included,
+        dropped=dropped,
+        raws=raws,
+        deferred=deferred,
     )
 
 

@@ -192,11 +192,15 @@ class Engine:
         )
 
     def execute_block(
-        self, selection: BlockSelection, random_key: bytes | None = None
+        self,
+        selection: BlockSelection,
+        random_key: bytes | None = None,
+        deadline: float | None = None,
     ) -> PreparedBlock:
         """Run the selected transactions (touches no shared structure: no lock needed).
-        ``random_key``: the block randomness key of the random precompile."""
-        return building.execute_block(self.chain, selection, random_key)
+        ``random_key``: the block randomness key of the random precompile; ``deadline``: no
+        transaction is started after it (``building.execute_block``)."""
+        return building.execute_block(self.chain, selection, random_key, deadline)
 
     def on_committed(self, prepared: PreparedBlock) -> None:
         self.head = prepared.header

@@ -67,7 +67,7 @@ import logging
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -651,16 +651,28 @@ class Ledger:
     # -- pool ---------------------------------------------------------------------------
     def pool_add(self, tx_hash: bytes, raw: bytes, replaces: bytes | None = None) -> None:
         """Durably record an accepted transaction (and drop the one it replaces)."""
-        stored = raw if self._sealer is None else self._sealer.seal(raw, _POOL_AD + tx_hash)
+        self.pool_add_many([(tx_hash, raw, replaces)])
+
+    def pool_add_many(self, items: Sequence[tuple[bytes, bytes, bytes | None]]) -> None:
+        """``pool_add`` for several (hash, raw, replaces) in one database transaction (a batch
+        of forwarded transactions: one commit, not one per transaction)."""
+        if not items:
+            return
+        sealer = self._sealer
+        stored = [
+            (h, raw if sealer is None else sealer.seal(raw, _POOL_AD + h), replaces)
+            for h, raw, replaces in items
+        ]
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                if replaces is not None:
-                    cur.execute("DELETE FROM pool WHERE hash = ?", (replaces,))
-                cur.execute(
-                    "INSERT OR IGNORE INTO pool (hash, raw) VALUES (?, ?)", (tx_hash, stored)
-                )
+                for tx_hash, row, replaces in stored:
+                    if replaces is not None:
+                        cur.execute("DELETE FROM pool WHERE hash = ?", (replaces,))
+                    cur.execute(
+                        "INSERT OR IGNORE INTO pool (hash, raw) VALUES (?, ?)", (tx_hash, row)
+                    )
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")

@@ -10,7 +10,9 @@ certificates, and the link is refused (``channel-binding-mismatch``). Observers 
 without a signature and are served public frames only. Each link has a bounded send queue
 drained by its own writer task: a peer that stops reading fills it, and the link is dropped
 (and logged) rather than the node's memory growing. Diallers reconnect with a capped
-exponential backoff.
+exponential backoff. A QBFT message or transaction batch this node already had (on any link)
+is not passed on again: it is refused as ``replayed-message``, counted and logged
+rate-limited (``Links.refused``, ``gateway.p2p.refusals``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiohttp import WSMsgType, web
 
 from gateway.consensus.qbft import recover_signer
 from gateway.p2p import wire
+from gateway.p2p.refusals import REPLAYED, RefusalLog
 from gateway.p2p.tls import TlsIdentity, client_context, peer_fingerprint
 
 log = logging.getLogger("gateway.p2p")
@@ -191,6 +194,8 @@ class Links:
         self.on_down = on_down
         self.peers: dict[int, Peer] = {}
         self.seen = wire.Seen()
+        # frames refused after the handshake, per reason (coco_nodeStatus "refused")
+        self.refused = RefusalLog(log)
         self.last_refusal: dict[str, str] = {}  # endpoint -> "reason: message"
         # the latest refused handshakes, either side: (our side, endpoint, reason)
         self.refusals: deque[tuple[str, str, str]] = deque(maxlen=64)
@@ -551,10 +556,14 @@ class Links:
                 self._violation(peer, LinkRefused("not-allowed", f"{kind} frames on this link"))
                 return
             if kind == "qbft" and not self.seen.add(wire.frame_hash("qbft", frame["m"])):
+                self.refused.refuse(REPLAYED, "a QBFT message from %r this node already had", peer)
                 continue
             if kind == "txs" and not self.seen.add(
                 wire.frame_hash("txs", b"".join(frame["blobs"]))
             ):
+                self.refused.refuse(
+                    REPLAYED, "forwarded transactions from %r this node already had", peer
+                )
                 continue
             await self.on_frame(peer, frame)
 

@@ -237,6 +237,17 @@ def frame_hash(kind: str, payload: bytes) -> bytes:
     return keccak(kind.encode() + b"\x00" + payload)
 
 
+def qbft_height(message: bytes) -> int | None:
+    """The height a QBFT message (a ``qbft`` frame's ``m``) is about, read without checking
+    its signature; None when it does not decode (the enclave refuses it with its reason)."""
+    from gateway.consensus.qbft.messages import MessageFormatError, decode_message
+
+    try:
+        return int(decode_message(message).height)
+    except (MessageFormatError, ValueError, TypeError):
+        return None
+
+
 def link_digest(transcript: bytes) -> bytes:
     """What a link's auth signature signs (SignLink in the enclave signs the same)."""
     return keccak(LINK_DOMAIN + transcript)
