@@ -242,7 +242,9 @@ class ConsortiumTerms:
 
         privacy = r.choice("privacy", PRIVACY_MODES)
         validation = r.choice("validation", VALIDATION_RULES)
-        block_period = r.number("blockPeriod", 0, 3600)
+        # header timestamps are whole seconds and strictly increase: a shorter period would
+        # run the chain ahead of the clock until validators refuse its proposals as future
+        block_period = r.number("blockPeriod", 1, 3600)
         round_timeout = r.number("roundTimeout", 0.001, 3600)
         max_round_timeout = r.number("maxRoundTimeout", 0.001, 86_400)
         if max_round_timeout < round_timeout:

@@ -168,7 +168,7 @@ def _refusal(
         ("alloc", {V1: str(2**256)}, f"alloc.{V1}", "decimal string"),
         ("privacy", "closed", "privacy", 'expected one of "open", "strict"'),
         ("validation", "trust-me", "validation", '"attested-diff", "re-execute"'),
-        ("blockPeriod", -1, "blockPeriod", "expected a number 0..3600"),
+        ("blockPeriod", 0.5, "blockPeriod", "expected a number 1..3600"),
         ("blockPeriod", "1", "blockPeriod", "expected a number"),
         ("roundTimeout", 0, "roundTimeout", "expected a number"),
         ("maxRoundTimeout", 1.0, "maxRoundTimeout", "at least roundTimeout"),
