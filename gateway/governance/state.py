@@ -439,6 +439,11 @@ def _propose(
     block_time: int,
     events: list[Event],
 ) -> None:
+    pid = proposal_id(message)
+    if pid in s.proposals:
+        raise GovernanceError(
+            "duplicate", f"proposal 0x{pid.hex()} exists already", proposal="0x" + pid.hex()
+        )
     if message.created > block_time + MAX_CREATED_SKEW:
         raise GovernanceError(
             "created-in-future",
@@ -450,11 +455,6 @@ def _propose(
             "created-too-old",
             f"the proposal was created {block_time - message.created} s before the block "
             f"(at most {MAX_CREATED_AGE} s): sign it again",
-        )
-    pid = proposal_id(message)
-    if pid in s.proposals:
-        raise GovernanceError(
-            "duplicate", f"proposal 0x{pid.hex()} exists already", proposal="0x" + pid.hex()
         )
     mine = sum(1 for q in s.open_proposals() if s.proposals[q].proposer == signer)
     if mine >= MAX_OPEN_PER_MEMBER:
@@ -664,7 +664,7 @@ def _retire_node(s, args, height, pid, events, flags) -> None:
     node = _node(s, address)
     if node.state == "retired":
         raise GovernanceError("node-retired", f"node 0x{address.hex()} is retired already")
-    if address in s.latest_validators() or address in s.validators_at(height):
+    if address in s.latest_validators():
         raise GovernanceError(
             "node-is-validator",
             f"node 0x{address.hex()} is a validator: remove it as a validator first",
