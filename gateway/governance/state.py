@@ -908,7 +908,9 @@ def decode(data: bytes) -> GovernanceState:
                 for a, m in raw["members"].items()
             },
             nodes={
-                _b(a, 20): Node(n["state"], _ob(n["measurement"], 32), n["platform"], n["since"])
+                _b(a, 20): Node(
+                    n["state"], _ob(n["measurement"], 32), n["platform"], int(n["since"])
+                )
                 for a, n in raw["nodes"].items()
             },
             validators=[
@@ -926,12 +928,12 @@ def decode(data: bytes) -> GovernanceState:
             next_seq=int(raw["nextSeq"]),
             proposals={
                 _b(pid, 32): ProposalInfo(
-                    seq=p["seq"],
+                    seq=int(p["seq"]),
                     proposer=_b(p["proposer"], 20),
-                    created=p["created"],
+                    created=int(p["created"]),
                     actions=tuple(Action(a["kind"], a["args"]) for a in p["actions"]),
-                    height=p["height"],
-                    expires=p["expires"],
+                    height=int(p["height"]),
+                    expires=int(p["expires"]),
                     status=p["status"],
                     ballots={
                         _b(m, 20): (bool(b["approve"]), int(b["revision"]))
