@@ -597,3 +597,34 @@ def test_genesis_checks() -> None:
     )
     assert s.validators_at(0) == tuple(NODES[:4]) and s.service == "opening"
     assert T0 > 0 and s.domain == DOMAIN
+
+
+def test_ballots_in_any_order_reach_one_outcome() -> None:
+    import itertools
+
+    base = chain()
+    pid = base.propose(0, ("open_network", {}))
+    ballots = [
+        t.sign(KEYS[who], DOMAIN, t.Ballot(pid, who != 3, 0)) for who in range(4)
+    ]  # 3 approve, 1 rejects: accepted by majority (3 of 4) whatever the order
+    outcomes = set()
+    for order in itertools.permutations(ballots):
+        c = Chain(base.state, height=base.height, now=base.now)
+        for record in order:
+            try:
+                c.submit(record)
+            except Exception as exc:  # a ballot after the decision
+                assert getattr(exc, "reason", None) == "proposal-not-open"
+        outcomes.add((c.status(pid), c.state.service))
+    assert outcomes == {("accepted", "open")}
+
+
+def test_proposal_view() -> None:
+    c = chain()
+    pid = c.propose(0, ("open_network", {}))
+    c.vote(1, pid, approve=False)
+    view = st.proposal_view(c.state, pid)
+    assert view["status"] == "open" and view["actions"] == [{"kind": "open_network", "args": {}}]
+    assert view["tally"] == {"approve": 0, "reject": 1, "members": 4, "needed": 3}
+    assert view["ballots"] == {hx(ADDRS[1]): {"approve": False, "revision": 0}}
+    refused("unknown-proposal", st.proposal_view, c.state, b"\x00" * 32)

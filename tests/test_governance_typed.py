@@ -178,3 +178,32 @@ def test_governance_error_is_an_rpc_error_with_a_reason() -> None:
     assert GovernanceError("bad-record", "y").code == -32602
     with pytest.raises(AssertionError):
         GovernanceError("no-such-reason", "z")
+
+
+def test_a_record_from_what_the_wallet_signed() -> None:
+    for message in (_proposal(), t.Ballot(b"\x05" * 32, True, 1), t.Withdraw(b"\x05" * 32)):
+        td = json.loads(json.dumps(t.typed_data(DOMAIN, message)))  # as a page sends it
+        signed = Account.sign_typed_data(KEYS[0], full_message=td)
+        record = t.from_typed_data(td, bytes(signed.signature), ADDRS[0])
+        assert record == t.sign(KEYS[0], DOMAIN, message)
+        assert t.verify(record, DOMAIN) == ADDRS[0]
+    td = t.typed_data(DOMAIN, t.Ballot(b"\x05" * 32, True, 1))
+    sig = b"\x00" * 65
+    refused("bad-record", t.from_typed_data, dict(td, primaryType="Mail"), sig, ADDRS[0])
+    other_name = dict(td, domain=dict(td["domain"], name="Coco Gateway"))
+    refused("bad-record", t.from_typed_data, other_name, sig, ADDRS[0])
+    extra_type = dict(td, types=dict(td["types"], Extra=[{"name": "x", "type": "uint8"}]))
+    refused("bad-record", t.from_typed_data, extra_type, sig, ADDRS[0])
+    renamed = dict(
+        td,
+        types=dict(
+            td["types"],
+            Ballot=[
+                {"name": "proposal", "type": "bytes32"},
+                {"name": "approve", "type": "bool"},
+                {"name": "revision", "type": "uint256"},
+            ],
+        ),
+    )
+    refused("bad-record", t.from_typed_data, renamed, sig, ADDRS[0])
+    refused("bad-record", t.from_typed_data, dict(td, message={"proposal": "0x05"}), sig, ADDRS[0])

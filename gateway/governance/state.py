@@ -568,6 +568,31 @@ def _accept(s: GovernanceState, pid: bytes, height: int, events: list[Event]) ->
     return True
 
 
+def proposal_view(s: GovernanceState, pid: bytes) -> dict[str, Any]:
+    """A proposal as JSON values, with its tally: what ``gov show`` and the page display."""
+    p = s.proposals.get(pid)
+    if p is None:
+        raise GovernanceError(
+            "unknown-proposal", f"no proposal 0x{pid.hex()}", proposal="0x" + pid.hex()
+        )
+    yes, no, members, need = tally(s, pid)
+    return {
+        "id": _h(pid),
+        "proposer": _h(p.proposer),
+        "created": p.created,
+        "actions": [{"kind": a.kind, "args": a.params()} for a in p.actions],
+        "height": p.height,
+        "expires": p.expires,
+        "status": p.status,
+        "ballots": {
+            _h(m): {"approve": ok, "revision": rev} for m, (ok, rev) in sorted(p.ballots.items())
+        },
+        "tally": {"approve": yes, "reject": no, "members": members, "needed": need},
+        "closedHeight": p.closed_height,
+        "reason": p.reason,
+    }
+
+
 # ----------------------------------------------------------------------------- actions
 
 

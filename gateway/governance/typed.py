@@ -317,6 +317,34 @@ def verify(record: SignedRecord, domain: Domain) -> bytes:
     return signer
 
 
+def from_typed_data(full_message: Any, signature: bytes, signer: bytes) -> SignedRecord:
+    """A record from what a wallet signed (the typed data JSON given to
+    ``eth_signTypedData_v4``) and its signature; refuses typed data that is not exactly one
+    of this version's messages (other types, domain name or version, extra fields)."""
+    if not isinstance(full_message, dict):
+        raise _bad("typed data must be an object")
+    f = _fields(full_message, ("types", "primaryType", "domain", "message"), "typed data")
+    kinds = {"Proposal": "proposal", "Ballot": "ballot", "Withdraw": "withdraw"}
+    kind = kinds.get(f["primaryType"]) if isinstance(f["primaryType"], str) else None
+    if kind is None:
+        raise _bad(f"primaryType {f['primaryType']!r} is not a governance message")
+    dom = _fields(f["domain"], ("name", "version", "chainId", "salt"), "the domain")
+    if dom["name"] != DOMAIN_NAME or dom["version"] != DOMAIN_VERSION:
+        raise _bad(f"domain {dom['name']!r} version {dom['version']!r} is not {DOMAIN_NAME!r} 1")
+    chain_id = _uint(dom["chainId"], "chainId", 2**256 - 1)
+    if chain_id == 0:
+        raise _bad("chainId must be positive")
+    record = SignedRecord(
+        Domain(chain_id, _hex(dom["salt"], 32, "salt")),
+        signer,
+        parse_message(kind, f["message"]),
+        signature,
+    )
+    if typed_data(record.domain, record.message) != full_message:
+        raise _bad("the typed data's types or values differ from this version's")
+    return record
+
+
 # ----------------------------------------------------------------------------- encoding
 
 
