@@ -207,3 +207,21 @@ def test_a_record_from_what_the_wallet_signed() -> None:
     )
     refused("bad-record", t.from_typed_data, renamed, sig, ADDRS[0])
     refused("bad-record", t.from_typed_data, dict(td, message={"proposal": "0x05"}), sig, ADDRS[0])
+
+
+def test_messages_built_in_code_are_checked_before_use() -> None:
+    bad = [
+        t.Proposal(ADDRS[0], T0, ()),  # no action
+        t.Proposal(ADDRS[0], T0, (t.Action("open_network", "{ }"),)),  # args not canonical
+        t.Proposal(ADDRS[0][:19], T0, (t.Action.make("open_network"),)),  # short address
+        t.Proposal(ADDRS[0], -1, (t.Action.make("open_network"),)),
+        t.Ballot(b"\x01" * 32, True, 2**64),  # revision beyond uint64
+        t.Ballot(b"\x01" * 31, True, 0),
+        t.Ballot(b"\x01" * 32, 1, 0),  # type: ignore[arg-type]
+        t.Withdraw("0x01"),  # type: ignore[arg-type]
+    ]
+    for message in bad:
+        record = t.SignedRecord(DOMAIN, ADDRS[0], message, b"\x00" * 65)
+        with pytest.raises(GovernanceError) as info:
+            t.verify(record, DOMAIN)
+        assert info.value.reason in {"bad-record", "bad-action", "too-many-actions"}, message

@@ -382,6 +382,8 @@ def add_pending_node(
     """A joining node whose attestation checked out waits here, counted nowhere, until the
     members trust it. The enclave calls this after it has verified the attestation; the
     state refuses what the terms do not allow."""
+    if len(address) != 20 or len(measurement) != 32:
+        raise ValueError("a node address is 20 bytes and a measurement 32")
     _check_node_terms(state, measurement, platform, virtual)
     node = state.nodes.get(address)
     if node is not None:

@@ -288,6 +288,19 @@ def recover_signer(domain: Domain, message: Message, signature: bytes) -> bytes:
     return bytes.fromhex(address[2:])
 
 
+def check_message(message: Message) -> None:
+    """``bad-record`` (or the action's reason) unless the message is well formed: what
+    ``decode_record`` guarantees, for a message built in code."""
+    try:
+        again = parse_message(record_type(message), message_json(message))
+    except GovernanceError:
+        raise
+    except (AttributeError, TypeError, ValueError):
+        raise _bad("a field has the wrong type") from None
+    if again != message:
+        raise _bad("a field has the wrong type or range")
+
+
 def verify(record: SignedRecord, domain: Domain) -> bytes:
     """Check a record against this consortium's domain; return its signer.
 
@@ -305,6 +318,9 @@ def verify(record: SignedRecord, domain: Domain) -> bytes:
             "the record was signed for another consortium (genesis "
             f"0x{record.domain.genesis_hash.hex()})",
         )
+    check_message(record.message)
+    if not isinstance(record.signer, bytes) or len(record.signer) != 20:
+        raise _bad("the signer is a 20-byte address")
     signer = recover_signer(domain, record.message, record.signature)
     if signer != record.signer:
         raise GovernanceError(
