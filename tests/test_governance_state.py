@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 from governance_support import (
@@ -24,7 +25,7 @@ from governance_support import (
 
 from gateway.governance import state as st
 from gateway.governance import typed as t
-from gateway.governance.constitution import DEFAULT_JSON
+from gateway.governance.constitution import DEFAULT, DEFAULT_JSON
 
 
 def chain(**kw: object) -> Chain:
@@ -628,3 +629,41 @@ def test_proposal_view() -> None:
     assert view["tally"] == {"approve": 0, "reject": 1, "members": 4, "needed": 3}
     assert view["ballots"] == {hx(ADDRS[1]): {"approve": False, "revision": 0}}
     refused("unknown-proposal", st.proposal_view, c.state, b"\x00" * 32)
+
+
+def test_genesis_from_the_consortium_terms() -> None:
+    terms = {
+        "version": 1,
+        "chainId": CHAIN_ID,
+        "validators": [hx(NODES[0]), hx(NODES[1])],
+        "nodes": [
+            {"address": hx(NODES[0]), "role": "validator"},
+            {"address": hx(NODES[2]), "role": "member"},
+        ],
+        "measurements": ["0x" + "AB" * 32],
+        "platforms": ["virtual"],
+        "allowVirtual": True,
+        "privacy": "strict",
+        "members": [
+            {"address": hx(ADDRS[0]), "encryptionKey": hx(enc_pub(0)), "data": {"org": "A"}},
+            {"address": hx(ADDRS[1]), "encryptionKey": hx(enc_pub(1))},
+            {"address": hx(ADDRS[2])},
+        ],
+    }
+    s = st.genesis_from_terms(terms, GENESIS)
+    assert s.active_members() == sorted(ADDRS[:3])
+    assert s.recovery_threshold == 2  # a majority of the 2 share holders
+    assert s.validators_at(0) == (NODES[0], NODES[1])
+    assert {a: n.state for a, n in s.nodes.items()} == {n: "trusted" for n in NODES[:3]}
+    assert s.measurements == {b"\xab" * 32} and s.allow_virtual
+    assert s.policies == {"privacy": "strict", "publicBalances": False, "requireEncryption": False}
+    assert s.constitution == DEFAULT and s.service == "opening"
+    for broken, says in [
+        (dict(terms, members=[]), "members"),
+        (dict(terms, members=[{"address": "0x12"}]), "members[0].address"),
+        (dict(terms, members=[{"address": hx(ADDRS[0]), "role": "x"}]), "members[0]"),
+        (dict(terms, recoveryThreshold=3), "recovery threshold"),
+        (dict(terms, constitution={"version": 9}), "constitution"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            st.genesis_from_terms(broken, GENESIS)

@@ -314,6 +314,78 @@ def genesis(
     return state
 
 
+def genesis_from_terms(terms: dict[str, Any], genesis_hash: bytes) -> GovernanceState:
+    """The genesis state from ``consortium.json``'s object, as the terms are already checked
+    for their present fields (``chainId``, ``validators``, ``nodes``, ``measurements``,
+    ``platforms``, ``allowVirtual``, ``privacy``, ``publicBalances``), reading the governance
+    fields strictly:
+
+    * ``members``: a non-empty list of ``{"address", "encryptionKey" (optional), "data"
+      (optional)}``;
+    * ``recoveryThreshold`` (optional): default a majority of the share holders;
+    * ``constitution`` (optional): default ``constitution.DEFAULT``.
+
+    Raises ``ValueError`` naming the field."""
+
+    def hex_bytes(value: Any, size: int, what: str) -> bytes:
+        if not isinstance(value, str) or not value.startswith("0x") or len(value) != 2 + 2 * size:
+            raise ValueError(f"{what} must be 0x and {size} bytes of hex, not {value!r}")
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            raise ValueError(f"{what} is not hex: {value!r}") from None
+
+    raw_members = terms.get("members")
+    if not isinstance(raw_members, list) or not raw_members:
+        raise ValueError('"members" must be a non-empty list')
+    members = []
+    for i, m in enumerate(raw_members):
+        if not isinstance(m, dict) or not set(m) <= {"address", "encryptionKey", "data"}:
+            raise ValueError(f"members[{i}] must be {{address, encryptionKey?, data?}}")
+        key = m.get("encryptionKey")
+        members.append(
+            GenesisMember(
+                hex_bytes(m.get("address"), 20, f"members[{i}].address"),
+                None if key is None else hex_bytes(key, 32, f"members[{i}].encryptionKey"),
+                m.get("data"),
+            )
+        )
+    holders = sum(1 for m in members if m.encryption_key is not None)
+    threshold = terms.get("recoveryThreshold", holders // 2 + 1)
+    if isinstance(threshold, bool) or not isinstance(threshold, int):
+        raise ValueError('"recoveryThreshold" must be an integer')
+    try:
+        rules = const.parse(terms["constitution"]) if "constitution" in terms else const.DEFAULT
+    except GovernanceError as exc:
+        raise ValueError(f'"constitution": {exc.message}') from None
+    validators = [hex_bytes(v, 20, "a validator") for v in terms.get("validators", [])]
+    nodes = [
+        hex_bytes(n.get("address"), 20, "a node address")
+        for n in terms.get("nodes", [])
+        if isinstance(n, dict)
+    ]
+    policies: dict[str, Any] = {
+        "privacy": terms.get("privacy", "open"),
+        "publicBalances": bool(terms.get("publicBalances", False)),
+        "requireEncryption": False,
+    }
+    return genesis(
+        chain_id=int(terms["chainId"]),
+        genesis_hash=genesis_hash,
+        members=members,
+        validators=validators,
+        nodes=[n for n in nodes if n not in validators],
+        measurements=[
+            hex_bytes(x.lower(), 32, "a measurement") for x in terms.get("measurements", [])
+        ],
+        platforms=[str(p) for p in terms.get("platforms", ["virtual"])],
+        allow_virtual=bool(terms.get("allowVirtual", False)),
+        recovery_threshold=threshold if holders else 1,
+        constitution=rules,
+        policies=policies,
+    )
+
+
 def genesis_shares_event(state: GovernanceState) -> RefreshRecoveryShares:
     """What the genesis enclave must do at block 0: issue the first recovery shares."""
     return RefreshRecoveryShares(
