@@ -265,6 +265,13 @@ def test_add_member_and_member_data() -> None:
     assert isinstance(c.events[-1], st.RefreshRecoveryShares)
     assert len(c.events[-1].holders) == 3
     refused("member-exists", c.propose, 0, ("add_member", {"address": hx(ADDRS[2])}))
+    # a low-order point: no share could ever be sealed to it
+    refused(
+        "bad-args",
+        c.propose,
+        0,
+        ("add_member", {"address": hx(ADDRS[3]), "encryptionKey": hx(bytes(32))}),
+    )
     pid = c.propose(2, ("set_member_data", {"address": hx(ADDRS[2]), "data": [1, 2]}))
     for who in range(2):
         c.vote(who, pid)

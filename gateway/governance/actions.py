@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
 from gateway.governance.errors import GovernanceError
 
 # kind -> {argument: (type, required)}; types: address, hash32, key32, json, bool, uint,
@@ -45,6 +47,18 @@ POLICIES: dict[str, tuple[Any, ...]] = {
     "publicBalances": (False, True),  # whether anyone may read any balance
     "requireEncryption": (False, True),  # refuse plain (non-enveloped) calldata
 }
+
+_PROBE = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+
+
+def usable_x25519(public: bytes) -> bool:
+    """False for a key no share could be sealed to (a low-order point: shared secret 0)."""
+    try:
+        _PROBE.exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError:
+        return False
+    return True
+
 
 _PLATFORM = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
@@ -89,6 +103,8 @@ def parse_args(kind: str, params: dict[str, Any]) -> dict[str, Any]:
             out[name] = _hex(kind, name, value, 32)
         elif typ == "key32":
             out[name] = None if value is None else _hex(kind, name, value, 32)
+            if out[name] is not None and not usable_x25519(out[name]):
+                raise _bad(kind, f"{name} is not a usable X25519 public key (low order)")
         elif typ == "bool":
             if not isinstance(value, bool):
                 raise _bad(kind, f"{name} must be true or false")

@@ -47,7 +47,7 @@ from eth_utils import keccak
 
 from gateway.consensus.qbft.validation import quorum
 from gateway.governance import constitution as const
-from gateway.governance.actions import parse_args
+from gateway.governance.actions import parse_args, usable_x25519
 from gateway.governance.errors import GovernanceError
 from gateway.governance.typed import (
     Action,
@@ -285,8 +285,10 @@ def genesis(
     for m in members:
         if len(m.address) != 20 or m.address in member_map:
             raise ValueError("members must be distinct 20-byte addresses")
-        if m.encryption_key is not None and len(m.encryption_key) != 32:
-            raise ValueError("an encryption key is a 32-byte X25519 public key")
+        if m.encryption_key is not None and (
+            len(m.encryption_key) != 32 or not usable_x25519(m.encryption_key)
+        ):
+            raise ValueError("an encryption key is a usable 32-byte X25519 public key")
         member_map[m.address] = Member(m.encryption_key, m.data)
     if not member_map:
         raise ValueError("a consortium needs at least one member")
