@@ -225,3 +225,36 @@ def test_messages_built_in_code_are_checked_before_use() -> None:
         with pytest.raises(GovernanceError) as info:
             t.verify(record, DOMAIN)
         assert info.value.reason in {"bad-record", "bad-action", "too-many-actions"}, message
+
+
+def test_mangled_records_only_ever_raise_governance_errors() -> None:
+    import random
+
+    from governance_support import make_state
+
+    from gateway.governance import state as st
+
+    rng = random.Random(9)
+    good = [
+        t.encode_record(t.sign(KEYS[0], DOMAIN, m))
+        for m in (_proposal(), t.Ballot(b"\x05" * 32, True, 1), t.Withdraw(b"\x05" * 32))
+    ]
+    s = make_state()
+    outcomes = set()
+    for _ in range(600):
+        data = bytearray(rng.choice(good))
+        for _step in range(rng.randint(1, 4)):
+            op = rng.randrange(3)
+            at = rng.randrange(len(data))
+            if op == 0:
+                data[at] = rng.randrange(256)
+            elif op == 1:
+                del data[at : at + rng.randint(1, 8)]
+            else:
+                data[at:at] = bytes(rng.choice(b'{}[]":,0x1aeftrn\\') for _ in range(3))
+        try:
+            st.apply(s, bytes(data), 1, T0)
+            outcomes.add("applied")
+        except GovernanceError as exc:
+            outcomes.add(exc.reason)
+    assert "bad-record" in outcomes and len(outcomes) >= 2, outcomes
