@@ -296,7 +296,7 @@ class Api(CocoMethods, DevMethods):
     def _call_message(self, params: list[Any], ctx: Any, *, estimate: bool) -> m.Call:
         tx = p.tx_object(params[0], "transaction", 0)
         signature, leash, node = p.signed_query(params[0])
-        # a signed query is answered at the block it names (docs/PROTOCOL.md, version 2)
+        # a signed query is answered at the block it names (docs/PROTOCOL.md, version 3)
         default: Any = "pending" if estimate else "latest"
         if leash is not None:
             default = hex(leash["blockNumber"])
