@@ -87,6 +87,33 @@ def test_session_token_worked_example() -> None:
     assert book.verify(token, now=1795369549 - 1) == session
 
 
+def test_session_revocation_worked_example() -> None:
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from gateway.enclave.sessions import SessionBook
+
+    key = genesis = bytes(range(32))
+    book = SessionBook(key, 31337, chain_tag=genesis)
+    id_key = hmac.new(key, b"coco-gateway/session-revocation-id/v1", hashlib.sha256).digest()
+    assert _hex_after("revocation-id-key") == id_key.hex()
+    revocation_id = book.revocation_id(bytes(range(16)))
+    assert revocation_id == hmac.new(id_key, bytes(range(16)), hashlib.sha256).digest()[:16]
+    assert _hex_after("revocation-id") == revocation_id.hex()
+    seal_key = hmac.new(key, b"coco-gateway/session-revocation-seal/v1", hashlib.sha256).digest()
+    assert _hex_after("revocation-seal-key") == seal_key.hex()
+    blob = bytes.fromhex(_hex_after("revocation-blob", 2))
+    assert book.open_revocation(blob) == [(revocation_id, 1795369549)]
+    nonce = bytes(range(0x50, 0x5C))
+    ad = b"coco-gateway/session-revocation/v1" + (31337).to_bytes(32, "big") + genesis
+    entry = revocation_id + (1795369549).to_bytes(8, "big")
+    assert blob == b"\x01" + nonce + AESGCM(seal_key).encrypt(nonce, entry, ad)
+    # another chain with the same id (another genesis) does not open it
+    assert SessionBook(key, 31337, chain_tag=bytes(32)).open_revocation(blob) is None
+
+
 NODE = bytes.fromhex("70997970c51812dc3a010c7d01b50e0d17dc79c8")  # the node a query is for
 
 
