@@ -30,7 +30,7 @@ from gateway.client.web3 import confidential_web3
 pytestmark = pytest.mark.timeout(600)
 
 UNAUTHORIZED = -32002
-PROMPTLY = 5.0  # seconds a sign-out may take to reach the other nodes
+PROMPTLY = 10.0  # seconds a sign-out may take to reach the other nodes (typically < 0.1)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_a_node_down_during_the_sign_out_refuses_the_token_when_it_is_back(
         logged = len(node4.log())
         node4.start()
     wait_for(node4.ready, 120, "node4 answers again", cluster)
-    wait_for(lambda: signed_out(node4, token), 30, "node4 refuses the token", cluster)
+    wait_for(lambda: signed_out(node4, token), 60, "node4 refuses the token", cluster)
     assert whoami(node4, kept) == ("ok", other.address)
     # it learnt it from a peer when their link came up
     assert "session(s) signed out at another node" in node4.log()[logged:]
