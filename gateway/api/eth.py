@@ -33,6 +33,9 @@ class Api(CocoMethods, DevMethods):
     enclave: EnclaveClient
     dev: bool = False
     on_transaction: Callable[[bytes], None] = lambda _h: None
+    # a session signed out here: its revocation, sealed for the other nodes (a consortium
+    # node sends it to its peers; docs/PROTOCOL.md, "Session revocation")
+    on_sign_out: Callable[[bytes], None] = lambda _r: None
     mine: Callable[[], Awaitable[None]] | None = None
     filters: FilterManager = field(init=False)
     chain_id: int = 0
@@ -292,8 +295,8 @@ class Api(CocoMethods, DevMethods):
 
     def _call_message(self, params: list[Any], ctx: Any, *, estimate: bool) -> m.Call:
         tx = p.tx_object(params[0], "transaction", 0)
-        signature, leash = p.signed_query(params[0])
-        # a signed query is answered at the block it names (docs/PROTOCOL.md, version 2)
+        signature, leash, node = p.signed_query(params[0])
+        # a signed query is answered at the block it names (docs/PROTOCOL.md, version 3)
         default: Any = "pending" if estimate else "latest"
         if leash is not None:
             default = hex(leash["blockNumber"])
@@ -309,6 +312,7 @@ class Api(CocoMethods, DevMethods):
             auth=p.auth(ctx),
             query_signature=signature,
             query_leash=leash,
+            query_node=node,
         )
 
     # ------------------------------------------------------------------ logs and filters
