@@ -76,7 +76,18 @@ def opening(data_dir: Path, terms: dict[str, Any]) -> m.Open:
     )
 
 
+async def init_node(data_dir: Path, terms: dict[str, Any]) -> dict[str, Any]:
+    """What ``coco-gateway init`` does once the terms are known: MakeIdentity with the terms,
+    so that the genesis node's enclave makes the consortium secret (others make nothing)."""
+    enclave = InProcessEnclave()
+    try:
+        return await enclave.start_identity(m.MakeIdentity(str(data_dir), consortium=terms))
+    finally:
+        await enclave.close()
+
+
 async def start(data_dir: Path, terms: dict[str, Any]) -> InProcessEnclave:
+    await init_node(data_dir, terms)
     enclave = InProcessEnclave()
     await enclave.start(opening(data_dir, terms))
     return enclave

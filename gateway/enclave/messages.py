@@ -50,10 +50,15 @@ class Open:
 class MakeIdentity:
     """Alternative first message (``coco-gateway init``): make, or open, this data directory's
     node identity key inside the enclave and say who it is; nothing else is opened.
-    Answer: ``{"address": bytes20, "measurement": bytes32, "platform": str}``."""
+    With ``consortium`` (the terms, as ``Open.consortium``) and when this node is their
+    genesis node, the enclave also makes the consortium secret, sealed beside the identity
+    (kept if this data directory already holds one for that chain).
+    Answer: ``{"address": bytes20, "measurement": bytes32, "platform": str,
+    "consortiumSecret": bool}`` (whether the directory now holds the sealed secret)."""
 
     data_dir: str
     seal_storage: bool = True
+    consortium: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
