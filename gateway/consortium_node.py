@@ -458,8 +458,7 @@ class ConsortiumNode(_P2pShell, Node):
                     if everyone and now - told_unready >= JOIN_WAIT_LOG:
                         told_unready = now
                         self.last_error = (
-                            "no reachable node holds the consortium secret: waiting to be "
-                            "admitted"
+                            "no reachable node holds the consortium secret: waiting to be admitted"
                         )
                         log.warning(
                             "no node that holds the consortium secret is reachable (%d peer(s) "

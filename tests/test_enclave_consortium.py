@@ -622,3 +622,56 @@ def test_join_report_is_version_2_and_carries_its_key() -> None:
     )
     assert plain.join_key is None and "joinKey" not in plain.to_json()
     assert plain.to_json()["version"] == 1
+
+
+def test_a_qbft_message_signed_for_another_chain_is_refused_as_wrong_chain(
+    tmp_path: Path,
+) -> None:
+    """QBFT v2 (docs/qbft.md): a validator's ROUND-CHANGE signed for another chain (same key,
+    same genesis hash, another chain id; or another genesis) is discarded by the enclave
+    with the reason ``wrong-chain``; the same message for this chain is taken."""
+    from gateway.consensus.qbft import (
+        RoundChange,
+        SignedPayload,
+        UnsignedRoundChange,
+        encode_message,
+        qbft_domain,
+    )
+
+    async def go() -> None:
+        idents = [await make_identity(tmp_path / f"n{i}") for i in range(2)]
+        terms = make_terms(idents)
+        genesis = await start(tmp_path / "n0", terms)
+        other = await start(tmp_path / "n1", terms)
+        try:
+            status = await genesis.request(m.GetStatus())
+            genesis_hash = bytes(status["genesisHash"])
+            key = keys.PrivateKey(other._enclave._node_key)  # the validator's key, for the test
+            sender = idents[1]["address"]
+
+            def round_change(domain: bytes) -> bytes:
+                payload = UnsignedRoundChange(1, 1, None, None)
+                return encode_message(RoundChange(SignedPayload.sign(payload, key, domain)))
+
+            now = time.time()
+            for domain in (
+                qbft_domain(CHAIN_ID + 1, genesis_hash),
+                qbft_domain(CHAIN_ID, keccak(b"another genesis")),
+            ):
+                answer = await genesis.request(
+                    m.ConsensusStep(now=now, inbound=[[round_change(domain), None]])
+                )
+                assert answer["discarded"] == [
+                    {"reason": "wrong-chain", "sender": sender, "code": 0x15}
+                ]
+            answer = await genesis.request(
+                m.ConsensusStep(
+                    now=now, inbound=[[round_change(qbft_domain(CHAIN_ID, genesis_hash)), None]]
+                )
+            )
+            assert answer["discarded"] == []
+        finally:
+            await other.close()
+            await genesis.close()
+
+    run(go())

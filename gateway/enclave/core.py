@@ -326,7 +326,7 @@ class Enclave(BlockLifecycle):
         self._restore_pool()
         if self.terms is not None and self.validator in self.terms.validators:
             self.qbft = consortium.QbftDriver(
-                self, consortium.qbft_config(self.terms), self._node_key
+                self, consortium.qbft_config(self.terms, self.genesis_hash), self._node_key
             )
         elif self.terms is not None and self.role == "validator":
             log.warning(
