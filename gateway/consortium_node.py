@@ -956,6 +956,8 @@ class ObserverNode(_P2pShell, Node):
 
     async def start(self) -> None:
         settings = self.settings
+        if self.store.genesis is None:
+            await self._genesis_from_terms()
         self.links = Links(
             LinkConfig(
                 chain_id=settings.chain_id,
@@ -981,6 +983,27 @@ class ObserverNode(_P2pShell, Node):
             ", ".join(settings.peers) or "no peers",
             self.store.head,
         )
+
+    async def _genesis_from_terms(self) -> None:
+        """Pin the genesis that consortium.json makes, computed by the enclave's code in a
+        short-lived process (no key, no secret: ``GenesisOf``), so that a peer of another
+        consortium is refused as ``wrong-genesis`` before anything else is said of it. If that
+        process cannot run, the genesis is learnt from the first listed member instead."""
+        enclave = ProcessEnclave()
+        try:
+            answer = await enclave.start_identity(m.GenesisOf(self.settings.terms))
+            genesis = bytes(answer["genesisHash"])
+        except (RpcError, OSError, KeyError, TypeError) as exc:
+            log.warning(
+                "could not compute the genesis from consortium.json (%s): it will be learnt "
+                "from the first listed member",
+                exc,
+            )
+            return
+        finally:
+            await enclave.close()
+        self.store.pin_genesis(genesis)
+        log.info("genesis 0x%s, computed from consortium.json", genesis.hex())
 
     async def stop(self) -> None:
         log.info("stopping observer %s: closing its links and its header store", self.settings.name)

@@ -675,3 +675,33 @@ def test_a_qbft_message_signed_for_another_chain_is_refused_as_wrong_chain(
             await genesis.close()
 
     run(go())
+
+
+def test_genesis_of_the_terms_is_the_members_genesis(tmp_path: Path) -> None:
+    """``GenesisOf`` (what an observer asks a short-lived enclave process): the genesis hash
+    its terms make, equal to the one a member's enclave opened; other terms, another one."""
+    from gateway.enclave.runtime import ProcessEnclave
+
+    async def genesis_of(terms: dict[str, Any]) -> dict[str, Any]:
+        enclave = ProcessEnclave()
+        try:
+            return await enclave.start_identity(m.GenesisOf(terms))
+        finally:
+            await enclave.close()
+
+    async def go() -> None:
+        idents = [await make_identity(tmp_path / f"n{i}") for i in range(2)]
+        terms = make_terms(idents)
+        member = await start(tmp_path / "n0", terms)
+        try:
+            status = await member.request(m.GetStatus())
+        finally:
+            await member.close()
+        answer = await genesis_of(terms)
+        assert answer == {"genesisHash": status["genesisHash"], "chainId": CHAIN_ID}
+        other = await genesis_of(make_terms(idents, genesisTimestamp=1_764_000_001))
+        assert other["genesisHash"] != status["genesisHash"]
+        err = await refusal(genesis_of({**terms, "validators": []}))
+        assert err.reason_code == "bad-terms"
+
+    run(go())

@@ -1407,6 +1407,23 @@ def make_identity(msg: m.MakeIdentity) -> dict[str, Any]:
     }
 
 
+def genesis_of(msg: m.GenesisOf) -> dict[str, Any]:
+    """``GenesisOf``: the genesis block hash of these terms (an observer's, which then knows
+    its consortium's genesis without trusting the first member it meets)."""
+    terms = consortium.parse_terms(msg.consortium)
+    return {
+        "genesisHash": genesis_block_hash(consortium.genesis_spec(terms)),
+        "chainId": terms.chain_id,
+    }
+
+
+def answer_first(msg: m.MakeIdentity | m.GenesisOf) -> dict[str, Any]:
+    """A first message that opens nothing: MakeIdentity or GenesisOf."""
+    if isinstance(msg, m.GenesisOf):
+        return genesis_of(msg)
+    return make_identity(msg)
+
+
 def _init_secret(
     data_dir: Path,
     sealer: LocalSealer,

@@ -62,6 +62,15 @@ class MakeIdentity:
 
 
 @dataclass(frozen=True)
+class GenesisOf:
+    """Alternative first message (an observer, which has no enclave of its own): the hash of
+    the genesis block that these consortium terms make, computed by the enclave's code;
+    nothing is opened and no key is made. Answer: ``{"genesisHash": bytes32, "chainId": int}``."""
+
+    consortium: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class GetStatus:
     pass
 
@@ -462,6 +471,7 @@ MESSAGES: dict[str, type] = {
         CreateAccessList,
         GetProof,
         MakeIdentity,
+        GenesisOf,
         ConsensusStep,
         ImportBlocks,
         ExportBlocks,
