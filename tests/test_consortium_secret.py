@@ -298,3 +298,29 @@ def test_a_genesis_node_without_its_secret_and_nobody_to_admit_it_waits_and_says
         raise
     finally:
         cluster.close()
+
+
+def test_a_secret_file_of_another_chain_is_refused_with_its_reason(tmp_path: Path) -> None:
+    """A data directory whose sealed secret belongs to another chain (reused under other
+    terms) does not open: ``bad-key-file``, naming both chains; nothing is replaced."""
+    from gateway.errors import RpcError
+
+    data = tmp_path / "n0"
+    made = run(identity(data))
+    terms = terms_for([made["address"]], made["measurement"])
+    assert run(identity(data, terms))["consortiumSecret"] is True
+    before = (data / SECRET_FILE).read_bytes()
+    other = {**terms, "chainId": CHAIN_ID + 1}
+
+    async def open_other() -> None:
+        enclave = InProcessEnclave()
+        await enclave.start(
+            m.Open(data_dir=str(data), chain_id=CHAIN_ID + 1, consortium=other, role="validator")
+        )
+        await enclave.close()
+
+    with pytest.raises(RpcError) as info:
+        run(open_other())
+    assert info.value.reason_code == "bad-key-file"
+    assert str(CHAIN_ID) in info.value.message and str(CHAIN_ID + 1) in info.value.message
+    assert (data / SECRET_FILE).read_bytes() == before
