@@ -53,6 +53,7 @@ STEP_BATCH = 256  # QBFT messages per ConsensusStep
 STATUS_SECONDS = 2.0  # how often a node tells its peers its height
 FORWARD_BATCH = 256  # transactions per forwarded txs frame
 JOIN_BACKOFF_MAX = 30.0
+JOIN_WAIT_LOG = 60.0  # seconds between the "nobody can admit this node" warnings
 SYNC_TIMEOUT = 30.0
 SNAPSHOT_CHUNK = 2 * 1024 * 1024  # bytes of rows asked for per snapshot chunk
 SNAPSHOT_RETRIES = 2  # a refused chunk is asked for again this many times, then block by block
@@ -428,12 +429,16 @@ class ConsortiumNode(_P2pShell, Node):
         self.state = "joining"
         attempt = 0
         waited = False
+        unready: set[str] = set()  # peers that are waiting for the secret themselves
+        told_unready = 0.0
         while True:
             peers = [p for p in self.links.live() if not p.public]
             if peers:
                 peer = peers[attempt % len(peers)]  # another member on each attempt
                 attempt += 1
-                log.info("asking %r to admit this node to the consortium", peer)
+                (log.debug if repr(peer) in unready else log.info)(
+                    "asking %r to admit this node to the consortium", peer
+                )
                 self._join_reply: asyncio.Future[dict[str, Any]] = (
                     asyncio.get_running_loop().create_future()
                 )
@@ -448,9 +453,26 @@ class ConsortiumNode(_P2pShell, Node):
                     self.state = "ready"
                     return
                 if reply["reason"] == "not-ready":  # that peer is joining too: ask another
-                    log.info("%r has not joined yet either", peer)
+                    unready.add(repr(peer))
+                    now = time.monotonic()
+                    everyone = all(repr(p) in unready for p in peers)
+                    if everyone and now - told_unready >= JOIN_WAIT_LOG:
+                        told_unready = now
+                        self.last_error = (
+                            "no reachable node holds the consortium secret: waiting to be admitted"
+                        )
+                        log.warning(
+                            "no node that holds the consortium secret is reachable (%d peer(s) "
+                            "up, all waiting for it too): this node waits to be admitted. It "
+                            "never makes a secret itself; the genesis node's enclave made it at "
+                            "init and keeps it in its data directory",
+                            len(peers),
+                        )
+                    else:
+                        log.debug("%r has not joined yet either", peer)
                     await asyncio.sleep(0.5)
                     continue
+                unready.discard(repr(peer))
                 self.last_error = f"join refused by {peer!r}: {reply['reason']}: {reply['message']}"
                 log.error("%s; retrying in %g s", self.last_error, backoff)
             else:
@@ -984,6 +1006,8 @@ class ObserverNode(_P2pShell, Node):
 
     async def start(self) -> None:
         settings = self.settings
+        if self.store.genesis is None:
+            await self._genesis_from_terms()
         self.links = Links(
             LinkConfig(
                 chain_id=settings.chain_id,
@@ -1009,6 +1033,27 @@ class ObserverNode(_P2pShell, Node):
             ", ".join(settings.peers) or "no peers",
             self.store.head,
         )
+
+    async def _genesis_from_terms(self) -> None:
+        """Pin the genesis that consortium.json makes, computed by the enclave's code in a
+        short-lived process (no key, no secret: ``GenesisOf``), so that a peer of another
+        consortium is refused as ``wrong-genesis`` before anything else is said of it. If that
+        process cannot run, the genesis is learnt from the first listed member instead."""
+        enclave = ProcessEnclave()
+        try:
+            answer = await enclave.start_identity(m.GenesisOf(self.settings.terms))
+            genesis = bytes(answer["genesisHash"])
+        except (RpcError, OSError, KeyError, TypeError) as exc:
+            log.warning(
+                "could not compute the genesis from consortium.json (%s): it will be learnt "
+                "from the first listed member",
+                exc,
+            )
+            return
+        finally:
+            await enclave.close()
+        self.store.pin_genesis(genesis)
+        log.info("genesis 0x%s, computed from consortium.json", genesis.hex())
 
     async def stop(self) -> None:
         log.info("stopping observer %s: closing its links and its header store", self.settings.name)

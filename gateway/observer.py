@@ -234,7 +234,7 @@ class ObserverBackend:
     async def start(self, opened: m.Open) -> None:
         return None
 
-    async def start_identity(self, message: m.MakeIdentity) -> dict[str, Any]:
+    async def start_identity(self, message: m.MakeIdentity | m.GenesisOf) -> dict[str, Any]:
         raise ObserverRefusal()  # an observer has no identity
 
     async def close(self) -> None:

@@ -2,10 +2,12 @@
 
 For every validator and member it makes ``DIR/<name>/data`` and the node identity key inside
 that node's own enclave (the ``MakeIdentity`` message: the key is made and sealed there, and
-only its address comes out). Then it writes each node's ``DIR/<name>/node.json`` and, last,
-``DIR/consortium.json`` (the public terms), so a directory with a ``consortium.json`` is a
-finished consortium and an interrupted init can simply be run again (the identities already
-made are reopened, not replaced).
+only its address comes out). With the terms known, the genesis node's enclave makes the
+consortium secret, sealed beside its identity (``MakeIdentity`` with the terms): the only
+place it is ever made; every other node receives it in the join. Then it writes each node's
+``DIR/<name>/node.json`` and, last, ``DIR/consortium.json`` (the public terms), so a directory
+with a ``consortium.json`` is a finished consortium and an interrupted init can simply be run
+again (the identities already made are reopened, not replaced).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gateway.config import (
     ConfigError,
@@ -76,6 +79,7 @@ class Identity:
     address: str
     measurement: str | None
     platform: str
+    consortium_secret: bool = False  # its data directory holds the sealed consortium secret
 
 
 @dataclass
@@ -207,14 +211,17 @@ def _tidy(seconds: float) -> float:
     return int(seconds) if float(seconds).is_integer() else seconds
 
 
-async def make_identity(data_dir: Path) -> Identity:
+async def make_identity(data_dir: Path, terms: dict[str, Any] | None = None) -> Identity:
     """Start an enclave process on ``data_dir``, have it make (or reopen) the node identity
-    key inside, and return what it says about it."""
+    key inside, and return what it says about it. With the consortium's ``terms``, the
+    genesis node's enclave also makes the consortium secret there."""
     from gateway.enclave.runtime import ProcessEnclave
 
     enclave = ProcessEnclave()
     try:
-        answer = await enclave.start_identity(MakeIdentity(data_dir=str(data_dir)))
+        answer = await enclave.start_identity(
+            MakeIdentity(data_dir=str(data_dir), consortium=terms)
+        )
     finally:
         await enclave.close()
     if not isinstance(answer, dict) or not isinstance(answer.get("address"), bytes):
@@ -227,7 +234,26 @@ async def make_identity(data_dir: Path) -> Identity:
         address="0x" + address.hex(),
         measurement="0x" + measurement.hex() if isinstance(measurement, bytes) else None,
         platform=str(answer.get("platform") or "virtual"),
+        consortium_secret=answer.get("consortiumSecret") is True,
     )
+
+
+def make_consortium_secret(directory: Path, terms: ConsortiumTerms) -> str:
+    """Have the genesis node's enclave make the consortium secret, sealed beside its identity
+    in its data directory; the genesis node's name."""
+    genesis = terms.node_by_address(terms.genesis_node)
+    if genesis is None:
+        raise InitError(f"the genesis node {terms.genesis_node} is not in the node list")
+    data = directory / genesis.name / DATA_DIR
+    try:
+        made = asyncio.run(make_identity(data, terms.to_open_terms()))
+    except RpcError as exc:
+        raise InitError(
+            f"{genesis.name}'s enclave could not make the consortium secret: {exc.message}"
+        ) from None
+    if made.address != terms.genesis_node or not made.consortium_secret:
+        raise InitError(f"{genesis.name}'s enclave did not make the consortium secret")
+    return genesis.name
 
 
 async def make_identities(
@@ -298,6 +324,7 @@ def init_consortium(opts: InitOptions) -> InitResult:
         make_identities(directory, [p.name for p in planned if p.role != "observer"])
     )
     terms, nodes = build_files(opts, planned, identities, measurements, alloc)
+    make_consortium_secret(directory, terms)
     warnings = [
         f"{name}'s enclave reports measurement {identity.measurement}, which the terms' "
         "measurements do not list: that node will not be admitted to the consortium"
@@ -359,8 +386,11 @@ def summary(result: InitResult, command: str = "coco-gateway") -> str:
         ]
     lines += [
         "",
-        "  Secret: each node's data directory (<name>/data: its sealing key, identity key and,",
-        "  once joined, the consortium secret). Keep it on that node's machine only.",
+        "  Secret: each node's data directory (<name>/data: its sealing key, its sealed",
+        "  identity key and, once it holds it, the sealed consortium secret). The genesis node's",
+        "  enclave made the consortium secret just now; the others receive it when they join.",
+        "  Keep each directory on its node's machine only, and back up sealing.key,",
+        "  node-key.sealed and consortium-secret.sealed: the ledger can be rebuilt from peers.",
         "",
         "Start every node (each in its own terminal or service):",
     ]

@@ -822,22 +822,17 @@ BODY_INFO = b"coco-gateway/block-body/v1"
 
 
 def consortium_secret(data_dir: Path) -> bytes:
-    """The consortium secret of a (software-enclave) node's data directory."""
-    import sqlite3
+    """The consortium secret of a (software-enclave) node's data directory: its sealing key
+    file opens ``consortium-secret.sealed`` (gateway/enclave/keys.py)."""
+    from gateway.enclave.keys import SEALING_KEY_FILE, SECRET_FILE, LocalSealer
 
-    from gateway.enclave.keys import SEALING_KEY_FILE, LocalSealer
-
-    key = (data_dir / SEALING_KEY_FILE).read_bytes()
-    conn = sqlite3.connect(f"file:{data_dir / 'ledger.sqlite'}?mode=ro", uri=True)
-    try:
-        row = conn.execute(
-            "SELECT value FROM meta WHERE name = ?", ("consortium_secret.sealed",)
-        ).fetchone()
-    finally:
-        conn.close()
-    if row is None:
+    path = data_dir / SECRET_FILE
+    if not path.exists():
         raise ClusterError(f"{data_dir}: no sealed consortium secret (yet)")
-    return LocalSealer(key).open("consortium_secret", bytes(row[0]))
+    doc = json.loads(path.read_text())
+    key = (data_dir / SEALING_KEY_FILE).read_bytes()
+    name = f"consortium_secret:chain-{doc['chainId']}"
+    return LocalSealer(key).open(name, bytes.fromhex(doc["sealed"].removeprefix("0x")))
 
 
 def _body_aead(secret: bytes) -> Any:

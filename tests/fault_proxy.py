@@ -335,7 +335,7 @@ def encode_frame(frame: dict[str, Any]) -> bytes:
 
 
 def qbft_code(frame: dict[str, Any]) -> int | None:
-    """The QBFT message code inside a ``qbft`` frame (``m`` = rlp([1, code, body]))."""
+    """The QBFT message code inside a ``qbft`` frame (``m`` = rlp([2, domain, code, body]))."""
     if frame.get("t") != "qbft" or not isinstance(frame.get("m"), bytes | bytearray):
         return None
     from gateway.consensus.qbft.messages import rlp_decode
@@ -344,8 +344,8 @@ def qbft_code(frame: dict[str, Any]) -> int | None:
         item = rlp_decode(bytes(frame["m"]))
     except Exception:
         return None
-    if isinstance(item, list) and len(item) == 3 and isinstance(item[1], bytes):
-        return int.from_bytes(item[1], "big")
+    if isinstance(item, list) and len(item) == 4 and isinstance(item[2], bytes):
+        return int.from_bytes(item[2], "big")
     return None
 
 
@@ -450,7 +450,7 @@ def _forged_new_block(m: bytes, how: str) -> bytes:
     assert isinstance(msg, NewBlock)
     f = msg.finalized
     seals = _forge(list(f.commit_seals), f.block.digest, f.round, how)
-    return encode_message(NewBlock(FinalizedBlock(f.block, f.round, tuple(seals))))
+    return encode_message(NewBlock(FinalizedBlock(f.block, f.round, tuple(seals)), msg.domain))
 
 
 def _forge(seals: list[bytes], digest: bytes, round_: int, how: str) -> list[bytes]:

@@ -25,8 +25,7 @@ from cluster_support import CHAIN_ID, FUNDED_KEY, ClusterNode, make_consortium, 
 from conftest import free_port, rpc
 from eth_account import Account
 
-from gateway.enclave.keys import SEALING_KEY_FILE
-from gateway.ledger import LEDGER_FILE, Ledger, read_meta
+from gateway.enclave.keys import NODE_KEY_FILE, SEALING_KEY_FILE
 
 THRESHOLD = 12  # blocks behind from which a node starts from a snapshot
 BLOCK_PERIOD = 1  # header timestamps are whole seconds: no consortium runs faster
@@ -275,20 +274,17 @@ def test_a_validator_with_an_emptied_data_directory_starts_from_a_snapshot(
     consortium: dict[str, Any],
 ) -> None:
     """node4 loses its data directory but keeps its identity (the sealing key file and its
-    sealed node key): it joins again, takes a snapshot, and votes again."""
+    sealed node key, not its sealed consortium secret): it joins again, takes a snapshot,
+    and votes again."""
     validators, nodes = consortium["validators"], consortium["nodes"]
     v1, node4 = validators[0], validators[3]
     assert node4.stop(signal.SIGTERM) == 0
-    identity = read_meta(node4.data_dir / LEDGER_FILE, "node_key.sealed")
-    assert identity is not None
     kept = node4.data_dir.parent / "kept"
     kept.mkdir()
-    shutil.copyfile(node4.data_dir / SEALING_KEY_FILE, kept / SEALING_KEY_FILE)
+    for name in (SEALING_KEY_FILE, NODE_KEY_FILE):
+        shutil.copyfile(node4.data_dir / name, kept / name)
     shutil.rmtree(node4.data_dir)
     kept.rename(node4.data_dir)
-    ledger = Ledger(node4.data_dir / LEDGER_FILE)
-    ledger.put_meta("node_key.sealed", identity)
-    ledger.close()
     _edit(node4.config, snapshotThreshold=THRESHOLD)
     start = height(v1)
     wait_for(lambda: height(v1) >= start + THRESHOLD, 120, "three validators go on", nodes)

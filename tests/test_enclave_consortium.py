@@ -76,7 +76,18 @@ def opening(data_dir: Path, terms: dict[str, Any]) -> m.Open:
     )
 
 
+async def init_node(data_dir: Path, terms: dict[str, Any]) -> dict[str, Any]:
+    """What ``coco-gateway init`` does once the terms are known: MakeIdentity with the terms,
+    so that the genesis node's enclave makes the consortium secret (others make nothing)."""
+    enclave = InProcessEnclave()
+    try:
+        return await enclave.start_identity(m.MakeIdentity(str(data_dir), consortium=terms))
+    finally:
+        await enclave.close()
+
+
 async def start(data_dir: Path, terms: dict[str, Any]) -> InProcessEnclave:
+    await init_node(data_dir, terms)
     enclave = InProcessEnclave()
     await enclave.start(opening(data_dir, terms))
     return enclave
@@ -611,3 +622,86 @@ def test_join_report_is_version_2_and_carries_its_key() -> None:
     )
     assert plain.join_key is None and "joinKey" not in plain.to_json()
     assert plain.to_json()["version"] == 1
+
+
+def test_a_qbft_message_signed_for_another_chain_is_refused_as_wrong_chain(
+    tmp_path: Path,
+) -> None:
+    """QBFT v2 (docs/qbft.md): a validator's ROUND-CHANGE signed for another chain (same key,
+    same genesis hash, another chain id; or another genesis) is discarded by the enclave
+    with the reason ``wrong-chain``; the same message for this chain is taken."""
+    from gateway.consensus.qbft import (
+        RoundChange,
+        SignedPayload,
+        UnsignedRoundChange,
+        encode_message,
+        qbft_domain,
+    )
+
+    async def go() -> None:
+        idents = [await make_identity(tmp_path / f"n{i}") for i in range(2)]
+        terms = make_terms(idents)
+        genesis = await start(tmp_path / "n0", terms)
+        other = await start(tmp_path / "n1", terms)
+        try:
+            status = await genesis.request(m.GetStatus())
+            genesis_hash = bytes(status["genesisHash"])
+            key = keys.PrivateKey(other._enclave._node_key)  # the validator's key, for the test
+            sender = idents[1]["address"]
+
+            def round_change(domain: bytes) -> bytes:
+                payload = UnsignedRoundChange(1, 1, None, None)
+                return encode_message(RoundChange(SignedPayload.sign(payload, key, domain)))
+
+            now = time.time()
+            for domain in (
+                qbft_domain(CHAIN_ID + 1, genesis_hash),
+                qbft_domain(CHAIN_ID, keccak(b"another genesis")),
+            ):
+                answer = await genesis.request(
+                    m.ConsensusStep(now=now, inbound=[[round_change(domain), None]])
+                )
+                assert answer["discarded"] == [
+                    {"reason": "wrong-chain", "sender": sender, "code": 0x15}
+                ]
+            answer = await genesis.request(
+                m.ConsensusStep(
+                    now=now, inbound=[[round_change(qbft_domain(CHAIN_ID, genesis_hash)), None]]
+                )
+            )
+            assert answer["discarded"] == []
+        finally:
+            await other.close()
+            await genesis.close()
+
+    run(go())
+
+
+def test_genesis_of_the_terms_is_the_members_genesis(tmp_path: Path) -> None:
+    """``GenesisOf`` (what an observer asks a short-lived enclave process): the genesis hash
+    its terms make, equal to the one a member's enclave opened; other terms, another one."""
+    from gateway.enclave.runtime import ProcessEnclave
+
+    async def genesis_of(terms: dict[str, Any]) -> dict[str, Any]:
+        enclave = ProcessEnclave()
+        try:
+            return await enclave.start_identity(m.GenesisOf(terms))
+        finally:
+            await enclave.close()
+
+    async def go() -> None:
+        idents = [await make_identity(tmp_path / f"n{i}") for i in range(2)]
+        terms = make_terms(idents)
+        member = await start(tmp_path / "n0", terms)
+        try:
+            status = await member.request(m.GetStatus())
+        finally:
+            await member.close()
+        answer = await genesis_of(terms)
+        assert answer == {"genesisHash": status["genesisHash"], "chainId": CHAIN_ID}
+        other = await genesis_of(make_terms(idents, genesisTimestamp=1_764_000_001))
+        assert other["genesisHash"] != status["genesisHash"]
+        err = await refusal(genesis_of({**terms, "validators": []}))
+        assert err.reason_code == "bad-terms"
+
+    run(go())

@@ -270,6 +270,33 @@ async def test_unlisted_identity_is_refused_on_both_sides() -> None:
 
 
 @on_loop
+async def test_an_observer_pointed_at_another_consortium_hears_wrong_genesis() -> None:
+    """An observer (which computes its genesis from its terms) dialling a node of another
+    consortium (same chain id, another genesis, an identity its node list does not name) is
+    refused as ``wrong-genesis``, the real cause, not as ``unlisted-node``: by that node, and
+    by its own check of that node's hello, where the genesis comes before the node list."""
+    observer = await Endpoint(None).start()
+    foreign_nodes = {ADDRS[3]: {"name": "theirs", "role": "validator"}}
+    foreign = Endpoint(3, nodes=foreign_nodes)
+    foreign.config.genesis = keccak(b"another consortium's genesis")
+    await foreign.start()
+    try:
+        with pytest.raises(LinkRefused) as caught:
+            await observer.links.connect(foreign.endpoint)
+        assert caught.value.reason == "refused-by-peer"
+        assert caught.value.message.startswith("wrong-genesis")
+        assert "unlisted-node" not in caught.value.message
+        hello = foreign.links._hello(b"\x01" * 32)
+        with pytest.raises(LinkRefused) as own:
+            observer.links._check_hello(hello)
+        assert own.value.reason == "wrong-genesis"
+        assert observer.links.live() == [] and foreign.links.live() == []
+    finally:
+        await observer.stop()
+        await foreign.stop()
+
+
+@on_loop
 async def test_wrong_chain_is_refused() -> None:
     a = await Endpoint(0).start()
     b = await Endpoint(1, chain=CHAIN + 1).start()

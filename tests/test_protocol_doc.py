@@ -238,3 +238,58 @@ def test_link_signature_worked_example() -> None:
     digest = keccak(b"coco-gateway/p2p/link/v2" + transcript)
     assert _hex_after("link-digest") == digest.hex()
     assert _hex_after("link-signature", 2) == consortium.sign_link(KEY, transcript).hex()
+
+
+def test_qbft_v2_worked_example() -> None:
+    """QBFT messages, version 2: the domain binds chain id and genesis; recomputed by hand
+    from the formulas in the document, and by the code; a node of another chain refuses it."""
+    from eth_keys import keys
+    from eth_utils import keccak
+
+    from gateway.consensus.qbft import (
+        Discarded,
+        Invalid,
+        QbftConfig,
+        QbftNode,
+        RoundChange,
+        SignedPayload,
+        UnsignedRoundChange,
+        decode_message,
+        encode_message,
+        qbft_domain,
+    )
+    from gateway.consensus.qbft.messages import rlp_encode
+
+    section = DOC[DOC.index("## QBFT messages, version 2") :]
+    section = section[: section.index("\n## ")]
+    assert '"coco-gateway/qbft/v2"' in section
+    genesis = bytes(range(32))
+    preimage = b"coco-gateway/qbft/v2" + (31337).to_bytes(32, "big") + genesis
+    assert _hex_after("qbft-domain-preimage", 3) == preimage.hex()
+    domain = keccak(preimage)
+    assert domain == qbft_domain(31337, genesis)
+    assert _hex_after("qbft-domain") == domain.hex()
+    body = rlp_encode([0x15, 1, 1, []])
+    assert _hex_after("qbft-signed-body") == body.hex()
+    digest = keccak(domain + body)
+    assert _hex_after("qbft-signing-digest") == digest.hex()
+    key = keys.PrivateKey(KEY)
+    signed = SignedPayload.sign(UnsignedRoundChange(1, 1, None, None), key, domain)
+    assert signed.signing_digest == digest
+    assert _hex_after("qbft-signature", 2) == signed.signature.hex()
+    wire = encode_message(RoundChange(signed))
+    assert _hex_after("qbft-wire", 3) == wire.hex()
+    other = keccak(b"coco-gateway/qbft/v2" + (31338).to_bytes(32, "big") + genesis)
+    assert _hex_after("qbft-other-domain") == other.hex()
+    assert _hex_after("qbft-other-digest") == keccak(other + body).hex()
+
+    signer = bytes.fromhex(Account.from_key(KEY).address[2:])
+    received = decode_message(wire)
+    assert received.author == signer
+    other_key = keys.PrivateKey(b"\x07" * 32)
+    validators = (signer, bytes(other_key.public_key.to_canonical_address()))
+    for chain_id, refused in ((31338, [Invalid.WRONG_CHAIN]), (31337, [])):
+        config = QbftConfig(validators=validators, chain_id=chain_id, genesis_hash=genesis)
+        node = QbftNode(config, other_key, height=1, last_proposer=None, now=0.0)
+        effects = node.receive(received, 0.1)
+        assert [e.reason for e in effects if isinstance(e, Discarded)] == refused

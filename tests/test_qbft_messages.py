@@ -1,4 +1,4 @@
-"""QBFT wire format v1 and arithmetic: quorum, f, proposer, round timer, encoding, signatures,
+"""QBFT wire format v2 and arithmetic: quorum, f, proposer, round timer, encoding, signatures,
 and the worked example of docs/qbft.md recomputed from the code (pure: no node, no network)."""
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from gateway.consensus.qbft import (
 from gateway.consensus.qbft.messages import (
     MAX_MESSAGE_BYTES,
     QBFT_VERSION,
+    UNBOUND_DOMAIN,
+    qbft_domain,
     rlp_decode,
     rlp_encode,
     sign_digest,
@@ -175,14 +177,17 @@ def test_every_message_type_round_trips_and_keeps_its_author() -> None:
             assert back.author == m.author in (address(0), address(1))  # type: ignore[union-attr]
 
 
-def _envelope(code: int, body: object, version: int = QBFT_VERSION) -> bytes:
-    return rlp.encode([version, code, body])
+def _envelope(
+    code: int, body: object, version: int = QBFT_VERSION, domain: bytes = UNBOUND_DOMAIN
+) -> bytes:
+    return rlp.encode([version, domain, code, body])
 
 
 def test_decoding_refuses_malformed_messages_with_a_reason() -> None:
     good = encode_message(_sample_messages()[2])  # a PREPARE
     top = rlp.decode(good)
-    payload, sig = top[2]
+    assert top[1] == UNBOUND_DOMAIN
+    payload, sig = top[3]
 
     def reason(data: bytes) -> str:
         with pytest.raises(MessageFormatError) as info:
@@ -191,8 +196,11 @@ def test_decoding_refuses_malformed_messages_with_a_reason() -> None:
 
     assert reason(b"\xc0" + good) == MessageFormatError.NOT_RLP
     assert reason(good + b"\x00") == MessageFormatError.NOT_RLP
-    assert reason(_envelope(0x13, top[2], version=2)) == MessageFormatError.BAD_VERSION
-    assert reason(_envelope(0x77, top[2])) == MessageFormatError.BAD_CODE
+    assert reason(_envelope(0x13, top[3], version=3)) == MessageFormatError.BAD_VERSION
+    # a version-1 message (no domain) is refused for its version, not its shape
+    assert reason(rlp.encode([1, 0x13, top[3]])) == MessageFormatError.BAD_VERSION
+    assert reason(_envelope(0x13, top[3], domain=b"\x01" * 31)) == MessageFormatError.BAD_LENGTH
+    assert reason(_envelope(0x77, top[3])) == MessageFormatError.BAD_CODE
     assert reason(_envelope(0x13, [payload])) == MessageFormatError.BAD_SHAPE
     assert reason(_envelope(0x13, [payload, sig[:64]])) == MessageFormatError.BAD_LENGTH
     # Round numbers: above MAX_ROUND, or wider than 64 bits, are refused before anything grows.
@@ -210,7 +218,7 @@ def test_decoding_refuses_malformed_messages_with_a_reason() -> None:
     assert reason(_envelope(0x13, [[7, 1, payload[2][:31]], sig])) == MessageFormatError.BAD_LENGTH
     # A round change's prepared metadata is [] or [round, value], nothing else.
     rc = rlp.decode(encode_message(_sample_messages()[4]))
-    (rc_payload, rc_sig), blk, just = rc[2]
+    (rc_payload, rc_sig), blk, just = rc[3]
     bad_meta = [[rc_payload[0], rc_payload[1], [1]], rc_sig]
     assert reason(_envelope(0x15, [bad_meta, blk, just])) == MessageFormatError.BAD_SHAPE
     assert reason(b"\x00" * (MAX_MESSAGE_BYTES + 1)) == MessageFormatError.TOO_LARGE
@@ -218,7 +226,7 @@ def test_decoding_refuses_malformed_messages_with_a_reason() -> None:
     many = [[payload, sig]] * 257
     prop = rlp.decode(encode_message(_sample_messages()[1]))
     assert (
-        reason(_envelope(0x12, [prop[2][0], prop[2][1], many, []])) == MessageFormatError.TOO_LARGE
+        reason(_envelope(0x12, [prop[3][0], prop[3][1], many, []])) == MessageFormatError.TOO_LARGE
     )
 
 
@@ -230,6 +238,14 @@ def test_signatures_are_low_s_recoverable_and_bound_to_domain_and_payload() -> N
     # The same signature over another payload recovers to someone else (or nobody).
     other = SignedPayload(UnsignedPrepare(5, 1, b"\x11" * 32), sp.signature)
     assert other.author != address(3)
+    # The same signature under another chain's domain recovers to someone else (or nobody):
+    # the v2 domain binds the chain id and the genesis hash.
+    chain_a = qbft_domain(7, b"\x01" * 32)
+    bound = SignedPayload.sign(UnsignedPrepare(5, 0, b"\x11" * 32), k, chain_a)
+    assert bound.author == address(3) and bound.signature != sp.signature
+    for elsewhere in (qbft_domain(8, b"\x01" * 32), qbft_domain(7, b"\x02" * 32), UNBOUND_DOMAIN):
+        moved = SignedPayload(bound.unsigned_payload, bound.signature, elsewhere)
+        assert moved.author != address(3)
     # A prepare's signature is not a commit seal: different domains.
     seal_digest = commit_seal_digest(b"\x11" * 32, 0)
     assert recover_signer(seal_digest, sp.signature) != address(3)
@@ -263,19 +279,30 @@ def test_finality_is_checked_from_the_seals_alone() -> None:
 # --------------------------------------------------------------------------- worked example
 
 
+EXAMPLE_CHAIN_ID = 1337
+EXAMPLE_GENESIS = bytes(range(32))
+
+
 def worked_example() -> dict[str, str]:
-    """The values docs/qbft.md shows, computed from the code."""
+    """The values docs/qbft.md shows, computed from the code (chain 1337, genesis hash
+    0x000102..1f)."""
     vals = validators(4)
     ctx = HeightContext(1, vals, None)
     leader = proposer(0, ctx)
     leader_key = next(key(i) for i in range(4) if address(i) == leader)
+    domain = qbft_domain(EXAMPLE_CHAIN_ID, EXAMPLE_GENESIS)
     blk = Block(1, leader, b"example block")
-    proposal = Proposal(SignedPayload.sign(UnsignedProposal(1, 0, blk.digest), leader_key), blk)
-    prepare = SignedPayload.sign(UnsignedPrepare(1, 0, blk.digest), leader_key)
+    proposal = Proposal(
+        SignedPayload.sign(UnsignedProposal(1, 0, blk.digest), leader_key, domain), blk
+    )
+    prepare = SignedPayload.sign(UnsignedPrepare(1, 0, blk.digest), leader_key, domain)
     seal = sign_digest(leader_key, commit_seal_digest(blk.digest, 0))
-    commit = SignedPayload.sign(UnsignedCommit(1, 0, blk.digest, seal), leader_key)
-    rc = SignedPayload.sign(UnsignedRoundChange(1, 1, 0, blk.digest), leader_key)
+    commit = SignedPayload.sign(UnsignedCommit(1, 0, blk.digest, seal), leader_key, domain)
+    rc = SignedPayload.sign(UnsignedRoundChange(1, 1, 0, blk.digest), leader_key, domain)
     return {
+        "chain_id": str(EXAMPLE_CHAIN_ID),
+        "genesis_hash": "0x" + EXAMPLE_GENESIS.hex(),
+        "domain": "0x" + domain.hex(),
         "validator0": "0x" + vals[0].hex(),
         "validator1": "0x" + vals[1].hex(),
         "validator2": "0x" + vals[2].hex(),
@@ -293,6 +320,7 @@ def worked_example() -> dict[str, str]:
         "commit_seal": "0x" + seal.hex(),
         "commit_wire": "0x" + encode_message(Commit(commit)).hex(),
         "round_change_signing_digest": "0x" + rc.signing_digest.hex(),
+        "round_change_signature": "0x" + rc.signature.hex(),
     }
 
 

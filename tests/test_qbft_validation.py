@@ -12,8 +12,10 @@ from gateway.consensus.qbft import (
     Commit,
     Decide,
     Discarded,
+    FinalizedBlock,
     HeightContext,
     Invalid,
+    NewBlock,
     Prepare,
     PreparedCertificate,
     Proposal,
@@ -29,7 +31,10 @@ from gateway.consensus.qbft import (
     UnsignedRoundChange,
     ValidateBlock,
     commit_seal_digest,
+    decode_message,
+    encode_message,
     proposer,
+    qbft_domain,
 )
 from gateway.consensus.qbft.messages import sign_digest
 from gateway.consensus.qbft.validation import (
@@ -446,3 +451,59 @@ def test_votes_for_another_round_do_not_count_toward_this_rounds_quorum() -> Non
     ]
     assert [type(m) for m in sent] == [Commit]
     assert node.latest_prepared is not None and node.latest_prepared.round == 1
+
+
+# ---------------------------------------------------------------- v2: one chain's messages
+
+
+def test_a_message_signed_for_another_chain_is_refused_as_wrong_chain() -> None:
+    """A validator of two consortia (the same key in both): its ROUND-CHANGE, PREPARE and
+    proposal for chain B, replayed into chain A, are refused as ``wrong-chain`` and change
+    nothing; relabelled with A's domain, the signature no longer recovers to it."""
+    genesis_a, genesis_b = b"\xaa" * 32, b"\xbb" * 32
+    config_a = {"chain_id": 1001, "genesis_hash": genesis_a}
+    config_b = {"chain_id": 1002, "genesis_hash": genesis_b}
+    domain_a = QbftConfig(validators=VALS, **config_a).domain  # type: ignore[arg-type]
+    domain_b = QbftConfig(validators=VALS, **config_b).domain  # type: ignore[arg-type]
+    assert domain_a == qbft_domain(1001, genesis_a) != domain_b
+    # the same chain id under another genesis is another chain too
+    assert qbft_domain(1001, genesis_b) not in (domain_a, domain_b)
+    node = make_node(0, **config_a)
+    sender = KEYS[1]
+    author = bytes(sender.public_key.to_canonical_address())
+    for_b = [
+        RoundChange(SignedPayload.sign(UnsignedRoundChange(H, 1, None, None), sender, domain_b)),
+        Prepare(SignedPayload.sign(UnsignedPrepare(H, 0, b"\x11" * 32), sender, domain_b)),
+    ]
+    leader = leader_key(0)
+    blk = Block(H, bytes(leader.public_key.to_canonical_address()), b"block of chain b")
+    for_b.append(
+        Proposal(SignedPayload.sign(UnsignedProposal(H, 0, blk.digest), leader, domain_b), blk)
+    )
+    for m in for_b:
+        decoded = decode_message(encode_message(m))  # as it arrives: B's domain on the wire
+        assert decoded.domain == domain_b
+        effects = node.receive(decoded, 0.1)
+        refused = [e for e in effects if isinstance(e, Discarded)]
+        assert [e.reason for e in refused] == [Invalid.WRONG_CHAIN]
+        assert refused[0].sender == decoded.author and decoded.author is not None
+        assert broadcasts(effects) == [] and not any(isinstance(e, ValidateBlock) for e in effects)
+    assert node.round == 0 and node.round_changes.latest == {}
+    assert node.round_state.prepares == {} and node.round_state.proposal is None
+    # B's signature under A's domain (the envelope rewritten) recovers to someone else
+    relabelled = SignedPayload(for_b[0].round_change_payload.unsigned_payload,
+                               for_b[0].round_change_payload.signature, domain_a)  # fmt: skip
+    assert relabelled.author != author
+    assert discarded(node.receive(RoundChange(relabelled), 0.2)) in (
+        [Invalid.NOT_VALIDATOR],
+        [Invalid.BAD_SIGNATURE],
+    )
+    # and the same message signed for A is taken
+    own = RoundChange(SignedPayload.sign(UnsignedRoundChange(H, 1, None, None), sender, domain_a))
+    assert discarded(node.receive(own, 0.3)) == []
+    assert author in node.round_changes.latest
+    # a decided block announced on another chain is refused before its seals are read
+    fb_b = NewBlock(FinalizedBlock(blk, 0, ()), domain_b)
+    assert discarded(node.receive(decode_message(encode_message(fb_b)), 0.4)) == [
+        Invalid.WRONG_CHAIN
+    ]

@@ -238,9 +238,13 @@ def genesis_spec(terms: Terms) -> GenesisSpec:
     )
 
 
-def qbft_config(terms: Terms) -> QbftConfig:
+def qbft_config(terms: Terms, genesis_hash: bytes) -> QbftConfig:
+    """The consortium's QBFT parameters; its messages are bound to its chain id and genesis
+    (the QBFT v2 domain, docs/qbft.md)."""
     return QbftConfig(
         validators=terms.validators,
+        chain_id=terms.chain_id,
+        genesis_hash=genesis_hash,
         base_round_timeout=terms.round_timeout,
         max_round_timeout=terms.max_round_timeout,
         block_period=terms.block_period,

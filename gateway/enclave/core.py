@@ -36,7 +36,18 @@ from gateway.devaccounts import derive
 from gateway.enclave import consortium, snapshot
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle, Candidate, decode_header
-from gateway.enclave.keys import KeyRing, LocalSealer, measurement
+from gateway.enclave.keys import (
+    NODE_KEY_FILE,
+    SECRET_FILE,
+    KeyRing,
+    LocalSealer,
+    SealedKeyError,
+    measurement,
+    read_consortium_secret,
+    read_node_key,
+    write_consortium_secret,
+    write_node_key,
+)
 from gateway.enclave.sessions import MAX_REVOCATIONS, SessionBook
 from gateway.enclave.storage import StorageSealer
 from gateway.errors import (
@@ -154,7 +165,11 @@ class Enclave(BlockLifecycle):
             for acct in derive(opened.dev_mnemonic, opened.dev_accounts):
                 self.dev_keys[bytes.fromhex(acct.address[2:])] = acct.private_key
         self._sealer = LocalSealer.from_data_dir(data_dir)
-        key = sealed_secret(self.ledger, self._sealer, "node_key", "node identity key")
+        key: bytes | None
+        if opened.consortium is not None:  # beside the ledger, not in it (keys.py)
+            key = consortium_node_key(data_dir, self._sealer, self.ledger)
+        else:
+            key = sealed_secret(self.ledger, self._sealer, "node_key", "node identity key")
         assert key is not None
         self._node_key = key
         self.validator = bytes.fromhex(Account.from_key(key).address[2:])
@@ -202,7 +217,7 @@ class Enclave(BlockLifecycle):
         elif spec is None:
             spec = self._genesis_spec(opened)
         self._spec = spec
-        secret = self._consortium_secret(first_start=stored is None)
+        secret = self._consortium_secret()
         if secret is None:
             self.state = "awaiting-secret"
             head = self.ledger.head()
@@ -221,16 +236,26 @@ class Enclave(BlockLifecycle):
             return
         self._finish_open(secret)
 
-    def _consortium_secret(self, first_start: bool) -> bytes | None:
-        """The consortium secret: sealed here already, or made now by a dev node or by the
-        consortium's genesis node on its first start; None when this node must join."""
+    def _consortium_secret(self) -> bytes | None:
+        """The consortium secret: a dev node's (made on its first start), or the one sealed
+        beside this consortium node's ledger (the genesis node's was made at ``coco-gateway
+        init``; the others' came in the join). None when this node must join: a consortium
+        node never makes one, not even the genesis node, since a second secret would split
+        the consortium's confidentiality in two."""
         terms = self.terms
-        make = terms is None or (first_start and terms.genesis_node == self.validator)
-        secret = sealed_secret(
-            self.ledger, self._sealer, "consortium_secret", "consortium secret", make=make
-        )
-        if secret is not None and terms is not None and make and first_start:
-            log.info("this node is the consortium's genesis node: it made the consortium secret")
+        if terms is None:
+            return sealed_secret(
+                self.ledger, self._sealer, "consortium_secret", "consortium secret", make=True
+            )
+        secret = consortium_secret_of(self._data_dir, self._sealer, terms.chain_id, self.ledger)
+        if secret is None and terms.genesis_node == self.validator:
+            log.warning(
+                "this is the consortium's genesis node, but its data directory %s holds no "
+                "sealed consortium secret (%s): it does not make a new one (that would give "
+                "the consortium two secrets); it joins through a node that holds the secret",
+                self._data_dir,
+                SECRET_FILE,
+            )
         return secret
 
     def _check_stored_genesis(self, spec: GenesisSpec) -> None:
@@ -302,7 +327,7 @@ class Enclave(BlockLifecycle):
         self._restore_pool()
         if self.terms is not None and self.validator in self.terms.validators:
             self.qbft = consortium.QbftDriver(
-                self, consortium.qbft_config(self.terms), self._node_key
+                self, consortium.qbft_config(self.terms, self.genesis_hash), self._node_key
             )
         elif self.terms is not None and self.role == "validator":
             log.warning(
@@ -529,7 +554,7 @@ class Enclave(BlockLifecycle):
                 self._join_key,
                 consortium.join_associated_data(self.chain_id, self.genesis_hash, self.validator),
             )
-            store_sealed(self.ledger, self._sealer, "consortium_secret", secret)
+            write_consortium_secret(self._data_dir, self._sealer, self.chain_id, secret)
             self._join_key = None
             log.info("joined the consortium: the consortium secret is sealed here")
             self._finish_open(secret)
@@ -1347,24 +1372,128 @@ def store_sealed(ledger: Ledger, sealer: LocalSealer, name: str, value: bytes) -
     ledger.put_meta(name + ".sealed", sealer.seal(name, value))
 
 
-def make_identity(msg: m.MakeIdentity) -> dict[str, Any]:
-    """``MakeIdentity``: make (or open) the node identity key of a data directory, sealed in
-    its ledger as a running node keeps it, and say who the node is."""
-    data_dir = Path(msg.data_dir)
-    ledger = Ledger(data_dir / LEDGER_FILE, seal_storage=msg.seal_storage)
+def _key_file_error(exc: SealedKeyError) -> InvalidParams:
+    return InvalidParams(str(exc), reason="bad-key-file")
+
+
+def consortium_node_key(data_dir: Path, sealer: LocalSealer, ledger: Ledger | None) -> bytes:
+    """A consortium node's identity key, sealed in ``node-key.sealed`` beside its ledger:
+    opened, moved there from the ledger's meta (data directories from before), or made."""
     try:
-        key = sealed_secret(
-            ledger, LocalSealer.from_data_dir(data_dir), "node_key", "node identity key"
-        )
+        key = read_node_key(data_dir, sealer)
+        if key is not None:
+            return key
+        legacy = ledger.get_meta("node_key.sealed") if ledger is not None else None
+        if legacy is not None:
+            key = sealer.open("node_key", legacy)
+            write_node_key(data_dir, sealer, key)
+            assert ledger is not None
+            ledger.delete_meta("node_key.sealed")
+            log.info("moved the sealed node identity key out of the ledger, to %s", NODE_KEY_FILE)
+            return key
+    except SealedKeyError as exc:
+        raise _key_file_error(exc) from None
+    key = secrets.token_bytes(32)
+    write_node_key(data_dir, sealer, key)
+    log.info("created the node identity key (sealed in %s)", NODE_KEY_FILE)
+    return key
+
+
+def consortium_secret_of(
+    data_dir: Path, sealer: LocalSealer, chain_id: int, ledger: Ledger | None
+) -> bytes | None:
+    """The consortium secret sealed beside a consortium node's ledger (moved there from the
+    ledger's meta in data directories from before); None when it has none."""
+    try:
+        secret = read_consortium_secret(data_dir, sealer, chain_id)
+        if secret is not None:
+            return secret
+        legacy = ledger.get_meta("consortium_secret.sealed") if ledger is not None else None
+        if legacy is None:
+            return None
+        secret = sealer.open("consortium_secret", legacy)
+        write_consortium_secret(data_dir, sealer, chain_id, secret)
+        assert ledger is not None
+        ledger.delete_meta("consortium_secret.sealed")
+        log.info("moved the sealed consortium secret out of the ledger, to %s", SECRET_FILE)
+        return secret
+    except SealedKeyError as exc:
+        raise _key_file_error(exc) from None
+
+
+def make_identity(msg: m.MakeIdentity) -> dict[str, Any]:
+    """``MakeIdentity`` (``coco-gateway init``): make (or open) a consortium node's identity
+    key, sealed beside its ledger, and say who the node is. With the consortium's terms, and
+    when this node is their genesis node, also make (or keep) the consortium secret, sealed
+    beside the identity: the only place a consortium's secret is ever made."""
+    data_dir = Path(msg.data_dir)
+    sealer = LocalSealer.from_data_dir(data_dir)
+    ledger = None
+    if (data_dir / LEDGER_FILE).exists():  # a data directory from before: move its keys out
+        ledger = Ledger(data_dir / LEDGER_FILE, seal_storage=msg.seal_storage)
+    try:
+        key = consortium_node_key(data_dir, sealer, ledger)
+        address = bytes.fromhex(Account.from_key(key).address[2:])
+        holds_secret = False
+        if msg.consortium is not None:
+            terms = consortium.parse_terms(msg.consortium)
+            holds_secret = _init_secret(data_dir, sealer, terms, address, ledger)
     finally:
-        ledger.close()
-    assert key is not None
+        if ledger is not None:
+            ledger.close()
     digest, _ = measurement()
     return {
-        "address": bytes.fromhex(Account.from_key(key).address[2:]),
+        "address": address,
         "measurement": digest,
         "platform": attestation.VIRTUAL,
+        "consortiumSecret": holds_secret,
     }
+
+
+def genesis_of(msg: m.GenesisOf) -> dict[str, Any]:
+    """``GenesisOf``: the genesis block hash of these terms (an observer's, which then knows
+    its consortium's genesis without trusting the first member it meets)."""
+    terms = consortium.parse_terms(msg.consortium)
+    return {
+        "genesisHash": genesis_block_hash(consortium.genesis_spec(terms)),
+        "chainId": terms.chain_id,
+    }
+
+
+def answer_first(msg: m.MakeIdentity | m.GenesisOf) -> dict[str, Any]:
+    """A first message that opens nothing: MakeIdentity or GenesisOf."""
+    if isinstance(msg, m.GenesisOf):
+        return genesis_of(msg)
+    return make_identity(msg)
+
+
+def _init_secret(
+    data_dir: Path,
+    sealer: LocalSealer,
+    terms: consortium.Terms,
+    address: bytes,
+    ledger: Ledger | None,
+) -> bool:
+    """At init: the genesis node makes the consortium secret (or keeps the one it made for
+    this chain in an init that was interrupted); any other node holds one only if it joined."""
+    try:
+        secret = consortium_secret_of(data_dir, sealer, terms.chain_id, ledger)
+    except InvalidParams:
+        if terms.genesis_node != address:
+            raise
+        secret = None  # a secret of another chain, from an init of this directory before
+        log.warning("replacing %s: it held the secret of another chain", SECRET_FILE)
+    if secret is not None:
+        return True
+    if terms.genesis_node != address:
+        return False
+    write_consortium_secret(data_dir, sealer, terms.chain_id, secrets.token_bytes(32))
+    log.info(
+        "made the consortium secret of chain %d in the genesis node's enclave (sealed in %s)",
+        terms.chain_id,
+        SECRET_FILE,
+    )
+    return True
 
 
 def _wants_private_balances(opened: m.Open) -> bool:

@@ -6,18 +6,24 @@ Key hierarchy (docs/SECURITY.md, "Keys"):
   software enclave reads it from ``<data-dir>/sealing.key``, a file the host keeps: it
   protects nothing against that host (a hardware enclave derives it from the platform).
 - node identity key (secp256k1): signs block seals and attestation reports.
-- consortium secret (32 bytes): made by the genesis node's enclave. Derived from it by
-  HKDF-SHA256: the transaction key of each epoch (X25519, gateway.protocol.envelope), the
-  storage sealing key, the session-token key, the block body key (gateway.enclave.blocks),
-  the random precompile's block key and the forwarded-transaction key.
+- consortium secret (32 bytes): made once, by the genesis node's enclave at ``coco-gateway
+  init`` (a dev node: by its own enclave on its first start); every other node receives it
+  in the join handshake. Derived from it by HKDF-SHA256: the transaction key of each epoch
+  (X25519, gateway.protocol.envelope), the storage sealing key, the session-token key, the
+  block body key (gateway.enclave.blocks), the random precompile's block key and the
+  forwarded-transaction key.
 
-The node key and the secret are stored in the ledger's meta table only sealed
-(AES-256-GCM under the local sealing key, the name as associated data).
+Both are stored only sealed (AES-256-GCM under the local sealing key, the name as associated
+data). A consortium node keeps them beside its ledger, not in it, so that a wiped ledger
+does not lose them: ``node-key.sealed`` (the sealed node key) and
+``consortium-secret.sealed`` (JSON: the chain id and the sealed secret, bound to that chain
+id). A dev node keeps both in its ledger's meta table, as before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -36,6 +42,9 @@ from gateway.protocol.envelope import derive_epoch_key, epoch_public_key
 log = logging.getLogger("gateway.enclave.keys")
 
 SEALING_KEY_FILE = "sealing.key"
+NODE_KEY_FILE = "node-key.sealed"  # a consortium node's sealed identity key
+SECRET_FILE = "consortium-secret.sealed"  # its sealed consortium secret
+SECRET_FILE_VERSION = 1
 _SEALED_PREFIX = b"coco-sealed-v1:"
 
 
@@ -83,6 +92,81 @@ class LocalSealer:
             raise SealedKeyError(
                 f"cannot open {name}: the sealing key file does not match this data directory"
             ) from None
+
+
+# ----------------------------------------------------------------------------- key files
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` (mode 0600) whole or not at all: a temporary file, fsync, rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_node_key(data_dir: Path, sealer: LocalSealer) -> bytes | None:
+    """The node identity key sealed in ``data_dir/node-key.sealed``; None if there is none."""
+    path = data_dir / NODE_KEY_FILE
+    if not path.exists():
+        return None
+    key = sealer.open("node_key", path.read_bytes())
+    if len(key) != 32:
+        raise SealedKeyError(f"{path} does not hold a 32-byte key")
+    return key
+
+
+def write_node_key(data_dir: Path, sealer: LocalSealer, key: bytes) -> None:
+    write_private(data_dir / NODE_KEY_FILE, sealer.seal("node_key", key))
+
+
+def _secret_name(chain_id: int) -> str:
+    return f"consortium_secret:chain-{chain_id}"
+
+
+def read_consortium_secret(data_dir: Path, sealer: LocalSealer, chain_id: int) -> bytes | None:
+    """The consortium secret sealed in ``data_dir/consortium-secret.sealed`` for chain
+    ``chain_id``; None if there is none; SealedKeyError if it is for another chain or
+    cannot be opened."""
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        version, stored_chain = doc["version"], doc["chainId"]
+        blob = bytes.fromhex(str(doc["sealed"]).removeprefix("0x"))
+    except (ValueError, KeyError, TypeError):
+        raise SealedKeyError(f"{path} is not a sealed consortium secret file") from None
+    if version != SECRET_FILE_VERSION:
+        raise SealedKeyError(f"{path}: unsupported version {version!r}")
+    if stored_chain != chain_id:
+        raise SealedKeyError(
+            f"{path} holds the consortium secret of chain {stored_chain}, not of chain "
+            f"{chain_id}: this data directory belongs to another consortium"
+        )
+    secret = sealer.open(_secret_name(chain_id), blob)
+    if len(secret) != 32:
+        raise SealedKeyError(f"{path} does not hold a 32-byte secret")
+    return secret
+
+
+def write_consortium_secret(
+    data_dir: Path, sealer: LocalSealer, chain_id: int, secret: bytes
+) -> None:
+    doc = {
+        "version": SECRET_FILE_VERSION,
+        "chainId": chain_id,
+        "sealed": "0x" + sealer.seal(_secret_name(chain_id), secret).hex(),
+    }
+    write_private(data_dir / SECRET_FILE, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 @dataclass(frozen=True)

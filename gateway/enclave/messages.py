@@ -50,10 +50,24 @@ class Open:
 class MakeIdentity:
     """Alternative first message (``coco-gateway init``): make, or open, this data directory's
     node identity key inside the enclave and say who it is; nothing else is opened.
-    Answer: ``{"address": bytes20, "measurement": bytes32, "platform": str}``."""
+    With ``consortium`` (the terms, as ``Open.consortium``) and when this node is their
+    genesis node, the enclave also makes the consortium secret, sealed beside the identity
+    (kept if this data directory already holds one for that chain).
+    Answer: ``{"address": bytes20, "measurement": bytes32, "platform": str,
+    "consortiumSecret": bool}`` (whether the directory now holds the sealed secret)."""
 
     data_dir: str
     seal_storage: bool = True
+    consortium: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class GenesisOf:
+    """Alternative first message (an observer, which has no enclave of its own): the hash of
+    the genesis block that these consortium terms make, computed by the enclave's code;
+    nothing is opened and no key is made. Answer: ``{"genesisHash": bytes32, "chainId": int}``."""
+
+    consortium: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -477,6 +491,7 @@ MESSAGES: dict[str, type] = {
         CreateAccessList,
         GetProof,
         MakeIdentity,
+        GenesisOf,
         ConsensusStep,
         ImportBlocks,
         ExportBlocks,

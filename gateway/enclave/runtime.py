@@ -22,6 +22,7 @@ from gateway.enclave.messages import (
     BuildBlock,
     Close,
     ConsensusStep,
+    GenesisOf,
     ImportBlocks,
     MakeIdentity,
     Open,
@@ -43,10 +44,11 @@ BUILD_THREAD = (BuildBlock, ConsensusStep, ImportBlocks)
 class EnclaveClient(Protocol):
     async def start(self, opened: Open) -> None: ...
 
-    async def start_identity(self, message: MakeIdentity) -> dict[str, Any]:
+    async def start_identity(self, message: MakeIdentity | GenesisOf) -> dict[str, Any]:
         """Instead of ``start``: make or open a data directory's node identity in the
-        enclave (``coco-gateway init``); answers {"address", "measurement", "platform"}.
-        ``close`` afterwards."""
+        enclave (``coco-gateway init``; answers {"address", "measurement", "platform",
+        "consortiumSecret"}), or compute the genesis hash of consortium terms (GenesisOf,
+        for an observer). ``close`` afterwards."""
         ...
 
     async def request(self, message: Any) -> Any: ...
@@ -73,7 +75,7 @@ class InProcessEnclave:
         loop = asyncio.get_running_loop()
         self._enclave = await loop.run_in_executor(self._executor, _open_in_process, opened)
 
-    async def start_identity(self, message: MakeIdentity) -> dict[str, Any]:
+    async def start_identity(self, message: MakeIdentity | GenesisOf) -> dict[str, Any]:
         frame = codec.encode_request(1, message)
         loop = asyncio.get_running_loop()
         reply = await loop.run_in_executor(self._executor, _identity_in_process, frame)
@@ -110,10 +112,10 @@ def _open_in_process(opened: Open) -> Any:
 
 
 def _identity_in_process(frame: bytes) -> bytes:
-    """MakeIdentity through the codec, as the enclave process serves it."""
+    """MakeIdentity or GenesisOf through the codec, as the enclave process serves it."""
     request_id, message = codec.decode_request(frame)
     try:
-        identity = importlib.import_module(ENCLAVE_MODULE).make_identity(message)
+        identity = importlib.import_module(ENCLAVE_MODULE).answer_first(message)
     except RpcError as exc:
         return codec.encode_error(request_id, exc)
     return codec.encode_response(request_id, True, identity)
@@ -160,8 +162,9 @@ class ProcessEnclave:
         await self.request(opened)
         self._started = True
 
-    async def start_identity(self, message: MakeIdentity) -> dict[str, Any]:
-        """Spawn the enclave process for ``MakeIdentity`` only; ``close`` it afterwards."""
+    async def start_identity(self, message: MakeIdentity | GenesisOf) -> dict[str, Any]:
+        """Spawn the enclave process for ``MakeIdentity`` or ``GenesisOf`` only; ``close``
+        it afterwards."""
         await self._spawn()
         return await self.request(message)  # type: ignore[no-any-return]
 

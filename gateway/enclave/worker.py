@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from gateway.enclave import codec
-from gateway.enclave.messages import Close, MakeIdentity, Open
+from gateway.enclave.messages import Close, GenesisOf, MakeIdentity, Open
 from gateway.errors import InternalError, RpcError
 
 
@@ -101,22 +101,25 @@ _CLOSED = object()
 
 
 def _open(body: bytes, out: Any) -> Any:
-    """Serve a first request: Open (answers the enclave), MakeIdentity (answers _ANSWERED
-    once the identity is sent) or Close (_CLOSED); None when the enclave cannot start."""
-    from gateway.enclave.core import Enclave, make_identity
+    """Serve a first request: Open (answers the enclave), MakeIdentity or GenesisOf (answers
+    _ANSWERED once the answer is sent) or Close (_CLOSED); None when the enclave cannot
+    start."""
+    from gateway.enclave.core import Enclave, answer_first
 
     request_id = 0
     try:
         request_id, message = codec.decode_request(body)
-        if isinstance(message, MakeIdentity):
-            identity = make_identity(message)
-            out.write(codec.frame(codec.encode_response(request_id, True, identity)))
+        if isinstance(message, MakeIdentity | GenesisOf):
+            answer = answer_first(message)
+            out.write(codec.frame(codec.encode_response(request_id, True, answer)))
             return _ANSWERED
         if isinstance(message, Close):
             out.write(codec.frame(codec.encode_response(request_id, True, None)))
             return _CLOSED
         if not isinstance(message, Open):
-            raise codec.CodecError("the first enclave message must be Open or MakeIdentity")
+            raise codec.CodecError(
+                "the first enclave message must be Open, MakeIdentity or GenesisOf"
+            )
         enclave = Enclave(message)
     except RpcError as exc:
         out.write(codec.frame(codec.encode_error(request_id, exc)))

@@ -7,6 +7,7 @@ from gateway.consensus.qbft.messages import (
     MAX_ROUND,
     MESSAGE_DOMAIN,
     QBFT_VERSION,
+    UNBOUND_DOMAIN,
     Block,
     Commit,
     FinalizedBlock,
@@ -25,6 +26,7 @@ from gateway.consensus.qbft.messages import (
     commit_seal_digest,
     decode_message,
     encode_message,
+    qbft_domain,
     recover_signer,
 )
 from gateway.consensus.qbft.node import (
@@ -57,6 +59,7 @@ __all__ = [
     "MAX_ROUND",
     "MESSAGE_DOMAIN",
     "QBFT_VERSION",
+    "UNBOUND_DOMAIN",
     "Block",
     "Broadcast",
     "Commit",
@@ -92,6 +95,7 @@ __all__ = [
     "encode_message",
     "f",
     "proposer",
+    "qbft_domain",
     "quorum",
     "recover_signer",
     "round_timeout",

@@ -1,4 +1,4 @@
-"""QBFT wire messages, version 1: payloads, signatures, the block value, RLP encoding (pure).
+"""QBFT wire messages, version 2: payloads, signatures, the block value, RLP encoding (pure).
 
 Names follow the formal specification (Consensys/qbft-formal-spec-and-verification,
 ``dafny/spec/L1/types.dfy``): an ``Unsigned*`` payload is what a validator signs, a ``Signed*``
@@ -9,9 +9,17 @@ payload carries the signature, and the four messages ``Proposal``, ``Prepare``, 
 Every signature is a secp256k1 recoverable signature (65 bytes ``r || s || v``, ``v`` in {0, 1},
 low ``s``) over a domain-separated, versioned digest::
 
-    message digest  = keccak256(b"coco-gateway/qbft/v1" || rlp([code, height, round, ...]))
+    domain          = keccak256(b"coco-gateway/qbft/v2" || uint256(chain id) || genesis hash)
+    message digest  = keccak256(domain || rlp([code, height, round, ...]))
     commit seal     = sign(keccak256(b"coco-gateway/qbft/v1/commit-seal" || rlp([digest, round])))
     block digest    = keccak256(b"coco-gateway/qbft/v1/block" || rlp([height, proposer, payload]))
+
+Version 2 binds every signed message to one chain: its domain (``qbft_domain``, carried in
+``QbftConfig``) is derived from the chain id and the genesis hash, travels in the message's
+envelope, and is what the signature covers, so a validator's message for one consortium
+cannot be replayed in another (the node refuses it as ``wrong-chain``). Commit seals and block
+digests are as in version 1: the block is the EVM header, whose parent-hash chain reaches the
+genesis, so a seal over it is bound to its chain already.
 
 The authoritative description, with a worked example that a test recomputes, is docs/qbft.md.
 """
@@ -38,6 +46,7 @@ __all__ = [
     "MESSAGE_DOMAIN",
     "QBFT_VERSION",
     "SIGNATURE_LENGTH",
+    "UNBOUND_DOMAIN",
     "Block",
     "Commit",
     "FinalizedBlock",
@@ -60,14 +69,16 @@ __all__ = [
     "commit_seal_digest",
     "decode_message",
     "encode_message",
+    "qbft_domain",
     "recover_signer",
     "rlp_decode",
     "rlp_encode",
     "sign_digest",
 ]
 
-QBFT_VERSION = 1
-MESSAGE_DOMAIN = b"coco-gateway/qbft/v1"
+QBFT_VERSION = 2
+MESSAGE_DOMAIN = b"coco-gateway/qbft/v2"  # the tag a chain's message domain is derived under
+DOMAIN_LENGTH = 32
 COMMIT_SEAL_DOMAIN = b"coco-gateway/qbft/v1/commit-seal"
 BLOCK_DOMAIN = b"coco-gateway/qbft/v1/block"
 
@@ -86,6 +97,18 @@ _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD036414
 _HALF_N = _SECP256K1_N // 2
 
 
+def qbft_domain(chain_id: int, genesis_hash: bytes) -> bytes:
+    """The message domain of one chain: keccak256(tag || uint256 chain id || genesis hash)."""
+    if not 0 <= chain_id < 2**256 or len(genesis_hash) != 32:
+        raise ValueError("a QBFT domain needs a chain id (uint256) and a 32-byte genesis hash")
+    return keccak(MESSAGE_DOMAIN + chain_id.to_bytes(32, "big") + bytes(genesis_hash))
+
+
+# The domain of no chain (chain id 0, zero genesis): the simulation's and the unit tests'. A
+# node's configuration always names its chain (gateway.enclave.consortium.qbft_config).
+UNBOUND_DOMAIN = qbft_domain(0, bytes(32))
+
+
 class MessageCode(IntEnum):
     """The message type byte, as Besu's QBFT v1 codes; ``NEW_BLOCK`` is this project's."""
 
@@ -97,7 +120,7 @@ class MessageCode(IntEnum):
 
 
 class MessageFormatError(ValueError):
-    """Bytes that are not a well-formed version-1 QBFT message; ``reason`` is a stable code."""
+    """Bytes that are not a well-formed version-2 QBFT message; ``reason`` is a stable code."""
 
     TOO_LARGE = "too-large"
     NOT_RLP = "not-rlp"
@@ -332,18 +355,25 @@ Unsigned = UnsignedProposal | UnsignedPrepare | UnsignedCommit | UnsignedRoundCh
 P = TypeVar("P", bound=Unsigned)
 
 
+def signing_digest(domain: bytes, payload: Unsigned) -> bytes:
+    """What a validator signs: ``keccak256(domain || rlp([code, *fields]))``."""
+    return keccak(domain + rlp_encode([int(payload.code), *payload.fields()]))
+
+
 @dataclass(frozen=True, slots=True)
 class SignedPayload(Generic[P]):
-    """A payload and its author's signature over the domain-separated message digest."""
+    """A payload and its author's signature over the message digest of ``domain`` (the
+    chain it was signed for)."""
 
     unsigned_payload: P
     signature: bytes
+    domain: bytes = UNBOUND_DOMAIN
     _signing_digest: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        p: Unsigned = self.unsigned_payload
-        body = rlp_encode([int(p.code), *p.fields()])
-        object.__setattr__(self, "_signing_digest", keccak(MESSAGE_DOMAIN + body))
+        object.__setattr__(
+            self, "_signing_digest", signing_digest(self.domain, self.unsigned_payload)
+        )
 
     @property
     def signing_digest(self) -> bytes:
@@ -355,9 +385,8 @@ class SignedPayload(Generic[P]):
         return recover_signer(self._signing_digest, self.signature)
 
     @classmethod
-    def sign(cls, payload: P, key: PrivateKey) -> SignedPayload[P]:
-        body = rlp_encode([int(payload.code), *payload.fields()])
-        return cls(payload, sign_digest(key, keccak(MESSAGE_DOMAIN + body)))
+    def sign(cls, payload: P, key: PrivateKey, domain: bytes = UNBOUND_DOMAIN) -> SignedPayload[P]:
+        return cls(payload, sign_digest(key, signing_digest(domain, payload)), domain)
 
     def to_rlp(self) -> list[object]:
         return [self.unsigned_payload.fields(), self.signature]
@@ -396,6 +425,10 @@ class Proposal:
     def author(self) -> bytes | None:
         return self.proposal_payload.author
 
+    @property
+    def domain(self) -> bytes:
+        return self.proposal_payload.domain
+
 
 @dataclass(frozen=True, slots=True)
 class Prepare:
@@ -415,6 +448,10 @@ class Prepare:
     def author(self) -> bytes | None:
         return self.prepare_payload.author
 
+    @property
+    def domain(self) -> bytes:
+        return self.prepare_payload.domain
+
 
 @dataclass(frozen=True, slots=True)
 class Commit:
@@ -433,6 +470,10 @@ class Commit:
     @property
     def author(self) -> bytes | None:
         return self.commit_payload.author
+
+    @property
+    def domain(self) -> bytes:
+        return self.commit_payload.domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +499,10 @@ class RoundChange:
     def author(self) -> bytes | None:
         return self.round_change_payload.author
 
+    @property
+    def domain(self) -> bytes:
+        return self.round_change_payload.domain
+
 
 @dataclass(frozen=True, slots=True)
 class FinalizedBlock:
@@ -472,9 +517,10 @@ class FinalizedBlock:
 @dataclass(frozen=True, slots=True)
 class NewBlock:
     """The spec's ``NewBlock``: a decided block, multicast after the decision. Not signed by its
-    sender: the commit seals are the proof."""
+    sender: the commit seals are the proof. ``domain`` names the chain it is announced on."""
 
     finalized: FinalizedBlock
+    domain: bytes = UNBOUND_DOMAIN
 
     code = MessageCode.NEW_BLOCK
 
@@ -494,7 +540,8 @@ def _signed_rlp(s: SignedPayload[Any]) -> list[object]:
 
 
 def encode_message(message: Message) -> bytes:
-    """``rlp([version, code, body])``; the body per message type is described in docs/qbft.md."""
+    """``rlp([version, domain, code, body])``; the body per message type is described in
+    docs/qbft.md. The signed payloads inside are all the message's domain's."""
     body: object
     if isinstance(message, Proposal):
         body = [
@@ -517,7 +564,7 @@ def encode_message(message: Message) -> bytes:
     else:
         f = message.finalized
         body = [f.block.to_rlp(), f.round, list(f.commit_seals)]
-    return rlp_encode([QBFT_VERSION, int(message.code), body])
+    return rlp_encode([QBFT_VERSION, message.domain, int(message.code), body])
 
 
 def _list(item: object, length: int | None = None, what: str = "item") -> list[object]:
@@ -563,7 +610,7 @@ def _decode_block(item: object) -> Block:
     )
 
 
-def _decode_signed(item: object, code: MessageCode) -> SignedPayload[Any]:
+def _decode_signed(item: object, code: MessageCode, domain: bytes) -> SignedPayload[Any]:
     outer = _list(item, 2, "signed payload")
     sig = _bytes(outer[1], SIGNATURE_LENGTH, "signature")
     if code is MessageCode.COMMIT:
@@ -598,16 +645,18 @@ def _decode_signed(item: object, code: MessageCode) -> SignedPayload[Any]:
             raise MessageFormatError(
                 MessageFormatError.BAD_SHAPE, "prepared metadata must be [] or [round, value]"
             )
-    return SignedPayload(payload, sig)
+    return SignedPayload(payload, sig, domain)
 
 
-def _decode_many(item: object, code: MessageCode, what: str) -> tuple[SignedPayload[Any], ...]:
+def _decode_many(
+    item: object, code: MessageCode, what: str, domain: bytes
+) -> tuple[SignedPayload[Any], ...]:
     items = _list(item, what=what)
     if len(items) > MAX_JUSTIFICATION:
         raise MessageFormatError(
             MessageFormatError.TOO_LARGE, f"{what} has {len(items)} entries (> {MAX_JUSTIFICATION})"
         )
-    return tuple(_decode_signed(i, code) for i in items)
+    return tuple(_decode_signed(i, code, domain) for i in items)
 
 
 def decode_message(data: bytes) -> Message:
@@ -619,34 +668,37 @@ def decode_message(data: bytes) -> Message:
     if len(data) > MAX_MESSAGE_BYTES:
         raise MessageFormatError(MessageFormatError.TOO_LARGE, f"{len(data)} bytes")
     top = rlp_decode(data)
-    f = _list(top, 3, "message")
-    version = _int(f[0], 255, "version")
+    if not isinstance(top, list) or not top:
+        raise MessageFormatError(MessageFormatError.BAD_SHAPE, "message must be a list")
+    version = _int(top[0], 255, "version")
     if version != QBFT_VERSION:
         raise MessageFormatError(MessageFormatError.BAD_VERSION, f"version {version}")
+    f = _list(top, 4, "message")
+    domain = _bytes(f[1], DOMAIN_LENGTH, "domain")
     try:
-        code = MessageCode(_int(f[1], 255, "code"))
+        code = MessageCode(_int(f[2], 255, "code"))
     except ValueError as exc:
         raise MessageFormatError(MessageFormatError.BAD_CODE, "unknown message code") from exc
-    body = f[2]
+    body = f[3]
     if code is MessageCode.PROPOSAL:
         b = _list(body, 4, "proposal")
         return Proposal(
-            _decode_signed(b[0], code),
+            _decode_signed(b[0], code, domain),
             _decode_block(b[1]),
-            _decode_many(b[2], MessageCode.ROUND_CHANGE, "proposal justification"),
-            _decode_many(b[3], MessageCode.PREPARE, "round-change justification"),
+            _decode_many(b[2], MessageCode.ROUND_CHANGE, "proposal justification", domain),
+            _decode_many(b[3], MessageCode.PREPARE, "round-change justification", domain),
         )
     if code is MessageCode.PREPARE:
-        return Prepare(_decode_signed(body, code))
+        return Prepare(_decode_signed(body, code, domain))
     if code is MessageCode.COMMIT:
-        return Commit(_decode_signed(body, code))
+        return Commit(_decode_signed(body, code, domain))
     if code is MessageCode.ROUND_CHANGE:
         b = _list(body, 3, "round change")
         blk = _list(b[1], what="round-change block")
         return RoundChange(
-            _decode_signed(b[0], code),
+            _decode_signed(b[0], code, domain),
             None if len(blk) == 0 else _decode_block(blk),
-            _decode_many(b[2], MessageCode.PREPARE, "round-change justification"),
+            _decode_many(b[2], MessageCode.PREPARE, "round-change justification", domain),
         )
     b = _list(body, 3, "new block")
     seals = _list(b[2], what="commit seals")
@@ -657,5 +709,6 @@ def decode_message(data: bytes) -> Message:
             _decode_block(b[0]),
             _int(b[1], MAX_ROUND, "round"),
             tuple(_bytes(s, SIGNATURE_LENGTH, "commit seal") for s in seals),
-        )
+        ),
+        domain,
     )

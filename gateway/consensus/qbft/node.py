@@ -10,7 +10,7 @@ follow the spec's ``Upon*`` predicates (``dafny/spec/L1/node.dfy``) and Besu's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eth_keys.datatypes import PrivateKey
 
@@ -33,6 +33,7 @@ from gateway.consensus.qbft.messages import (
     UnsignedProposal,
     UnsignedRoundChange,
     commit_seal_digest,
+    qbft_domain,
     sign_digest,
 )
 from gateway.consensus.qbft.state import (
@@ -150,9 +151,15 @@ Effect = (
 
 @dataclass(frozen=True, slots=True)
 class QbftConfig:
-    """The protocol's parameters. ``validators`` is ordered as Besu orders them (by address)."""
+    """The protocol's parameters. ``validators`` is ordered as Besu orders them (by address).
+
+    ``chain_id`` and ``genesis_hash`` name the chain; the message domain every signature of
+    this node binds (``domain``, docs/qbft.md) is derived from them. Left at their defaults
+    (chain 0, zero genesis) they name no chain: the simulation's and unit tests' setting."""
 
     validators: tuple[bytes, ...]
+    chain_id: int = 0
+    genesis_hash: bytes = bytes(32)
     base_round_timeout: float = 1.0
     max_round_timeout: float = 30.0
     block_period: float = 0.0
@@ -160,8 +167,10 @@ class QbftConfig:
     early_round_change: bool = True
     future_messages_per_sender: int = 32
     max_future_heights: int = 16
+    domain: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "domain", qbft_domain(self.chain_id, self.genesis_hash))
         vals = tuple(sorted(set(self.validators)))
         if not vals or any(len(v) != 20 for v in vals):
             raise ValueError("validators must be a non-empty set of 20-byte addresses")
@@ -354,7 +363,7 @@ class QbftNode:
                 None if cert is None else cert.block.digest,
             )
             own = RoundChange(
-                SignedPayload.sign(payload, self.key),
+                SignedPayload.sign(payload, self.key, self.config.domain),
                 None if cert is None else cert.block,
                 () if cert is None else cert.prepares,
             )
@@ -364,7 +373,7 @@ class QbftNode:
     def _decide(self, fb: FinalizedBlock, now: float, out: list[Effect], announce: bool) -> None:
         out.append(Decide(fb))
         if announce:
-            out.append(Broadcast(NewBlock(fb)))
+            out.append(Broadcast(NewBlock(fb, self.config.domain)))
         self._start_height(fb.block.height + 1, fb.block.proposer, now)
         out.append(Persist(self.snapshot()))
         ready = self.future_blocks.pop(self.height, None)
@@ -379,6 +388,10 @@ class QbftNode:
     # ------------------------------------------------------------------ message handling
 
     def _handle(self, m: Message, now: float, out: list[Effect]) -> None:
+        if m.domain != self.config.domain:  # signed for (or announced on) another chain
+            sender = None if isinstance(m, NewBlock) else m.author
+            out.append(Discarded(Invalid.WRONG_CHAIN, sender, int(m.code)))
+            return
         if isinstance(m, NewBlock):
             self._on_new_block(m, now, out)
             return
@@ -474,7 +487,9 @@ class QbftNode:
             return  # prepared another value in this round before a restart: never contradict it
         rs.proposal = m
         self.voted_digest = digest
-        prepare = SignedPayload.sign(UnsignedPrepare(self.height, self.round, digest), self.key)
+        prepare = SignedPayload.sign(
+            UnsignedPrepare(self.height, self.round, digest), self.key, self.config.domain
+        )
         out.append(Persist(self.snapshot()))
         out.append(Broadcast(Prepare(prepare)))
         rs.add_prepare(self.address, prepare)
@@ -542,7 +557,9 @@ class QbftNode:
                     )
                     seal = sign_digest(self.key, commit_seal_digest(digest, self.round))
                     commit = SignedPayload.sign(
-                        UnsignedCommit(self.height, self.round, digest, seal), self.key
+                        UnsignedCommit(self.height, self.round, digest, seal),
+                        self.key,
+                        self.config.domain,
                     )
                     out.append(Persist(self.snapshot()))
                     out.append(Broadcast(Commit(commit)))
@@ -611,7 +628,7 @@ class QbftNode:
             self.round_state.proposed = True  # voted otherwise before a restart: stay silent
             return
         payload: SignedProposal = SignedPayload.sign(
-            UnsignedProposal(self.height, self.round, block.digest), self.key
+            UnsignedProposal(self.height, self.round, block.digest), self.key, self.config.domain
         )
         proposal = Proposal(payload, block, round_changes, prepares)
         self.round_state.proposed = True

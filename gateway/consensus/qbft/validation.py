@@ -72,6 +72,8 @@ class Invalid(StrEnum):
     TOO_FEW_SEALS = "too-few-seals"
     MISSING_PREPARED_BLOCK = "missing-prepared-block"
     TOO_MANY_ENTRIES = "too-many-entries"  # more signatures than validators: refused unread
+    # signed for another chain: its domain (chain id, genesis hash) is not this node's
+    WRONG_CHAIN = "wrong-chain"
 
 
 # --------------------------------------------------------------------------- arithmetic
