@@ -553,6 +553,11 @@ class QbftDriver:
         self.sidecars: OrderedDict[bytes, tuple[int, list[bytes]]] = OrderedDict()
         self.bodies: OrderedDict[bytes, bytes] = OrderedDict()  # decided here, recently
         self._sidecar_bytes = 0
+        # the height whose block timer was set from its parent's timestamp, and a block this
+        # validator built ahead for a height it leads in round 0: (height, parent, candidate)
+        self._timer_height = 0
+        self._prebuild_height = 0
+        self._prebuilt: tuple[int, bytes, Candidate] | None = None
 
     # ------------------------------------------------------------------ the step
     def step(self, msg: ConsensusStep) -> dict[str, Any]:
@@ -574,6 +579,8 @@ class QbftDriver:
                 )
         out: dict[str, Any] = {"outbound": [], "decided": [], "discarded": [], "behind": []}
         node = self._node(now, out)
+        if msg.tick and self._prebuild_height == node.height:
+            self._prebuild(node, now)
         for item in msg.inbound:
             message = self._inbound(item, out)
             if message is not None:
@@ -581,9 +588,57 @@ class QbftDriver:
             node = self._node(now, out)
         if msg.tick:
             self._run(node.tick(now), now, out)
-        out["timer"] = self.timer
+            node = self._node(now, out)
+        timer = self._align_block_timer(node, now, out)
+        out["timer"] = self.timer if timer is None else min(timer, self.timer or timer)
         out["status"] = self.status()
         return out
+
+    def _align_block_timer(self, node: QbftNode, now: float, out: dict[str, Any]) -> float | None:
+        """Once per height: start round 0 at the parent's timestamp plus the block period
+        (``QbftNode.set_block_timer``); and when this validator leads round 0 of the new
+        height and its block timer has not expired, ask the host for a step at once, in which
+        it builds that block ahead (``_prebuild``), so the build overlaps the block period
+        instead of following it. Returns that at-once deadline, or None."""
+        head = self.host.head_info()
+        if node.height != head.number + 1 or self._timer_height == node.height:
+            return None
+        self._timer_height = node.height
+        expiry = head.timestamp + self.config.block_period
+        self._run(node.set_block_timer(node.height, expiry, now), now, out)
+        if (
+            node.round == 0
+            and node.propose_at is not None
+            and node.propose_at > now
+            and proposer(0, node.ctx) == node.address
+        ):
+            self._prebuild_height = node.height
+            return now
+        return None
+
+    def _prebuild(self, node: QbftNode, now: float) -> None:
+        """Build round 0's block of this height before its block timer expires. Its
+        timestamp is the expiry's second (never after the clock at which it is proposed);
+        the budget is the time left before the expiry plus the usual build budget, so the
+        proposal still leaves the round's validators the same share of the round."""
+        self._prebuild_height = 0
+        head = self.host.head_info()
+        at = node.propose_at
+        if node.height != head.number + 1 or node.round != 0 or at is None or at <= now:
+            return
+        timestamp = max(int(at), head.timestamp + 1)
+        budget = (at - now) + BUILD_BUDGET_FRACTION * round_timeout(
+            0, self.config.base_round_timeout, self.config.max_round_timeout
+        )
+        candidate = self.host.prepare_candidate(timestamp, budget=budget)
+        if candidate is not None:
+            self._prebuilt = (node.height, head.hash, candidate)
+            log.info(
+                "built block %d ahead (%d transaction(s)) for the block timer at %.3f",
+                node.height,
+                len(candidate.included),
+                at,
+            )
 
     def status(self) -> dict[str, Any]:
         head = self.host.head_info()
@@ -629,6 +684,7 @@ class QbftDriver:
             snapshot=snapshot,
         )
         self.node = node
+        self._timer_height = 0  # a new node: its block timer is set from the head again
         self._run(node.tick(now), now, out)
         return node
 
@@ -731,11 +787,13 @@ class QbftDriver:
         head = self.host.head_info()
         if e.height != head.number + 1:
             return []
-        timestamp = max(int(now), head.timestamp + 1)
-        budget = BUILD_BUDGET_FRACTION * round_timeout(
-            e.round, self.config.base_round_timeout, self.config.max_round_timeout
-        )
-        candidate = self.host.prepare_candidate(timestamp, budget=budget)
+        candidate = self._take_prebuilt(e, head, now)
+        if candidate is None:
+            timestamp = max(int(now), head.timestamp + 1)
+            budget = BUILD_BUDGET_FRACTION * round_timeout(
+                e.round, self.config.base_round_timeout, self.config.max_round_timeout
+            )
+            candidate = self.host.prepare_candidate(timestamp, budget=budget)
         if candidate is None:
             log.warning("could not build block %d (round %d): no candidate", e.height, e.round)
             return []
@@ -743,6 +801,20 @@ class QbftDriver:
         self._remember(self.candidates, block_hash, (e.height, candidate), MAX_CANDIDATES)
         log.info("proposing block %d (round %d) 0x%s", e.height, e.round, block_hash.hex()[:16])
         return node.propose_value(e.height, e.round, header_rlp, now)
+
+    def _take_prebuilt(self, e: ProposeNeeded, head: HeadInfo, now: float) -> Candidate | None:
+        """The block built ahead for this height's round 0, if it is still on the head, its
+        timestamp is not ahead of this clock, and it is not empty (an empty one is built
+        again: transactions may have come meanwhile)."""
+        prebuilt, self._prebuilt = self._prebuilt, None
+        if prebuilt is None or e.round != 0:
+            return None
+        height, parent, candidate = prebuilt
+        if height != e.height or parent != head.hash or not candidate.included:
+            return None
+        if header_fields(candidate.header_rlp)[2] > now:
+            return None
+        return candidate
 
     def _validate(self, block: Block, now: float, out: dict[str, Any]) -> bool:
         """A proposal's content: its header follows our head in time, and its sealed body

@@ -35,6 +35,9 @@ class PoolTx:
     seq: int = 0
     replaces: PoolTx | None = None  # the pooled transaction this one supersedes
     plaintext: bytes | None = None  # decrypted data of an enveloped transaction (never stored)
+    # the sender was vouched for by the attested enclave that forwarded the transaction, not
+    # recovered here: a proposer recovers it before it puts the transaction in a block
+    vouched: bool = False
 
     def effective_tip(self, base_fee: int) -> int:
         return min(self.tip_cap, self.fee_cap - base_fee)
@@ -126,13 +129,15 @@ class TxPool:
         return nonce
 
     def stale(self, state_nonce: Callable[[bytes], int]) -> list[PoolTx]:
-        """Transactions whose nonce is already used on chain (mined elsewhere or replaced)."""
-        return [
-            ptx
-            for sender, queue in self.by_sender.items()
-            for n, ptx in queue.items()
-            if n < state_nonce(sender)
-        ]
+        """Transactions whose nonce is already used on chain (mined elsewhere or replaced);
+        one state read per sender, not per transaction."""
+        out: list[PoolTx] = []
+        for sender, queue in self.by_sender.items():
+            if not queue:
+                continue
+            nonce = state_nonce(sender)
+            out.extend(ptx for n, ptx in queue.items() if n < nonce)
+        return out
 
     def executable(self, state_nonce: Callable[[bytes], int], base_fee: int) -> list[PoolTx]:
         """Transactions runnable now, best tip first, each sender's in nonce order."""
