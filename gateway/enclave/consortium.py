@@ -486,7 +486,7 @@ MAX_INBOUND = 4096  # messages per step
 # building: the rest of the round is for the validators' checks (applying the diff, or
 # re-executing the body) and the PREPARE and COMMIT exchanges (docs/qbft.md, "Block size
 # and the round timer").
-BUILD_BUDGET_FRACTION = 0.3
+BUILD_BUDGET_FRACTION = 0.5
 
 
 class BlockHost(Protocol):
