@@ -53,7 +53,7 @@ from bench.common import (
     percentile,
     table,
 )
-from bench.erc20 import GatewayResult, drive_gateway, run_baseline
+from bench.erc20 import GatewayResult, drive_gateway, pooled, run_baseline
 
 RULES = ("attested-diff", "re-execute")
 TARGET_RATIO = 0.7  # issue 8: the cluster under attested-diff vs the single node
@@ -303,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="passes of the single node and the clusters, in alternating order, pooled",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="keep the clusters' directories (configs, data, node logs)",
@@ -312,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     if not set(rules) <= set(RULES):
         parser.error(f"--rules: from {', '.join(RULES)}")
     args.window = max(1, min(args.window, POOL_NONCE_WINDOW))
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     load_start = _loadavg()
 
     t = time.perf_counter()
@@ -325,13 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     if base is not None:
         print(f"baseline py-evm: {base.tps:.1f} tx/s", flush=True)
 
-    runs: list[GatewayResult] = []
-    with NodeProcess() as node:
-        pids = {"node": node.proc.pid if node.proc else None, "enclave": node.enclave_pid()}
-        single = run("single dev node", [node.url], pids, work, args)
-    print(f"single node: {single.tps:.1f} tx/s", flush=True)
-    runs.append(single)
-    for rule in rules:
+    def run_single() -> GatewayResult:
+        with NodeProcess() as node:
+            pids = {"node": node.proc.pid if node.proc else None, "enclave": node.enclave_pid()}
+            result = run("single dev node", [node.url], pids, work, args)
+        print(f"single node: {result.tps:.1f} tx/s", flush=True)
+        return result
+
+    def run_cluster(rule: str) -> GatewayResult:
         cluster = ClusterProcesses(
             args.validators,
             rule,
@@ -340,13 +349,31 @@ def main(argv: list[str] | None = None) -> int:
             keep=args.keep,
         )
         with cluster:
-            r = run(
+            result = run(
                 f"{args.validators} validators, {rule}", cluster.urls, cluster.pids(), work, args
             )
         if args.keep:
             print(f"kept {cluster.root}")
-        print(f"cluster {rule}: {r.tps:.1f} tx/s", flush=True)
-        runs.append(r)
+        print(f"cluster {rule}: {result.tps:.1f} tx/s", flush=True)
+        return result
+
+    # --rounds N: N passes, the order reversed every other pass (single first, then the
+    # clusters; then the clusters, then single), each kind pooled over the passes, so that
+    # a change in the machine's other load weighs on both sides alike
+    passes: dict[str, list[GatewayResult]] = {}
+    kinds = ["single", *rules]
+    for n in range(args.rounds):
+        for kind in kinds if n % 2 == 0 else kinds[::-1]:
+            result = run_single() if kind == "single" else run_cluster(kind)
+            passes.setdefault(kind, []).append(result)
+    runs = []
+    for kind in kinds:
+        runs.append(pooled(passes[kind]))
+        runs[-1].label = passes[kind][0].label
+    single = runs[0]
+    if args.rounds > 1:
+        for kind in kinds:
+            print(f"{kind}: " + ", ".join(f"{r.tps:.1f}" for r in passes[kind]) + " tx/s")
 
     ms = 1000.0
     rows = []

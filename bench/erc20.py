@@ -430,7 +430,7 @@ def breakdown(work: Workload, sizes: list[int], reps: int, encrypted: bool = Fal
 
 
 # ---------------------------------------------------------------------------- report
-def _pooled(runs: list[GatewayResult]) -> GatewayResult:
+def pooled(runs: list[GatewayResult]) -> GatewayResult:
     """Several runs of one kind as one: transfers over summed seconds, latencies pooled."""
     if len(runs) == 1:
         return runs[0]
@@ -461,9 +461,9 @@ def report(
 ) -> tuple[str, bool]:
     """The table and details; also whether every check held (receipts, sealed logs)."""
     ms = 1000.0
-    plain = _pooled([r for r in runs if not r.encrypted]) if not args.encrypted_only else None
+    plain = pooled([r for r in runs if not r.encrypted]) if not args.encrypted_only else None
     sealed = [r for r in runs if r.encrypted]
-    enc = _pooled(sealed) if sealed else None
+    enc = pooled(sealed) if sealed else None
     shown = list(runs)
     if len(runs) > 2:
         shown += [x for x in (plain, enc) if x is not None]
