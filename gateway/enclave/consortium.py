@@ -562,6 +562,7 @@ class QbftDriver:
         self._timer_height = 0
         self._prebuild_height = 0
         self._prebuilt: tuple[int, bytes, Candidate] | None = None
+        self._last_decided_round = 0  # the round in which the last block decided here was
 
     # ------------------------------------------------------------------ the step
     def step(self, msg: ConsensusStep) -> dict[str, Any]:
@@ -807,6 +808,10 @@ class QbftDriver:
         return node.propose_value(e.height, e.round, header_rlp, now)
 
     def _build_fraction(self) -> float:
+        """The rule's share of the round for building; the smaller share after a block that
+        needed more than round 0 (the machine is slower than the share assumes)."""
+        if self._last_decided_round > 0:
+            return BUILD_BUDGET_FRACTION
         return BUILD_BUDGET_FRACTIONS.get(self.host.validation_rule, BUILD_BUDGET_FRACTION)
 
     def _take_prebuilt(self, e: ProposeNeeded, head: HeadInfo, now: float) -> Candidate | None:
@@ -908,6 +913,7 @@ class QbftDriver:
                 {"reason": exc.reason_code or "commit-failed", "sender": None, "code": 0x16}
             )
             return False
+        self._last_decided_round = fb.round
         body = candidate.body
         self._remember(self.bodies, block_hash, body, 16)
         self._forget_through(fb.block.height)
