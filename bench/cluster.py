@@ -53,7 +53,7 @@ from bench.common import (
     percentile,
     table,
 )
-from bench.erc20 import GatewayResult, run_baseline
+from bench.erc20 import GatewayResult, drive_gateway, pooled, run_baseline
 
 RULES = ("attested-diff", "re-execute")
 TARGET_RATIO = 0.7  # issue 8: the cluster under attested-diff vs the single node
@@ -78,10 +78,22 @@ class ClusterProcesses:
     def start(self, timeout: float = 180.0) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="coco-bench-cluster-"))
         cmd = [
-            sys.executable, "-m", "gateway.cli", "init", "--dir", str(self.root),
-            "--validators", str(self.validators), "--dev-alloc",
-            "--block-period", f"{self.block_period:g}", "--validation", self.rule,
-            "--chain-id", str(CHAIN_ID), *self.extra_init,
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "init",
+            "--dir",
+            str(self.root),
+            "--validators",
+            str(self.validators),
+            "--dev-alloc",
+            "--block-period",
+            f"{self.block_period:g}",
+            "--validation",
+            self.rule,
+            "--chain-id",
+            str(CHAIN_ID),
+            *self.extra_init,
         ]
         done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -90,9 +102,18 @@ class ClusterProcesses:
         for node in self.nodes:
             log = open(node["dir"] / "node.log", "ab")  # noqa: SIM115 (the child owns it)
             node["proc"] = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "node", "--config",
-                 str(node["dir"] / "node.json")],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "node",
+                    "--config",
+                    str(node["dir"] / "node.json"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             log.close()
@@ -127,8 +148,14 @@ class ClusterProcesses:
             raw["peers"] = [f"127.0.0.1:{ports[old_p2p[p]][1]}" for p in raw.get("peers", [])]
             path.write_text(json.dumps(raw, indent=2) + "\n")
             if raw["role"] != "observer":
-                self.nodes.append({"name": raw["name"], "dir": path.parent,
-                                   "url": f"http://127.0.0.1:{rpc}", "proc": None})
+                self.nodes.append(
+                    {
+                        "name": raw["name"],
+                        "dir": path.parent,
+                        "url": f"http://127.0.0.1:{rpc}",
+                        "proc": None,
+                    }
+                )
 
     @property
     def urls(self) -> list[str]:
@@ -172,8 +199,9 @@ def _answers(url: str) -> bool:
     import urllib.request
 
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
-    req = urllib.request.Request(url, data=body.encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=2) as resp:
             return "result" in json.loads(resp.read())
@@ -190,75 +218,6 @@ def _child_pid(pid: int) -> int | None:
 
 
 # ---------------------------------------------------------------------------- the drive
-async def drive(
-    submit: list[Rpc], watch: Rpc, work: Workload, *, window: int, poll: float, timeout: float
-) -> GatewayResult:
-    """Senders spread over ``submit`` (sender i -> node i mod n); one watcher on ``watch``
-    follows the ``finalized`` tag and collects receipts of each newly final block."""
-    submitted: dict[bytes, float] = {}
-    observed: dict[bytes, float] = {}
-    submit_latencies: list[float] = []
-    block_sizes: list[int] = []
-    gas_used: list[int] = []
-    inflight = [0] * len(work.senders)
-    wakeups = [asyncio.Event() for _ in work.senders]
-    owner = {tx.hash: i for i, q in enumerate(work.transfers) for tx in q}
-    failed = 0
-    start_block = await _finalized(watch) + 1
-
-    async def sender(i: int) -> None:
-        rpc = submit[i % len(submit)]
-        for tx in work.transfers[i]:
-            while inflight[i] >= window:
-                wakeups[i].clear()
-                await wakeups[i].wait()
-            inflight[i] += 1
-            t = time.perf_counter()
-            submitted[tx.hash] = t
-            await rpc.send_raw(tx)
-            submit_latencies.append(time.perf_counter() - t)
-
-    async def watcher() -> None:
-        nonlocal failed
-        next_block = start_block
-        while len(observed) < work.total:
-            final = await _finalized(watch)
-            if final < next_block:
-                await asyncio.sleep(poll)
-                continue
-            for number in range(next_block, final + 1):
-                receipts = await watch.call("eth_getBlockReceipts", [hex(number)])
-                now = time.perf_counter()
-                block_sizes.append(len(receipts))
-                for receipt in receipts:
-                    tx_hash = bytes.fromhex(receipt["transactionHash"][2:])
-                    if tx_hash not in owner or tx_hash in observed:
-                        continue
-                    observed[tx_hash] = now
-                    failed += receipt["status"] != "0x1"
-                    gas_used.append(int(receipt["gasUsed"], 16))
-                    i = owner[tx_hash]
-                    inflight[i] -= 1
-                    wakeups[i].set()
-            next_block = final + 1
-
-    tasks = [asyncio.create_task(sender(i)) for i in range(len(work.senders))]
-    try:
-        await asyncio.wait_for(asyncio.gather(*tasks, watcher()), timeout)
-    except TimeoutError:
-        for task in tasks:
-            task.cancel()
-        raise RuntimeError(
-            f"timed out after {timeout:g} s with {len(observed)}/{work.total} final receipts"
-        ) from None
-    first = min(submitted.values())
-    latencies = [observed[h] - submitted[h] for h in observed]
-    return GatewayResult(
-        work.total, max(observed.values()) - first, latencies, submit_latencies, block_sizes,
-        failed=failed, gas_used=gas_used,
-    )
-
-
 async def _finalized(rpc: Rpc) -> int:
     block = await rpc.call("eth_getBlockByNumber", ["finalized", False])
     return -1 if block is None else int(block["number"], 16)
@@ -277,8 +236,13 @@ async def _wait_final(rpc: Rpc, urls: list[str], timeout: float = 60) -> None:
                 await asyncio.sleep(0.05)
 
 
-def run(label: str, urls: list[str], pids: dict[str, int | None], work: Workload,
-        args: argparse.Namespace) -> GatewayResult:
+def run(
+    label: str,
+    urls: list[str],
+    pids: dict[str, int | None],
+    work: Workload,
+    args: argparse.Namespace,
+) -> GatewayResult:
     async def main() -> GatewayResult:
         clients = [Rpc(u, connections=len(work.senders) + 8) for u in urls]
         for c in clients:
@@ -288,8 +252,14 @@ def run(label: str, urls: list[str], pids: dict[str, int | None], work: Workload
             await _wait_final(clients[0], urls)
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
             client0 = time.process_time()
-            result = await drive(clients, clients[0], work, window=args.window,
-                                 poll=args.poll_interval, timeout=args.timeout)
+            result = await drive_gateway(
+                clients,
+                work,
+                window=args.window,
+                poll_interval=args.poll_interval,
+                timeout=args.timeout,
+                follow="finalized",
+            )
             result.cpu_seconds = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items() if p}
             result.cpu_seconds["client"] = time.process_time() - client0
             result.label = label
@@ -307,86 +277,157 @@ def _loadavg() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cluster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--txs", type=int, default=2000)
     parser.add_argument("--validators", type=int, default=4)
     parser.add_argument("--block-period", type=float, default=1.0)
-    parser.add_argument("--round-timeout", type=float, default=None,
-                        help="the clusters' QBFT round timeout in seconds, written into "
-                        "consortium.json before the nodes start (default: init's)")
-    parser.add_argument("--rules", default=",".join(RULES),
-                        help="validation rules to run a cluster with, comma-separated")
+    parser.add_argument(
+        "--round-timeout",
+        type=float,
+        default=None,
+        help="the clusters' QBFT round timeout in seconds, written into "
+        "consortium.json before the nodes start (default: init's)",
+    )
+    parser.add_argument(
+        "--rules",
+        default=",".join(RULES),
+        help="validation rules to run a cluster with, comma-separated",
+    )
     parser.add_argument("--window", type=int, default=POOL_NONCE_WINDOW)
     parser.add_argument("--poll-interval", type=float, default=0.01)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the clusters' directories (configs, data, node logs)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="passes of the single node and the clusters, in alternating order, pooled",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the clusters' directories (configs, data, node logs)",
+    )
     args = parser.parse_args(argv)
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     if not set(rules) <= set(RULES):
         parser.error(f"--rules: from {', '.join(RULES)}")
     args.window = max(1, min(args.window, POOL_NONCE_WINDOW))
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     load_start = _loadavg()
 
     t = time.perf_counter()
     work = make_workload(args.senders, args.txs)
-    print(f"signed {len(work.setup)} setup + {work.total} transfer txs in "
-          f"{time.perf_counter() - t:.1f} s", flush=True)
+    print(
+        f"signed {len(work.setup)} setup + {work.total} transfer txs in "
+        f"{time.perf_counter() - t:.1f} s",
+        flush=True,
+    )
     base = None if args.skip_baseline else run_baseline(work)
     if base is not None:
         print(f"baseline py-evm: {base.tps:.1f} tx/s", flush=True)
 
-    runs: list[GatewayResult] = []
-    with NodeProcess() as node:
-        pids = {"node": node.proc.pid if node.proc else None, "enclave": node.enclave_pid()}
-        single = run("single dev node", [node.url], pids, work, args)
-    print(f"single node: {single.tps:.1f} tx/s", flush=True)
-    runs.append(single)
-    for rule in rules:
-        cluster = ClusterProcesses(args.validators, rule, args.block_period,
-                                   round_timeout=args.round_timeout, keep=args.keep)
+    def run_single() -> GatewayResult:
+        with NodeProcess() as node:
+            pids = {"node": node.proc.pid if node.proc else None, "enclave": node.enclave_pid()}
+            result = run("single dev node", [node.url], pids, work, args)
+        print(f"single node: {result.tps:.1f} tx/s", flush=True)
+        return result
+
+    def run_cluster(rule: str) -> GatewayResult:
+        cluster = ClusterProcesses(
+            args.validators,
+            rule,
+            args.block_period,
+            round_timeout=args.round_timeout,
+            keep=args.keep,
+        )
         with cluster:
-            r = run(f"{args.validators} validators, {rule}", cluster.urls, cluster.pids(),
-                    work, args)
+            result = run(
+                f"{args.validators} validators, {rule}", cluster.urls, cluster.pids(), work, args
+            )
         if args.keep:
             print(f"kept {cluster.root}")
-        print(f"cluster {rule}: {r.tps:.1f} tx/s", flush=True)
-        runs.append(r)
+        print(f"cluster {rule}: {result.tps:.1f} tx/s", flush=True)
+        return result
+
+    # --rounds N: N passes, the order reversed every other pass (single first, then the
+    # clusters; then the clusters, then single), each kind pooled over the passes, so that
+    # a change in the machine's other load weighs on both sides alike
+    passes: dict[str, list[GatewayResult]] = {}
+    kinds = ["single", *rules]
+    for n in range(args.rounds):
+        for kind in kinds if n % 2 == 0 else kinds[::-1]:
+            result = run_single() if kind == "single" else run_cluster(kind)
+            passes.setdefault(kind, []).append(result)
+    runs = []
+    for kind in kinds:
+        runs.append(pooled(passes[kind]))
+        runs[-1].label = passes[kind][0].label
+    single = runs[0]
+    if args.rounds > 1:
+        for kind in kinds:
+            print(f"{kind}: " + ", ".join(f"{r.tps:.1f}" for r in passes[kind]) + " tx/s")
 
     ms = 1000.0
     rows = []
     for r in runs:
-        rows.append([r.label, f"{r.tps:.1f}", f"{r.tps / single.tps:.2f}",
-                     f"{percentile(r.latencies, 50) * ms:.0f}",
-                     f"{percentile(r.latencies, 99) * ms:.0f}", f"{r.seconds:.2f}",
-                     f"{len(r.block_sizes)}"])
+        rows.append(
+            [
+                r.label,
+                f"{r.tps:.1f}",
+                f"{r.tps / single.tps:.2f}",
+                f"{percentile(r.latencies, 50) * ms:.0f}",
+                f"{percentile(r.latencies, 99) * ms:.0f}",
+                f"{r.seconds:.2f}",
+                f"{len(r.block_sizes)}",
+            ]
+        )
     if base is not None:
-        rows.append(["baseline py-evm mine_all (100/block)", f"{base.tps:.1f}",
-                     f"{base.tps / single.tps:.2f}", "-", "-", f"{base.seconds:.2f}", "-"])
+        rows.append(
+            [
+                "baseline py-evm mine_all (100/block)",
+                f"{base.tps:.1f}",
+                f"{base.tps / single.tps:.2f}",
+                "-",
+                "-",
+                f"{base.seconds:.2f}",
+                "-",
+            ]
+        )
     print()
     timeout = "init's" if args.round_timeout is None else f"{args.round_timeout:g} s"
-    print(f"ERC-20 transfers: {work.total} txs from {len(work.senders)} senders, window "
-          f"{args.window}; cluster block period {args.block_period:g} s, round timeout "
-          f"{timeout}; {os.cpu_count()} CPUs; "
-          f"load average at start {load_start}, at end {_loadavg()}")
+    print(
+        f"ERC-20 transfers: {work.total} txs from {len(work.senders)} senders, window "
+        f"{args.window}; cluster block period {args.block_period:g} s, round timeout "
+        f"{timeout}; {os.cpu_count()} CPUs; "
+        f"load average at start {load_start}, at end {_loadavg()}"
+    )
     print()
     print(table(rows, ["run", "tx/s", "vs single", "p50 ms", "p99 ms", "seconds", "blocks"]))
     print()
     ok = True
     for r in runs:
         cpu = sum(r.cpu_seconds.values()) * 1000 / r.txs
-        print(f"  {r.label}: CPU ms per transfer, all processes {cpu:.2f} ("
-              + ", ".join(f"{k} {v * 1000 / r.txs:.2f}" for k, v in r.cpu_seconds.items())
-              + f"); failed receipts {r.failed}")
+        print(
+            f"  {r.label}: CPU ms per transfer, all processes {cpu:.2f} ("
+            + ", ".join(f"{k} {v * 1000 / r.txs:.2f}" for k, v in r.cpu_seconds.items())
+            + f"); failed receipts {r.failed}"
+        )
         ok &= r.failed == 0
     attested = next((r for r in runs[1:] if r.label.endswith("attested-diff")), None)
     if attested is not None:
         ratio = attested.tps / single.tps
-        print(f"\ntarget cluster (attested-diff) / single node >= {TARGET_RATIO}: "
-              f"{'met' if ratio >= TARGET_RATIO else 'NOT met'} ({ratio:.2f})")
+        print(
+            f"\ntarget cluster (attested-diff) / single node >= {TARGET_RATIO}: "
+            f"{'met' if ratio >= TARGET_RATIO else 'NOT met'} ({ratio:.2f})"
+        )
     return 0 if ok else 1
 
 

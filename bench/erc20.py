@@ -74,7 +74,7 @@ def run_baseline(work: Workload, block_size: int = BASELINE_BLOCK) -> BaselineRe
     blocks = 0
     cpu0, t0 = time.process_time(), time.perf_counter()
     for start in range(0, len(raws), block_size):
-        evm_mine(chain, raws[start:start + block_size])
+        evm_mine(chain, raws[start : start + block_size])
         blocks += 1
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return BaselineResult(len(raws), blocks, seconds, cpu)
@@ -101,9 +101,23 @@ class GatewayResult:
 
 
 async def drive_gateway(
-    rpc: Rpc, work: Workload, *, poll_interval: float, window: int, timeout: float
+    submit: Rpc | list[Rpc],
+    work: Workload,
+    *,
+    poll_interval: float,
+    window: int,
+    timeout: float,
+    watch: Rpc | None = None,
+    follow: str = "latest",
 ) -> GatewayResult:
-    """The timed part: concurrent senders plus one block watcher that fetches receipts."""
+    """The timed part, for one node or a cluster: one asyncio task per sender sends its
+    transfers one after another (sender i to ``submit[i mod n]``; never waiting for receipts,
+    but at most ``window`` in flight), while one watcher on ``watch`` (default: the first
+    node) follows the ``follow`` block ("latest", or "finalized" for submit-to-finality) and
+    fetches each new block's receipts. Latency is submit to the watcher holding the receipt;
+    throughput is transfers over first submit to last receipt."""
+    nodes = submit if isinstance(submit, list) else [submit]
+    watcher_rpc = watch or nodes[0]
     submitted: dict[bytes, float] = {}
     observed: dict[bytes, float] = {}
     submit_latencies: list[float] = []
@@ -115,10 +129,10 @@ async def drive_gateway(
     owner = {tx.hash: i for i, q in enumerate(work.transfers) for tx in q}
     expected = work.total
     failed = 0
-    first_block = int(await rpc.call("eth_blockNumber"), 16) + 1
-    all_seen = asyncio.Event()
+    first_block = await _followed(watcher_rpc, follow) + 1
 
     async def sender(i: int) -> None:
+        rpc = nodes[i % len(nodes)]
         for tx in work.transfers[i]:
             while inflight[i] >= window:  # the pool's nonce-gap limit: wait for a block
                 wakeups[i].clear()
@@ -133,38 +147,37 @@ async def drive_gateway(
         nonlocal failed, sealed_logs
         next_block = first_block
         while len(observed) < expected:
-            head = int(await rpc.call("eth_blockNumber"), 16)
+            head = await _followed(watcher_rpc, follow)
             if head < next_block:
                 await asyncio.sleep(poll_interval)
                 continue
             for number in range(next_block, head + 1):
-                receipts = await rpc.call("eth_getBlockReceipts", [hex(number)])
+                receipts = await watcher_rpc.call("eth_getBlockReceipts", [hex(number)])
                 now = time.perf_counter()
                 block_sizes.append(len(receipts))
                 for receipt in receipts:
                     tx_hash = bytes.fromhex(receipt["transactionHash"][2:])
-                    if tx_hash not in submitted or tx_hash in observed:
+                    if tx_hash not in owner or tx_hash in observed:
                         continue
                     observed[tx_hash] = now
                     if receipt["status"] != "0x1":
                         failed += 1
                     gas_used.append(int(receipt["gasUsed"], 16))
                     logs = receipt.get("logs") or []
-                    if logs and all(str(log["data"]).startswith(SEALED_LOG_PREFIX)
-                                    for log in logs):
+                    if logs and all(str(log["data"]).startswith(SEALED_LOG_PREFIX) for log in logs):
                         sealed_logs += 1
                     i = owner[tx_hash]
                     inflight[i] -= 1
                     wakeups[i].set()
             next_block = head + 1
-        all_seen.set()
 
     t0 = time.perf_counter()
     tasks = [asyncio.create_task(sender(i)) for i in range(len(work.senders))]
-    watch = asyncio.create_task(watcher())
     try:
-        await asyncio.wait_for(asyncio.gather(*tasks, watch), timeout)
+        await asyncio.wait_for(asyncio.gather(*tasks, watcher()), timeout)
     except TimeoutError:
+        for task in tasks:
+            task.cancel()
         raise RuntimeError(
             f"timed out after {timeout:g} s with {len(observed)}/{expected} receipts"
         ) from None
@@ -172,9 +185,24 @@ async def drive_gateway(
     last_receipt = max(observed.values())
     latencies = [observed[h] - submitted[h] for h in observed]
     return GatewayResult(
-        expected, last_receipt - first_submit, latencies, submit_latencies, block_sizes,
-        failed=failed, gas_used=gas_used, sealed_logs=sealed_logs, encrypted=work.encrypted,
+        expected,
+        last_receipt - first_submit,
+        latencies,
+        submit_latencies,
+        block_sizes,
+        failed=failed,
+        gas_used=gas_used,
+        sealed_logs=sealed_logs,
+        encrypted=work.encrypted,
     )
+
+
+async def _followed(rpc: Rpc, follow: str) -> int:
+    """The number of the ``follow`` block ("latest": eth_blockNumber), -1 if there is none."""
+    if follow == "latest":
+        return int(await rpc.call("eth_blockNumber"), 16)
+    block = await rpc.call("eth_getBlockByNumber", [follow, False])
+    return -1 if block is None else int(block["number"], 16)
 
 
 def run_gateway(
@@ -196,9 +224,12 @@ def run_gateway(
             t = time.perf_counter()
             key = fetch_tx_key(node.url)
             work = work.sealed(envelope_sealer(key))
-            print(f"{label}: sealed and signed {work.total} transfers to the {key.platform} "
-                  f"enclave's key of epoch {key.epoch} in {time.perf_counter() - t:.1f} s "
-                  "(untimed)", flush=True)
+            print(
+                f"{label}: sealed and signed {work.total} transfers to the {key.platform} "
+                f"enclave's key of epoch {key.epoch} in {time.perf_counter() - t:.1f} s "
+                "(untimed)",
+                flush=True,
+            )
 
         async def main() -> GatewayResult:
             async with Rpc(node.url, connections=len(work.senders) + 8) as rpc:
@@ -328,12 +359,13 @@ def breakdown(work: Workload, sizes: list[int], reps: int, encrypted: bool = Fal
 
         def run() -> None:
             for start in range(0, len(raws), k):
-                for raw in raws[start:start + k]:
+                for raw in raws[start : start + k]:
                     enclave.handle(m.SubmitRawTx(raw))
                 block = build()
-                if len(block["transactions"]) != len(raws[start:start + k]):
+                if len(block["transactions"]) != len(raws[start : start + k]):
                     raise RuntimeError("breakdown: a block left transactions behind")
                 enclave.handle(m.GetBlockReceipts(block["number"]))
+
         return run
 
     def baseline_run(k: int) -> Callable[[], None]:
@@ -343,7 +375,8 @@ def breakdown(work: Workload, sizes: list[int], reps: int, encrypted: bool = Fal
 
         def run() -> None:
             for start in range(0, len(plain_raws), k):
-                evm_mine(chain, plain_raws[start:start + k])
+                evm_mine(chain, plain_raws[start : start + k])
+
         return run
 
     def sealed_run(k: int) -> Callable[[], None]:
@@ -371,8 +404,9 @@ def breakdown(work: Workload, sizes: list[int], reps: int, encrypted: bool = Fal
                         enclaves.pop().close()
                 assert best is not None
                 results[name] = best
-                print(f"breakdown: {name}: {best['TOTAL'] * 1000 / work.total:.2f} ms/tx",
-                      flush=True)
+                print(
+                    f"breakdown: {name}: {best['TOTAL'] * 1000 / work.total:.2f} ms/tx", flush=True
+                )
     finally:
         while enclaves:
             enclaves.pop().close()
@@ -381,17 +415,22 @@ def breakdown(work: Workload, sizes: list[int], reps: int, encrypted: bool = Fal
     labels = ["TOTAL"] + [p[3] for p in _GATEWAY_PARTS] + [p[3] for p in _EVM_PARTS]
     names = list(results)
     rows = [
-        [label] + [f"{results[n][label] * 1000 / work.total:.3f}" if label in results[n]
-                   else "-" for n in names]
+        [label]
+        + [
+            f"{results[n][label] * 1000 / work.total:.3f}" if label in results[n] else "-"
+            for n in names
+        ]
         for label in labels
         if any(label in results[n] for n in names)
     ]
-    return (f"CPU milliseconds per transaction (thread time, best of {reps}; nested rows are "
-            "included in the rows above them)\n" + table(rows, ["part", *names]))
+    return (
+        f"CPU milliseconds per transaction (thread time, best of {reps}; nested rows are "
+        "included in the rows above them)\n" + table(rows, ["part", *names])
+    )
 
 
 # ---------------------------------------------------------------------------- report
-def _pooled(runs: list[GatewayResult]) -> GatewayResult:
+def pooled(runs: list[GatewayResult]) -> GatewayResult:
     """Several runs of one kind as one: transfers over summed seconds, latencies pooled."""
     if len(runs) == 1:
         return runs[0]
@@ -400,11 +439,17 @@ def _pooled(runs: list[GatewayResult]) -> GatewayResult:
         for k, v in r.cpu_seconds.items():
             cpu[k] = cpu.get(k, 0.0) + v
     return GatewayResult(
-        sum(r.txs for r in runs), sum(r.seconds for r in runs),
-        [x for r in runs for x in r.latencies], [x for r in runs for x in r.submit_latencies],
-        [x for r in runs for x in r.block_sizes], cpu, sum(r.failed for r in runs),
-        [x for r in runs for x in r.gas_used], sum(r.sealed_logs for r in runs),
-        runs[0].encrypted, f"{runs[0].label.rsplit('#', 1)[0]}, pooled",
+        sum(r.txs for r in runs),
+        sum(r.seconds for r in runs),
+        [x for r in runs for x in r.latencies],
+        [x for r in runs for x in r.submit_latencies],
+        [x for r in runs for x in r.block_sizes],
+        cpu,
+        sum(r.failed for r in runs),
+        [x for r in runs for x in r.gas_used],
+        sum(r.sealed_logs for r in runs),
+        runs[0].encrypted,
+        f"{runs[0].label.rsplit('#', 1)[0]}, pooled",
     )
 
 
@@ -416,22 +461,34 @@ def report(
 ) -> tuple[str, bool]:
     """The table and details; also whether every check held (receipts, sealed logs)."""
     ms = 1000.0
-    plain = _pooled([r for r in runs if not r.encrypted]) if not args.encrypted_only else None
+    plain = pooled([r for r in runs if not r.encrypted]) if not args.encrypted_only else None
     sealed = [r for r in runs if r.encrypted]
-    enc = _pooled(sealed) if sealed else None
+    enc = pooled(sealed) if sealed else None
     shown = list(runs)
     if len(runs) > 2:
         shown += [x for x in (plain, enc) if x is not None]
 
     def row(r: GatewayResult) -> list[str]:
-        return [f"gateway {r.label}", f"{r.tps:.1f}", f"{percentile(r.latencies, 50) * ms:.0f}",
-                f"{percentile(r.latencies, 99) * ms:.0f}", f"{r.seconds:.2f}"]
+        return [
+            f"gateway {r.label}",
+            f"{r.tps:.1f}",
+            f"{percentile(r.latencies, 50) * ms:.0f}",
+            f"{percentile(r.latencies, 99) * ms:.0f}",
+            f"{r.seconds:.2f}",
+        ]
 
     rows = [row(r) for r in shown]
     ratios: list[tuple[str, float, float]] = []  # (what, ratio, target)
     if base is not None:
-        rows.append([f"baseline py-evm mine_all ({BASELINE_BLOCK}/block)", f"{base.tps:.1f}",
-                     "-", "-", f"{base.seconds:.2f}"])
+        rows.append(
+            [
+                f"baseline py-evm mine_all ({BASELINE_BLOCK}/block)",
+                f"{base.tps:.1f}",
+                "-",
+                "-",
+                f"{base.seconds:.2f}",
+            ]
+        )
         for r in (plain, enc):
             if r is not None:
                 kind = "encrypted" if r.encrypted else "plaintext"
@@ -449,8 +506,10 @@ def report(
         table(rows, ["run", "tx/s", "p50 ms", "p99 ms", "seconds"]),
         "",
     ]
-    lines += [f"target {what} >= {target:.2f}: {'met' if value >= target else 'NOT met'} "
-              f"({value:.2f})" for what, value, target in ratios]
+    lines += [
+        f"target {what} >= {target:.2f}: {'met' if value >= target else 'NOT met'} ({value:.2f})"
+        for what, value, target in ratios
+    ]
     ok = True
     lines += ["", "details"]
     for r in runs:
@@ -469,17 +528,23 @@ def report(
         expected_sealed = r.txs if r.encrypted else 0
         if r.failed or r.sealed_logs != expected_sealed:
             ok = False
-            lines.append(f"    CHECK FAILED: expected no failed receipts and {expected_sealed} "
-                         "receipts with sealed logs")
+            lines.append(
+                f"    CHECK FAILED: expected no failed receipts and {expected_sealed} "
+                "receipts with sealed logs"
+            )
     if plain is not None and enc is not None:
+
         def per_tx(r: GatewayResult, part: str | None = None) -> float:
             cpu = r.cpu_seconds.get(part, 0.0) if part else sum(r.cpu_seconds.values())
             return cpu * 1000 / r.txs
 
         lines.append(
             "  CPU ms per transfer, encrypted vs plaintext: "
-            + ", ".join(f"{k} {per_tx(enc, k):.2f} vs {per_tx(plain, k):.2f}"
-                        for k in plain.cpu_seconds if k in enc.cpu_seconds)
+            + ", ".join(
+                f"{k} {per_tx(enc, k):.2f} vs {per_tx(plain, k):.2f}"
+                for k in plain.cpu_seconds
+                if k in enc.cpu_seconds
+            )
             + f"; all processes {per_tx(enc):.2f} vs {per_tx(plain):.2f} "
             f"(CPU ratio plaintext / encrypted {per_tx(plain) / per_tx(enc):.2f})"
         )
@@ -497,37 +562,69 @@ def _loadavg() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.erc20", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.erc20",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--txs", type=int, default=2000)
     parser.add_argument("--enclave", choices=["process", "inprocess"], default="process")
-    parser.add_argument("--encrypted", action="store_true",
-                        help="after the plaintext run, run the same transfers with their call "
-                        "data sealed in request envelopes (a fresh node each) and print the "
-                        "ratio encrypted / plaintext")
-    parser.add_argument("--encrypted-only", action="store_true",
-                        help="only the encrypted gateway run (with the baseline)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="with --encrypted: this many plaintext/encrypted pairs, the order "
-                        "alternating (P E, E P, ...); the ratios pool all runs of a kind")
-    parser.add_argument("--window", type=int, default=POOL_NONCE_WINDOW,
-                        help="transactions in flight per sender (the pool allows 64 ahead)")
-    parser.add_argument("--poll-interval", type=float, default=0.005,
-                        help="seconds between eth_blockNumber polls when no block is new")
-    parser.add_argument("--timeout", type=float, default=110.0,
-                        help="give up a gateway run after this many seconds")
+    parser.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="after the plaintext run, run the same transfers with their call "
+        "data sealed in request envelopes (a fresh node each) and print the "
+        "ratio encrypted / plaintext",
+    )
+    parser.add_argument(
+        "--encrypted-only",
+        action="store_true",
+        help="only the encrypted gateway run (with the baseline)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --encrypted: this many plaintext/encrypted pairs, the order "
+        "alternating (P E, E P, ...); the ratios pool all runs of a kind",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=POOL_NONCE_WINDOW,
+        help="transactions in flight per sender (the pool allows 64 ahead)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.005,
+        help="seconds between eth_blockNumber polls when no block is new",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=110.0, help="give up a gateway run after this many seconds"
+    )
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--profile", metavar="DIR", nargs="?", const="",
-                        help="sample the node and enclave processes with py-spy during the "
-                        "timed part of each run; collapsed stacks go to DIR/LABEL-PROCESS.txt "
-                        "(default: a temp dir)")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        nargs="?",
+        const="",
+        help="sample the node and enclave processes with py-spy during the "
+        "timed part of each run; collapsed stacks go to DIR/LABEL-PROCESS.txt "
+        "(default: a temp dir)",
+    )
     parser.add_argument("--py-spy", default=None, help="path of the py-spy binary")
-    parser.add_argument("--breakdown", metavar="SIZES", nargs="?", const="20,100",
-                        help="instead of the runs, drive the enclave in-process with blocks of "
-                        "each size (default 20,100) and print where its CPU time goes, beside "
-                        "py-evm's mine_all at the same block size (with --encrypted, also the "
-                        "enveloped transfers)")
+    parser.add_argument(
+        "--breakdown",
+        metavar="SIZES",
+        nargs="?",
+        const="20,100",
+        help="instead of the runs, drive the enclave in-process with blocks of "
+        "each size (default 20,100) and print where its CPU time goes, beside "
+        "py-evm's mine_all at the same block size (with --encrypted, also the "
+        "enveloped transfers)",
+    )
     parser.add_argument("--reps", type=int, default=2, help="repetitions per --breakdown run")
     args = parser.parse_args(argv)
     if args.senders < 1 or args.txs < 1 or args.rounds < 1:
@@ -550,8 +647,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     work = make_workload(args.senders, args.txs)
-    print(f"signed {len(work.setup)} setup + {work.total} transfer txs in "
-          f"{time.perf_counter() - t:.1f} s", flush=True)
+    print(
+        f"signed {len(work.setup)} setup + {work.total} transfer txs in "
+        f"{time.perf_counter() - t:.1f} s",
+        flush=True,
+    )
 
     if args.breakdown is not None:
         sizes = [int(s) for s in args.breakdown.split(",") if s.strip()]
@@ -587,8 +687,9 @@ def main(argv: list[str] | None = None) -> int:
             profile_dir=profile_dir,
             py_spy=py_spy,
         )
-        print(f"gateway {label}: {gw.tps:.1f} tx/s ({gw.txs} txs in {gw.seconds:.2f} s)",
-              flush=True)
+        print(
+            f"gateway {label}: {gw.tps:.1f} tx/s ({gw.txs} txs in {gw.seconds:.2f} s)", flush=True
+        )
         runs.append(gw)
     text, ok = report(args, work, base, runs)
     print(text)

@@ -480,3 +480,58 @@ def test_a_format_3_dev_chain_is_migrated_and_keeps_going(tmp_path: Path) -> Non
         assert e.handle(m.BuildBlock(int(time.time())))["number"] == 3  # type: ignore[index]
     finally:
         e.close()
+
+
+def test_a_forwarded_sender_is_vouched_for_and_checked_before_a_block(trio: Trio) -> None:
+    """A forwarded transaction carries the sender its forwarding enclave recovered (blob
+    version 2) and the receiving enclave takes it as given; before the receiver puts such a
+    transaction in a block it builds, it recovers the sender itself: a blob that names the
+    wrong sender (only a holder of the consortium secret can seal one) is admitted as that
+    sender's, but never built into a block, and leaves the pool."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    t = trio
+    zero, one = (bytes.fromhex(a.address[2:]) for a in ACCOUNTS[:2])
+    genuine = send(t.a, 0, to=one, value=1, gas=21_000)
+    blobs = wire(t.a, m.ExportPooledTxs([genuine]))
+    assert len(blobs) == 1 and blobs[0][0] == 2
+    assert wire(t.b, m.ImportPooledTxs(blobs)) == {"admitted": [genuine], "refused": 0}
+    pooled = t.b.engine.pool.get(genuine)
+    assert pooled is not None and pooled.vouched and pooled.sender == zero
+
+    # a transaction account 0 signed with account 1's next nonce, forwarded under account
+    # 1's name (so it is executable for that sender)
+    from eth_account import Account
+
+    signed = Account.sign_transaction(
+        {"chainId": CHAIN_ID, "nonce": 0, "to": ACCOUNTS[2].address, "value": 2,
+         "gas": 21_000, "gasPrice": 10**10},
+        ACCOUNTS[0].private_key,
+    )  # fmt: skip
+    forged_raw = bytes(signed.raw_transaction)
+    nonce = b"\x07" * 12
+    sealed = AESGCM(t.b.keys.forwarded_tx_key).encrypt(
+        nonce, one + forged_raw, t.b._forwarded_ad(2)
+    )
+    forged = keccak(forged_raw)
+    assert wire(t.b, m.ImportPooledTxs([b"\x02" + nonce + sealed]))["admitted"] == [forged]
+    assert t.b.engine.pool.get(forged).sender == one  # type: ignore[union-attr]
+    # the old form (the raw transaction alone) is still accepted and recovered here
+    v1 = t.a.engine.pool.get(send(t.a, 2, to=one, value=3, gas=21_000))
+    assert v1 is not None
+    v1_blob = (
+        b"\x01"
+        + nonce
+        + AESGCM(t.b.keys.forwarded_tx_key).encrypt(nonce, v1.raw, t.b._forwarded_ad(1))
+    )
+    assert wire(t.b, m.ImportPooledTxs([v1_blob]))["admitted"] == [v1.hash]
+    assert not t.b.engine.pool.get(v1.hash).vouched  # type: ignore[union-attr]
+
+    built = t.b.prepare_candidate(int(time.time()))
+    assert built is not None
+    assert genuine in built.included and v1.hash in built.included
+    assert forged not in built.included
+    assert [h for h, _ in built.dropped] == [forged]
+    assert not t.b.engine.pool.get(genuine).vouched  # type: ignore[union-attr]
+    t.b.commit_candidate(built, 0, t.b.validator, [])
+    assert t.b.engine.pool.get(forged) is None

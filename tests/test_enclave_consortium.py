@@ -452,6 +452,56 @@ def test_four_enclaves_decide_blocks_with_transactions(tmp_path: Path, rule: str
     run(go())
 
 
+def test_the_next_leader_builds_ahead_within_the_block_period(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a decision the next height's round-0 leader builds its block at once, before
+    its block timer (parent timestamp + block period) expires, and proposes it at the
+    expiry: each block's timestamp is its parent's + 1 and never ahead of the clock at which
+    it was decided; the chain's transactions all land, on every validator alike."""
+    import logging
+
+    from gateway.enclave.consortium import header_fields
+
+    async def go() -> None:
+        cluster = await consortium_of_four(tmp_path)
+        try:
+            for nonce in range(6):
+                raw = transfer(nonce)
+                for enclave in cluster.enclaves:
+                    await enclave.request(m.SubmitRawTx(raw))
+            decided_at: dict[int, float] = {}
+            seen = 0
+
+            def done() -> bool:
+                nonlocal seen
+                for block in cluster.decided[0][seen:]:
+                    decided_at[block["number"]] = cluster.now
+                seen = len(cluster.decided[0])
+                return min(cluster.heights()) >= 4
+
+            with caplog.at_level(logging.INFO, logger="gateway.enclave.consortium"):
+                await cluster.run_until(done)
+            ahead = [r.getMessage() for r in caplog.records if "ahead" in r.getMessage()]
+            assert ahead, "no block was built ahead of its block timer"
+            previous = None
+            for block in cluster.decided[0]:
+                _, number, timestamp = header_fields(block["header"])
+                assert timestamp <= decided_at[number]
+                if previous is not None:
+                    assert timestamp == previous + 1
+                previous = timestamp
+            await cluster.agreed_heads()
+            for nonce in range(6):
+                receipt = await cluster.enclaves[3].request(m.GetReceipt(keccak(transfer(nonce))))
+                assert receipt is not None and receipt["status"] == "0x1"
+            assert cluster.discarded == []
+        finally:
+            await cluster.close()
+
+    run(go())
+
+
 def test_restarted_validator_resumes_its_round(tmp_path: Path) -> None:
     async def go() -> None:
         cluster = await consortium_of_four(tmp_path)

@@ -24,6 +24,7 @@ from gateway.consensus.qbft import (
     QbftNode,
     RoundChange,
     RoundSnapshot,
+    ScheduleTimer,
     SignedPayload,
     UnsignedCommit,
     UnsignedPrepare,
@@ -507,3 +508,28 @@ def test_a_message_signed_for_another_chain_is_refused_as_wrong_chain() -> None:
     assert discarded(node.receive(decode_message(encode_message(fb_b)), 0.4)) == [
         Invalid.WRONG_CHAIN
     ]
+
+
+def test_block_timer_from_the_parents_timestamp() -> None:
+    """``set_block_timer``: round 0 starts, and its leader asks for a block, at the expiry the
+    shell gives (parent timestamp + block period), not a block period after the height
+    started; an expiry already past starts it at once; only round 0's unfired timer moves."""
+    leader = VALS.index(proposer(0, CTX))
+    node = make_node(leader, now=10.4, block_period=1.0, base_round_timeout=2.0)
+    assert node.propose_at == 11.4
+    effects = node.set_block_timer(H, 11.0, 10.4)
+    assert effects == [ScheduleTimer(11.0)]
+    assert not any(isinstance(e, ProposeNeeded) for e in node.tick(10.9))
+    assert any(isinstance(e, ProposeNeeded) for e in node.tick(11.0))
+    assert node.set_block_timer(H, 12.0, 11.1) == []  # fired: nothing moves
+
+    late = make_node(leader, now=13.2, block_period=1.0, base_round_timeout=2.0)
+    late.set_block_timer(H, 11.0, 13.2)  # the parent took longer than the period
+    assert late.propose_at == 13.2 and late.round_started_at == 13.2
+    assert any(isinstance(e, ProposeNeeded) for e in late.tick(13.2))
+
+    follower = make_node((leader + 1) % N, now=10.4, block_period=1.0, base_round_timeout=2.0)
+    follower.set_block_timer(H, 11.0, 10.4)
+    assert not any(isinstance(m, RoundChange) for m in broadcasts(follower.tick(12.9)))
+    assert any(isinstance(m, RoundChange) for m in broadcasts(follower.tick(13.0)))
+    assert follower.set_block_timer(H + 1, 20.0, 13.0) == []  # another height: ignored

@@ -95,6 +95,7 @@ class Candidate:
     # the executed block and receipts when this enclave ran it (build, re-execute); None
     # when it was accepted on its attested diff
     prepared: Any = None
+    tx_bytes: int = 0  # the encoded size of the block's transactions (for its RPC shape)
 
 
 # --------------------------------------------------------------------------- sealed body v1
@@ -436,6 +437,7 @@ class BlockLifecycle:
                 body=body_blob,
                 writes=writes,
                 included=included,
+                tx_bytes=sum(len(raw) for raw in txs),
             )
         self._keep(candidate)
         return candidate
@@ -545,12 +547,16 @@ class BlockLifecycle:
             for tx_hash, reason in candidate.dropped:
                 log.info("dropped tx 0x%s from the pool: %s", tx_hash.hex(), reason.split(":")[0])
             header = engine.head
+            if candidate.prepared is not None:
+                shape = engine.block_rpc(header, False)  # remembered from its execution
+            else:  # its transactions and receipts stay in the database until asked for
+                shape = engine.block_rpc_of(header, candidate.included, candidate.tx_bytes)
             return {
                 "number": header.block_number,
                 "hash": bytes(header.hash),
                 "timestamp": header.timestamp,
                 "transactions": list(candidate.included),
-                "header": engine.block_rpc(header, False),
+                "header": shape,
                 "executablePending": engine.executable_count(),
                 "gasPrice": engine.gas_price(),
             }

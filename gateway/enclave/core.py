@@ -83,6 +83,7 @@ MAX_EXPORT_BLOCKS = 256
 MAX_FORWARDED_TXS = 4096
 MAX_REVOCATION_BLOBS = 1024  # sealed revocation blobs per ImportRevocations
 FORWARDED_TX_INFO = b"coco-gateway/forwarded-tx/v1"
+FORWARDED_TX_INFO_V2 = b"coco-gateway/forwarded-tx/v2"  # sealed: sender (20 bytes) || raw
 # messages served under the build lock (one block operation at a time), not the enclave lock
 BUILD_LOCK_MESSAGES = (
     m.BuildBlock,
@@ -1221,8 +1222,9 @@ class Enclave(BlockLifecycle):
             "quorum": quorum(len(validators)),
         }
 
-    def _forwarded_ad(self) -> bytes:
-        return FORWARDED_TX_INFO + self.engine.chain_id.to_bytes(32, "big")
+    def _forwarded_ad(self, version: int = 1) -> bytes:
+        chain = self.engine.chain_id.to_bytes(32, "big")
+        return FORWARDED_TX_INFO + chain if version == 1 else FORWARDED_TX_INFO_V2 + chain
 
     def _on_ExportPooledTxs(self, msg: m.ExportPooledTxs) -> list[bytes]:
         """Pooled transactions sealed under the consortium's forwarding key: another node's
@@ -1238,7 +1240,8 @@ class Enclave(BlockLifecycle):
             if ptx is None:
                 continue
             nonce = secrets.token_bytes(12)
-            out.append(b"\x01" + nonce + aead.encrypt(nonce, ptx.raw, self._forwarded_ad()))
+            sealed = aead.encrypt(nonce, ptx.sender + ptx.raw, self._forwarded_ad(2))
+            out.append(b"\x02" + nonce + sealed)
         return out
 
     def _on_ImportPooledTxs(self, msg: m.ImportPooledTxs) -> dict[str, Any]:
@@ -1251,12 +1254,18 @@ class Enclave(BlockLifecycle):
         rows: list[tuple[bytes, bytes, bytes | None]] = []
         refused = 0
         for blob in msg.blobs:
-            if not isinstance(blob, bytes) or len(blob) < 29 or blob[0] != 1:
+            if not isinstance(blob, bytes) or len(blob) < 29 or blob[0] not in (1, 2):
                 refused += 1
                 continue
             try:
-                raw = aead.decrypt(blob[1:13], blob[13:], self._forwarded_ad())
-                ptx = self.engine.admit(raw)
+                opened = aead.decrypt(blob[1:13], blob[13:], self._forwarded_ad(blob[0]))
+                if blob[0] == 1:  # the raw transaction alone: recover its sender here
+                    ptx = self.engine.admit(opened)
+                elif len(opened) > 20:  # sender || raw: the forwarding enclave's recovery
+                    ptx = self.engine.admit(opened[20:], sender=opened[:20])
+                else:
+                    refused += 1
+                    continue
             except (InvalidTag, RpcError) as exc:
                 if isinstance(exc, InvalidTag):
                     log.info("refused a forwarded transaction: it does not open")

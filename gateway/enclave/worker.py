@@ -54,7 +54,7 @@ def main() -> int:
             reply = codec.frame(serve(enclave, *item))
             try:
                 with write_lock:
-                    out.write(reply)
+                    _write_all(out, reply)
             except BrokenPipeError:
                 return  # the host is gone; the main loop reads the end of stdin and closes
 
@@ -78,7 +78,9 @@ def main() -> int:
         except codec.CodecError as exc:
             logging.getLogger("gateway.enclave").warning("malformed enclave request: %s", exc)
             with write_lock:
-                out.write(codec.frame(codec.encode_error(0, InternalError("malformed request"))))
+                _write_all(
+                    out, codec.frame(codec.encode_error(0, InternalError("malformed request")))
+                )
             continue
         if isinstance(message, Close):
             closing = (request_id, message)
@@ -92,8 +94,19 @@ def main() -> int:
     enclave.close()
     if closing is not None:
         with write_lock:
-            out.write(codec.frame(codec.encode_response(closing[0], True, None)))
+            _write_all(out, codec.frame(codec.encode_response(closing[0], True, None)))
     return 0
+
+
+def _write_all(out: Any, data: bytes) -> None:
+    """Write a whole frame to the unbuffered stdout handle. A raw write to a pipe may write
+    only part of a large frame (a signal, or a debugger or profiler stopping the process, can
+    interrupt it once some bytes are in); the rest must follow, or the host's frame stream
+    stops in the middle of a frame and every later reply is lost with it."""
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        view = view[written or 0 :]
 
 
 _ANSWERED = object()
@@ -111,10 +124,10 @@ def _open(body: bytes, out: Any) -> Any:
         request_id, message = codec.decode_request(body)
         if isinstance(message, MakeIdentity | GenesisOf):
             answer = answer_first(message)
-            out.write(codec.frame(codec.encode_response(request_id, True, answer)))
+            _write_all(out, codec.frame(codec.encode_response(request_id, True, answer)))
             return _ANSWERED
         if isinstance(message, Close):
-            out.write(codec.frame(codec.encode_response(request_id, True, None)))
+            _write_all(out, codec.frame(codec.encode_response(request_id, True, None)))
             return _CLOSED
         if not isinstance(message, Open):
             raise codec.CodecError(
@@ -122,14 +135,14 @@ def _open(body: bytes, out: Any) -> Any:
             )
         enclave = Enclave(message)
     except RpcError as exc:
-        out.write(codec.frame(codec.encode_error(request_id, exc)))
+        _write_all(out, codec.frame(codec.encode_error(request_id, exc)))
         return None
     except Exception as exc:
         logging.getLogger("gateway.enclave").exception("could not open the enclave")
         error = InternalError(f"the enclave could not start: {type(exc).__name__}")
-        out.write(codec.frame(codec.encode_error(request_id, error)))
+        _write_all(out, codec.frame(codec.encode_error(request_id, error)))
         return None
-    out.write(codec.frame(codec.encode_response(request_id, True, None)))
+    _write_all(out, codec.frame(codec.encode_response(request_id, True, None)))
     return enclave
 
 

@@ -81,6 +81,7 @@ class Admission:
         state: Any,
         pool: TxPool,
         restoring: bool = False,
+        sender: bytes | None = None,
     ) -> PoolTx:
         """Check a signed transaction against the pool's rules and ``head``'s ``state``.
 
@@ -88,12 +89,18 @@ class Admission:
         accepted before a restart: the rules that judge it against the head state of the
         moment (fee cap against the base fee, cost against the balance, the envelope's epoch
         window) are not applied again, since a running node would have kept it waiting too.
+
+        ``sender``: the signer as another attested enclave of the consortium recovered it (a
+        transaction it forwarded, sealed under the consortium's key): taken as is, without
+        recovering it again; the pooled transaction is marked ``vouched``, and a proposer
+        recovers the sender before the transaction goes into a block (building.py).
         """
         tx = self.decode(raw)
         if not 0 < tx.s <= SECP256K1_N // 2 or not 0 < tx.r < SECP256K1_N:
             # EIP-2: only the low-s form of a signature is valid, so each has one encoding
             raise ServerError("invalid transaction v, r, s values")
-        sender = _recover_sender(tx)
+        vouched = sender is not None
+        sender = _recover_sender(tx) if sender is None else _vouched_sender(tx, sender)
         chain_id = tx.chain_id
         if chain_id is None:
             raise ServerError("only replay-protected (EIP-155) transactions allowed over RPC")
@@ -132,6 +139,7 @@ class Admission:
                 "plain value transfers are accepted"
             )
         ptx = _pool_tx(raw, tx, sender, plaintext)
+        ptx.vouched = vouched
         replaces = pool.check(ptx, int(state.get_nonce(sender)))
         cost = tx.gas * fee_cap + tx.value
         balance = int(state.get_balance(sender))
@@ -162,6 +170,27 @@ def _recover_sender(tx: SignedTransactionAPI) -> bytes:
         return bytes(tx.sender)
     except Exception:
         raise ServerError("invalid sender: the signature does not recover an address") from None
+
+
+def _vouched_sender(tx: SignedTransactionAPI, sender: bytes) -> bytes:
+    """``sender`` as the signer of ``tx`` (py-evm's cached ``sender``), after the field checks
+    that ``_recover_sender`` makes; the signature is recovered later, by a proposer."""
+    if len(sender) != 20:
+        raise ServerError("invalid sender: the forwarded sender is not an address")
+    try:
+        tx.validate()
+    except Exception:
+        raise ServerError("invalid sender: the signature does not recover an address") from None
+    tx.__dict__["sender"] = sender  # what py-evm's cached_property ``sender`` reads first
+    return sender
+
+
+def signed_by(tx: SignedTransactionAPI, sender: bytes) -> bool:
+    """Whether ``tx``'s signature recovers ``sender`` (recovered now, not the cached one)."""
+    try:
+        return bytes(tx.get_sender()) == sender
+    except Exception:
+        return False
 
 
 def _fee_caps(tx: SignedTransactionAPI) -> tuple[int, int]:

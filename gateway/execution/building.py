@@ -12,6 +12,7 @@ from eth.chains.base import MiningChain
 from eth.vm.spoof import SpoofTransaction
 from eth_utils import ValidationError
 
+from gateway.execution.admission import signed_by
 from gateway.execution.pool import PoolTx, TxPool
 from gateway.execution.precompiles import BlockRandomness
 
@@ -136,6 +137,14 @@ def _execute(
         # a transaction it rejects cannot be reverted: check what can change since
         # admission (nonce, funds) here, and let only valid transactions reach it.
         tx: Any = ptx.tx
+        if ptx.vouched:
+            # forwarded by another attested enclave, which recovered the sender: recovered
+            # here too before it goes into a block this node proposes
+            if not signed_by(tx, ptx.sender):
+                blocked.add(ptx.sender)
+                dropped.append((ptx.hash, "invalid sender: the signature is not the sender's"))
+                continue
+            ptx.vouched = False
         if int(state.get_nonce(ptx.sender)) != ptx.nonce:
             blocked.add(ptx.sender)
             continue

@@ -151,8 +151,9 @@ class Engine:
         )
 
     # ---------------------------------------------------------------- admission
-    def admit(self, raw: bytes, *, restoring: bool = False) -> PoolTx:
-        """Check a signed transaction against the pool's rules and the head state."""
+    def admit(self, raw: bytes, *, restoring: bool = False, sender: bytes | None = None) -> PoolTx:
+        """Check a signed transaction against the pool's rules and the head state
+        (``sender``: vouched for by the attested enclave that forwarded it)."""
         return self.admission.admit(
             raw,
             head=self.head,
@@ -160,6 +161,7 @@ class Engine:
             state=self._state(self.head),
             pool=self.pool,
             restoring=restoring,
+            sender=sender,
         )
 
     def accept(self, ptx: PoolTx) -> None:
@@ -232,6 +234,12 @@ class Engine:
     ) -> dict[str, Any]:
         """The block; ``visible`` picks which transactions the caller may see."""
         return self.views.block_rpc(header, full, visible)
+
+    def block_rpc_of(
+        self, header: BlockHeaderAPI, tx_hashes: Sequence[bytes], tx_bytes: int
+    ) -> dict[str, Any]:
+        """``block_rpc(header, False)`` from known transaction hashes and encoded size."""
+        return self.views.block_rpc_of(header, tx_hashes, tx_bytes)
 
     def block_tx_count(self, header: BlockHeaderAPI) -> int:
         return self.views.block_tx_count(header)

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from gateway.errors import AccountStateRefusal, ServerError
 
 # geth's defaults: a replacement must raise both fee caps by 10%; at most 64 queued
-# (not yet executable) transactions per account.
+# (not yet executable) transactions per account. A sender's consecutive pending transactions
+# (the run from its state nonce) are not a gap and do not count against that limit: they are
+# bounded per sender and, with the queued ones, over the whole pool.
 PRICE_BUMP_PERCENT = 10
 MAX_NONCE_GAP = 64
+MAX_PER_SENDER = 1024
 MAX_POOL_SIZE = 20_000
 
 
@@ -32,6 +35,9 @@ class PoolTx:
     seq: int = 0
     replaces: PoolTx | None = None  # the pooled transaction this one supersedes
     plaintext: bytes | None = None  # decrypted data of an enveloped transaction (never stored)
+    # the sender was vouched for by the attested enclave that forwarded the transaction, not
+    # recovered here: a proposer recovers it before it puts the transaction in a block
+    vouched: bool = False
 
     def effective_tip(self, base_fee: int) -> int:
         return min(self.tip_cap, self.fee_cap - base_fee)
@@ -63,21 +69,31 @@ class TxPool:
                 told,
                 ptx.sender,
             )
-        if ptx.nonce > state_nonce + MAX_NONCE_GAP:
+        queue = self.by_sender.get(ptx.sender, {})
+        pending = state_nonce
+        while pending in queue:
+            pending += 1
+        if ptx.nonce not in queue and ptx.nonce > pending + MAX_NONCE_GAP:
             raise AccountStateRefusal(
                 f"nonce too high: address 0x{ptx.sender.hex()}, tx: {ptx.nonce} state: "
-                f"{state_nonce} (at most {MAX_NONCE_GAP} transactions may wait for a gap)",
+                f"{state_nonce} (next pending nonce {pending}; at most {MAX_NONCE_GAP} "
+                "transactions may wait for a gap)",
                 f"nonce too high: address 0x{ptx.sender.hex()}, tx: {ptx.nonce} (at most "
                 f"{MAX_NONCE_GAP} transactions may wait for a gap)",
                 ptx.sender,
             )
-        old = self.by_sender.get(ptx.sender, {}).get(ptx.nonce)
+        old = queue.get(ptx.nonce)
         if old is not None:
             need_fee = old.fee_cap * (100 + PRICE_BUMP_PERCENT) // 100
             need_tip = old.tip_cap * (100 + PRICE_BUMP_PERCENT) // 100
             if ptx.fee_cap < need_fee or ptx.tip_cap < need_tip:
                 raise ServerError("replacement transaction underpriced")
             return old
+        if len(queue) >= MAX_PER_SENDER:
+            raise ServerError(
+                f"account limit exceeded: at most {MAX_PER_SENDER} transactions per sender "
+                "may wait in the pool"
+            )
         if len(self.by_hash) >= MAX_POOL_SIZE:
             raise ServerError("txpool is full")
         return None
@@ -113,13 +129,15 @@ class TxPool:
         return nonce
 
     def stale(self, state_nonce: Callable[[bytes], int]) -> list[PoolTx]:
-        """Transactions whose nonce is already used on chain (mined elsewhere or replaced)."""
-        return [
-            ptx
-            for sender, queue in self.by_sender.items()
-            for n, ptx in queue.items()
-            if n < state_nonce(sender)
-        ]
+        """Transactions whose nonce is already used on chain (mined elsewhere or replaced);
+        one state read per sender, not per transaction."""
+        out: list[PoolTx] = []
+        for sender, queue in self.by_sender.items():
+            if not queue:
+                continue
+            nonce = state_nonce(sender)
+            out.extend(ptx for n, ptx in queue.items() if n < nonce)
+        return out
 
     def executable(self, state_nonce: Callable[[bytes], int], base_fee: int) -> list[PoolTx]:
         """Transactions runnable now, best tip first, each sender's in nonce order."""

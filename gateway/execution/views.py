@@ -23,6 +23,17 @@ BLOCK_CACHE_SIZE = 256
 OPENED_CACHE_SIZE = 4096
 
 
+def _block_head(header: BlockHeaderAPI, tx_bytes: int) -> dict[str, Any]:
+    return fmt.header_to_rpc(header, size=len(rlp.encode(header)) + tx_bytes + 3)
+
+
+def _block_tail(header: BlockHeaderAPI, out: dict[str, Any]) -> dict[str, Any]:
+    out["uncles"] = []
+    if getattr(header, "withdrawals_root", None) is not None:
+        out["withdrawals"] = []
+    return out
+
+
 def sender_of(tx: Any) -> bytes:
     return bytes(tx.sender)
 
@@ -97,8 +108,7 @@ class BlockViews:
         """The block; ``visible`` picks which transactions the caller may see."""
         data = self.data(header)
         base_fee = getattr(header, "base_fee_per_gas", None)
-        size = len(rlp.encode(header)) + sum(len(tx.encode()) for tx in data.txs) + 3
-        out = fmt.header_to_rpc(header, size=size)
+        out = _block_head(header, sum(len(tx.encode()) for tx in data.txs))
         if full:
             out["transactions"] = [
                 fmt.tx_to_rpc(
@@ -116,10 +126,17 @@ class BlockViews:
             out["transactions"] = [
                 fmt.data(tx.hash) for tx in data.txs if visible is None or visible(tx)
             ]
-        out["uncles"] = []
-        if getattr(header, "withdrawals_root", None) is not None:
-            out["withdrawals"] = []
-        return out
+        return _block_tail(header, out)
+
+    def block_rpc_of(
+        self, header: BlockHeaderAPI, tx_hashes: Sequence[bytes], tx_bytes: int
+    ) -> dict[str, Any]:
+        """``block_rpc(header, False)`` of a block whose transactions' hashes and encoded
+        size the caller knows (a block committed on its attested diff), without reading its
+        transactions and receipts back out of the database: they are read when asked for."""
+        out = _block_head(header, tx_bytes)
+        out["transactions"] = [fmt.data(h) for h in tx_hashes]
+        return _block_tail(header, out)
 
     def block_tx_count(self, header: BlockHeaderAPI) -> int:
         return len(self.data(header).txs)

@@ -670,11 +670,17 @@ class Ledger:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                for tx_hash, row, replaces in stored:
-                    if replaces is not None:
-                        cur.execute("DELETE FROM pool WHERE hash = ?", (replaces,))
-                    cur.execute(
-                        "INSERT OR IGNORE INTO pool (hash, raw) VALUES (?, ?)", (tx_hash, row)
+                if any(replaces is not None for _, _, replaces in stored):
+                    for tx_hash, row, replaces in stored:  # in order: a replacement, then it
+                        if replaces is not None:
+                            cur.execute("DELETE FROM pool WHERE hash = ?", (replaces,))
+                        cur.execute(
+                            "INSERT OR IGNORE INTO pool (hash, raw) VALUES (?, ?)", (tx_hash, row)
+                        )
+                else:
+                    cur.executemany(
+                        "INSERT OR IGNORE INTO pool (hash, raw) VALUES (?, ?)",
+                        [(tx_hash, row) for tx_hash, row, _ in stored],
                     )
                 cur.execute("COMMIT")
             except BaseException:

@@ -289,6 +289,22 @@ class QbftNode:
         self._settle(now, out)
         return out
 
+    def set_block_timer(self, height: int, expiry: float, now: float) -> list[Effect]:
+        """The shell's block timer for ``height`` (Besu's ``BlockTimer``): round 0 starts, and
+        its leader asks for a block, at ``expiry`` = the parent block's timestamp plus the
+        block period, or at once if that has passed, rather than a whole block period after
+        this node decided the parent. Only moves a round 0 whose block timer has not fired;
+        every validator derives the same expiry from the same parent, so their round-0 timers
+        line up however late each decided the parent."""
+        out: list[Effect] = []
+        if height != self.height or self.round != 0 or self.propose_at is None:
+            return out
+        at = max(expiry, self.height_started_at)
+        self.propose_at = at
+        self.round_started_at = at
+        self._settle(now, out)
+        return out
+
     def snapshot(self) -> RoundSnapshot:
         return RoundSnapshot(self.height, self.round, self.voted_digest, self.latest_prepared)
 
