@@ -28,12 +28,13 @@ from eth.db.schema import SchemaV1
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
+from gateway import clock
 from gateway.consensus.qbft.messages import Block as QbftBlock
 from gateway.consensus.qbft.messages import commit_seal_digest
 from gateway.consensus.qbft.validation import quorum
 from gateway.consensus.seal import SEAL_VERSION, seal_digest, sign_seal
 from gateway.devaccounts import derive
-from gateway.enclave import consortium, snapshot
+from gateway.enclave import consortium, govern, snapshot
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle, Candidate, decode_header
 from gateway.enclave.keys import KeyRing, LocalSealer, measurement
@@ -126,7 +127,7 @@ class _EnvelopeKeys:
         )
 
 
-class Enclave(BlockLifecycle):
+class Enclave(BlockLifecycle, govern.GovernanceMethods):
     """One node's enclave. Opening runs in two parts: the node key, the ledger's meta and
     header chain first; the key ring, sealed storage, engine, sessions and pool once the
     consortium secret is here (at once, except on a consortium node that has not joined yet:
@@ -172,6 +173,7 @@ class Enclave(BlockLifecycle):
         # the QBFT validator set and the genesis validation rule (gateway.enclave.blocks);
         # a consortium node's terms replace these
         self.consensus_validators: tuple[bytes, ...] = (self.validator,)
+        self.governance: govern.Governance | None = None  # terms with members: govern.py
         self.validation_rule = VALIDATION_RULES[0]
         self._candidates: OrderedDict[bytes, Candidate] = OrderedDict()
         # the single-node dev chain: blocks carry the v1 seal, not QBFT commit seals
@@ -291,6 +293,12 @@ class Enclave(BlockLifecycle):
                 self.ledger.kv.discard()
             self._check_head()
         self.genesis_hash = self.engine.header_by_number(0).hash  # type: ignore[union-attr]
+        self.governance = govern.open_governance(
+            self.ledger,
+            None if self.terms is None else self.terms.raw,
+            bytes(self.genesis_hash),
+            int(self.engine.head.block_number),
+        )
         self._nonce_key = hmac.new(
             self.keys.token_key, b"coco-gateway/query-nonce/v1", hashlib.sha256
         ).digest()
@@ -1139,7 +1147,7 @@ class Enclave(BlockLifecycle):
             digest = commit_seal_digest(
                 QbftBlock(block.number, block.proposer, block.header).digest, block.round
             )
-            validators = self.consensus_validators
+            validators = self.validators_for(block.number)
         return {
             "number": block.number,
             "hash": block.hash,
@@ -1164,7 +1172,7 @@ class Enclave(BlockLifecycle):
                 f"at most {MAX_FORWARDED_TXS} transactions per export", reason="too-many-txs"
             )
         aead = AESGCM(self.keys.forwarded_tx_key)
-        out = []
+        out = self._export_governance([bytes(h) for h in msg.hashes])
         for tx_hash in msg.hashes:
             ptx = self.engine.pool.get(bytes(tx_hash))
             if ptx is None:
@@ -1182,7 +1190,15 @@ class Enclave(BlockLifecycle):
         admitted: list[bytes] = []
         rows: list[tuple[bytes, bytes, bytes | None]] = []
         refused = 0
+        governance: list[bytes] = []
         for blob in msg.blobs:
+            if isinstance(blob, bytes) and blob[:1] == b"\x02":  # a public governance record
+                pooled = self._import_governance(blob, int(clock.now()))
+                if pooled is None:
+                    refused += 1
+                else:
+                    governance.append(pooled)
+                continue
             if not isinstance(blob, bytes) or len(blob) < 29 or blob[0] != 1:
                 refused += 1
                 continue
@@ -1201,7 +1217,7 @@ class Enclave(BlockLifecycle):
             admitted.append(ptx.hash)
         # durable before acknowledged, as _submit, but one database commit for the batch
         self.ledger.pool_add_many(rows)
-        return {"admitted": admitted, "refused": refused}
+        return {"admitted": admitted, "refused": refused, "governance": governance}
 
     def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:
         if dropped:
