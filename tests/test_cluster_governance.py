@@ -80,6 +80,23 @@ def propose(node: Any, key: bytes, *actions: typed.Action) -> str:
     return str(answer["proposal"])
 
 
+def proposed(cluster: Cluster, name: str, key: bytes, *actions: typed.Action) -> str:
+    """Propose at one node; wait until every validator's state has it (a ballot names a
+    recorded proposal: one sent to a node that has not seen it yet is unknown-proposal)."""
+    pid = propose(cluster[name], key, *actions)
+
+    def known() -> bool:
+        for node in cluster.validators():
+            try:
+                node.rpc("coco_govProposal", [pid])
+            except RpcFailure:
+                return False
+        return True
+
+    cluster.wait_until(known, 60, f"proposal {pid[:12]} recorded everywhere")
+    return pid
+
+
 def derive_address(key: bytes) -> str:
     from eth_account import Account
 
@@ -243,7 +260,7 @@ def test_expired_changes_nothing(cluster: Cluster) -> None:
 def test_remove_a_validator_by_vote(cluster: Cluster) -> None:
     a, b = MEMBERS[0].private_key, MEMBERS[1].private_key
     gone = cluster["node4"].rpc("coco_nodeStatus")["address"].lower()
-    pid = propose(cluster["node1"], a, typed.Action.make("remove_validator", {"address": gone}))
+    pid = proposed(cluster, "node1", a, typed.Action.make("remove_validator", {"address": gone}))
     vote(cluster["node2"], a, pid, True)
     vote(cluster["node3"], b, pid, True)
     view = closed_everywhere(cluster, pid)
@@ -273,7 +290,7 @@ def test_remove_a_validator_by_vote(cluster: Cluster) -> None:
 def test_a_removed_member_can_no_longer_vote(cluster: Cluster) -> None:
     a, b, c = (m.private_key for m in MEMBERS)
     removed = MEMBERS[2].address.lower()
-    pid = propose(cluster["node1"], a, typed.Action.make("remove_member", {"address": removed}))
+    pid = proposed(cluster, "node1", a, typed.Action.make("remove_member", {"address": removed}))
     other = propose(
         cluster["node1"],
         b,
