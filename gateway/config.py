@@ -94,6 +94,13 @@ def _governance_fields(
         members.append(entry)
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)):
         raise r.fail("recoveryThreshold", "expected an integer")
+    holders = sum(1 for m in members if "encryptionKey" in m)
+    if threshold is not None and not 1 <= threshold <= holders:
+        raise r.fail(
+            "recoveryThreshold",
+            f"must be 1..{holders} (the members with an encryptionKey)",
+            "inconsistent",
+        )
     if constitution is not None and not isinstance(constitution, dict):
         raise r.fail("constitution", "expected a JSON object (docs/GOVERNANCE.md)")
     check = dict(data)

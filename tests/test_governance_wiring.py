@@ -16,10 +16,10 @@ from gateway.devaccounts import derive
 from gateway.enclave import consortium, govern
 from gateway.enclave.blocks import open_body_full, seal_body
 from gateway.errors import BlockRefused, RpcError
+from gateway.govcli import parse_member
 from gateway.governance import state as gs
 from gateway.governance import typed
 from gateway.governance.errors import GovernanceError
-from gateway.govcli import parse_member
 
 ACCOUNTS = derive()
 MEMBERS = ACCOUNTS[:3]
@@ -44,6 +44,7 @@ def test_terms_without_members_are_unchanged() -> None:
 def test_terms_with_members_round_trip() -> None:
     data = governed()
     data["members"][0]["data"] = {"org": "A"}
+    data["members"][1]["encryptionKey"] = "0x" + "09" * 32
     data["recoveryThreshold"] = 1
     data["constitution"] = {"version": 1, "default": {"threshold": "majority", "openFor": 60}}
     terms = ConsortiumTerms.from_dict(data)
@@ -60,13 +61,17 @@ def test_terms_with_members_round_trip() -> None:
     [
         (lambda d: d.update(members=[]), "members", "invalid-field"),
         (lambda d: d.update(members=[{"address": "0x12"}]), "members[0].address", "invalid-field"),
-        (lambda d: d["members"].append(dict(d["members"][0])), "members[3].address", "inconsistent"),
-        (lambda d: d["members"][0].update(encryptionKey="0x1234"), "members[0].encryptionKey", "invalid-field"),
+        (lambda d: d["members"].append(dict(d["members"][0])), "members[3].address",
+         "inconsistent"),
+        (lambda d: d["members"][0].update(encryptionKey="0x1234"), "members[0].encryptionKey",
+         "invalid-field"),
         (lambda d: d["members"][0].update(role="x"), "members[0].role", "unknown-field"),
         (lambda d: d.update(recoveryThreshold=True), "recoveryThreshold", "invalid-field"),
+        (lambda d: d.update(recoveryThreshold=5), "recoveryThreshold", "inconsistent"),
         (lambda d: d.update(constitution={"version": 2}), "members", "inconsistent"),
         (lambda d: d.update(constitution=[]), "constitution", "invalid-field"),
-        (lambda d: (d.pop("members"), d.update(recoveryThreshold=1)), "recoveryThreshold", "inconsistent"),
+        (lambda d: (d.pop("members"), d.update(recoveryThreshold=1)), "recoveryThreshold",
+         "inconsistent"),
     ],
 )  # fmt: skip
 def test_bad_governance_terms_are_named(change: Any, field: str, code: str) -> None:
