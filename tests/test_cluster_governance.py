@@ -12,6 +12,9 @@ vote changes the QBFT validator set two blocks later and the chain goes on with 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +87,11 @@ def proposed(cluster: Cluster, name: str, key: bytes, *actions: typed.Action) ->
     """Propose at one node; wait until every validator's state has it (a ballot names a
     recorded proposal: one sent to a node that has not seen it yet is unknown-proposal)."""
     pid = propose(cluster[name], key, *actions)
+    recorded(cluster, pid)
+    return pid
 
+
+def recorded(cluster: Cluster, pid: str) -> None:
     def known() -> bool:
         for node in cluster.validators():
             try:
@@ -94,7 +101,6 @@ def proposed(cluster: Cluster, name: str, key: bytes, *actions: typed.Action) ->
         return True
 
     cluster.wait_until(known, 60, f"proposal {pid[:12]} recorded everywhere")
-    return pid
 
 
 def derive_address(key: bytes) -> str:
@@ -255,6 +261,36 @@ def test_expired_changes_nothing(cluster: Cluster) -> None:
         )
         == "proposal-not-open"
     )
+
+
+def gov_cli(node: Any, key: bytes, *args: str) -> Any:
+    """``coco-gateway gov ...`` as a member runs it (key from $COCO_GOV_KEY); its JSON."""
+    env = {**os.environ, "COCO_GOV_KEY": "0x" + key.hex()}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "gov", *args, "--rpc", node.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_gov_cli_proposes_votes_and_shows(cluster: Cluster) -> None:
+    a, b = MEMBERS[0].private_key, MEMBERS[1].private_key
+    target = MEMBERS[0].address.lower()
+    action = "set_member_data=" + json.dumps({"address": target, "data": {"cli": True}})
+    pid = gov_cli(cluster["node2"], a, "propose", "--action", action)["proposal"]
+    recorded(cluster, pid)
+    gov_cli(cluster["node3"], a, "vote", pid, "--approve")
+    gov_cli(cluster["node1"], b, "vote", pid, "--approve")
+    assert closed_everywhere(cluster, pid)["status"] == "accepted"
+    shown = gov_cli(cluster["node4"], a, "show", pid)
+    assert shown["status"] == "accepted" and shown["tally"]["approve"] == 2
+    listed = gov_cli(cluster["node4"], a, "list", "--status", "accepted")
+    assert pid in [p["id"] for p in listed]
+    assert cluster["node1"].rpc("coco_govMembers")[target]["data"] == {"cli": True}
 
 
 def test_remove_a_validator_by_vote(cluster: Cluster) -> None:
