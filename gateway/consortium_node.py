@@ -302,6 +302,7 @@ class ConsortiumNode(_P2pShell, Node):
         super().__init__(config)
         self.api.node_status = self.node_status
         self.api.on_governance = self._on_governance
+        self.api.on_sign_out = self._on_sign_out
         self.links = None
         self._p2p_runner = None
         self._tasks = set()
@@ -539,12 +540,18 @@ class ConsortiumNode(_P2pShell, Node):
             self._inbox_wake.set()
         elif kind == "txs":
             await self._import_txs(peer, frame["blobs"])
+        elif kind == "revoked":
+            await self._import_revocations(peer, frame["blobs"])
         elif kind == "status":
+            became_ready = frame["state"] == "ready" and peer.state != "ready"
             peer.height, peer.finalized, peer.state = (
                 frame["height"],
                 frame["finalized"],
                 frame["state"],
             )
+            if became_ready and not peer.public:
+                # a peer just linked (or joined): it gets every sign-out it may have missed
+                self._spawn(self._send_revocations(peer), "p2p-revocations")
             # a validator one block behind is normally just about to decide it itself
             lag = 2 if self.settings.role == "validator" else 1
             if peer.finalized >= self.head + lag and not peer.public:
@@ -630,6 +637,43 @@ class ConsortiumNode(_P2pShell, Node):
             Node._on_transaction(self, bytes(tx_hash))  # listeners, not forwarded again
         if answer.get("refused"):
             log.debug("%d forwarded transaction(s) from %r refused", answer["refused"], peer)
+
+    # ---------------------------------------------------------------- sessions
+
+    def _on_sign_out(self, revocation: bytes) -> None:
+        """A session signed out here: every member and validator is told at once, sealed."""
+        if self.links is not None:
+            self.links.broadcast(
+                wire.frame("revoked", blobs=[revocation]), roles=("validator", "member")
+            )
+
+    async def _send_revocations(self, peer: Peer) -> None:
+        """Every live revocation this node keeps, to a peer that just became ready."""
+        try:
+            blobs = await self.enclave.request(m.ExportRevocations())
+        except RpcError as exc:
+            log.warning("cannot export session revocations for %r: %s", peer, exc.message)
+            return
+        for frame in _revoked_frames(list(blobs)):
+            peer.send(frame)
+        if blobs:
+            log.info("sent %r this node's session revocations (%d blob(s))", peer, len(blobs))
+
+    async def _import_revocations(self, peer: Peer, blobs: list[bytes]) -> None:
+        try:
+            answer = await self.enclave.request(m.ImportRevocations(blobs))
+        except RpcError as exc:
+            log.warning("session revocations from %r refused: %s", peer, exc.message)
+            return
+        if answer.get("refused"):
+            log.warning("%d revocation blob(s) from %r did not open", answer["refused"], peer)
+        relay = list(answer.get("relay") or [])
+        if relay and self.links is not None:
+            # new here: pass them on, so a node not linked to their origin hears of them too
+            for other in self.links.live():
+                if other is not peer and not other.public and other.address != peer.address:
+                    for frame in _revoked_frames(relay):
+                        other.send(frame)
 
     # ---------------------------------------------------------------- consensus
 
@@ -888,6 +932,12 @@ class ConsortiumNode(_P2pShell, Node):
             self._finalized = max(self._finalized, self.head)
             self.api.view.head_number = max(self.api.view.head_number, self.head)
             return True
+
+
+def _revoked_frames(blobs: list[bytes]) -> list[dict[str, Any]]:
+    """Sealed revocation blobs as ``revoked`` frames of at most MAX_REVOCATION_BLOBS each."""
+    step = wire.MAX_REVOCATION_BLOBS
+    return [wire.frame("revoked", blobs=blobs[i : i + step]) for i in range(0, len(blobs), step)]
 
 
 def _hex_or_none(value: Any) -> str | None:

@@ -6,9 +6,8 @@ two cores; a module-scoped manager stops one before it starts the other):
 * ``strict``: three validators, ``init --privacy strict``. A session made by signing in on
   node A works on B and C (the token key derives from the consortium secret); the owner
   reads the same receipt, logs, balance, nonce and call answers everywhere; another caller
-  and an anonymous one get the same refusals on every node. A signed query made for A's
-  chain answers on B; its nonce is refused again on the node that answered it, and answered
-  once more by each other node (the per-node replay window docs/SECURITY.md describes). The
+  and an anonymous one get the same refusals on every node. A signed query made for B
+  answers on B, once; A and C refuse it as made for another node (version 3). The
   SDK deploys through A with an encrypted init code and reads through B; every node offers
   the same transaction keys, so one envelope opens on any of them.
 * ``open``: four validators with the dev accounts funded (chain 31337, what the client
@@ -308,11 +307,12 @@ def test_a_session_from_one_node_reads_the_same_everywhere(strict: list[ClusterN
     assert result(a.url, "coco_signIn", [message, signature])["address"].lower() == (
         OWNER.address.lower()
     )
-    # sign-out revokes on the node it is sent to; the other nodes honour the token until it
-    # expires (per-node revocation lists: docs/SECURITY.md, "Across the nodes")
+    # a sign-out at one node ends the session at every node (the revocation travels sealed:
+    # docs/SECURITY.md, "Across the nodes"; tests/test_cluster_sessions.py)
     assert result(urls[0], "coco_signOut") is True
     assert "error" in rpc(urls[0], "coco_whoami")
-    assert result(urls[1], "coco_whoami")["address"].lower() == OWNER.address.lower()
+    for url in urls[1:]:
+        wait_for(lambda u=url: "error" in rpc(u, "coco_whoami"), 10, "signed out", strict)
 
 
 def outcome(url: str, method: str, params: list[Any]) -> tuple[Any, ...]:
@@ -329,9 +329,13 @@ def outcome(url: str, method: str, params: list[Any]) -> tuple[Any, ...]:
     )
 
 
-def _signed_call(node: ClusterNode, token_address: str, nonce: int) -> tuple[dict[str, Any], str]:
+def _signed_call(
+    node: ClusterNode, token_address: str, nonce: int, answerer: ClusterNode
+) -> tuple[dict[str, Any], str]:
+    """A signed query (version 3) for the node ``answerer``, made with ``node``'s facts."""
     head = height(node)
     info = node.call("coco_nodeInfo")
+    answering = answerer.call("coco_getAttestation")["report"]["nodeAddress"]
     data = token_call("balanceOf", OWNER.address)
     leash = {
         "nonce": nonce,
@@ -348,21 +352,22 @@ def _signed_call(node: ClusterNode, token_address: str, nonce: int) -> tuple[dic
         value=0,
         data=bytes.fromhex(data[2:]),
         leash=leash,
+        node=bytes.fromhex(answering[2:]),
     )
     call = {
         "from": OWNER.address,
         "to": token_address,
         "data": data,
         "signedQuery": {
-            "version": 2,
+            "version": 3,
             "signature": "0x" + signature.hex(),
-            "leash": {k: hex(v) for k, v in leash.items()},
+            "leash": {**{k: hex(v) for k, v in leash.items()}, "node": answering},
         },
     }
     return call, hex(head)
 
 
-def test_signed_query_for_the_chain_answers_on_any_node(strict: list[ClusterNode]) -> None:
+def test_signed_query_answers_only_on_the_node_it_names(strict: list[ClusterNode]) -> None:
     a, b, c = strict
     infos = [n.call("coco_nodeInfo") for n in strict]
     assert len({(i["chainId"], i["genesisHash"]) for i in infos}) == 1
@@ -376,17 +381,14 @@ def test_signed_query_for_the_chain_answers_on_any_node(strict: list[ClusterNode
     ]
     wait_height(strict, height(a))
 
-    call, at = _signed_call(a, token_address, nonce=int(time.time() * 1000))
-    # made with A's chain id and genesis: B answers it, anonymously, as the owner
+    call, at = _signed_call(a, token_address, nonce=int(time.time() * 1000), answerer=b)
+    # made with A's chain id and genesis, for B: B answers it, anonymously, as the owner
     assert int(result(b.url, "eth_call", [call, at]), 16) == 777
     # the same (signer, nonce) again on B: refused, as on a single node
     assert refusal(b.url, "eth_call", [call, at]) == "replayed"
-    # on A and C, which never saw it: answered once each (per-node nonce tables; the
-    # answer is the one B gave, at the leash's block: docs/SECURITY.md)
-    assert int(result(a.url, "eth_call", [call, at]), 16) == 777
-    assert refusal(a.url, "eth_call", [call, at]) == "replayed"
-    assert int(result(c.url, "eth_call", [call, at]), 16) == 777
-    assert refusal(c.url, "eth_call", [call, at]) == "replayed"
+    # A and C, which never saw it, refuse it too: it is B's (tests/test_cluster_sessions.py)
+    assert refusal(a.url, "eth_call", [call, at]) == "wrong-node"
+    assert refusal(c.url, "eth_call", [call, at]) == "wrong-node"
 
 
 def test_the_sdk_deploys_sealed_through_one_node_and_reads_through_another(

@@ -165,6 +165,7 @@ def test_eth_call_sender_is_zero_unless_authenticated(strict: dict[str, Any]) ->
     head = int(rpc(strict["anon"], "eth_blockNumber")["result"], 16)
     leash = {"nonce": 7, "blockNumber": head, "blockRange": 16, "expiry": int(time.time()) + 60}
     genesis = rpc(strict["anon"], "coco_nodeInfo")["result"]["genesisHash"]
+    node = rpc(strict["anon"], "coco_getAttestation")["result"]["report"]["nodeAddress"]
     signature = query.sign(
         bytes.fromhex(DEV_KEYS[0][2:]),
         chain_id=CHAIN_ID,
@@ -174,13 +175,14 @@ def test_eth_call_sender_is_zero_unless_authenticated(strict: dict[str, Any]) ->
         value=0,
         data=bytes.fromhex(data[2:]),
         leash=leash,
+        node=bytes.fromhex(node[2:]),
     )
     signed = dict(
         call,
         signedQuery={
-            "version": 2,
+            "version": 3,
             "signature": "0x" + signature.hex(),
-            "leash": {k: hex(v) for k, v in leash.items()},
+            "leash": {**{k: hex(v) for k, v in leash.items()}, "node": node},
         },
     )
     assert int(rpc(strict["anon"], "eth_call", [signed, hex(head)])["result"], 16) == 1
@@ -188,9 +190,13 @@ def test_eth_call_sender_is_zero_unless_authenticated(strict: dict[str, Any]) ->
     stale = dict(
         signed,
         signedQuery={
-            "version": 2,
+            "version": 3,
             "signature": "0x" + signature.hex(),
-            "leash": {**{k: hex(v) for k, v in leash.items()}, "expiry": hex(int(time.time()) - 1)},
+            "leash": {
+                **{k: hex(v) for k, v in leash.items()},
+                "expiry": hex(int(time.time()) - 1),
+                "node": node,
+            },
         },
     )
     assert _error(strict["anon"], "eth_call", [stale, "latest"])["code"] == UNAUTHORIZED

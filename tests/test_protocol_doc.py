@@ -87,8 +87,38 @@ def test_session_token_worked_example() -> None:
     assert book.verify(token, now=1795369549 - 1) == session
 
 
+def test_session_revocation_worked_example() -> None:
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from gateway.enclave.sessions import SessionBook
+
+    key = genesis = bytes(range(32))
+    book = SessionBook(key, 31337, chain_tag=genesis)
+    id_key = hmac.new(key, b"coco-gateway/session-revocation-id/v1", hashlib.sha256).digest()
+    assert _hex_after("revocation-id-key") == id_key.hex()
+    revocation_id = book.revocation_id(bytes(range(16)))
+    assert revocation_id == hmac.new(id_key, bytes(range(16)), hashlib.sha256).digest()[:16]
+    assert _hex_after("revocation-id") == revocation_id.hex()
+    seal_key = hmac.new(key, b"coco-gateway/session-revocation-seal/v1", hashlib.sha256).digest()
+    assert _hex_after("revocation-seal-key") == seal_key.hex()
+    blob = bytes.fromhex(_hex_after("revocation-blob", 2))
+    assert book.open_revocation(blob) == [(revocation_id, 1795369549)]
+    nonce = bytes(range(0x50, 0x5C))
+    ad = b"coco-gateway/session-revocation/v1" + (31337).to_bytes(32, "big") + genesis
+    entry = revocation_id + (1795369549).to_bytes(8, "big")
+    assert blob == b"\x01" + nonce + AESGCM(seal_key).encrypt(nonce, entry, ad)
+    # another chain with the same id (another genesis) does not open it
+    assert SessionBook(key, 31337, chain_tag=bytes(32)).open_revocation(blob) is None
+
+
+NODE = bytes.fromhex("70997970c51812dc3a010c7d01b50e0d17dc79c8")  # the node a query is for
+
+
 def test_signed_query_worked_example() -> None:
-    """Version 2: recomputed by hand from the typed data the document gives (EIP-712 as
+    """Version 3: recomputed by hand from the typed data the document gives (EIP-712 as
     written there), and by eth-account through gateway.protocol.query; both byte for byte."""
     from eth_account.messages import encode_typed_data
     from eth_utils import keccak
@@ -104,10 +134,11 @@ def test_signed_query_worked_example() -> None:
         "value": 0,
         "data": bytes.fromhex("70a08231"),
         "leash": {"nonce": 1, "blockNumber": 100, "blockRange": 16, "expiry": 1795283149},
+        "node": NODE,
     }
-    section = DOC[DOC.index("## Signed query, version 2") :]
+    section = DOC[DOC.index("## Signed query, version 3") :]
     section = section[: section.index("\n## ")]
-    assert '{name: "Coco Gateway", version: "2", chainId: <chain id>, salt: <genesis' in section
+    assert '{name: "Coco Gateway", version: "3", chainId: <chain id>, salt: <genesis' in section
 
     def word(value: int | bytes) -> bytes:
         raw = value.to_bytes(32, "big") if isinstance(value, int) else value
@@ -118,17 +149,21 @@ def test_signed_query_worked_example() -> None:
     domain = keccak(
         keccak(text=domain_type.group(1))
         + keccak(text="Coco Gateway")
-        + keccak(text="2")
+        + keccak(text="3")
         + word(31337)
         + bytes(range(32))
     )
     assert _hex_after("query-domain") == domain.hex()
-    leash_type = "Leash(uint64 nonce,uint64 blockNumber,uint64 blockRange,uint64 expiry)"
+    leash_type = (
+        "Leash(uint64 nonce,uint64 blockNumber,uint64 blockRange,uint64 expiry,address node)"
+    )
     query_type = "Query(address from,address to,uint256 value,bytes data,Leash leash)" + leash_type
     assert _hex_after("query-leash-typehash") == keccak(text=leash_type).hex()
     assert _hex_after("query-typehash") == keccak(text=query_type).hex()
     leash_hash = keccak(
-        keccak(text=leash_type) + b"".join(word(v) for v in fields["leash"].values())  # type: ignore[attr-defined]
+        keccak(text=leash_type)
+        + b"".join(word(v) for v in fields["leash"].values())  # type: ignore[attr-defined]
+        + word(NODE)
     )
     assert _hex_after("query-leash-hash") == leash_hash.hex()
     struct = keccak(
@@ -148,7 +183,16 @@ def test_signed_query_worked_example() -> None:
     signature = query.sign(KEY, **fields)
     assert _hex_after("query-signature", 2) == signature.hex()
     checked = dict(fields, block_number=100, head_number=110, now=1795283148)
+    checked["this_node"] = checked.pop("node")
+    checked["node"] = NODE
     assert query.check(signature, **checked) == sender  # type: ignore[arg-type]
+    # another node of the same consortium refuses it, naming both
+    try:
+        query.check(signature, **dict(checked, this_node=bytes(20)))  # type: ignore[arg-type]
+    except query.QueryError as refused:
+        assert refused.reason == "wrong-node"
+    else:
+        raise AssertionError("a query for another node verified")
     # another chain with the same id (another genesis) does not verify
     other = dict(checked, genesis_hash=bytes(32))
     try:

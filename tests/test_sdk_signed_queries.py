@@ -2,14 +2,15 @@
 
 A strict node runs an anonymous ``eth_call`` / ``eth_estimateGas`` with msg.sender zero and
 opens its envelope for sender zero. With a local account, the SDK attaches a signed query
-(docs/PROTOCOL.md, "Signed query, version 2") over the call object's data as sent (the
+(docs/PROTOCOL.md, "Signed query, version 3") over the call object's data as sent (the
 envelope), so the node runs the call as the account, proven, without a session: the owner
 reads its own ConfidentialToken balance (``balanceOf`` reverts ``NotBalanceOwner`` unless
 msg.sender is the account) on the base URL, sealed end to end, and ``transact()`` (which
 estimates gas first) works there. Without signing the same read runs as address zero. A
 query replayed as it is (also after a restart of the node), under another ``from``, at
-another block, on another chain with the same chain id, out of its block range or after its
-expiry is refused (-32002, with a reason code in the error's data). Sync and async.
+another block, on another chain with the same chain id, for another node, out of its block
+range or after its expiry is refused (-32002, with a reason code in the error's data), and so
+is a version 1 or 2 query (an older SDK's). Sync and async.
 
 What the tests check on the wire is recorded below the SDK (what the node received and
 answered); the node's own view (nonces, receipts) is read on the owner's personal URL,
@@ -105,13 +106,16 @@ class Chain:
         receipt = self.receipt(tx_hash)
         self.token = str(receipt["contractAddress"])
         self.genesis = _bytes(rpc(self.url, "coco_nodeInfo")["result"]["genesisHash"])
+        report = rpc(self.url, "coco_getAttestation")["result"]["report"]
+        self.node_address = _bytes(report["nodeAddress"])  # what a query is bound to
 
     def check_signed(self, call: dict[str, Any], *, block: Any = None) -> bytes:
         """The signer of the call object's signed query, checked as the node checks it,
         over the data as sent (answered at its own block, the head there)."""
         signed = call["signedQuery"]
-        assert signed["version"] == 2
-        leash = {k: int(v, 16) for k, v in signed["leash"].items()}
+        assert signed["version"] == 3
+        assert _bytes(signed["leash"]["node"]) == self.node_address
+        leash = {k: int(v, 16) for k, v in signed["leash"].items() if k != "node"}
         return query.check(
             _bytes(signed["signature"]),
             chain_id=CHAIN_ID,
@@ -121,6 +125,8 @@ class Chain:
             value=int(call.get("value", "0x0"), 16),
             data=_bytes(call.get("data") or call.get("input") or "0x"),
             leash=leash,
+            node=_bytes(signed["leash"]["node"]),
+            this_node=self.node_address,
             block_number=leash["blockNumber"] if block is None else int(block, 16),
             head_number=leash["blockNumber"],
             now=int(time.time()),
@@ -348,6 +354,27 @@ def test_a_signed_query_is_bound_to_its_signer_and_leash(chain: Chain) -> None:
     v1 = {k: v for k, v in call["signedQuery"].items() if k != "version"}
     old = send({**call, "signedQuery": v1})
     assert reason_of(old) == "query-version" and "upgrade" in error_of(old)["message"]
+    # and so is a version 2 one (an older SDK's: good on every node of a consortium)
+    v2_leash = {k: v for k, v in call["signedQuery"]["leash"].items() if k != "node"}
+    v2 = send({**call, "signedQuery": {**call["signedQuery"], "version": 2, "leash": v2_leash}})
+    assert reason_of(v2) == "query-version" and "version 3 only" in error_of(v2)["message"]
+    # signed for another node (a fresh nonce, so not refused as replayed): refused with the
+    # node it names and this node's address, before the signature is looked at
+    elsewhere = _signed(
+        chain.owner.key,
+        chain.genesis,
+        {k: v for k, v in call.items() if k != "signedQuery"},
+        {k: int(v, 16) for k, v in v2_leash.items()} | {"nonce": secrets.randbits(64)},
+        b"\x99" * 20,
+    )
+    refused = send(elsewhere)
+    assert error_of(refused)["code"] == UNAUTHORIZED and reason_of(refused) == "wrong-node"
+    assert "0x" + "99" * 20 in error_of(refused)["message"]
+    assert "0x" + chain.node_address.hex() in error_of(refused)["message"]
+    # claiming this node over a query signed for another breaks the signature
+    moved = dict(elsewhere["signedQuery"]["leash"], node="0x" + chain.node_address.hex())
+    claimed_here = send({**elsewhere, "signedQuery": {**elsewhere["signedQuery"], "leash": moved}})
+    assert reason_of(claimed_here) == "wrong-signer"
 
     # once the chain has moved past blockNumber + blockRange, it is refused
     last = int(call["signedQuery"]["leash"]["blockNumber"], 16) + 64
@@ -359,7 +386,8 @@ def test_a_signed_query_is_bound_to_its_signer_and_leash(chain: Chain) -> None:
 
 
 def _sign(chain: Chain, key: Any, call: dict[str, Any], block: int, **leash: int) -> dict[str, Any]:
-    """A call object with a version-2 signed query by ``key`` over it, at ``block``."""
+    """A call object with a version-3 signed query by ``key`` over it, at ``block``, for
+    the node of ``chain``."""
     fields = {
         "nonce": secrets.randbits(64),
         "blockNumber": block,
@@ -367,14 +395,19 @@ def _sign(chain: Chain, key: Any, call: dict[str, Any], block: int, **leash: int
         "expiry": int(time.time()) + 120,
         **leash,
     }
-    return _signed(key, chain.genesis, call, fields)
+    return _signed(key, chain.genesis, call, fields, chain.node_address)
+
+
+def _node_address(url: str) -> bytes:
+    """The attested identity of the node at ``url`` (what a signed query is bound to)."""
+    return _bytes(rpc(url, "coco_getAttestation")["result"]["report"]["nodeAddress"])
 
 
 def _signed(
-    key: Any, genesis: bytes, call: dict[str, Any], fields: dict[str, int]
+    key: Any, genesis: bytes, call: dict[str, Any], fields: dict[str, int], node: bytes
 ) -> dict[str, Any]:
-    """``call`` with a version-2 signed query by ``key`` over it, for the chain of ``genesis``
-    and the leash ``fields``."""
+    """``call`` with a version-3 signed query by ``key`` over it, for the chain of ``genesis``,
+    the node ``node`` and the leash ``fields``."""
     signature = query.sign(
         bytes(key),
         chain_id=CHAIN_ID,
@@ -384,13 +417,14 @@ def _signed(
         value=0,
         data=_bytes(call["data"]),
         leash=fields,
+        node=node,
     )
     return {
         **call,
         "signedQuery": {
-            "version": 2,
+            "version": 3,
             "signature": "0x" + signature.hex(),
-            "leash": {k: hex(v) for k, v in fields.items()},
+            "leash": {**{k: hex(v) for k, v in fields.items()}, "node": "0x" + node.hex()},
         },
     }
 
@@ -445,11 +479,15 @@ def test_replay_after_a_restart_and_on_another_chain_is_refused(tmp_path: Path) 
         call = {"from": dev.address, "to": dev.address, "data": "0x"}
         fields = {"nonce": 1, "blockNumber": head, "blockRange": 64}
         fields["expiry"] = int(time.time()) + 600
-        signed = _signed(dev.key, genesis, call, fields)
-        # on the other chain (same chain id, same head number), the signature does not hold
+        node_a, node_b = (_node_address(n.url) for n in (first, other))
+        signed = _signed(dev.key, genesis, call, fields, node_a)
+        # on the other chain (same chain id, same head number), the signature does not hold,
+        # even when signed for that chain's node
         assert int(rpc(other.url, "eth_blockNumber")["result"], 16) == head
         foreign = rpc(other.url, "eth_estimateGas", [signed, hex(head)])
-        assert reason_of(foreign) == "wrong-signer"
+        assert reason_of(foreign) == "wrong-node"
+        for_b = _signed(dev.key, genesis, call, fields, node_b)
+        assert reason_of(rpc(other.url, "eth_estimateGas", [for_b, hex(head)])) == "wrong-signer"
         # answered once here (an estimate needs the sender's balance: it is the signer's)
         assert int(rpc(first.url, "eth_estimateGas", [signed, hex(head)])["result"], 16) == 21_000
         assert reason_of(rpc(first.url, "eth_estimateGas", [signed, hex(head)])) == "replayed"
@@ -459,7 +497,7 @@ def test_replay_after_a_restart_and_on_another_chain_is_refused(tmp_path: Path) 
         replayed = rpc(first.url, "eth_estimateGas", [signed, hex(head)])
         assert error_of(replayed)["code"] == UNAUTHORIZED and reason_of(replayed) == "replayed"
         # another nonce is a new query and is answered
-        renewed = _signed(dev.key, genesis, call, {**fields, "nonce": 2})
+        renewed = _signed(dev.key, genesis, call, {**fields, "nonce": 2}, node_a)
         assert "result" in rpc(first.url, "eth_estimateGas", [renewed, hex(head)])
     finally:
         first.stop()

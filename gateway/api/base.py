@@ -37,6 +37,7 @@ class Handlers:
     strict: bool
     view: ChainView
     node_status: Callable[[], Awaitable[dict[str, Any]]] | None
+    on_sign_out: Callable[[bytes], None]
 
     async def _ask(self, message: Any) -> Any:
         return await self.enclave.request(message)

@@ -76,7 +76,9 @@ class CocoMethods(Handlers):
         auth = p.auth(ctx)
         if auth is None:
             raise Unauthorized("coco_signOut needs your personal RPC URL (/rpc/<token>)")
-        return bool(await self._ask(m.SignOut(auth)))
+        answer = await self._ask(m.SignOut(auth))
+        self.on_sign_out(bytes(answer["revocation"]))
+        return True
 
     async def coco_myActivity(self, params: list[Any], ctx: Any) -> Any:
         """The signed-in account's own transactions (newest first) and contracts."""

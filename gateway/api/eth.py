@@ -35,6 +35,9 @@ class Api(CocoMethods, DevMethods, GovMethods):
     dev: bool = False
     on_transaction: Callable[[bytes], None] = lambda _h: None
     on_governance: Callable[[bytes], None] = lambda _h: None  # a record pooled here
+    # a session signed out here: its revocation, sealed for the other nodes (a consortium
+    # node sends it to its peers; docs/PROTOCOL.md, "Session revocation")
+    on_sign_out: Callable[[bytes], None] = lambda _r: None
     mine: Callable[[], Awaitable[None]] | None = None
     filters: FilterManager = field(init=False)
     chain_id: int = 0
@@ -294,8 +297,8 @@ class Api(CocoMethods, DevMethods, GovMethods):
 
     def _call_message(self, params: list[Any], ctx: Any, *, estimate: bool) -> m.Call:
         tx = p.tx_object(params[0], "transaction", 0)
-        signature, leash = p.signed_query(params[0])
-        # a signed query is answered at the block it names (docs/PROTOCOL.md, version 2)
+        signature, leash, node = p.signed_query(params[0])
+        # a signed query is answered at the block it names (docs/PROTOCOL.md, version 3)
         default: Any = "pending" if estimate else "latest"
         if leash is not None:
             default = hex(leash["blockNumber"])
@@ -311,6 +314,7 @@ class Api(CocoMethods, DevMethods, GovMethods):
             auth=p.auth(ctx),
             query_signature=signature,
             query_leash=leash,
+            query_node=node,
         )
 
     # ------------------------------------------------------------------ logs and filters

@@ -174,10 +174,11 @@ def auth(ctx: Any) -> str | None:
     return getattr(ctx, "auth", None)
 
 
-def signed_query(value: Any) -> tuple[bytes | None, dict[str, int] | None]:
-    """The optional ``signedQuery`` member of a call object: {signature, leash}."""
+def signed_query(value: Any) -> tuple[bytes | None, dict[str, int] | None, bytes | None]:
+    """The optional ``signedQuery`` member of a call object: its signature, the leash's
+    numbers and the leash's node."""
     if not isinstance(value, dict) or value.get("signedQuery") is None:
-        return None, None
+        return None, None, None
     query = value["signedQuery"]
     if not isinstance(query, dict):
         raise bad("transaction.signedQuery", 0, "expected an object {version, signature, leash}")
@@ -185,8 +186,8 @@ def signed_query(value: Any) -> tuple[bytes | None, dict[str, int] | None]:
         raise Unauthorized(
             f"signed query refused: version {query.get('version', 1)!r} is not accepted; this "
             f"node takes signed query version {SIGNED_QUERY_VERSION} only (bound to the chain's "
-            "genesis, answered at one block, once per nonce): upgrade the client SDK "
-            '(docs/PROTOCOL.md, "Signed query, version 2")',
+            "genesis and to one node, answered at one block, once per nonce): upgrade the "
+            'client SDK (docs/PROTOCOL.md, "Signed query, version 3")',
             reason="query-version",
         )
     signature = data(query.get("signature"), "transaction.signedQuery.signature", 0, size=65)
@@ -198,7 +199,8 @@ def signed_query(value: Any) -> tuple[bytes | None, dict[str, int] | None]:
         leash[key] = quantity(
             leash_raw.get(key), f"transaction.signedQuery.leash.{key}", 0, bits=64
         )
-    return signature, leash
+    node = address(leash_raw.get("node"), "transaction.signedQuery.leash.node", 0)
+    return signature, leash, node
 
 
 def filter_id(value: Any) -> str:

@@ -24,14 +24,17 @@ What it does, per method:
   contract API raises its usual errors.
 - ``eth_call``, ``eth_estimateGas`` whose ``from`` is an account the session holds a query
   signer for (``add_query_signer``): a signed query (``gateway.protocol.query``, EIP-712)
-  is attached (version 2: bound to the chain id and genesis hash, answered at one block,
-  once per nonce), over the call object's data as sent (the envelope, when sealed),
+  is attached (version 3: bound to the chain id and genesis hash and to the node whose
+  attestation the session verified, answered at one block, once per nonce), over the call
+  object's data as sent (the envelope, when sealed),
   answered at the block the call names (for latest/pending the chain head, one
   ``eth_blockNumber``, reused for ``Policy.head_ttl`` seconds, by default not at all; the
   block parameter sent is that number),
   valid for ``Policy.leash_blocks`` more blocks and until now plus ``Policy.leash_seconds``.
   The node then runs the call with msg.sender = ``from``, proven, and opens the envelope for
-  it. A query refused because the chain moved past its leash is signed again once.
+  it. A query refused because the chain moved past its leash is signed again once; one
+  refused as made for another node (a URL that reaches several nodes) is signed again once
+  for the node whose attestation the session fetches then.
 - An unsigned ``eth_call``/``eth_estimateGas`` is sealed for the sender the node runs it
   as on this URL (``coco_whoami``, asked once): the signed-in account on a personal URL,
   the zero address on a ``--privacy strict`` node's public URL, else ``from``. A call
@@ -447,7 +450,8 @@ class ConfidentialSession:
         while True:
             outgoing = tx
             if seal:
-                key, chain_id = yield from self._tx_key(refresh=retry == "epoch")
+                # "node": the attestation of the node this URL reaches now, for its address
+                key, chain_id = yield from self._tx_key(refresh=retry in ("epoch", "node"))
                 sealed = seal_request(
                     data,
                     kind=Kind.CREATE if to is None else Kind.CALL,
@@ -464,6 +468,8 @@ class ConfidentialSession:
                 keys = self._by_digest.get(request_digest(data))
             if signer is not None:
                 assert sender is not None
+                if retry == "node" and not seal:
+                    yield from self._tx_key(refresh=True)
                 signed, block = yield from self._signed_query(
                     signer,
                     outgoing,
@@ -494,7 +500,8 @@ class ConfidentialSession:
         node runs it as (``data.runAs``): seal for that one. "epoch": the key rotated under
         us (or the node's keys changed): fetch the attestation, seal again. "leash": the
         chain moved past the query's leash (or the cached head was stale): sign on a fresh
-        head."""
+        head. "node": the query was signed for another node than the one that got it (a URL
+        that reaches several nodes): fetch the attestation again, sign for its node."""
         error = response.get("error") if isinstance(response, Mapping) else None
         if not isinstance(error, Mapping):
             return ()
@@ -505,6 +512,8 @@ class ConfidentialSession:
             return ("epoch",)
         if signed and error.get("code") == UNAUTHORIZED and reason == "out-of-leash":
             return ("leash",)
+        if signed and error.get("code") == UNAUTHORIZED and reason == "wrong-node":
+            return ("node",)
         return ()
 
     # ------------------------------------------------------------------ who the node runs
@@ -576,9 +585,18 @@ class ConfidentialSession:
         block_param: Any,
         retry: str,
     ) -> Exchange[tuple[dict[str, Any], int]]:
-        """The ``signedQuery`` member (version 2) for a call object whose data as sent is
-        ``data``, and the block number it is answered at (the block parameter to send)."""
+        """The ``signedQuery`` member (version 3) for a call object whose data as sent is
+        ``data``, and the block number it is answered at (the block parameter to send). It
+        is bound to the node of the verified attestation (its ``nodeAddress``)."""
         _, chain_id = yield from self._tx_key(refresh=False)
+        with self._lock:
+            attested = self._attestation
+        if attested is None:  # another thread forgot it meanwhile
+            _, chain_id = yield from self._tx_key(refresh=True)
+            with self._lock:
+                attested = self._attestation
+            assert attested is not None
+        node = attested.report.node_address
         facts = yield from self._node_facts()
         genesis = facts["genesis"]
         if len(genesis) != 32:
@@ -605,12 +623,16 @@ class ConfidentialSession:
             value=value,
             data=data,
             leash=leash,
+            node=node,
         )
         signed = signer.sign_message(encode_typed_data(full_message=message))
         return {
             "version": query.VERSION,
             "signature": "0x" + bytes(signed.signature).hex(),
-            "leash": {name: hex(number) for name, number in leash.items()},
+            "leash": {
+                **{name: hex(number) for name, number in leash.items()},
+                "node": "0x" + node.hex(),
+            },
         }, block
 
     def _query_block(self, block_param: Any, head: int) -> Exchange[int]:

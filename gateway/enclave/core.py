@@ -38,7 +38,7 @@ from gateway.enclave import consortium, govern, snapshot
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle, Candidate, decode_header
 from gateway.enclave.keys import KeyRing, LocalSealer, measurement
-from gateway.enclave.sessions import SessionBook
+from gateway.enclave.sessions import MAX_REVOCATIONS, SessionBook
 from gateway.enclave.storage import StorageSealer
 from gateway.errors import (
     AccountStateRefusal,
@@ -71,6 +71,7 @@ log = logging.getLogger("gateway.enclave")
 MAX_IMPORT_BLOCKS = 256
 MAX_EXPORT_BLOCKS = 256
 MAX_FORWARDED_TXS = 4096
+MAX_REVOCATION_BLOBS = 1024  # sealed revocation blobs per ImportRevocations
 FORWARDED_TX_INFO = b"coco-gateway/forwarded-tx/v1"
 # messages served under the build lock (one block operation at a time), not the enclave lock
 BUILD_LOCK_MESSAGES = (
@@ -302,10 +303,10 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
         self._nonce_key = hmac.new(
             self.keys.token_key, b"coco-gateway/query-nonce/v1", hashlib.sha256
         ).digest()
-        revoked = self.ledger.get_meta("revoked_sessions")
         self.sessions = SessionBook(
-            self.keys.token_key, self.chain_id, json.loads(revoked) if revoked else None
+            self.keys.token_key, self.chain_id, self.ledger, chain_tag=self.genesis_hash
         )
+        self._migrate_revocations()
         self._restore_pool()
         if self.terms is not None and self.validator in self.terms.validators:
             self.qbft = consortium.QbftDriver(
@@ -841,6 +842,8 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
                     value=msg.value,
                     data=msg.data,
                     leash=msg.query_leash,
+                    node=msg.query_node,
+                    this_node=self.validator,
                     block_number=block_number,
                     head_number=self.engine.head.block_number,
                     now=now,
@@ -1072,10 +1075,50 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
         log.info("session opened for 0x%s", session.address.hex())
         return {"token": token, "address": session.address, "expiresAt": session.expires_at}
 
-    def _on_SignOut(self, msg: m.SignOut) -> bool:
-        revoked = self.sessions.revoke(msg.auth)
-        self.ledger.put_meta("revoked_sessions", revoked.encode())
-        return True
+    def _on_SignOut(self, msg: m.SignOut) -> dict[str, Any]:
+        sealed = self.sessions.revoke(msg.auth)
+        log.info("session signed out")
+        return {"revocation": sealed}
+
+    def _on_ExportRevocations(self, msg: m.ExportRevocations) -> list[bytes]:
+        return self.sessions.export_revocations()
+
+    def _on_ImportRevocations(self, msg: m.ImportRevocations) -> dict[str, Any]:
+        if len(msg.blobs) > MAX_REVOCATION_BLOBS:
+            raise InvalidParams(
+                f"at most {MAX_REVOCATION_BLOBS} revocation blobs per import",
+                reason="too-many-revocations",
+            )
+        added, refused, full = self.sessions.import_revocations(msg.blobs)
+        if refused:
+            log.info("refused %d revocation blob(s): they do not open", refused)
+        if full:
+            log.warning(
+                "the revoked-sessions table is full: some sign-outs from other nodes are not "
+                "kept (those sessions still open here until they expire)"
+            )
+        if added:
+            log.info("%d session(s) signed out at another node", len(added))
+        return {
+            "added": len(added),
+            "refused": refused,
+            "relay": self.sessions.seal_revocations(added),
+        }
+
+    def _migrate_revocations(self) -> None:
+        """Revoked sessions of a ledger written before consortium-wide sign-out (a JSON
+        object in meta, session id hex -> expiry) move to the blinded table."""
+        legacy = self.ledger.get_meta("revoked_sessions")
+        if legacy is None:
+            return
+        now = int(time.time())
+        rows = [
+            (self.sessions.revocation_id(bytes.fromhex(sid)), int(expiry))
+            for sid, expiry in json.loads(legacy).items()
+            if int(expiry) > now
+        ]
+        self.ledger.add_revocations(rows, now, MAX_REVOCATIONS)
+        self.ledger.delete_meta("revoked_sessions")
 
     def _on_MyActivity(self, msg: m.MyActivity) -> dict[str, Any]:
         viewer = self._viewer(msg.auth)

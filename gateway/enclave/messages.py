@@ -111,6 +111,7 @@ class Call:
     # an EIP-712 signed query (docs/PROTOCOL.md, "Signed query"): msg.sender is its signer
     query_signature: bytes | None = None
     query_leash: dict[str, int] | None = None
+    query_node: bytes | None = None  # the node the signed query is for (version 3)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,9 @@ class SignIn:
 
 @dataclass(frozen=True)
 class SignOut:
+    """Revoke the caller's session. Answer: {"revocation": bytes}, the revocation sealed
+    for the other nodes of the consortium (ImportRevocations)."""
+
     auth: str
 
 
@@ -250,6 +254,7 @@ class CreateAccessList:
     auth: str | None = None  # the caller's session token (None: anonymous)
     query_signature: bytes | None = None
     query_leash: dict[str, int] | None = None
+    query_node: bytes | None = None  # the node the signed query is for (version 3)
 
     @classmethod
     def of_call(cls, call: Call, access_list: list[list[Any]]) -> CreateAccessList:
@@ -340,6 +345,21 @@ class ExportPooledTxs:
 class ImportPooledTxs:
     """Sealed transactions another node forwarded: admitted to the pool as if submitted
     here (not forwarded again). Answer: {"admitted": [hash, ...], "refused": int}."""
+
+    blobs: list[bytes]
+
+
+@dataclass(frozen=True)
+class ExportRevocations:
+    """Every live revoked session, sealed under the consortium's revocation key for another
+    node (docs/PROTOCOL.md, "Session revocation"): a list of sealed blobs."""
+
+
+@dataclass(frozen=True)
+class ImportRevocations:
+    """Revocations another node sealed (SignOut's, ExportRevocations'): kept until their
+    expiry. Answer: {"added": int, "refused": int (blobs that did not open), "relay":
+    [bytes] (the ones new here, sealed again to pass on)}."""
 
     blobs: list[bytes]
 
@@ -485,6 +505,8 @@ MESSAGES: dict[str, type] = {
         GetFinality,
         ExportPooledTxs,
         ImportPooledTxs,
+        ExportRevocations,
+        ImportRevocations,
         SignLink,
         JoinRequest,
         JoinAdmit,

@@ -11,8 +11,13 @@ Session token, version 1 (docs/PROTOCOL.md, "Session token"): base64url without 
     | tag = HMAC-SHA256(token key, all of the above)[:16]
 
 The token key derives from the consortium secret, so only enclaves mint or check tokens;
-the host just carries them in the personal RPC URL. Revoked session ids are kept (sealed
-in the ledger's meta) until their expiry.
+the host just carries them in the personal RPC URL.
+
+Sign-out, consortium-wide (docs/PROTOCOL.md, "Session revocation"): a revoked session is
+kept, until the token's expiry, as a blinded id HMAC-SHA256(revocation-id key, session
+id)[:16] (in the ledger's ``revoked_sessions`` table). To reach the other nodes it travels
+sealed (AES-256-GCM under a key derived from the token key, so from the consortium secret):
+``seal_revocations`` / ``open_revocations``. Only enclaves make or open such a blob.
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlparse
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
@@ -38,7 +46,15 @@ TOKEN_VERSION = 1
 SESSION_SECONDS = 24 * 3600
 MESSAGE_SECONDS = 600  # a prepared message must be signed within ten minutes
 MAX_OUTSTANDING = 10_000
+MAX_REVOCATIONS = 1_000_000  # live (unexpired) revoked sessions an enclave keeps
+REVOCATIONS_PER_BLOB = 4096  # entries of one sealed revocation blob
+REVOCATION_BLOB_VERSION = 1
+REVOCATION_ENTRY = 16 + 8  # blinded id | expiry (unix seconds, big-endian)
+MAX_REVOCATION_BLOB = 1 + 12 + REVOCATIONS_PER_BLOB * REVOCATION_ENTRY + 16
 _TOKEN_LENGTH = 1 + 20 + 8 + 16 + 16
+_REVOCATION_ID_INFO = b"coco-gateway/session-revocation-id/v1"
+_REVOCATION_SEAL_INFO = b"coco-gateway/session-revocation-seal/v1"
+_REVOCATION_AD = b"coco-gateway/session-revocation/v1"
 
 
 @dataclass(frozen=True)
@@ -48,17 +64,64 @@ class Session:
     session_id: bytes
 
 
+class Revocations(Protocol):
+    """Where revoked sessions are kept until their expiry (the ledger, durably; or memory)."""
+
+    def is_revoked(self, revocation_id: bytes, now: int) -> bool: ...
+
+    def add_revocations(
+        self, rows: list[tuple[bytes, int]], now: int, limit: int
+    ) -> tuple[list[tuple[bytes, int]], bool]:
+        """Keep the rows not kept yet (expired ones are pruned first); the rows added, and
+        whether some were left out because ``limit`` live rows are kept."""
+        ...
+
+    def live_revocations(self, now: int) -> list[tuple[bytes, int]]: ...
+
+
+class MemoryRevocations:
+    """Revocations in memory only (tests, and tools that need no durability)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[bytes, int] = {}
+
+    def is_revoked(self, revocation_id: bytes, now: int) -> bool:
+        return self._rows.get(revocation_id, 0) > now
+
+    def add_revocations(
+        self, rows: list[tuple[bytes, int]], now: int, limit: int
+    ) -> tuple[list[tuple[bytes, int]], bool]:
+        self._rows = {k: v for k, v in self._rows.items() if v > now}
+        added: list[tuple[bytes, int]] = []
+        for rid, expiry in rows:
+            if rid in self._rows:
+                continue
+            if len(self._rows) >= limit:
+                return added, True
+            self._rows[rid] = expiry
+            added.append((rid, expiry))
+        return added, False
+
+    def live_revocations(self, now: int) -> list[tuple[bytes, int]]:
+        return sorted((k, v) for k, v in self._rows.items() if v > now)
+
+
 class SessionBook:
     def __init__(
         self,
         token_key: bytes,
         chain_id: int,
-        revoked: dict[str, int] | None = None,
+        revocations: Revocations | None = None,
+        chain_tag: bytes = b"",
     ) -> None:
         self._key = token_key
         self._chain_id = chain_id
         self._issued: dict[str, tuple[str, bytes, int]] = {}  # nonce -> (message, addr, until)
-        self._revoked: dict[str, int] = dict(revoked or {})  # session id hex -> expiry
+        self._revocations: Revocations = revocations or MemoryRevocations()
+        self._id_key = hmac.new(token_key, _REVOCATION_ID_INFO, hashlib.sha256).digest()
+        self._seal = AESGCM(hmac.new(token_key, _REVOCATION_SEAL_INFO, hashlib.sha256).digest())
+        # what a sealed revocation is bound to: this chain (its id and genesis hash)
+        self._ad = _REVOCATION_AD + chain_id.to_bytes(32, "big") + chain_tag
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ sign-in
@@ -148,18 +211,90 @@ class SessionBook:
         if session.expires_at <= now:
             raise Unauthorized("your session has expired: sign in again")
         with self._lock:
-            if session.session_id.hex() in self._revoked:
+            if self._revocations.is_revoked(self.revocation_id(session.session_id), now):
                 raise Unauthorized("this session was signed out: sign in again")
         return session
 
-    def revoke(self, token: str, now: int | None = None) -> str:
-        """Revoke a live session; returns the revocation list to persist (JSON)."""
+    def revocation_id(self, session_id: bytes) -> bytes:
+        """How a revoked session is kept and sent: blinded, so no copy names the session."""
+        return hmac.new(self._id_key, session_id, hashlib.sha256).digest()[:16]
+
+    def revoke(self, token: str, now: int | None = None) -> bytes:
+        """Revoke a live session (kept until the token's expiry); returns the revocation
+        sealed for the other nodes of the consortium (``open_revocations``)."""
+        now = int(time.time()) if now is None else now
         session = self.verify(token, now)
+        row = (self.revocation_id(session.session_id), session.expires_at)
+        with self._lock:
+            _added, full = self._revocations.add_revocations([row], now, MAX_REVOCATIONS)
+        if full:
+            raise Unauthorized(
+                f"this node keeps {MAX_REVOCATIONS} signed-out sessions until they expire and "
+                "holds that many now: try again later (the session ends by itself at its "
+                "expiry)",
+                reason="too-many-sign-outs",
+            )
+        return self.seal_revocations([row])[0]
+
+    # ------------------------------------------------------------------ across nodes
+    def export_revocations(self, now: int | None = None) -> list[bytes]:
+        """Every live revocation, sealed in blobs of at most REVOCATIONS_PER_BLOB."""
         now = int(time.time()) if now is None else now
         with self._lock:
-            self._revoked[session.session_id.hex()] = session.expires_at
-            self._revoked = {k: v for k, v in self._revoked.items() if v > now}
-            return json.dumps(self._revoked, sort_keys=True)
+            rows = self._revocations.live_revocations(now)
+        return self.seal_revocations(rows)
+
+    def import_revocations(
+        self, blobs: Iterable[bytes], now: int | None = None
+    ) -> tuple[list[tuple[bytes, int]], int, bool]:
+        """Keep the revocations another node sealed: the rows new here, how many blobs did
+        not open (not sealed by this consortium's enclaves, or altered), and whether the
+        store was full."""
+        now = int(time.time()) if now is None else now
+        rows: list[tuple[bytes, int]] = []
+        refused = 0
+        for blob in blobs:
+            opened = self.open_revocation(blob)
+            if opened is None:
+                refused += 1
+                continue
+            rows.extend(r for r in opened if r[1] > now)
+        if not rows:
+            return [], refused, False
+        with self._lock:
+            added, full = self._revocations.add_revocations(rows, now, MAX_REVOCATIONS)
+        return added, refused, full
+
+    def seal_revocations(self, rows: list[tuple[bytes, int]]) -> list[bytes]:
+        out = []
+        for start in range(0, len(rows), REVOCATIONS_PER_BLOB):
+            plain = b"".join(
+                rid + expiry.to_bytes(8, "big")
+                for rid, expiry in rows[start : start + REVOCATIONS_PER_BLOB]
+            )
+            nonce = secrets.token_bytes(12)
+            sealed = self._seal.encrypt(nonce, plain, self._ad)
+            out.append(bytes([REVOCATION_BLOB_VERSION]) + nonce + sealed)
+        return out
+
+    def open_revocation(self, blob: bytes) -> list[tuple[bytes, int]] | None:
+        """The rows of one sealed blob; None if it does not open."""
+        if (
+            not isinstance(blob, bytes)
+            or not 1 + 12 + 16 <= len(blob) <= MAX_REVOCATION_BLOB
+            or blob[0] != REVOCATION_BLOB_VERSION
+        ):
+            return None
+        try:
+            plain = self._seal.decrypt(blob[1:13], blob[13:], self._ad)
+        except InvalidTag:
+            return None
+        if len(plain) % REVOCATION_ENTRY:
+            return None
+        return [
+            (plain[i : i + 16], int.from_bytes(plain[i + 16 : i + REVOCATION_ENTRY], "big"))
+            for i in range(0, len(plain), REVOCATION_ENTRY)
+        ]
 
     def _forget_old(self, now: int) -> None:
         for nonce in [n for n, (_, _, until) in self._issued.items() if until <= now]:

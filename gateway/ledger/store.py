@@ -104,6 +104,9 @@ CREATE TABLE IF NOT EXISTS governance (
     section BLOB NOT NULL,
     state_digest BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS revoked_sessions (id BLOB PRIMARY KEY, expiry INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS revoked_sessions_expiry ON revoked_sessions (expiry);
 """
 # governance, in the clear (docs/GOVERNANCE.md, "In the ledger"): per committed block its
 # governance section (the records it carried, canonical JSON) and the digest of the state
@@ -760,6 +763,52 @@ class Ledger:
                 raise
             self._nonces = count
         return outcome
+
+    # -- revoked sessions (docs/PROTOCOL.md, "Session revocation") ----------------------
+    def is_revoked(self, revocation_id: bytes, now: int) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM revoked_sessions WHERE id = ? AND expiry > ?", (revocation_id, now)
+        ).fetchone()
+        return row is not None
+
+    def add_revocations(
+        self, rows: list[tuple[bytes, int]], now: int, limit: int
+    ) -> tuple[list[tuple[bytes, int]], bool]:
+        """Keep revoked sessions (blinded ids, by the enclave) until their expiry, durably:
+        the rows new here, and whether some were left out because ``limit`` live rows are
+        kept. Expired rows are pruned first."""
+        added: list[tuple[bytes, int]] = []
+        full = False
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("DELETE FROM revoked_sessions WHERE expiry <= ?", (now,))
+                (count,) = cur.execute("SELECT COUNT(*) FROM revoked_sessions").fetchone()
+                for rid, expiry in rows:
+                    if cur.execute(
+                        "SELECT 1 FROM revoked_sessions WHERE id = ?", (rid,)
+                    ).fetchone():
+                        continue
+                    if count >= limit:
+                        full = True
+                        break
+                    cur.execute(
+                        "INSERT INTO revoked_sessions (id, expiry) VALUES (?, ?)", (rid, expiry)
+                    )
+                    count += 1
+                    added.append((rid, expiry))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return added, full
+
+    def live_revocations(self, now: int) -> list[tuple[bytes, int]]:
+        rows = self._conn.execute(
+            "SELECT id, expiry FROM revoked_sessions WHERE expiry > ? ORDER BY id", (now,)
+        ).fetchall()
+        return [(bytes(rid), int(expiry)) for rid, expiry in rows]
 
     # -- sealed snapshots (docs/PROTOCOL.md, "Sealed snapshot v1") ----------------------
     def snapshot_view(self) -> SnapshotView:

@@ -565,6 +565,11 @@ class Links:
                     REPLAYED, "forwarded transactions from %r this node already had", peer
                 )
                 continue
+            if kind == "revoked" and not self.seen.add(
+                wire.frame_hash("revoked", b"".join(frame["blobs"]))
+            ):
+                self.refused.refuse(REPLAYED, "session revocations from %r seen already", peer)
+                continue
             await self.on_frame(peer, frame)
 
     def _violation(self, peer: Peer, exc: LinkRefused) -> None:

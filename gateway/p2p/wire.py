@@ -1,4 +1,4 @@
-"""The node-to-node wire, version 2: frame types, msgpack encoding, strict schema checks.
+"""The node-to-node wire, version 3: frame types, msgpack encoding, strict schema checks.
 
 Every frame is one binary WebSocket message holding a msgpack map with a type ``"t"``. A frame
 is checked field by field against its type's schema before anything acts on it; a frame that
@@ -16,12 +16,16 @@ from typing import Any
 import msgpack
 from eth_utils import keccak
 
-WIRE_VERSION = 2
+# 3: version 2 and the ``revoked`` frame (sealed session revocations); the link (TLS, the
+# handshake, this path) is version 2's, so a version-2 peer is refused as wrong-version
+WIRE_VERSION = 3
 PATH = "/p2p/v2"  # over TLS (wss://); version 1 (plain ws://) is gone
 MAX_FRAME = 16 * 1024 * 1024  # bytes of one encoded frame
 MAX_BATCH = 64  # blocks per getBlocks/blocks frame
 MAX_TXS = 1024  # sealed transactions per txs frame
 MAX_TX_BLOB = 256 * 1024  # one sealed transaction
+MAX_REVOCATION_BLOBS = 64  # sealed revocation blobs per revoked frame
+MAX_REVOCATION_BLOB = 128 * 1024  # one (gateway.enclave.sessions: 4096 entries, 98 333 bytes)
 MAX_QBFT = 5 * 1024 * 1024  # one QBFT message (gateway.consensus.qbft MAX_MESSAGE_BYTES < this)
 MAX_SEALS = 256
 MAX_SNAPSHOT_CHUNK = MAX_FRAME - 4096  # one sealed snapshot chunk, with the frame's fields
@@ -37,7 +41,7 @@ PUBLIC_FRAMES = frozenset({"hello", "status", "getBlocks", "blocks", "refused"})
 
 
 class WireError(ValueError):
-    """A frame that is not a valid v2 frame; ``reason`` is a stable code."""
+    """A frame that is not a valid frame of this version; ``reason`` is a stable code."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -170,6 +174,8 @@ SCHEMAS: dict[str, dict[str, Check]] = {
     "auth": {"sig": data(65), "binding": data(32)},
     "qbft": {"m": data(limit=MAX_QBFT), "s": optional(data())},
     "txs": {"blobs": seq(data(limit=MAX_TX_BLOB), MAX_TXS)},
+    # sealed session revocations (docs/PROTOCOL.md, "Session revocation"): members, validators
+    "revoked": {"blobs": seq(data(limit=MAX_REVOCATION_BLOB), MAX_REVOCATION_BLOBS)},
     "status": {"height": uint(), "finalized": uint(), "state": text(64)},
     "getBlocks": {"start": uint(), "count": uint(MAX_BATCH), "public": boolean},
     "blocks": {"items": seq(BLOCK, MAX_BATCH)},
@@ -207,7 +213,7 @@ def decode(frame: bytes) -> dict[str, Any]:
     kind = value.get("t")
     schema = SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None:
-        raise WireError("unknown-type", f"frame type {kind!r:.40} is not a v2 frame")
+        raise WireError("unknown-type", f"frame type {kind!r:.40} is not a v{WIRE_VERSION} frame")
     body = {k: v for k, v in value.items() if k != "t"}
     return {"t": kind, **_fields(body, schema, "")}
 
