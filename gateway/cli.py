@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 from gateway import __version__
 from gateway.enclave.messages import DEFAULT_FORK, FORK_NAMES
+from gateway.govcli import add_init_options, members_of
+from gateway.govcli import add_parser as add_gov_parser
 
 N = TypeVar("N", int, float)  # a number an option takes
 
@@ -266,6 +268,8 @@ def _init_options(args: argparse.Namespace, validators: int) -> Any:
         alloc=dict(args.alloc),
         dev_alloc=args.dev_alloc,
         measurements=list(args.measurement),
+        gov_members=members_of(args),
+        recovery_threshold=args.recovery_threshold,
     )
 
 
@@ -430,6 +434,7 @@ def _add_init_options(p: argparse.ArgumentParser, default_dir: str | None) -> No
         action="store_true",
         help="fund the 10 well-known dev mnemonic accounts (public keys: development only)",
     )
+    add_init_options(p)
     p.add_argument(
         "--measurement",
         type=_measurement,
@@ -620,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rpc", default="http://127.0.0.1:8545", help="the node's RPC URL (default %(default)s)"
     )
     verify.set_defaults(func=_verify_seal)
+    add_gov_parser(sub)
     return parser
 
 

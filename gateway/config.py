@@ -59,6 +59,61 @@ class ConfigError(ValueError):
 # ------------------------------------------------------------------ field readers
 
 
+def _governance_fields(
+    r: _Reader, data: dict[str, Any]
+) -> tuple[list[dict[str, Any]], int | None, dict[str, Any] | None]:
+    """``members``, ``recoveryThreshold`` and ``constitution``, read as strictly as the
+    governance core reads them at block 0 (``genesis_from_terms``); all optional: terms
+    without members run without governance (static validators, docs/GOVERNANCE.md)."""
+    from gateway.governance.state import genesis_from_terms
+
+    members_raw = r.raw("members", None)
+    threshold = r.raw("recoveryThreshold", None)
+    constitution = r.raw("constitution", None)
+    if members_raw is None:
+        for key, value in (("recoveryThreshold", threshold), ("constitution", constitution)):
+            if value is not None:
+                raise r.fail(key, "needs members (governance is off without them)", "inconsistent")
+        return [], None, None
+    if not isinstance(members_raw, list) or not members_raw:
+        raise r.fail("members", "expected a non-empty list of members")
+    members: list[dict[str, Any]] = []
+    for i, value in enumerate(members_raw):
+        m = _Reader(r.file, value, f"members[{i}]")
+        entry: dict[str, Any] = {"address": m.address("address")}
+        key = m.raw("encryptionKey", None)
+        if key is not None:
+            if not isinstance(key, str) or not _HASH32.fullmatch(key):
+                raise m.fail("encryptionKey", "expected a 0x-prefixed 32-byte X25519 public key")
+            entry["encryptionKey"] = key.lower()
+        if "data" in value:
+            entry["data"] = m.raw("data")
+        m.done()
+        if any(e["address"] == entry["address"] for e in members):
+            raise m.fail("address", "listed twice", "inconsistent")
+        members.append(entry)
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)):
+        raise r.fail("recoveryThreshold", "expected an integer")
+    holders = sum(1 for m in members if "encryptionKey" in m)
+    if threshold is not None and not 1 <= threshold <= holders:
+        raise r.fail(
+            "recoveryThreshold",
+            f"must be 1..{holders} (the members with an encryptionKey)",
+            "inconsistent",
+        )
+    if constitution is not None and not isinstance(constitution, dict):
+        raise r.fail("constitution", "expected a JSON object (docs/GOVERNANCE.md)")
+    check = dict(data)
+    check["members"] = members
+    try:  # the core's own checks: keys usable, threshold in range, constitution well formed
+        genesis_from_terms(check, bytes(32))
+    except ValueError as exc:
+        raise r.fail("members", f"governance terms refused: {exc}", "inconsistent") from None
+    except Exception as exc:  # a GovernanceError from a nested check
+        raise r.fail("members", f"governance terms refused: {exc}", "inconsistent") from None
+    return members, threshold, constitution
+
+
 class _Reader:
     """Reads the fields of one JSON object, naming the file and field path in errors."""
 
@@ -209,6 +264,11 @@ class ConsortiumTerms:
     epoch_period: int = 86_400
     platforms: list[str] = field(default_factory=lambda: ["virtual"])
     allow_virtual: bool = True
+    # governance (docs/GOVERNANCE.md): absent from the file when there are no members, so
+    # terms written before governance keep their canonical JSON (and their genesis hash)
+    members: list[dict[str, Any]] = field(default_factory=list)
+    recovery_threshold: int | None = None
+    constitution: dict[str, Any] | None = None
     version: int = CONFIG_VERSION
 
     # -------------------------------------------------------------- reading
@@ -316,6 +376,7 @@ class ConsortiumTerms:
                 'must be true exactly when platforms lists "virtual"',
                 "inconsistent",
             )
+        members, recovery_threshold, constitution = _governance_fields(r, data)
         r.done()
         return cls(
             version=version,
@@ -336,6 +397,9 @@ class ConsortiumTerms:
             measurements=measurements,
             platforms=platforms,
             allow_virtual=allow_virtual,
+            members=members,
+            recovery_threshold=recovery_threshold,
+            constitution=constitution,
         )
 
     @classmethod
@@ -365,7 +429,18 @@ class ConsortiumTerms:
             "measurements": list(self.measurements),
             "platforms": list(self.platforms),
             "allowVirtual": self.allow_virtual,
+            **self._governance_dict(),
         }
+
+    def _governance_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.members:
+            out["members"] = [dict(m) for m in self.members]
+        if self.recovery_threshold is not None:
+            out["recoveryThreshold"] = self.recovery_threshold
+        if self.constitution is not None:
+            out["constitution"] = self.constitution
+        return out
 
     def canonical_json(self) -> bytes:
         """What the genesis block's extraData hashes (keccak256): the terms as ``to_dict``,

@@ -302,6 +302,7 @@ class ConsortiumNode(_P2pShell, Node):
         self.settings = settings
         super().__init__(config)
         self.api.node_status = self.node_status
+        self.api.on_governance = self._on_governance
         self.api.on_sign_out = self._on_sign_out
         self.links = None
         self._p2p_runner = None
@@ -622,6 +623,12 @@ class ConsortiumNode(_P2pShell, Node):
         super()._on_transaction(tx_hash)
         if len(self._forward) < 65536:
             self._forward.append(tx_hash)
+            self._forward_wake.set()
+
+    def _on_governance(self, record_hash: bytes) -> None:
+        """A governance record pooled here: forwarded with the transactions (in the clear)."""
+        if len(self._forward) < 65536:
+            self._forward.append(record_hash)
             self._forward_wake.set()
 
     async def _forward_loop(self) -> None:

@@ -143,7 +143,7 @@ class SnapshotRefused(InvalidParams):
     "bad-snapshot-row", "snapshot-out-of-order", "snapshot-incomplete", "no-snapshot",
     "wrong-genesis", "broken-chain", "bad-seals", "state-root-missing",
     "snapshot-not-ahead", "snapshot-expired", "snapshot-busy", "bad-cursor",
-    "not-a-consortium"."""
+    "not-a-consortium", "governance-not-in-snapshot"."""
 
     def __init__(self, reason: str, message: str, **fields: Any) -> None:
         super().__init__(message, reason=reason, **fields)

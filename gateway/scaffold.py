@@ -61,6 +61,8 @@ class InitOptions:
     dev_alloc: bool = False
     measurements: list[str] = field(default_factory=list)
     genesis_timestamp: int | None = None  # None: now
+    gov_members: list[dict[str, Any]] = field(default_factory=list)  # governance members
+    recovery_threshold: int | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,8 @@ def build_files(
         measurements=measurements,
         platforms=platforms,
         allow_virtual="virtual" in platforms,
+        members=list(opts.gov_members),
+        recovery_threshold=opts.recovery_threshold if opts.gov_members else None,
     )
     try:  # the loader's checks, on what is about to be written
         terms = ConsortiumTerms.from_dict(terms.to_dict(), TERMS_FILE)

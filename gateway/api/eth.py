@@ -13,6 +13,7 @@ from gateway.api.base import ChainView, Method
 from gateway.api.coco import CocoMethods
 from gateway.api.dev import DevMethods
 from gateway.api.filters import FilterManager
+from gateway.api.gov import GovMethods
 from gateway.api.params import hexdata, qty
 from gateway.enclave import messages as m
 from gateway.enclave.runtime import EnclaveClient
@@ -27,12 +28,13 @@ PENDING_HIDDEN = (
 
 
 @dataclass
-class Api(CocoMethods, DevMethods):
+class Api(CocoMethods, DevMethods, GovMethods):
     """Every namespace's handlers on one object; ``methods()`` is the registry."""
 
     enclave: EnclaveClient
     dev: bool = False
     on_transaction: Callable[[bytes], None] = lambda _h: None
+    on_governance: Callable[[bytes], None] = lambda _h: None  # a record pooled here
     # a session signed out here: its revocation, sealed for the other nodes (a consortium
     # node sends it to its peers; docs/PROTOCOL.md, "Session revocation")
     on_sign_out: Callable[[bytes], None] = lambda _r: None

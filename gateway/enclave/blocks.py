@@ -51,11 +51,13 @@ from trie import HexaryTrie
 
 from gateway.consensus.qbft.messages import Block, commit_seal_digest, recover_signer
 from gateway.consensus.qbft.validation import quorum
+from gateway.enclave import govern
 from gateway.errors import BlockRefused, RpcError
 from gateway.execution.building import BlockSelection, BuildAborted, PreparedBlock
 from gateway.ledger import CommittedBlock
 
 if TYPE_CHECKING:
+    from gateway.enclave.govern import Governance
     from gateway.enclave.keys import KeyRing
     from gateway.execution.engine import Engine
     from gateway.ledger import Ledger
@@ -96,6 +98,9 @@ class Candidate:
     # when it was accepted on its attested diff
     prepared: Any = None
     tx_bytes: int = 0  # the encoded size of the block's transactions (for its RPC shape)
+    # the block's governance (gateway.enclave.govern.Outcome): its section and the state
+    # after it; None on a chain without governance
+    governance: Any = None
 
 
 # --------------------------------------------------------------------------- sealed body v1
@@ -111,11 +116,14 @@ def seal_body(
     block_hash: bytes,
     txs: list[bytes],
     writes: dict[bytes, bytes | None],
+    gov: list[bytes] | None = None,
 ) -> bytes:
-    """The sealed body v1 of a block (module docstring)."""
-    plaintext = msgpack.packb(
-        {"txs": list(txs), "diff": [[k, v] for k, v in writes.items()]}, use_bin_type=True
-    )
+    """The sealed body v1 of a block (module docstring); ``gov``: the block's governance
+    section (its records), under the key "gov" only when there are any."""
+    content: dict[str, Any] = {"txs": list(txs), "diff": [[k, v] for k, v in writes.items()]}
+    if gov:
+        content["gov"] = list(gov)
+    plaintext = msgpack.packb(content, use_bin_type=True)
     nonce = secrets.token_bytes(12)
     return (
         bytes([BODY_VERSION])
@@ -129,6 +137,14 @@ def open_body(
 ) -> tuple[list[bytes], dict[bytes, bytes | None]]:
     """The transactions and the write set of a sealed body, or ``BlockRefused("bad-body")``
     when it does not open under this consortium's key for this block, or is malformed."""
+    txs, writes, _gov = open_body_full(key, chain_id, block_hash, blob)
+    return txs, writes
+
+
+def open_body_full(
+    key: bytes, chain_id: int, block_hash: bytes, blob: bytes
+) -> tuple[list[bytes], dict[bytes, bytes | None], list[bytes]]:
+    """``open_body`` and the body's governance section (records; empty when absent)."""
     if not isinstance(blob, bytes) or len(blob) < 1 + 12 + 16 or len(blob) > MAX_BODY_BYTES:
         raise BlockRefused("bad-body", "the sealed block body is missing, too short or too long")
     if blob[0] != BODY_VERSION:
@@ -145,8 +161,15 @@ def open_body(
         body = msgpack.unpackb(plaintext, raw=False, strict_map_key=True)
     except Exception:  # msgpack raises several types for malformed input
         raise BlockRefused("bad-body", "the block body is not valid msgpack") from None
-    if not isinstance(body, dict) or set(body) != {"txs", "diff"}:
-        raise BlockRefused("bad-body", "the block body is not a map of txs and diff")
+    if not isinstance(body, dict) or set(body) not in ({"txs", "diff"}, {"txs", "diff", "gov"}):
+        raise BlockRefused("bad-body", "the block body is not a map of txs, diff (and gov)")
+    gov = body.get("gov", [])
+    if (
+        not isinstance(gov, list)
+        or not all(isinstance(r, bytes) for r in gov)
+        or ("gov" in body and not gov)
+    ):
+        raise BlockRefused("bad-body", "the block body's gov is not a non-empty list of records")
     txs, diff = body["txs"], body["diff"]
     if not isinstance(txs, list) or not all(isinstance(t, bytes) for t in txs):
         raise BlockRefused("bad-body", "the block body's txs are not a list of byte strings")
@@ -164,7 +187,7 @@ def open_body(
         if row[0] in writes:
             raise BlockRefused("bad-diff", "the diff writes a key twice")
         writes[row[0]] = row[1]
-    return txs, writes
+    return txs, writes, gov
 
 
 def tx_root(raws: list[bytes]) -> bytes:
@@ -268,6 +291,7 @@ class BlockLifecycle:
     """
 
     consensus_validators: tuple[bytes, ...]
+    governance: Governance | None
     validation_rule: str
     validator: bytes
     engine: Engine
@@ -278,6 +302,13 @@ class BlockLifecycle:
 
     def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:
         raise NotImplementedError  # the enclave's
+
+    def validators_for(self, height: int) -> tuple[bytes, ...]:
+        """The validator set that decides block ``height``: the governance state's schedule
+        (docs/GOVERNANCE.md), or the terms' static set on a chain without governance."""
+        if self.governance is not None:
+            return self.governance.validators_at(height)
+        return self.consensus_validators
 
     # ------------------------------------------------------------------ build
     def prepare_candidate(
@@ -312,7 +343,12 @@ class BlockLifecycle:
         with self._lock:
             if not len(self.engine.pool) and not allow_empty:
                 return None
-            selection = self.engine.select_block(timestamp, extra_data=EXTRA_DATA)
+            outcome = None
+            extra = EXTRA_DATA
+            if self.governance is not None:
+                outcome = self.governance.build(self.engine.head.block_number + 1, timestamp)
+                extra = govern.commitment(outcome.records)
+            selection = self.engine.select_block(timestamp, extra_data=extra)
         prepared, writes = self._execute(selection, deadline)
         if prepared.deferred:
             log.info(
@@ -327,6 +363,8 @@ class BlockLifecycle:
             return None
         header = prepared.header
         header_rlp = rlp.encode(header)
+        if outcome is not None and header.timestamp != timestamp:
+            raise RuntimeError("the block's timestamp is not the one its governance used")
         candidate = Candidate(
             number=header.block_number,
             hash=bytes(header.hash),
@@ -338,11 +376,13 @@ class BlockLifecycle:
                 bytes(header.hash),
                 prepared.raws,
                 writes,
+                None if outcome is None else outcome.records,
             ),
             writes=writes,
             included=list(prepared.included),
             dropped=list(prepared.dropped),
             prepared=prepared,
+            governance=outcome,
         )
         self._keep(candidate)
         return candidate
@@ -417,11 +457,19 @@ class BlockLifecycle:
             raise BlockRefused(
                 "bad-header", f"the header is not valid on its parent: {exc}"
             ) from None
-        txs, writes = open_body(
+        txs, writes, gov = open_body_full(
             self.keys.block_body_key, self.engine.chain_id, block_hash, body_blob
         )
         if tx_root(txs) != header.transaction_root:
             raise BlockRefused("bad-body", "the body's transactions are not the header's")
+        outcome = None
+        if self.governance is not None:
+            with self._lock:
+                outcome = self.governance.verify(
+                    gov, header.block_number, header.timestamp, bytes(header.extra_data)
+                )
+        elif gov:
+            raise BlockRefused("bad-governance", "this chain has no governance (no members)")
         if self.validation_rule == "re-execute":
             candidate = self._reexecute(header, header_rlp, body_blob, txs, parent)
         else:
@@ -439,6 +487,7 @@ class BlockLifecycle:
                 included=included,
                 tx_bytes=sum(len(raw) for raw in txs),
             )
+        candidate.governance = outcome
         self._keep(candidate)
         return candidate
 
@@ -517,6 +566,8 @@ class BlockLifecycle:
                     f"the head is now 0x{bytes(engine.head.hash).hex()}",
                 )
             kv = self.ledger.kv
+            if self.governance is not None and candidate.governance is None:
+                raise BlockRefused("bad-governance", "the candidate lacks its governance")
             kv.discard()
             kv.restore(candidate.writes)
             try:
@@ -531,11 +582,14 @@ class BlockLifecycle:
                         candidate.body,
                     ),
                     candidate.included + [h for h, _ in candidate.dropped],
+                    None if candidate.governance is None else candidate.governance.ledger_row(),
                 )
             except BaseException:
                 kv.discard()
                 engine.on_abandoned()
                 raise
+            if self.governance is not None:
+                self.governance.committed(candidate.governance)
             if candidate.prepared is not None:
                 engine.on_committed(candidate.prepared)
             else:
@@ -568,7 +622,7 @@ class BlockLifecycle:
         """The signers of ``seals``, checked: each a commit seal over Block(number,
         proposer, header) at ``round_`` by a distinct validator, and a quorum of them;
         else ``BlockRefused("bad-seals")``."""
-        validators = self.consensus_validators
+        validators = self.validators_for(number)
         need = quorum(len(validators))
         if not isinstance(seals, list) or len(seals) > len(validators):
             raise BlockRefused("bad-seals", "more commit seals than validators")

@@ -16,7 +16,7 @@ import json
 import logging
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import rlp
@@ -197,6 +197,10 @@ def parse_terms(raw: Any) -> Terms:
     chain_id = _number(raw, "chainId", int)
     if chain_id < 1:
         raise _bad_terms('"chainId" must be positive')
+    if "members" in raw:  # governance terms (docs/GOVERNANCE.md), as block 0 reads them
+        from gateway.enclave.govern import check_genesis_terms
+
+        check_genesis_terms(raw)
     return Terms(
         raw=raw,
         digest=terms_digest(raw),
@@ -516,6 +520,8 @@ class BlockHost(Protocol):
 
     def get_meta(self, name: str) -> bytes | None: ...
 
+    def validators_for(self, height: int) -> tuple[bytes, ...]: ...
+
     def put_meta(self, name: str, value: bytes) -> None: ...
 
 
@@ -588,18 +594,24 @@ class QbftDriver:
                 )
         out: dict[str, Any] = {"outbound": [], "decided": [], "discarded": [], "behind": []}
         node = self._node(now, out)
-        if msg.tick and self._prebuild_height == node.height:
+        if msg.tick and node is not None and self._prebuild_height == node.height:
             self._prebuild(node, now)
         for item in msg.inbound:
+            if node is None:  # not a validator at this height: it follows by catch-up
+                break
             message = self._inbound(item, out)
             if message is not None:
                 self._run(node.receive(message, now), now, out)
             node = self._node(now, out)
-        if msg.tick:
+        if msg.tick and node is not None:
             self._run(node.tick(now), now, out)
             node = self._node(now, out)
-        timer = self._align_block_timer(node, now, out)
-        out["timer"] = self.timer if timer is None else min(timer, self.timer or timer)
+        if node is None:
+            self.timer = now + 1.0  # look again: the validator set may include it later
+            out["timer"] = self.timer
+        else:
+            timer = self._align_block_timer(node, now, out)
+            out["timer"] = self.timer if timer is None else min(timer, self.timer or timer)
         out["status"] = self.status()
         return out
 
@@ -654,23 +666,33 @@ class QbftDriver:
         node = self.node
         if node is None:
             height, round_ = head.number + 1, 0
-            who = proposer(0, HeightContext(height, self.config.validators, head.proposer))
+            validators = tuple(sorted(self.host.validators_for(height)))
+            who = proposer(0, HeightContext(height, validators, head.proposer))
         else:
             height, round_ = node.height, node.round
+            validators = node.config.validators
             who = proposer(node.round, node.ctx)
         return {
             "height": height,
             "round": round_,
             "proposer": who,
             "finalized": head.number,
-            "validators": list(self.config.validators),
+            "validators": list(validators),
         }
 
-    def _node(self, now: float, out: dict[str, Any]) -> QbftNode:
+    def _node(self, now: float, out: dict[str, Any]) -> QbftNode | None:
         head = self.host.head_info()
         node = self.node
         if node is not None and node.height == head.number + 1:
             return node
+        # the validator set of this height (governance may change it: docs/GOVERNANCE.md)
+        validators = self.host.validators_for(head.number + 1)
+        if self.key.public_key.to_canonical_address() not in validators:
+            self.node = None
+            return None
+        config = self.config
+        if tuple(sorted(validators)) != config.validators:
+            config = replace(config, validators=tuple(validators))
         snapshot = None
         stored = self.host.get_meta(SNAPSHOT_META)
         if stored is not None:
@@ -685,7 +707,7 @@ class QbftDriver:
                 snapshot.round,
             )
         node = QbftNode(
-            self.config,
+            config,
             self.key,
             height=head.number + 1,
             last_proposer=head.proposer,

@@ -28,12 +28,13 @@ from eth.db.schema import SchemaV1
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
+from gateway import clock
 from gateway.consensus.qbft.messages import Block as QbftBlock
 from gateway.consensus.qbft.messages import commit_seal_digest
 from gateway.consensus.qbft.validation import quorum
 from gateway.consensus.seal import SEAL_VERSION, seal_digest, sign_seal
 from gateway.devaccounts import derive
-from gateway.enclave import consortium, snapshot
+from gateway.enclave import consortium, govern, snapshot
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle, Candidate, decode_header
 from gateway.enclave.keys import (
@@ -139,7 +140,7 @@ class _EnvelopeKeys:
         )
 
 
-class Enclave(BlockLifecycle):
+class Enclave(BlockLifecycle, govern.GovernanceMethods):
     """One node's enclave. Opening runs in two parts: the node key, the ledger's meta and
     header chain first; the key ring, sealed storage, engine, sessions and pool once the
     consortium secret is here (at once, except on a consortium node that has not joined yet:
@@ -189,6 +190,7 @@ class Enclave(BlockLifecycle):
         # the QBFT validator set and the genesis validation rule (gateway.enclave.blocks);
         # a consortium node's terms replace these
         self.consensus_validators: tuple[bytes, ...] = (self.validator,)
+        self.governance: govern.Governance | None = None  # terms with members: govern.py
         self.validation_rule = VALIDATION_RULES[0]
         self._candidates: OrderedDict[bytes, Candidate] = OrderedDict()
         # the single-node dev chain: blocks carry the v1 seal, not QBFT commit seals
@@ -318,6 +320,12 @@ class Enclave(BlockLifecycle):
                 self.ledger.kv.discard()
             self._check_head()
         self.genesis_hash = self.engine.header_by_number(0).hash  # type: ignore[union-attr]
+        self.governance = govern.open_governance(
+            self.ledger,
+            None if self.terms is None else self.terms.raw,
+            bytes(self.genesis_hash),
+            int(self.engine.head.block_number),
+        )
         self._nonce_key = hmac.new(
             self.keys.token_key, b"coco-gateway/query-nonce/v1", hashlib.sha256
         ).digest()
@@ -566,6 +574,12 @@ class Enclave(BlockLifecycle):
         if self.dev_chain:
             raise SnapshotRefused(
                 "not-a-consortium", "a dev node is a consortium of one: it has no snapshots"
+            )
+        if self.governance is not None:  # a snapshot does not carry the governance state yet
+            raise SnapshotRefused(
+                "governance-not-in-snapshot",
+                "this consortium has governance, which sealed snapshots do not carry yet: "
+                "catch up block by block",
             )
 
     def _on_ExportSnapshot(self, msg: m.ExportSnapshot) -> dict[str, Any]:
@@ -1208,7 +1222,7 @@ class Enclave(BlockLifecycle):
             digest = commit_seal_digest(
                 QbftBlock(block.number, block.proposer, block.header).digest, block.round
             )
-            validators = self.consensus_validators
+            validators = self.validators_for(block.number)
         return {
             "number": block.number,
             "hash": block.hash,
@@ -1234,7 +1248,7 @@ class Enclave(BlockLifecycle):
                 f"at most {MAX_FORWARDED_TXS} transactions per export", reason="too-many-txs"
             )
         aead = AESGCM(self.keys.forwarded_tx_key)
-        out = []
+        out = self._export_governance([bytes(h) for h in msg.hashes])
         for tx_hash in msg.hashes:
             ptx = self.engine.pool.get(bytes(tx_hash))
             if ptx is None:
@@ -1253,7 +1267,15 @@ class Enclave(BlockLifecycle):
         admitted: list[bytes] = []
         rows: list[tuple[bytes, bytes, bytes | None]] = []
         refused = 0
+        governance: list[bytes] = []
         for blob in msg.blobs:
+            if isinstance(blob, bytes) and blob[:1] == govern.RECORD_BLOB:  # public governance
+                pooled = self._import_governance(blob, int(clock.now()))
+                if pooled is None:
+                    refused += 1
+                else:
+                    governance.append(pooled)
+                continue
             if not isinstance(blob, bytes) or len(blob) < 29 or blob[0] not in (1, 2):
                 refused += 1
                 continue
@@ -1278,7 +1300,10 @@ class Enclave(BlockLifecycle):
             admitted.append(ptx.hash)
         # durable before acknowledged, as _submit, but one database commit for the batch
         self.ledger.pool_add_many(rows)
-        return {"admitted": admitted, "refused": refused}
+        answer: dict[str, Any] = {"admitted": admitted, "refused": refused}
+        if governance:
+            answer["governance"] = governance  # records pooled (not transactions)
+        return answer
 
     def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:
         if dropped:

@@ -459,6 +459,28 @@ class DropSnapshot:
     """Forget a staged snapshot (the host gave up on it). Answer: true."""
 
 
+@dataclass(frozen=True)
+class GovSubmit:
+    """A signed governance record (its canonical JSON, docs/GOVERNANCE.md), checked against
+    the governance state at the head as it would apply in the next block at ``now``, then
+    pooled. Answer: {"hash", "type", "signer", "proposal"}; a refusal is a GovernanceError
+    (reason codes of docs/GOVERNANCE.md). ``forwarded``: it came from another node."""
+
+    record: bytes
+    now: int
+    forwarded: bool = False
+
+
+@dataclass(frozen=True)
+class GovQuery:
+    """A public governance read: ``what`` is "state" (summary), "members", "nodes",
+    "validators", "constitution", "proposals" (``arg``: a status or None), "proposal"
+    (``arg``: 0x id), "block" (``arg``: a block number: its section and state digest)."""
+
+    what: str
+    arg: Any = None
+
+
 MESSAGES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
@@ -508,5 +530,7 @@ MESSAGES: dict[str, type] = {
         ImportSnapshot,
         FinishSnapshot,
         DropSnapshot,
+        GovSubmit,
+        GovQuery,
     )
 }

@@ -98,10 +98,20 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS query_nonces (id BLOB PRIMARY KEY, expiry INTEGER NOT NULL)
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS query_nonces_expiry ON query_nonces (expiry);
+CREATE TABLE IF NOT EXISTS governance (
+    number INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    section BLOB NOT NULL,
+    state_digest BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS revoked_sessions (id BLOB PRIMARY KEY, expiry INTEGER NOT NULL)
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS revoked_sessions_expiry ON revoked_sessions (expiry);
 """
+# governance, in the clear (docs/GOVERNANCE.md, "In the ledger"): per committed block its
+# governance section (the records it carried, canonical JSON) and the digest of the state
+# after it; the latest state itself in meta under GOVERNANCE_STATE_META
+GOVERNANCE_STATE_META = "governance.state"
 
 # format 4: blocks addressed by hash, the canonical chain an index that commit moves
 _BLOCKS_SCHEMA = """
@@ -563,10 +573,38 @@ class Ledger:
             self._conn.execute("DELETE FROM meta WHERE name = ?", (name,))
 
     # -- blocks -------------------------------------------------------------------------
-    def commit_block(self, block: CommittedBlock, included: Iterable[bytes]) -> None:
-        """Atomically store the buffered state writes, the block row, and prune the pool."""
+    def commit_block(
+        self,
+        block: CommittedBlock,
+        included: Iterable[bytes],
+        governance: tuple[bytes, bytes, bytes] | None = None,
+    ) -> None:
+        """Atomically store the buffered state writes, the block row, and prune the pool;
+        ``governance``: (section, state, state digest) after this block, kept in the clear."""
         hashes = [(h,) for h in included]
-        self._commit(block, lambda cur: cur.executemany("DELETE FROM pool WHERE hash = ?", hashes))
+
+        def also(cur: sqlite3.Cursor) -> None:
+            cur.executemany("DELETE FROM pool WHERE hash = ?", hashes)
+            if governance is not None:
+                section, state, digest = governance
+                cur.execute(
+                    "INSERT OR REPLACE INTO governance (number, hash, section, state_digest) "
+                    "VALUES (?, ?, ?, ?)",
+                    (block.number, block.hash, section, digest),
+                )
+                cur.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                    (GOVERNANCE_STATE_META, state),
+                )
+
+        self._commit(block, also)
+
+    def governance_row(self, number: int) -> tuple[bytes, bytes, bytes] | None:
+        """(block hash, section, state digest) of a committed block, or None."""
+        row = self._conn.execute(
+            "SELECT hash, section, state_digest FROM governance WHERE number = ?", (number,)
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]), bytes(row[2]))
 
     def commit_genesis(self, block: CommittedBlock, meta: dict[str, bytes]) -> None:
         """Store the genesis state and header together with the chain's parameters."""

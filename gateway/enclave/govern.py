@@ -1,0 +1,339 @@
+"""Governance inside the enclave: the pool of signed records waiting for a block, the
+governance section a block carries, and the state after each committed block
+(docs/GOVERNANCE.md, "In the node"; docs/PROTOCOL.md, "Governance section").
+
+The rules, so that every node decides alike:
+
+* A block's **governance section** is the list of signed records it carries, in order. Its
+  canonical bytes are ``[`` + the records' canonical JSON joined by ``,`` + ``]`` (the
+  canonical JSON of the list). The header's extraData commits to it: ``EMPTY_EXTRA``
+  (``b"coco-gateway"``) for an empty section, else
+  ``keccak256(SECTION_DOMAIN || section bytes)`` (32 bytes).
+* The state after block ``h`` (timestamp ``t``) is: ``tick`` the state after ``h - 1`` at
+  ``(h, t)``, then ``apply`` each record of the section in order at ``(h, t)``. A section
+  holding a record the state refuses makes the block invalid (``bad-governance``): the
+  proposer leaves such records out.
+* The section travels inside the block's sealed body (key ``"gov"``) to validators and
+  followers; the records are public and every node serves them in the clear
+  (``coco_govProposals``...), and the ledger keeps each block's section and state digest in
+  the clear (table ``governance``; the latest state in meta).
+
+Nothing here does I/O: the enclave calls it with the lock held.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import keccak
+
+from gateway.errors import BlockRefused, InvalidParams, ServerError
+from gateway.governance import state as gs
+from gateway.governance.errors import GovernanceError
+from gateway.governance.typed import SignedRecord, decode_record, record_hash
+
+log = logging.getLogger("gateway.enclave.govern")
+
+SECTION_VERSION = 1
+SECTION_DOMAIN = b"coco-gateway/governance-section/v1"
+EMPTY_EXTRA = b"coco-gateway"  # extraData of a block without governance records
+MAX_POOL = 256  # records waiting for a block
+MAX_SECTION = 64  # records per block
+MAX_SECTION_BYTES = 1024 * 1024
+# a governance record forwarded in a `txs` frame: public, so not sealed ("G"; a sealed
+# transaction's blob starts 0x01 or 0x02)
+RECORD_BLOB = b"\x47"
+
+
+def check_genesis_terms(raw: dict[str, Any]) -> None:
+    """The governance fields of the terms, as block 0 will read them ("bad-terms")."""
+    try:
+        gs.genesis_from_terms(raw, bytes(32))
+    except (ValueError, GovernanceError) as exc:
+        raise InvalidParams(
+            f"invalid consortium terms: governance: {exc}", reason="bad-terms"
+        ) from None
+
+
+def section_bytes(records: list[bytes]) -> bytes:
+    return b"[" + b",".join(records) + b"]"
+
+
+def commitment(records: list[bytes]) -> bytes:
+    """What the header's extraData must be for a block carrying ``records``."""
+    if not records:
+        return EMPTY_EXTRA
+    return keccak(SECTION_DOMAIN + section_bytes(records))
+
+
+@dataclass
+class Outcome:
+    """A block's governance: its records and the state after it (not yet committed)."""
+
+    records: list[bytes]
+    state: gs.GovernanceState
+    events: list[Any]
+
+    @property
+    def section(self) -> bytes:
+        return section_bytes(self.records)
+
+    def ledger_row(self) -> tuple[bytes, bytes, bytes]:
+        """(section, state, state digest) as the ledger keeps them."""
+        return self.section, gs.encode(self.state), gs.state_digest(self.state)
+
+
+class Governance:
+    """The governance state at the head, and the pool of records for the next blocks."""
+
+    def __init__(self, state: gs.GovernanceState) -> None:
+        self.state = state
+        self.pool: OrderedDict[bytes, tuple[bytes, SignedRecord]] = OrderedDict()
+
+    # ------------------------------------------------------------------ pool
+    def submit(self, raw: bytes, height: int, now: int) -> dict[str, Any]:
+        """Check a record against the state at the head with the records already pooled
+        applied (so a second identical ballot is a ``duplicate`` at once), as it would be
+        applied at block ``height`` at time ``now``; then pool it. Raises the core's
+        GovernanceError, or ServerError ``governance-pool-full``."""
+        if not isinstance(raw, bytes):
+            raise GovernanceError("bad-record", "a signed record is its canonical JSON bytes")
+        record = decode_record(raw)
+        key = record_hash(record)
+        if key in self.pool:
+            raise GovernanceError("duplicate", "this record is waiting for a block already")
+        if len(self.pool) >= MAX_POOL:
+            raise ServerError(
+                f"the governance pool holds {MAX_POOL} records waiting for a block; try again "
+                "after the next block",
+                reason="governance-pool-full",
+            )
+        state = self._pooled_state(height, now)
+        gs.apply(state, record, height, now)  # raises the refusal, changes nothing
+        self.pool[key] = (raw, record)
+        return {"hash": key, "type": record.type, "signer": record.signer}
+
+    def _pooled_state(self, height: int, now: int) -> gs.GovernanceState:
+        state, _ = gs.tick(self.state, height, now)
+        for _raw, record in self.pool.values():
+            try:
+                state, _ = gs.apply(state, record, height, now)
+            except GovernanceError:
+                continue
+        return state
+
+    def export(self, hashes: list[bytes]) -> list[bytes]:
+        return [self.pool[h][0] for h in hashes if h in self.pool]
+
+    # ------------------------------------------------------------------ blocks
+    def build(self, height: int, timestamp: int) -> Outcome:
+        """The proposer's section for block ``height``: the pooled records the state takes,
+        in pool order; records it refuses leave the pool."""
+        state, events = gs.tick(self.state, height, timestamp)
+        records: list[bytes] = []
+        size = 2
+        for key, (raw, record) in list(self.pool.items()):
+            if len(records) >= MAX_SECTION or size + len(raw) + 1 > MAX_SECTION_BYTES:
+                break
+            try:
+                state, more = gs.apply(state, record, height, timestamp)
+            except GovernanceError as exc:
+                log.info("governance record 0x%s left the pool: %s", key.hex()[:16], exc.reason)
+                del self.pool[key]
+                continue
+            records.append(raw)
+            events.extend(more)
+            size += len(raw) + 1
+        return Outcome(records, state, events)
+
+    def verify(self, records: Any, height: int, timestamp: int, extra_data: bytes) -> Outcome:
+        """Another enclave's section for block ``height``: it must match the header's
+        extraData and every record must apply ("bad-governance")."""
+        if not isinstance(records, list) or not all(isinstance(r, bytes) for r in records):
+            raise BlockRefused("bad-governance", "the governance section is not a list of records")
+        if len(records) > MAX_SECTION or len(section_bytes(records)) > MAX_SECTION_BYTES:
+            raise BlockRefused("bad-governance", "the governance section is too large")
+        if commitment(records) != extra_data:
+            raise BlockRefused(
+                "bad-governance",
+                "the header's extraData does not commit to the block's governance section",
+            )
+        state, events = gs.tick(self.state, height, timestamp)
+        for i, raw in enumerate(records):
+            try:
+                state, more = gs.apply(state, raw, height, timestamp)
+            except GovernanceError as exc:
+                raise BlockRefused(
+                    "bad-governance",
+                    f"governance record {i} of block {height} is refused: {exc.reason}",
+                ) from None
+            events.extend(more)
+        return Outcome(list(records), state, events)
+
+    def committed(self, outcome: Outcome) -> None:
+        """The block carrying ``outcome`` is committed: its state is the head's."""
+        self.state = outcome.state
+        for raw in outcome.records:
+            try:
+                self.pool.pop(record_hash(decode_record(raw)), None)
+            except GovernanceError:
+                continue
+        for event in outcome.events:
+            log.info("governance: %s", event)
+
+    # ------------------------------------------------------------------ reads
+    def validators_at(self, height: int) -> tuple[bytes, ...]:
+        return self.state.validators_at(height)
+
+
+def read_state(data: bytes) -> gs.GovernanceState:
+    return gs.decode(data)
+
+
+def open_governance(
+    ledger: Any, terms_raw: dict[str, Any] | None, genesis_hash: bytes, head: int
+) -> Governance | None:
+    """The governance at the ledger's head: the stored state, or block 0's from the terms;
+    None when the terms name no members (no governance: static validators)."""
+    from gateway.ledger.store import GOVERNANCE_STATE_META
+
+    if terms_raw is None or "members" not in terms_raw:
+        return None
+    stored = ledger.get_meta(GOVERNANCE_STATE_META)
+    if stored is not None:
+        state = gs.decode(stored)
+        row = ledger.governance_row(head)
+        if row is not None and row[2] != gs.state_digest(state):
+            raise RuntimeError(
+                f"the stored governance state is not the one recorded at block {head}"
+            )
+        return Governance(state)
+    if head != 0:
+        # a ledger opened from a sealed snapshot does not carry the governance state yet
+        raise RuntimeError(
+            f"the ledger is at block {head} but holds no governance state (docs/GOVERNANCE.md)"
+        )
+    return Governance(gs.genesis_from_terms(terms_raw, genesis_hash))
+
+
+def _no_governance() -> ServerError:
+    return ServerError(
+        "this consortium has no governance: its terms name no members (docs/GOVERNANCE.md)",
+        reason="no-governance",
+    )
+
+
+def _hexid(arg: Any, what: str) -> bytes:
+    if not isinstance(arg, str) or not arg.startswith("0x") or len(arg) != 66:
+        raise InvalidParams(f"{what} is a 0x-prefixed 32-byte hex id", reason="bad-params")
+    try:
+        return bytes.fromhex(arg[2:])
+    except ValueError:
+        raise InvalidParams(f"{what} is not hex", reason="bad-params") from None
+
+
+class GovernanceMethods:
+    """The enclave's governance messages (mixed into ``gateway.enclave.core.Enclave``)."""
+
+    governance: Governance | None
+    engine: Any
+    ledger: Any
+
+    def _on_GovSubmit(self, msg: Any) -> dict[str, Any]:
+        gov = self.governance
+        if gov is None:
+            raise _no_governance()
+        head = self.engine.head
+        now = max(int(msg.now), int(head.timestamp) + 1)
+        answer = gov.submit(msg.record, int(head.block_number) + 1, now)
+        record = gov.pool[answer["hash"]][1]
+        message = record.message
+        from gateway.governance.typed import Proposal, proposal_id
+
+        answer["proposal"] = (
+            proposal_id(message) if isinstance(message, Proposal) else message.proposal
+        )
+        return answer
+
+    def _on_GovQuery(self, msg: Any) -> Any:
+        gov = self.governance
+        if gov is None:
+            raise _no_governance()
+        s = gov.state
+        full = gs.to_json(s)
+        what = msg.what
+        if what == "state":
+            head = int(self.engine.head.block_number)
+            return {
+                "height": head,
+                "stateDigest": "0x" + gs.state_digest(s).hex(),
+                "service": full["service"],
+                "members": full["members"],
+                "nodes": full["nodes"],
+                "validators": full["validators"],
+                "validatorsNext": ["0x" + v.hex() for v in s.validators_at(head + 1)],
+                "recoveryThreshold": full["recoveryThreshold"],
+                "policies": full["policies"],
+                "measurements": full["measurements"],
+                "platforms": full["platforms"],
+                "allowVirtual": full["allowVirtual"],
+                "ledgerGeneration": full["ledgerGeneration"],
+                "sharesGeneration": full["sharesGeneration"],
+                "openProposals": ["0x" + p.hex() for p in s.open_proposals()],
+                "pooled": len(gov.pool),
+            }
+        if what in ("members", "nodes", "constitution", "validators"):
+            return full[what]
+        if what == "proposals":
+            status = msg.arg
+            if status is not None and status not in gs.STATUSES:
+                raise InvalidParams(
+                    f"status is one of {', '.join(gs.STATUSES)}", reason="bad-params"
+                )
+            ordered = sorted(s.proposals.items(), key=lambda kv: kv[1].seq)
+            return [
+                gs.proposal_view(s, pid)
+                for pid, p in ordered
+                if status is None or p.status == status
+            ]
+        if what == "proposal":
+            return gs.proposal_view(s, _hexid(msg.arg, "the proposal"))
+        if what == "block":
+            if isinstance(msg.arg, bool) or not isinstance(msg.arg, int) or msg.arg < 0:
+                raise InvalidParams("a block number", reason="bad-params")
+            row = self.ledger.governance_row(msg.arg)
+            if row is None:
+                return None
+            block_hash, section, digest = row
+            import json
+
+            return {
+                "number": msg.arg,
+                "hash": "0x" + block_hash.hex(),
+                "records": json.loads(section),
+                "stateDigest": "0x" + digest.hex(),
+            }
+        raise InvalidParams(f"unknown governance query {what!r}", reason="bad-params")
+
+    def _export_governance(self, hashes: list[bytes]) -> list[bytes]:
+        """Pooled records to forward: public, so not sealed (prefix 0x47, "G")."""
+        if self.governance is None:
+            return []
+        return [RECORD_BLOB + raw for raw in self.governance.export(hashes)]
+
+    def _import_governance(self, blob: bytes, now: int) -> bytes | None:
+        """A record forwarded by another node: pooled when the state takes it."""
+        if self.governance is None:
+            return None
+        head = self.engine.head
+        try:
+            answer = self.governance.submit(
+                blob[1:], int(head.block_number) + 1, max(now, int(head.timestamp) + 1)
+            )
+        except (GovernanceError, ServerError) as exc:
+            log.debug("refused a forwarded governance record: %s", exc.message)
+            return None
+        return bytes(answer["hash"])

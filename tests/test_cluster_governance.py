@@ -1,0 +1,345 @@
+"""Governance on a real four-validator consortium (docs/GOVERNANCE.md, "In the node").
+
+Three genesis members (dev accounts 0-2, ``init --dev-members 3``) sign proposals and
+ballots with eth-account; records go to different nodes over ``coco_govSubmit``, are ordered
+by QBFT in blocks and applied by every node at one block: every node reports the same
+outcome at the same height and the same state digest there. A rejected and an expired
+proposal change nothing; refused records (forged, another chain, duplicate, stale, not a
+member, removed member) are refused over RPC with their reason; removing a validator by
+vote changes the QBFT validator set two blocks later and the chain goes on with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cluster_harness import Cluster, RpcFailure
+
+from gateway.devaccounts import derive
+from gateway.governance import typed
+
+ACCOUNTS = derive()
+MEMBERS = ACCOUNTS[:3]
+OUTSIDER = ACCOUNTS[5]
+OPEN_FOR = 60  # the constitution's shortest: the expiry test waits this long
+LONG = 3600  # the other proposals: closed by their ballots, however slow the machine
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root: Path = tmp_path_factory.mktemp("gov")
+    c = Cluster(root, init_args=["--dev-members", "3"])
+    terms = json.loads(c.terms_path.read_text())
+    assert [m["address"] for m in terms["members"]] == [a.address.lower() for a in MEMBERS]
+    # set_node_policy proposals stay open OPEN_FOR seconds, the others LONG (before the
+    # first start: genesis follows the terms)
+    terms["constitution"] = {
+        "version": 1,
+        "default": {"threshold": "majority", "openFor": LONG},
+        "actions": {
+            "remove_member": {"threshold": "two-thirds"},
+            "remove_validator": {"threshold": "two-thirds"},
+            "set_node_policy": {"openFor": OPEN_FOR},  # the expiry test's action
+        },
+    }
+    c.terms_path.write_text(json.dumps(terms, indent=2))
+    try:
+        c.start()
+        c.wait_height(2, timeout=120)
+        yield c
+    except BaseException:
+        print(c.report())
+        raise
+    finally:
+        c.close()
+
+
+def domain(node: Any) -> typed.Domain:
+    info = node.rpc("coco_nodeInfo")
+    return typed.Domain(int(info["chainId"], 16), bytes.fromhex(info["genesisHash"][2:]))
+
+
+def submit(node: Any, record: typed.SignedRecord) -> dict[str, Any]:
+    answer: dict[str, Any] = node.rpc("coco_govSubmit", [typed.encode_record(record).decode()])
+    return answer
+
+
+def refused(node: Any, params: list[Any]) -> str | None:
+    with pytest.raises(RpcFailure) as info:
+        node.rpc("coco_govSubmit", params)
+    return info.value.reason
+
+
+def propose(node: Any, key: bytes, *actions: typed.Action) -> str:
+    proposer = bytes.fromhex(derive_address(key)[2:])
+    message = typed.Proposal(proposer, int(time.time()), tuple(actions))
+    answer = submit(node, typed.sign(key, domain(node), message))
+    assert answer["type"] == "proposal"
+    return str(answer["proposal"])
+
+
+def proposed(cluster: Cluster, name: str, key: bytes, *actions: typed.Action) -> str:
+    """Propose at one node; wait until every validator's state has it (a ballot names a
+    recorded proposal: one sent to a node that has not seen it yet is unknown-proposal)."""
+    pid = propose(cluster[name], key, *actions)
+    recorded(cluster, pid)
+    return pid
+
+
+def recorded(cluster: Cluster, pid: str) -> None:
+    def known() -> bool:
+        for node in cluster.validators():
+            try:
+                node.rpc("coco_govProposal", [pid])
+            except RpcFailure:
+                return False
+        return True
+
+    cluster.wait_until(known, 60, f"proposal {pid[:12]} recorded everywhere")
+
+
+def derive_address(key: bytes) -> str:
+    from eth_account import Account
+
+    return str(Account.from_key(key).address.lower())
+
+
+def vote(node: Any, key: bytes, pid: str, approve: bool, revision: int = 0) -> dict[str, Any]:
+    ballot = typed.Ballot(bytes.fromhex(pid[2:]), approve, revision)
+    return submit(node, typed.sign(key, domain(node), ballot))
+
+
+def closed_everywhere(cluster: Cluster, pid: str, nodes: list[str] | None = None) -> dict:
+    """Wait until every node shows the proposal closed; they must agree on how and where."""
+    names = nodes or cluster.names("validator")
+
+    def views() -> list[dict[str, Any]] | None:
+        got = [cluster[n].rpc("coco_govProposal", [pid]) for n in names]
+        return got if all(v["status"] != "open" for v in got) else None
+
+    seen = cluster.wait_until(views, 90, f"proposal {pid[:12]} closed on {names}")
+    first = seen[0]
+    for view in seen[1:]:
+        assert (view["status"], view["closedHeight"]) == (first["status"], first["closedHeight"])
+    digests = {
+        cluster[n].rpc("coco_govBlock", [hex(first["closedHeight"])])["stateDigest"] for n in names
+    }
+    assert len(digests) == 1, digests
+    return dict(first)
+
+
+def test_genesis_governance_state(cluster: Cluster) -> None:
+    state = cluster["node1"].rpc("coco_govState")
+    assert sorted(state["members"]) == sorted(a.address.lower() for a in MEMBERS)
+    assert len(state["validatorsNext"]) == 4
+    assert cluster["node2"].rpc("coco_govConstitution")["default"]["openFor"] == LONG
+
+
+def test_refused_records_name_their_reason(cluster: Cluster) -> None:
+    node = cluster["node1"]
+    dom = domain(node)
+    a, b = MEMBERS[0].private_key, MEMBERS[1].private_key
+    pid = propose(
+        node,
+        a,
+        typed.Action.make(
+            "set_member_data", {"address": MEMBERS[0].address.lower(), "data": {"n": 1}}
+        ),
+    )
+    ballot = typed.Ballot(bytes.fromhex(pid[2:]), True, 5)
+    # forged: signed by b, presented as a's
+    forged = typed.sign(b, dom, ballot)
+    as_a = typed.SignedRecord(
+        forged.domain, bytes.fromhex(MEMBERS[0].address[2:]), ballot, forged.signature
+    )
+    assert refused(node, [typed.encode_record(as_a).decode()]) == "bad-signature"
+    # replayed from another chain
+    other = typed.sign(a, typed.Domain(dom.chain_id + 1, dom.genesis_hash), ballot)
+    assert refused(node, [typed.encode_record(other).decode()]) == "wrong-chain"
+    other = typed.sign(a, typed.Domain(dom.chain_id, b"\x01" * 32), ballot)
+    assert refused(node, [typed.encode_record(other).decode()]) == "wrong-consortium"
+    # not a member
+    assert (
+        refused(node, [typed.encode_record(typed.sign(OUTSIDER.private_key, dom, ballot)).decode()])
+        == "not-a-member"
+    )
+    # the typed data a wallet signed, and its signature: accepted once, then a duplicate
+    record = typed.sign(a, dom, ballot)
+    data = typed.typed_data(dom, ballot)
+    answer = node.rpc("coco_govSubmit", [data, "0x" + record.signature.hex()])
+    assert answer["signer"] == MEMBERS[0].address.lower()
+    assert refused(cluster["node1"], [typed.encode_record(record).decode()]) == "duplicate"
+    # a lower revision, at another node once the first is in a block: stale
+    cluster.wait_until(
+        lambda: (
+            cluster["node3"]
+            .rpc("coco_govProposal", [pid])["ballots"]
+            .get(MEMBERS[0].address.lower())
+        ),
+        60,
+        "the ballot in a block",
+    )
+    lower = typed.sign(a, dom, typed.Ballot(bytes.fromhex(pid[2:]), True, 4))
+    assert refused(cluster["node3"], [typed.encode_record(lower).decode()]) == "stale-ballot"
+    assert refused(cluster["node3"], [typed.encode_record(record).decode()]) == "duplicate"
+    # malformed
+    assert refused(node, ["{}"]) == "record-version"
+    assert refused(node, ['{"version":1}']) == "bad-record"
+    # close it (member 1 agrees), so later tests count open proposals cleanly
+    vote(cluster["node2"], b, pid, True)
+    assert closed_everywhere(cluster, pid)["status"] == "accepted"
+
+
+def test_accepted_at_one_block_on_every_node(cluster: Cluster) -> None:
+    a, b, c = (m.private_key for m in MEMBERS)
+    target = MEMBERS[2].address.lower()
+    pid = propose(
+        cluster["node1"],
+        a,
+        typed.Action.make("set_member_data", {"address": target, "data": {"org": "C"}}),
+    )
+    # ballots at different nodes, concurrently
+    vote(cluster["node2"], b, pid, True)
+    vote(cluster["node3"], c, pid, True)
+    view = closed_everywhere(cluster, pid)
+    assert view["status"] == "accepted"
+    for name in cluster.names("validator"):
+        assert cluster[name].rpc("coco_govMembers")[target]["data"] == {"org": "C"}
+
+
+def test_rejected_changes_nothing(cluster: Cluster) -> None:
+    a, b, c = (m.private_key for m in MEMBERS)
+    target = MEMBERS[1].address.lower()
+    before = cluster["node1"].rpc("coco_govMembers")[target]
+    pid = propose(
+        cluster["node2"],
+        a,
+        typed.Action.make("set_member_data", {"address": target, "data": {"x": 1}}),
+    )
+    vote(cluster["node3"], b, pid, False)
+    vote(cluster["node4"], c, pid, False)
+    assert closed_everywhere(cluster, pid)["status"] == "rejected"
+    for name in cluster.names("validator"):
+        assert cluster[name].rpc("coco_govMembers")[target] == before
+
+
+def test_expired_changes_nothing(cluster: Cluster) -> None:
+    a = MEMBERS[0].private_key
+    before = cluster["node1"].rpc("coco_govState")["policies"]
+    action = typed.Action.make("set_node_policy", {"name": "requireEncryption", "value": True})
+    pid = proposed(cluster, "node1", a, action)
+    vote(cluster["node1"], a, pid, True)  # one of three: not enough
+    view = cluster.wait_until(
+        lambda: (v := cluster["node2"].rpc("coco_govProposal", [pid]))["status"] != "open" and v,
+        OPEN_FOR + 60,
+        "the proposal expired",
+    )
+    assert view["status"] == "expired"
+    assert closed_everywhere(cluster, pid)["status"] == "expired"
+    for name in cluster.names("validator"):
+        assert cluster[name].rpc("coco_govState")["policies"] == before
+    late = typed.sign(
+        MEMBERS[1].private_key,
+        domain(cluster["node3"]),
+        typed.Ballot(bytes.fromhex(pid[2:]), True, 0),
+    )
+    assert refused(cluster["node3"], [typed.encode_record(late).decode()]) == "proposal-not-open"
+
+
+def gov_cli(node: Any, key: bytes, *args: str) -> Any:
+    """``coco-gateway gov ...`` as a member runs it (key from $COCO_GOV_KEY); its JSON."""
+    env = {**os.environ, "COCO_GOV_KEY": "0x" + key.hex()}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "gov", *args, "--rpc", node.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_gov_cli_proposes_votes_and_shows(cluster: Cluster) -> None:
+    a, b = MEMBERS[0].private_key, MEMBERS[1].private_key
+    target = MEMBERS[0].address.lower()
+    action = "set_member_data=" + json.dumps({"address": target, "data": {"cli": True}})
+    pid = gov_cli(cluster["node2"], a, "propose", "--action", action)["proposal"]
+    recorded(cluster, pid)
+    gov_cli(cluster["node3"], a, "vote", pid, "--approve")
+    gov_cli(cluster["node1"], b, "vote", pid, "--approve")
+    assert closed_everywhere(cluster, pid)["status"] == "accepted"
+    shown = gov_cli(cluster["node4"], a, "show", pid)
+    assert shown["status"] == "accepted" and shown["tally"]["approve"] == 2
+    listed = gov_cli(cluster["node4"], a, "list", "--status", "accepted")
+    assert pid in [p["id"] for p in listed]
+    assert cluster["node1"].rpc("coco_govMembers")[target]["data"] == {"cli": True}
+
+
+def test_remove_a_validator_by_vote(cluster: Cluster) -> None:
+    a, b = MEMBERS[0].private_key, MEMBERS[1].private_key
+    gone = cluster["node4"].rpc("coco_nodeStatus")["address"].lower()
+    pid = proposed(cluster, "node1", a, typed.Action.make("remove_validator", {"address": gone}))
+    vote(cluster["node2"], a, pid, True)
+    vote(cluster["node3"], b, pid, True)
+    view = closed_everywhere(cluster, pid)
+    assert view["status"] == "accepted"
+    effective = view["closedHeight"] + 2
+    rest = ["node1", "node2", "node3"]
+    cluster.wait_until(
+        lambda: min(cluster[n].height() for n in rest) >= effective + 4, 90, "the chain goes on"
+    )
+    for name in rest:
+        proof = cluster[name].rpc("coco_getFinality", [hex(effective + 1)])
+        assert (
+            gone not in [v.lower() for v in proof["validators"]] and len(proof["validators"]) == 3
+        )
+        assert proof["final"]
+        before = cluster[name].rpc("coco_getFinality", [hex(effective - 1)])
+        assert len(before["validators"]) == 4 and before["final"]
+    # the removed validator's node follows the chain
+    cluster.wait_until(lambda: cluster["node4"].height() >= effective + 3, 90, "node4 follows")
+    hashes = {
+        cluster[n].rpc("eth_getBlockByNumber", [hex(effective + 2), False])["hash"]
+        for n in cluster.names()
+    }
+    assert len(hashes) == 1
+
+
+def test_a_removed_member_can_no_longer_vote(cluster: Cluster) -> None:
+    a, b, c = (m.private_key for m in MEMBERS)
+    removed = MEMBERS[2].address.lower()
+    pid = proposed(cluster, "node1", a, typed.Action.make("remove_member", {"address": removed}))
+    other = propose(
+        cluster["node1"],
+        b,
+        typed.Action.make(
+            "set_member_data", {"address": MEMBERS[0].address.lower(), "data": {"z": 3}}
+        ),
+    )
+    vote(cluster["node2"], a, pid, True)
+    vote(cluster["node3"], b, pid, True)
+    assert closed_everywhere(cluster, pid)["status"] == "accepted"
+    for name in cluster.names("validator"):
+        assert cluster[name].rpc("coco_govMembers")[removed]["active"] is False
+    assert (
+        refused(
+            cluster["node2"],
+            [
+                typed.encode_record(
+                    typed.sign(
+                        c, domain(cluster["node2"]), typed.Ballot(bytes.fromhex(other[2:]), True, 0)
+                    )
+                ).decode()
+            ],
+        )
+        == "removed-member"
+    )
