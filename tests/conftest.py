@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -13,6 +15,7 @@ import time
 import urllib.request
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,36 @@ def wait_receipt(url: str, tx_hash: str, timeout: float = 60, what: str = "") ->
         assert time.monotonic() < deadline, f"{what}no receipt for {tx_hash} within {timeout:g} s"
         time.sleep(0.05)
     return dict(receipt)
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 30
+) -> int | None:
+    """Stop a node process started with ``start_new_session=True`` (its own process group:
+    the host and its enclave child): send ``sig`` (SIGKILL goes to the whole group), wait up
+    to ``timeout`` s, then SIGKILL the group. Once the node has exited, whatever is left of
+    its group (an orphaned enclave) is killed too. Returns its exit code (None: no process)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        if sig == signal.SIGKILL:
+            _kill_group(proc.pid)
+        else:
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+    _kill_group(proc.pid)
+    return proc.returncode
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class NodeProcess:
@@ -102,24 +135,46 @@ class NodeProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            if sig == signal.SIGKILL:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the host and its enclave child
-            else:
-                self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        code = self.proc.returncode
+        code = stop_process(self.proc, sig, timeout)
         self.proc = None
         return code
 
     def kill9(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@dataclass
+class TerminalProgress:
+    """Catch-up and snapshot progress as an operator at a terminal sees it: ``start()``
+    (in the test itself: pytest's capture puts its own stderr back between phases) puts a
+    fake terminal in place of stderr and returns a new ``gateway.consortium_node.Progress``;
+    ``terminal`` holds the bar output, ``lines()`` the log lines."""
+
+    monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture
+    terminal: io.StringIO = field(default_factory=_Terminal)
+
+    def start(self) -> Any:
+        from gateway.consortium_node import Progress
+
+        self.monkeypatch.setattr(sys, "stderr", self.terminal)
+        self.caplog.set_level(logging.INFO, logger="gateway.consortium")
+        return Progress()
+
+    def lines(self) -> list[str]:
+        return [r.getMessage() for r in self.caplog.records]
+
+
+@pytest.fixture
+def terminal_progress(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> TerminalProgress:
+    return TerminalProgress(monkeypatch, caplog)
 
 
 @pytest.fixture(scope="session")
@@ -224,3 +279,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+    if report.failed and report.when in ("setup", "call"):
+        _FAILED.add(item.nodeid)
+
+
+_FAILED: set[str] = set()  # node ids of the tests that failed in set-up or call
+
+
+def any_failed(prefix: str) -> bool:
+    """Whether a test whose node id starts with ``prefix`` (a test's, a module's: "" for
+    all) failed in its set-up or call so far."""
+    return any(nodeid.startswith(prefix) for nodeid in _FAILED)

@@ -8,55 +8,61 @@ from headers and seals itself and its data directory holds no plaintext of the c
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import (
-    CHAIN_ID,
-    FUNDED_KEY,
-    ClusterNode,
-    make_consortium,
-    make_identity,
-    wait_for,
-)
-from conftest import free_port, rpc
+from cluster_harness import Cluster, ClusterNode, make_identity, node_port, wait_until
+from conftest import rpc
 from eth_account import Account
 
+from gateway.devaccounts import derive
+
 MARKER = b"coco-p2p-plaintext-marker-7f3a"
+SENDER = derive(count=1)[0]  # funded by init --dev-alloc
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ClusterNode]]:
-    root = tmp_path_factory.mktemp("cluster")
-    nodes = [ClusterNode(config) for config in make_consortium(root)]
+def consortium(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    made = Cluster(tmp_path_factory.mktemp("cluster"), validators=4, observers=1)
     try:
-        for node in nodes:
-            node.start()
-        wait_for(lambda: all(n.ready() for n in nodes), 120, "every node answers RPC", nodes)
-        yield nodes
+        made.start()
+        yield made
     finally:
-        codes = [node.stop(signal.SIGTERM) for node in nodes]
-        assert codes == [0] * len(nodes), [n.log()[-3000:] for n in nodes]
+        made.finish(request, clean_exit=True)
+
+
+@pytest.fixture
+def cluster(consortium: Cluster) -> Iterator[list[ClusterNode]]:
+    """node1..node4 (validators) and observer1, all running. A test that stops a node
+    starts it again; should it fail before that, the node is started again here, so the
+    next test still finds all five."""
+    nodes = list(consortium.nodes.values())
+    assert all(n.running for n in nodes), f"a node is down: {nodes}"
+    yield nodes
+    down = [n.name for n in nodes if not n.running]
+    if down:
+        consortium.start(down)
 
 
 def height(node: ClusterNode) -> int:
-    return int(node.call("eth_blockNumber"), 16)
+    return node.height()
 
 
 def test_the_chain_advances_and_every_node_agrees(cluster: list[ClusterNode]) -> None:
     validators = cluster[:4]
-    wait_for(lambda: min(height(n) for n in validators) >= 3, 90, "height 3 everywhere", cluster)
+    wait_until(lambda: min(height(n) for n in validators) >= 3, 90, "height 3 everywhere")
     top = min(height(n) for n in validators)
     for number in range(0, top + 1):
-        hashes = {n.call("eth_getBlockByNumber", [hex(number), False])["hash"] for n in validators}
+        hashes = {n.rpc("eth_getBlockByNumber", [hex(number), False])["hash"] for n in validators}
         assert len(hashes) == 1, f"block {number}: {hashes}"
-    status = validators[1].call("coco_nodeStatus")
+    status = validators[1].rpc("coco_nodeStatus")
     assert status["role"] == "validator" and status["state"] == "ready"
     assert len(status["validators"]) == 4 and len(status["peers"]) >= 3
-    assert validators[0].call("eth_getBlockByNumber", ["finalized", False]) is not None
+    assert validators[0].rpc("eth_getBlockByNumber", ["finalized", False]) is not None
 
 
 @pytest.mark.parametrize("index", [1, 4], ids=["validator", "observer"])
@@ -77,12 +83,12 @@ def test_new_heads_are_announced(cluster: list[ClusterNode], index: int) -> None
     assert seen[0] >= before and seen[1] > seen[0]
     assert (
         note["params"]["result"]["hash"]
-        == node.call("eth_getBlockByNumber", [hex(seen[1]), False])["hash"]
+        == node.rpc("eth_getBlockByNumber", [hex(seen[1]), False])["hash"]
     )
 
 
 def test_net_peer_count_counts_links(cluster: list[ClusterNode]) -> None:
-    assert int(cluster[0].call("net_peerCount"), 16) >= 3
+    assert int(cluster[0].rpc("net_peerCount"), 16) >= 3
 
 
 def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
@@ -90,9 +96,8 @@ def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
 ) -> None:
     a, b = cluster[0], cluster[2]
     tx = {
-        "chainId": CHAIN_ID,
-        "nonce": int(a.call("eth_getTransactionCount", [Account.from_key(FUNDED_KEY).address,
-                                                         "latest"]), 16),
+        "chainId": int(a.rpc("eth_chainId"), 16),
+        "nonce": int(a.rpc("eth_getTransactionCount", [SENDER.address, "latest"]), 16),
         "to": "0x" + "77" * 20,
         "value": 12345,
         "gas": 100_000,
@@ -100,30 +105,30 @@ def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
         "maxPriorityFeePerGas": 10**9,
         "data": "0x" + MARKER.hex(),
     }  # fmt: skip
-    raw = Account.sign_transaction(tx, FUNDED_KEY).raw_transaction
-    tx_hash = a.call("eth_sendRawTransaction", ["0x" + raw.hex()])
+    raw = Account.sign_transaction(tx, SENDER.private_key).raw_transaction
+    tx_hash = a.rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
 
     def receipt_on_b() -> Any:
         return rpc(b.url, "eth_getTransactionReceipt", [tx_hash]).get("result")
 
-    receipt = wait_for(receipt_on_b, 90, "the receipt on node3", cluster)
+    receipt = wait_until(receipt_on_b, 90, "the receipt on node3")
     assert receipt["status"] == "0x1"
     number = int(receipt["blockNumber"], 16)
     hashes = {
-        n.call("eth_getBlockByNumber", [hex(number), False])["hash"]
+        n.rpc("eth_getBlockByNumber", [hex(number), False])["hash"]
         for n in cluster[:4]
-        if height(n) >= number or wait_for(lambda n=n: height(n) >= number, 60, "height", cluster)
+        if height(n) >= number or wait_until(lambda n=n: height(n) >= number, 60, "height")
     }
     assert hashes == {receipt["blockHash"]}
-    balance = int(b.call("eth_getBalance", ["0x" + "77" * 20, "latest"]), 16)
+    balance = int(b.rpc("eth_getBalance", ["0x" + "77" * 20, "latest"]), 16)
     assert balance >= 12345
 
     # the observer follows, checks the block's seals itself, and holds no plaintext
     observer = cluster[4]
-    wait_for(lambda: height(observer) >= number, 90, "the observer reaches the block", cluster)
-    header = observer.call("eth_getBlockByNumber", [hex(number), False])
+    wait_until(lambda: height(observer) >= number, 90, "the observer reaches the block")
+    header = observer.rpc("eth_getBlockByNumber", [hex(number), False])
     assert header["hash"] == receipt["blockHash"] and header["transactions"] == []
-    finality = observer.call("coco_getFinality", [hex(number)])
+    finality = observer.rpc("coco_getFinality", [hex(number)])
     assert finality["final"] is True and len(finality["signers"]) >= finality["quorum"] == 3
     refused = rpc(observer.url, "eth_getBalance", ["0x" + "77" * 20, "latest"])
     assert "observer" in refused["error"]["message"]
@@ -131,7 +136,7 @@ def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
     assert (
         "observer" in rpc(observer.url, "eth_getTransactionReceipt", [tx_hash])["error"]["message"]
     )
-    status = observer.call("coco_nodeStatus")
+    status = observer.rpc("coco_nodeStatus")
     assert status["role"] == "observer" and status["height"] >= number
     leaked = [
         path
@@ -147,82 +152,73 @@ def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
 
 def test_an_unlisted_node_is_refused_on_both_sides(cluster: list[ClusterNode]) -> None:
     node1 = cluster[0]
-    root = node1.config.parent.parent
-    here = root / "intruder"
+    here = node1.directory.parent / "intruder"
     here.mkdir()
     identity = make_identity(here / "data")
     doc = json.loads(node1.config.read_text())
+    intruder = ClusterNode("intruder", here, "validator", node_port(), node_port())
     doc.update(
-        name="intruder",
-        rpc={"host": "127.0.0.1", "port": free_port()},
-        p2p={"host": "127.0.0.1", "port": free_port()},
-        peers=[json.loads(n.config.read_text())["peers"][0] for n in cluster[1:2]],
+        name=intruder.name,
+        rpc={"host": "127.0.0.1", "port": intruder.rpc_port},
+        p2p={"host": "127.0.0.1", "port": intruder.p2p_port},
+        peers=[node1.p2p],
     )
-    (here / "node.json").write_text(json.dumps(doc))
-    intruder = ClusterNode(here / "node.json").start()
+    intruder.config.write_text(json.dumps(doc))
+    intruder.start()
     try:
         address = identity["address"].hex()
-        wait_for(
-            lambda: "unlisted-node" in intruder.log() and f"0x{address}" in cluster[0].log(),
+        wait_until(
+            lambda: "unlisted-node" in intruder.log() and f"0x{address}" in node1.log(),
             60,
             "both sides log the refusal",
-            [intruder, cluster[0]],
         )
         assert "refused the link" in intruder.log()
         assert f"refused a link from 127.0.0.1: unlisted-node: node 0x{address}" in node1.log()
-        assert not intruder.ready()  # it never got the secret, so it serves nothing
+        assert not intruder.answers()  # it never got the secret, so it serves nothing
     finally:
         intruder.stop()
 
 
-def test_a_validator_that_was_down_catches_up(cluster: list[ClusterNode]) -> None:
-    node4 = cluster[3]
-    node4.stop(signal.SIGKILL)
-    start = height(cluster[0])
+def test_a_validator_that_was_down_catches_up(
+    consortium: Cluster, cluster: list[ClusterNode]
+) -> None:
+    node1, node4 = consortium["node1"], consortium["node4"]
+    node4.kill9()
+    start = node1.height()
     # three of four validators are a quorum: the chain goes on
-    wait_for(lambda: height(cluster[0]) >= start + 12, 90, "12 blocks without node4", cluster)
-    node4.start()
-    wait_for(node4.ready, 60, "node4 back", cluster)
-    target = height(cluster[0])
-    wait_for(lambda: height(node4) >= target, 90, "node4 caught up", cluster)
+    consortium.wait_height(start + 12, ["node1"], timeout=90)
+    consortium.start(["node4"], timeout=60)
+    target = node1.height()
+    consortium.wait_height(target, ["node4"], timeout=90)
     assert "catch-up:" in node4.log()
-    number = target
-    assert (
-        node4.call("eth_getBlockByNumber", [hex(number), False])["hash"]
-        == cluster[0].call("eth_getBlockByNumber", [hex(number), False])["hash"]
-    )
+    assert node4.block_hashes(target, target) == node1.block_hashes(target, target)
     # and it takes part again: the chain still advances with all four
-    wait_for(lambda: height(node4) >= target + 3, 60, "node4 follows the chain", cluster)
+    consortium.wait_height(target + 3, ["node4"], timeout=60)
 
 
-def test_a_member_forwards_and_follows(tmp_path: Path) -> None:
+def test_a_member_forwards_and_follows(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """One validator and one member: a transaction sent to the member is forwarded sealed to
     the validator, decided there, pushed back, and its receipt read on the member."""
-    configs = make_consortium(tmp_path, validators=1, members=1, observers=0)
-    nodes = [ClusterNode(config) for config in configs]
+    pair = Cluster(tmp_path, validators=1, members=1)
     try:
-        for node in nodes:
-            node.start()
-        wait_for(lambda: all(n.ready() for n in nodes), 120, "both nodes answer RPC", nodes)
-        validator, member = nodes
-        assert member.call("coco_nodeStatus")["role"] == "member"
-        sender = Account.from_key(FUNDED_KEY).address
+        pair.start()
+        validator, member = pair["node1"], pair["node2"]
+        assert member.status()["role"] == "member"
         tx = {
-            "chainId": CHAIN_ID, "nonce": 0, "to": "0x" + "78" * 20, "value": 7, "gas": 21_000,
-            "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9,
+            "chainId": pair.chain_id, "nonce": 0, "to": "0x" + "78" * 20, "value": 7,
+            "gas": 21_000, "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9,
         }  # fmt: skip
-        raw = Account.sign_transaction(tx, FUNDED_KEY).raw_transaction
-        tx_hash = member.call("eth_sendRawTransaction", ["0x" + raw.hex()])
+        raw = Account.sign_transaction(tx, SENDER.private_key).raw_transaction
+        tx_hash = member.rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
 
         def receipt(node: ClusterNode) -> Any:
-            return rpc(node.url, "eth_getTransactionReceipt", [tx_hash]).get("result")
+            return node.rpc("eth_getTransactionReceipt", [tx_hash])
 
-        on_member = wait_for(lambda: receipt(member), 90, "the receipt on the member", nodes)
+        on_member = pair.wait_until(lambda: receipt(member), 90, "the receipt on the member")
         assert on_member == receipt(validator)
-        assert member.call("eth_getTransactionCount", [sender, "latest"]) == "0x1"
+        assert member.rpc("eth_getTransactionCount", [SENDER.address, "latest"]) == "0x1"
         number = int(on_member["blockNumber"], 16)
-        finality = member.call("coco_getFinality", [hex(number)])
+        finality = member.rpc("coco_getFinality", [hex(number)])
         assert finality["final"] is True and finality["signers"] == finality["validators"]
     finally:
-        codes = [node.stop() for node in nodes]
-    assert codes == [0, 0], [n.log()[-3000:] for n in nodes]
+        pair.finish(request, clean_exit=True)

@@ -20,11 +20,6 @@ two cores; a module-scoped manager stops one before it starts the other):
 from __future__ import annotations
 
 import json
-import random
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +27,8 @@ from typing import Any
 
 import pytest
 from artifacts import load_artifact
-from cluster_support import ClusterNode, wait_for
-from conftest import DEV_KEYS, REPO, rpc
+from cluster_harness import Cluster, ClusterNode, wait_until
+from conftest import DEV_KEYS, rpc
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from web3 import Web3
@@ -60,86 +55,50 @@ DEV_ACCOUNTS = derive()  # funded by init --dev-alloc; the client scripts use th
 # ------------------------------------------------------------------ the clusters
 
 
-def port_range(count: int, taken: set[int]) -> int:
-    """A base of ``count`` consecutive free ports below the kernel's ephemeral range (32768
-    up), so no outbound connection of this machine takes one between init and start."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20000, 32768 - count)
-        ports = range(base, base + count)
-        if taken.intersection(ports):
-            continue
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        taken.update(ports)
-        return base
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
-def init(root: Path, validators: int, *extra: str) -> list[Path]:
-    """`coco-gateway init` a consortium of ``validators`` validators and no observer."""
-    taken: set[int] = set()
-    rpc_base = port_range(validators, taken)
-    p2p_base = port_range(validators, taken)
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "gateway.cli", "init", "--dir", str(root),
-            "--validators", str(validators), "--observers", "0",
-            "--base-rpc-port", str(rpc_base), "--base-p2p-port", str(p2p_base), *extra,
-        ],
-        capture_output=True, text=True, cwd=str(REPO), timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, f"init failed:\n{done.stdout}\n{done.stderr}"
-    return [root / f"node{i + 1}" / "node.json" for i in range(validators)]
-
-
-KINDS: dict[str, tuple[int, list[str]]] = {
-    "strict": (
-        3,
-        [
+KINDS: dict[str, dict[str, Any]] = {
+    "strict": {
+        "validators": 3,
+        "dev_alloc": False,
+        "init_args": [
             "--privacy", "strict", "--chain-id", str(STRICT_CHAIN),
             "--alloc", f"{OWNER.address}={10**24}", "--alloc", f"{OTHER.address}={10**24}",
         ],
-    ),
-    "open": (4, ["--chain-id", str(OPEN_CHAIN), "--dev-alloc"]),
+    },
+    "open": {"validators": 4, "init_args": ["--chain-id", str(OPEN_CHAIN)]},
 }  # fmt: skip
 
 
 class Clusters:
     """One running consortium at a time: asking for the other kind stops this one."""
 
-    def __init__(self, factory: pytest.TempPathFactory) -> None:
+    def __init__(self, request: pytest.FixtureRequest, factory: pytest.TempPathFactory) -> None:
+        self.request = request
         self.factory = factory
         self.kind: str | None = None
-        self.nodes: list[ClusterNode] = []
+        self.cluster: Cluster | None = None
 
     def get(self, kind: str) -> list[ClusterNode]:
-        if kind == self.kind:
-            return self.nodes
-        self.stop()
-        count, extra = KINDS[kind]
-        configs = init(self.factory.mktemp(kind), count, *extra)
-        self.nodes = [ClusterNode(c) for c in configs]
-        self.kind = kind
-        for node in self.nodes:
-            node.start()
-        wait_for(lambda: all(n.ready() for n in self.nodes), 120, "every node answers", self.nodes)
-        wait_for(lambda: min(height(n) for n in self.nodes) >= 1, 90, "block 1", self.nodes)
-        return self.nodes
+        if kind != self.kind or self.cluster is None:
+            self.stop()
+            self.cluster = Cluster(self.factory.mktemp(kind), **KINDS[kind])
+            self.kind = kind
+            self.cluster.start()
+            self.cluster.wait_height(1, timeout=90)
+        nodes = list(self.cluster.nodes.values())
+        assert all(n.running for n in nodes), f"a node is down: {nodes}"
+        return nodes
 
     def stop(self) -> None:
-        nodes, self.nodes, self.kind = self.nodes, [], None
-        codes = [node.stop(signal.SIGTERM) for node in nodes]
-        assert codes == [0] * len(nodes), [n.log()[-3000:] for n in nodes]
+        cluster, self.cluster, self.kind = self.cluster, None, None
+        if cluster is not None:
+            cluster.finish(self.request, clean_exit=True)
 
 
 @pytest.fixture(scope="module")
-def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
-    manager = Clusters(tmp_path_factory)
+def clusters(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Clusters]:
+    manager = Clusters(request, tmp_path_factory)
     try:
         yield manager
     finally:
@@ -160,7 +119,7 @@ def open_cluster(clusters: Clusters) -> list[ClusterNode]:
 
 
 def height(node: ClusterNode) -> int:
-    return int(node.call("eth_blockNumber"), 16)
+    return node.height()
 
 
 def result(url: str, method: str, params: list[Any] | None = None) -> Any:
@@ -188,11 +147,11 @@ def wait_result(
         answer = rpc(url, method, params)
         return answer.get("result")
 
-    return wait_for(fetch, timeout, f"{method} on {url}", nodes)
+    return wait_until(fetch, timeout, f"{method} on {url}")
 
 
 def wait_height(nodes: list[ClusterNode], number: int) -> None:
-    wait_for(lambda: all(height(n) >= number for n in nodes), 90, f"height {number}", nodes)
+    wait_until(lambda: all(height(n) >= number for n in nodes), 90, f"height {number}")
 
 
 def send(url: str, account: Any, nonce: int, chain_id: int, **fields: Any) -> str:
@@ -331,7 +290,7 @@ def outcome(url: str, method: str, params: list[Any]) -> tuple[Any, ...]:
 
 def _signed_call(node: ClusterNode, token_address: str, nonce: int) -> tuple[dict[str, Any], str]:
     head = height(node)
-    info = node.call("coco_nodeInfo")
+    info = node.rpc("coco_nodeInfo")
     data = token_call("balanceOf", OWNER.address)
     leash = {
         "nonce": nonce,
@@ -364,7 +323,7 @@ def _signed_call(node: ClusterNode, token_address: str, nonce: int) -> tuple[dic
 
 def test_signed_query_for_the_chain_answers_on_any_node(strict: list[ClusterNode]) -> None:
     a, b, c = strict
-    infos = [n.call("coco_nodeInfo") for n in strict]
+    infos = [n.rpc("coco_nodeInfo") for n in strict]
     assert len({(i["chainId"], i["genesisHash"]) for i in infos}) == 1
     token = sign_in(a.url, OWNER.key)["token"]
     nonce = int(
@@ -414,8 +373,8 @@ def test_the_sdk_deploys_sealed_through_one_node_and_reads_through_another(
     wait_height(strict, receipt.blockNumber)
     w3b = confidential_web3(personal(b, token), OWNER, allow_virtual=True)
     on_b = w3b.eth.contract(address=receipt.contractAddress, abi=art["abi"])
-    assert on_b.functions.balanceOf(OWNER.address).call() == 4242
-    assert on_b.functions.symbol().call() == "SEAL"
+    assert on_b.functions.balanceOf(OWNER.address).rpc() == 4242
+    assert on_b.functions.symbol().rpc() == "SEAL"
     # a sealed transfer through C, read back through B
     w3c = confidential_web3(personal(c, token), OWNER, allow_virtual=True)
     on_c = w3c.eth.contract(address=receipt.contractAddress, abi=art["abi"])
@@ -423,7 +382,7 @@ def test_the_sdk_deploys_sealed_through_one_node_and_reads_through_another(
     mined = w3b.eth.wait_for_transaction_receipt(sent, timeout=90, poll_latency=0.1)
     assert mined.status == 1
     wait_height(strict, mined.blockNumber)
-    assert on_b.functions.balanceOf(OWNER.address).call() == 4200
+    assert on_b.functions.balanceOf(OWNER.address).rpc() == 4200
 
     # one envelope for the whole consortium: sealed to A's attested key, opened by B and C
     key = reports[0].tx_keys[-1]
@@ -464,7 +423,7 @@ def test_the_sdk_deploys_sealed_through_one_node_and_reads_through_another(
     done = wait_result(strict, personal(a, token), "eth_getTransactionReceipt", [tx_hash])
     assert done["status"] == "0x1"
     wait_height(strict, int(done["blockNumber"], 16))
-    assert on_b.functions.balanceOf(OWNER.address).call() == 4000
+    assert on_b.functions.balanceOf(OWNER.address).rpc() == 4000
 
 
 def _tx_keys(report: Report) -> list[Any]:
@@ -477,16 +436,16 @@ def _tx_keys(report: Report) -> list[Any]:
 def test_pending_nonce_with_two_nodes(open_cluster: list[ClusterNode]) -> None:
     a, b = open_cluster[0], open_cluster[1]
     sender = Account.from_key(DEV_ACCOUNTS[6].private_key)
-    nonce = int(a.call("eth_getTransactionCount", [sender.address, "pending"]), 16)
+    nonce = int(a.rpc("eth_getTransactionCount", [sender.address, "pending"]), 16)
     first = send(a.url, sender, nonce, OPEN_CHAIN, to=TO, value=1)
     second = send(b.url, sender, nonce + 1, OPEN_CHAIN, to=TO, value=2)
 
     def counted(node: ClusterNode) -> Any:
-        return int(node.call("eth_getTransactionCount", [sender.address, "pending"]), 16)
+        return int(node.rpc("eth_getTransactionCount", [sender.address, "pending"]), 16)
 
     # once forwarded, each node counts both (or both are mined already)
     for node in open_cluster:
-        wait_for(lambda node=node: counted(node) == nonce + 2, 60, "pending nonce", open_cluster)
+        wait_until(lambda node=node: counted(node) == nonce + 2, 60, "pending nonce")
     receipts = [
         wait_result(open_cluster, n.url, "eth_getTransactionReceipt", [h])
         for n, h in ((open_cluster[2], first), (open_cluster[3], second))
@@ -494,7 +453,7 @@ def test_pending_nonce_with_two_nodes(open_cluster: list[ClusterNode]) -> None:
     assert [r["status"] for r in receipts] == ["0x1", "0x1"]
     top = max(int(r["blockNumber"], 16) for r in receipts)
     wait_height(open_cluster, top)
-    latest = {n.call("eth_getTransactionCount", [sender.address, hex(top)]) for n in open_cluster}
+    latest = {n.rpc("eth_getTransactionCount", [sender.address, hex(top)]) for n in open_cluster}
     assert latest == {hex(nonce + 2)}
 
 
@@ -521,7 +480,7 @@ def test_web3py_and_metamask_like_flows(open_cluster: list[ClusterNode]) -> None
     for node in (c, d):
         w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": 60}))
         token = w3.eth.contract(address=receipt.contractAddress, abi=art["abi"])
-        assert token.functions.balanceOf(account.address).call() == 10**6
+        assert token.functions.balanceOf(account.address).rpc() == 10**6
         assert w3.eth.get_transaction_receipt(tx_hash).blockHash == receipt.blockHash
         history = w3.eth.fee_history(4, "latest", [25, 75])
         blocks = len(history["reward"])  # four, or fewer on a young chain
@@ -532,9 +491,9 @@ def test_web3py_and_metamask_like_flows(open_cluster: list[ClusterNode]) -> None
             block = w3.eth.get_block(tag)
             assert receipt.blockNumber <= block.number <= w3.eth.block_number
     # safe/finalized are final everywhere: the same hash at their height on every node
-    number = min(int(n.call("eth_getBlockByNumber", ["finalized", False])["number"], 16)
+    number = min(int(n.rpc("eth_getBlockByNumber", ["finalized", False])["number"], 16)
                  for n in open_cluster)  # fmt: skip
-    hashes = {n.call("eth_getBlockByNumber", [hex(number), False])["hash"] for n in open_cluster}
+    hashes = {n.rpc("eth_getBlockByNumber", [hex(number), False])["hash"] for n in open_cluster}
     assert len(hashes) == 1
 
 
@@ -546,7 +505,7 @@ def test_new_heads_over_websocket_on_every_node(
     from websockets.sync.client import connect
 
     node = open_cluster[index]
-    me = node.call("coco_nodeStatus")["address"].lower()
+    me = node.rpc("coco_nodeStatus")["address"].lower()
     with connect(node.url.replace("http", "ws", 1), open_timeout=30) as ws:
         ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
                             "params": ["newHeads"]}))  # fmt: skip
