@@ -1,8 +1,10 @@
 """Faults a real consortium survives: four validator processes on loopback (issue 8, item 12).
 
-Each test makes its own consortium with ``coco-gateway init`` (the dev mnemonic's accounts
-funded, one block a second) and runs each node as ``coco-gateway node --config`` (host and
-enclave processes), through ``tests/cluster_harness.py``. Transactions flow from dev accounts
+The tests share two consortia made with ``coco-gateway init`` (the dev mnemonic's accounts
+funded, one block a second), one running at a time: node4's links through fault proxies, or
+through p2p relays. Each node runs as ``coco-gateway node --config`` (host and enclave
+processes), through ``tests/cluster_harness.py``; each test gets its consortium whole and it
+is restored after the test (nodes started again, links healed, rules dropped, all caught up). Transactions flow from dev accounts
 while validators are killed (``kill -9`` of the node and its enclave), stopped, partitioned
 through a fault proxy, fed changed frames through a p2p relay, or run with a clock 30 s ahead.
 Every test ends with the two checks that matter: every transaction a node accepted has a
@@ -29,6 +31,7 @@ from cluster_harness import (
     ClusterNode,
     Traffic,
     consortium_secret,
+    failed_in,
     open_body,
     proposal_block_hash,
     seal_body,
@@ -82,17 +85,73 @@ def make_cluster(
         return cluster
 
     yield make
-    failed = any(
-        getattr(request.node, f"rep_{when}", None) is not None
-        and getattr(request.node, f"rep_{when}").failed
-        for when in ("setup", "call")
-    )
+    failed = failed_in(request)
     for cluster in made:
-        if failed:
-            print(f"\n===== cluster {cluster.root}\n{cluster.report()}")
-        cluster.close()
+        cluster.finish(request)
     if not failed and not os.environ.get("COCO_KEEP_CLUSTERS"):
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+class Shared:
+    """The module's shared consortia, one running at a time (the machine has two cores):
+    four validators with node4's links through ``FaultProxy``s ("proxy") or through
+    ``P2pRelay``s ("relay"). Asking for the other kind closes this one. Each test gets it
+    whole (every node up with no environment of its own, every link healed, no rules, no
+    traffic) and the fixture restores it after the test (``Cluster.restore``)."""
+
+    def __init__(self, request: pytest.FixtureRequest, factory: pytest.TempPathFactory) -> None:
+        self.request = request
+        self.factory = factory
+        self.kind: str | None = None
+        self.cluster: Cluster | None = None
+
+    def get(self, kind: str) -> Cluster:
+        if kind != self.kind or self.cluster is None:
+            self.close()
+            cluster = Cluster(self.factory.mktemp(f"faults-{kind}"), validators=4)
+            self.cluster, self.kind = cluster, kind
+            cluster.route_through(["node4"], kind)
+            cluster.start()
+            cluster.wait_progress(2)
+        damage = self.cluster.damage()
+        assert not damage, f"the shared cluster is not whole: {damage}"
+        return self.cluster
+
+    def close(self) -> None:
+        cluster, self.cluster, self.kind = self.cluster, None, None
+        if cluster is not None:
+            cluster.finish(self.request)
+
+
+@pytest.fixture(scope="module")
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Shared]:
+    clusters = Shared(request, tmp_path_factory)
+    try:
+        yield clusters
+    finally:
+        clusters.close()
+
+
+def _lend(shared: Shared, kind: str, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    cluster = shared.get(kind)
+    yield cluster
+    if failed_in(request):
+        print(f"\n===== shared cluster {cluster.root}\n{cluster.report()}")
+    cluster.restore()
+
+
+@pytest.fixture
+def proxied(shared: Shared, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The shared consortium with node4's links through fault proxies."""
+    yield from _lend(shared, "proxy", request)
+
+
+@pytest.fixture
+def relayed(shared: Shared, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The shared consortium with node4's links through p2p relays."""
+    yield from _lend(shared, "relay", request)
 
 
 def finish(cluster: Cluster, traffic: Traffic) -> None:
@@ -136,10 +195,8 @@ def log_has(node: ClusterNode, *needles: str, since: int = 0) -> bool:
 # --------------------------------------------------------------------------- crashes
 
 
-def test_kill9_a_validator_while_transactions_flow(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(validators=4)
-    cluster.start()
-    cluster.wait_progress(2)
+def test_kill9_a_validator_while_transactions_flow(proxied: Cluster) -> None:
+    cluster = proxied
     traffic = cluster.flow()
     traffic.wait_confirmed(8)
 
@@ -156,12 +213,8 @@ def test_kill9_a_validator_while_transactions_flow(make_cluster: Callable[..., C
 
 
 @pytest.mark.slow
-def test_two_validators_down_the_chain_stops_then_resumes(
-    make_cluster: Callable[..., Cluster],
-) -> None:
-    cluster = make_cluster(validators=4)
-    cluster.start()
-    cluster.wait_progress(2)
+def test_two_validators_down_the_chain_stops_then_resumes(proxied: Cluster) -> None:
+    cluster = proxied
     traffic = cluster.flow(only=["node1", "node2"])
     traffic.wait_confirmed(6)
     pids = {n: cluster[n].proc.pid for n in ("node1", "node2")}  # type: ignore[union-attr]
@@ -198,11 +251,8 @@ def test_two_validators_down_the_chain_stops_then_resumes(
 # --------------------------------------------------------------------------- the network
 
 
-def test_partition_one_validator_and_heal(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(validators=4)
-    cluster.route_through(["node4"], "proxy")
-    cluster.start()
-    cluster.wait_progress(2)
+def test_partition_one_validator_and_heal(proxied: Cluster) -> None:
+    cluster = proxied
     traffic = cluster.flow(only=["node1", "node2", "node3"])
     traffic.wait_confirmed(4)
 
@@ -220,17 +270,19 @@ def test_partition_one_validator_and_heal(make_cluster: Callable[..., Cluster]) 
     finish(cluster, traffic)
 
 
-def test_a_validator_with_its_clock_30s_ahead(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(validators=4)
+def test_a_validator_with_its_clock_30s_ahead(proxied: Cluster) -> None:
+    cluster = proxied
     ahead = cluster["node2"]
-    cluster.start(env={"node2": {CLOCK_OFFSET_ENV: "30"}})
+    ahead.stop()
+    marks = {n.name: n.log_mark() for n in cluster.nodes.values()}
+    cluster.start(["node2"], env={"node2": {CLOCK_OFFSET_ENV: "30"}})
     traffic = cluster.flow(only=["node1", "node3", "node4"])
     start = cluster["node1"].height()
     end = cluster.wait_progress(8, timeout=150)  # two full turns of the four proposers
 
     others = [cluster[n] for n in ("node1", "node3", "node4")]
     wait_until(
-        lambda: all(log_has(n, "timestamp-in-future") for n in others),
+        lambda: all(log_has(n, "timestamp-in-future", since=marks[n.name]) for n in others),
         30,
         "every other validator to log that it refused node2's proposal (timestamp-in-future)",
     )
@@ -247,14 +299,9 @@ def test_a_validator_with_its_clock_30s_ahead(make_cluster: Callable[..., Cluste
 
 
 @pytest.mark.slow
-def test_a_validator_fed_bad_frames_refuses_each_and_keeps_going(
-    make_cluster: Callable[..., Cluster],
-) -> None:
-    cluster = make_cluster(validators=4)
+def test_a_validator_fed_bad_frames_refuses_each_and_keeps_going(relayed: Cluster) -> None:
+    cluster = relayed
     target = cluster["node4"]
-    cluster.route_through(["node4"], "relay")
-    cluster.start()
-    cluster.wait_progress(2)
     traffic = cluster.flow(only=["node1", "node2", "node3"])
     traffic.wait_confirmed(4)
 
@@ -316,11 +363,9 @@ def test_a_validator_fed_bad_frames_refuses_each_and_keeps_going(
     finish(cluster, traffic)
 
 
-def test_replayed_messages_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
-    cluster = make_cluster(validators=4)
+def test_replayed_messages_change_nothing(relayed: Cluster) -> None:
+    cluster = relayed
     target = cluster["node4"]
-    cluster.route_through(["node4"], "relay")
-    cluster.start()
     traffic = cluster.flow(only=["node1", "node2", "node3"])
     traffic.wait_confirmed(4)
     cluster.wait_progress(3)
@@ -338,8 +383,11 @@ def test_replayed_messages_change_nothing(make_cluster: Callable[..., Cluster]) 
 
     # earlier heights' messages, while node4 has seen them: its links refuse the duplicates
     mark = target.log_mark()
+    counted = refused("replayed-message")  # the shared cluster may have seen some already
     assert replay_all() > 0, "no earlier QBFT frames to replay"
-    cluster.wait_until(lambda: refused("replayed-message") > 0, 60, "node4 to count replays")
+    cluster.wait_until(
+        lambda: refused("replayed-message") > counted, 60, "node4 to count the replays"
+    )
     wait_until(
         lambda: log_has(target, "refused (replayed-message)", since=mark),
         30,
