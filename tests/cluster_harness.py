@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -707,6 +707,87 @@ class Cluster:
                     f"{len(missing)} missing, e.g. {missing[:5]}\n{self.brief_status()}"
                 ),
             )
+
+
+OPEN_CHAIN = 31337  # tests/clients/js/lib.mjs and the Foundry scripts expect the dev chain id
+
+
+def lend_open(pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The shared "open" consortium: node1..node4 (validators), node5 (a member) and
+    observer1, the dev accounts funded, chain 31337; its nodes must exit cleanly on SIGTERM
+    at the end."""
+    yield from pool.lend(
+        request, "open", clean_exit=True, validators=4, members=1, observers=1,
+        init_args=["--chain-id", str(OPEN_CHAIN)],
+    )  # fmt: skip
+
+
+class ClusterPool:
+    """Clusters shared between tests, across modules, one running at a time (the machine
+    has two cores): ``lend`` gives a test the cluster of its ``kind``, made and started on
+    first use (``setup`` runs before the start, e.g. to route links through fault tools),
+    closing the cluster of another kind that ran before. The test gets it whole (no
+    ``damage``) and it is restored after the test (``Cluster.restore``); a cluster that
+    cannot be restored is closed and the next test of its kind gets a new one. Session
+    fixture ``cluster_pool`` (tests/conftest.py)."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self.factory = factory
+        self.kind: str | None = None
+        self.cluster: Cluster | None = None
+        self.clean_exit = False
+        self.failed = False  # a test that used the running cluster failed
+
+    def get(
+        self,
+        kind: str,
+        setup: Callable[[Cluster], None] | None = None,
+        clean_exit: bool = False,
+        **options: Any,
+    ) -> Cluster:
+        if kind != self.kind or self.cluster is None:
+            self.close()
+            cluster = Cluster(self.factory.mktemp(kind), **options)
+            self.cluster, self.kind, self.clean_exit = cluster, kind, clean_exit
+            if setup is not None:
+                setup(cluster)
+            cluster.start()
+            cluster.wait_height(1, timeout=120)
+        damage = self.cluster.damage()
+        assert not damage, f"the shared {kind} cluster is not whole: {damage}"
+        return self.cluster
+
+    def lend(
+        self,
+        request: pytest.FixtureRequest,
+        kind: str,
+        setup: Callable[[Cluster], None] | None = None,
+        clean_exit: bool = False,
+        **options: Any,
+    ) -> Iterator[Cluster]:
+        """A function fixture's body: ``yield from pool.lend(request, "kind", ...)``."""
+        cluster = self.get(kind, setup, clean_exit, **options)
+        yield cluster
+        if failed_in(request):
+            self.failed = True
+            print(f"\n===== shared cluster {cluster.root}\n{cluster.report()}")
+        try:
+            cluster.restore()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        cluster, self.cluster, self.kind = self.cluster, None, None
+        failed, self.failed = self.failed, False
+        if cluster is None:
+            return
+        if failed:
+            print(f"\n===== shared cluster {cluster.root}, closing\n{cluster.report()}")
+        codes = cluster.close()
+        if self.clean_exit:
+            unclean = {n: c for n, c in codes.items() if c not in (0, None)}
+            assert not unclean, f"unclean exits {unclean}\n{cluster.report()}"
 
 
 def _receipt_key(receipt: dict[str, Any]) -> tuple[str, str, str, str]:

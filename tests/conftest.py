@@ -178,6 +178,32 @@ def terminal_progress(
 
 
 @pytest.fixture(scope="session")
+def cluster_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Consortia shared between tests and modules, one running at a time
+    (tests/cluster_harness.py ``ClusterPool``)."""
+    from cluster_harness import ClusterPool
+
+    pool = ClusterPool(tmp_path_factory)
+    _POOLS.append(pool)
+    try:
+        yield pool
+    finally:
+        _POOLS.remove(pool)
+        pool.close()
+
+
+_POOLS: list[Any] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that does not use the shared clusters gets the machine without them: the
+    pool's cluster is closed first (tests that share one run next to each other)."""
+    if _POOLS and "cluster_pool" not in getattr(item, "fixturenames", ()):
+        _POOLS[0].close()
+
+
+@pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One dev node shared by every test that only adds to the chain."""
     proc = NodeProcess(tmp_path_factory.mktemp("shared") / "data").start()

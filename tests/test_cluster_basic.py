@@ -1,8 +1,10 @@
-"""Four validators and an observer as real `coco-gateway node --config` processes.
+"""Four validators, a member and an observer as real `coco-gateway node --config` processes
+(the session's shared "open" consortium, tests/cluster_harness.py ``lend_open``).
 
 The chain advances by QBFT inside the enclaves; a transaction sent to one node has its
-receipt on another; every node returns the same block hashes; the observer checks finality
-from headers and seals itself and its data directory holds no plaintext of the calldata.
+receipt on another, one sent to the member is forwarded to the validators; every node
+returns the same block hashes; the observer checks finality from headers and seals itself
+and its data directory holds no plaintext of the calldata.
 """
 
 from __future__ import annotations
@@ -13,43 +15,68 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_harness import Cluster, ClusterNode, make_identity, node_port, wait_until
+from cluster_harness import (
+    Cluster,
+    ClusterNode,
+    ClusterPool,
+    lend_open,
+    make_identity,
+    node_port,
+    wait_until,
+)
 from conftest import rpc
 from eth_account import Account
 
 from gateway.devaccounts import derive
 
 MARKER = b"coco-p2p-plaintext-marker-7f3a"
-SENDER = derive(count=1)[0]  # funded by init --dev-alloc
-
-
-@pytest.fixture(scope="module")
-def consortium(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    made = Cluster(tmp_path_factory.mktemp("cluster"), validators=4, observers=1)
-    try:
-        made.start()
-        yield made
-    finally:
-        made.finish(request, clean_exit=True)
+SENDER = derive(count=9)[8]  # funded by init --dev-alloc; the client tests use 0..7
 
 
 @pytest.fixture
-def cluster(consortium: Cluster) -> Iterator[list[ClusterNode]]:
-    """node1..node4 (validators) and observer1, all running. A test that stops a node
-    starts it again; should it fail before that, the node is started again here, so the
-    next test still finds all five."""
-    nodes = list(consortium.nodes.values())
-    assert all(n.running for n in nodes), f"a node is down: {nodes}"
-    yield nodes
-    down = [n.name for n in nodes if not n.running]
-    if down:
-        consortium.start(down)
+def consortium(cluster_pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The shared "open" consortium (also tests/test_cluster_clients.py's): node1..node4
+    (validators) and observer1, all running; restored after each test (a node a test
+    stopped is started again, and all catch up)."""
+    yield from lend_open(cluster_pool, request)
+
+
+@pytest.fixture
+def cluster(consortium: Cluster) -> list[ClusterNode]:
+    """node1..node4 (the validators), then observer1."""
+    return [*consortium.validators(), consortium["observer1"]]
 
 
 def height(node: ClusterNode) -> int:
     return node.height()
+
+
+def test_a_member_forwards_and_follows(consortium: Cluster) -> None:
+    """A transaction sent to the member (node5) is forwarded sealed to a validator, decided
+    there, pushed back, and its receipt read on the member."""
+    member = consortium["node5"]
+    assert member.status()["role"] == "member"
+    sender = derive()[9]  # used by no other test
+    nonce = int(member.rpc("eth_getTransactionCount", [sender.address, "latest"]), 16)
+    tx = {
+        "chainId": consortium.chain_id, "nonce": nonce, "to": "0x" + "78" * 20, "value": 7,
+        "gas": 21_000, "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9,
+    }  # fmt: skip
+    raw = Account.sign_transaction(tx, sender.private_key).raw_transaction
+    tx_hash = member.rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
+
+    def receipt(node: ClusterNode) -> Any:
+        return node.rpc("eth_getTransactionReceipt", [tx_hash])
+
+    on_member = consortium.wait_until(lambda: receipt(member), 90, "the receipt on the member")
+    for validator in consortium.validators():
+        assert consortium.wait_until(lambda v=validator: receipt(v), 60, "the receipt") == on_member
+    assert member.rpc("eth_getTransactionCount", [sender.address, "latest"]) == hex(nonce + 1)
+    number = int(on_member["blockNumber"], 16)
+    finality = member.rpc("coco_getFinality", [hex(number)])
+    assert finality["final"] is True and finality["quorum"] == 3
+    assert set(finality["signers"]) <= set(finality["validators"])
+    assert len(finality["signers"]) >= finality["quorum"]
 
 
 def test_the_chain_advances_and_every_node_agrees(cluster: list[ClusterNode]) -> None:
@@ -183,6 +210,7 @@ def test_a_validator_that_was_down_catches_up(
     consortium: Cluster, cluster: list[ClusterNode]
 ) -> None:
     node1, node4 = consortium["node1"], consortium["node4"]
+    mark = node4.log_mark()
     node4.kill9()
     start = node1.height()
     # three of four validators are a quorum: the chain goes on
@@ -190,35 +218,7 @@ def test_a_validator_that_was_down_catches_up(
     consortium.start(["node4"], timeout=60)
     target = node1.height()
     consortium.wait_height(target, ["node4"], timeout=90)
-    assert "catch-up:" in node4.log()
+    assert "catch-up:" in node4.log_since(mark)
     assert node4.block_hashes(target, target) == node1.block_hashes(target, target)
     # and it takes part again: the chain still advances with all four
     consortium.wait_height(target + 3, ["node4"], timeout=60)
-
-
-def test_a_member_forwards_and_follows(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """One validator and one member: a transaction sent to the member is forwarded sealed to
-    the validator, decided there, pushed back, and its receipt read on the member."""
-    pair = Cluster(tmp_path, validators=1, members=1)
-    try:
-        pair.start()
-        validator, member = pair["node1"], pair["node2"]
-        assert member.status()["role"] == "member"
-        tx = {
-            "chainId": pair.chain_id, "nonce": 0, "to": "0x" + "78" * 20, "value": 7,
-            "gas": 21_000, "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9,
-        }  # fmt: skip
-        raw = Account.sign_transaction(tx, SENDER.private_key).raw_transaction
-        tx_hash = member.rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
-
-        def receipt(node: ClusterNode) -> Any:
-            return node.rpc("eth_getTransactionReceipt", [tx_hash])
-
-        on_member = pair.wait_until(lambda: receipt(member), 90, "the receipt on the member")
-        assert on_member == receipt(validator)
-        assert member.rpc("eth_getTransactionCount", [SENDER.address, "latest"]) == "0x1"
-        number = int(on_member["blockNumber"], 16)
-        finality = member.rpc("coco_getFinality", [hex(number)])
-        assert finality["final"] is True and finality["signers"] == finality["validators"]
-    finally:
-        pair.finish(request, clean_exit=True)

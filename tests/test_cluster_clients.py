@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from artifacts import load_artifact
-from cluster_harness import Cluster, ClusterNode, wait_until
+from cluster_harness import OPEN_CHAIN, Cluster, ClusterNode, ClusterPool, lend_open, wait_until
 from conftest import DEV_KEYS, rpc
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -45,7 +45,6 @@ from gateway.protocol.envelope import Kind, Purpose, open_response, seal_request
 pytestmark = pytest.mark.timeout(600)
 
 STRICT_CHAIN = 4344
-OPEN_CHAIN = 31337  # tests/clients/js/lib.mjs and the Foundry scripts expect the dev chain id
 OWNER = Account.from_key("0x" + "51" * 32)
 OTHER = Account.from_key("0x" + "52" * 32)
 TO = "0x" + "77" * 20
@@ -55,64 +54,31 @@ DEV_ACCOUNTS = derive()  # funded by init --dev-alloc; the client scripts use th
 # ------------------------------------------------------------------ the clusters
 
 
-KINDS: dict[str, dict[str, Any]] = {
-    "strict": {
-        "validators": 3,
-        "dev_alloc": False,
-        "init_args": [
+def _strict(pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    yield from pool.lend(
+        request, "strict", clean_exit=True, validators=3, dev_alloc=False,
+        init_args=[
             "--privacy", "strict", "--chain-id", str(STRICT_CHAIN),
             "--alloc", f"{OWNER.address}={10**24}", "--alloc", f"{OTHER.address}={10**24}",
         ],
-    },
-    "open": {"validators": 4, "init_args": ["--chain-id", str(OPEN_CHAIN)]},
-}  # fmt: skip
-
-
-class Clusters:
-    """One running consortium at a time: asking for the other kind stops this one."""
-
-    def __init__(self, request: pytest.FixtureRequest, factory: pytest.TempPathFactory) -> None:
-        self.request = request
-        self.factory = factory
-        self.kind: str | None = None
-        self.cluster: Cluster | None = None
-
-    def get(self, kind: str) -> list[ClusterNode]:
-        if kind != self.kind or self.cluster is None:
-            self.stop()
-            self.cluster = Cluster(self.factory.mktemp(kind), **KINDS[kind])
-            self.kind = kind
-            self.cluster.start()
-            self.cluster.wait_height(1, timeout=90)
-        nodes = list(self.cluster.nodes.values())
-        assert all(n.running for n in nodes), f"a node is down: {nodes}"
-        return nodes
-
-    def stop(self) -> None:
-        cluster, self.cluster, self.kind = self.cluster, None, None
-        if cluster is not None:
-            cluster.finish(self.request, clean_exit=True)
-
-
-@pytest.fixture(scope="module")
-def clusters(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Clusters]:
-    manager = Clusters(request, tmp_path_factory)
-    try:
-        yield manager
-    finally:
-        manager.stop()
+    )  # fmt: skip
 
 
 @pytest.fixture
-def strict(clusters: Clusters) -> list[ClusterNode]:
-    return clusters.get("strict")
+def strict(
+    cluster_pool: ClusterPool, request: pytest.FixtureRequest
+) -> Iterator[list[ClusterNode]]:
+    for cluster in _strict(cluster_pool, request):
+        yield list(cluster.nodes.values())
 
 
 @pytest.fixture
-def open_cluster(clusters: Clusters) -> list[ClusterNode]:
-    return clusters.get("open")
+def open_cluster(
+    cluster_pool: ClusterPool, request: pytest.FixtureRequest
+) -> Iterator[list[ClusterNode]]:
+    """The validators of the shared "open" consortium (tests/test_cluster_basic.py's too)."""
+    for cluster in lend_open(cluster_pool, request):
+        yield cluster.validators()
 
 
 # ------------------------------------------------------------------ helpers
@@ -178,6 +144,167 @@ def token_call(fn: str, *args: Any) -> str:
     art = load_artifact("Token")
     contract = Web3().eth.contract(address="0x" + "00" * 20, abi=art["abi"])
     return str(getattr(contract.functions, fn)(*args)._encode_transaction_data())
+
+
+# ------------------------------------------------------------------ open consortium, clients
+
+
+def test_pending_nonce_with_two_nodes(open_cluster: list[ClusterNode]) -> None:
+    a, b = open_cluster[0], open_cluster[1]
+    sender = Account.from_key(DEV_ACCOUNTS[6].private_key)
+    nonce = int(a.rpc("eth_getTransactionCount", [sender.address, "pending"]), 16)
+    first = send(a.url, sender, nonce, OPEN_CHAIN, to=TO, value=1)
+    second = send(b.url, sender, nonce + 1, OPEN_CHAIN, to=TO, value=2)
+
+    def counted(node: ClusterNode) -> Any:
+        return int(node.rpc("eth_getTransactionCount", [sender.address, "pending"]), 16)
+
+    # once forwarded, each node counts both (or both are mined already)
+    for node in open_cluster:
+        wait_until(lambda node=node: counted(node) == nonce + 2, 60, "pending nonce")
+    receipts = [
+        wait_result(open_cluster, n.url, "eth_getTransactionReceipt", [h])
+        for n, h in ((open_cluster[2], first), (open_cluster[3], second))
+    ]
+    assert [r["status"] for r in receipts] == ["0x1", "0x1"]
+    top = max(int(r["blockNumber"], 16) for r in receipts)
+    wait_height(open_cluster, top)
+    latest = {n.rpc("eth_getTransactionCount", [sender.address, hex(top)]) for n in open_cluster}
+    assert latest == {hex(nonce + 2)}
+
+
+def test_web3py_and_metamask_like_flows(open_cluster: list[ClusterNode]) -> None:
+    a, b, c, d = open_cluster
+    account = Account.from_key(DEV_ACCOUNTS[7].private_key)
+    w3a = Web3(HTTPProvider(a.url, request_kwargs={"timeout": 60}))
+    w3b = Web3(HTTPProvider(b.url, request_kwargs={"timeout": 60}))
+    assert w3a.eth.chain_id == w3b.eth.chain_id == OPEN_CHAIN
+    art = load_artifact("Token")
+    factory = w3a.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    tx = factory.constructor("Web3", "W3", 10**6).build_transaction(
+        {
+            "from": account.address,
+            "nonce": w3a.eth.get_transaction_count(account.address, "pending"),
+            "gasPrice": w3a.eth.gas_price,
+        }
+    )
+    tx_hash = w3a.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+    # a wallet polls the receipt on another node (as MetaMask polls its RPC)
+    receipt = w3b.eth.wait_for_transaction_receipt(tx_hash, timeout=90, poll_latency=0.2)
+    assert receipt.status == 1
+    wait_height(open_cluster, receipt.blockNumber)
+    for node in (c, d):
+        w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": 60}))
+        token = w3.eth.contract(address=receipt.contractAddress, abi=art["abi"])
+        assert token.functions.balanceOf(account.address).call() == 10**6
+        assert w3.eth.get_transaction_receipt(tx_hash).blockHash == receipt.blockHash
+        history = w3.eth.fee_history(4, "latest", [25, 75])
+        blocks = len(history["reward"])  # four, or fewer on a young chain
+        assert len(history["baseFeePerGas"]) == blocks + 1 and 1 <= blocks <= 4
+        assert history["oldestBlock"] + blocks - 1 >= receipt.blockNumber
+        assert w3.eth.gas_price > 0 and w3.eth.max_priority_fee >= 0
+        for tag in ("safe", "finalized"):  # every committed block has its quorum of seals
+            block = w3.eth.get_block(tag)
+            assert receipt.blockNumber <= block.number <= w3.eth.block_number
+    # safe/finalized are final everywhere: the same hash at their height on every node
+    number = min(int(n.rpc("eth_getBlockByNumber", ["finalized", False])["number"], 16)
+                 for n in open_cluster)  # fmt: skip
+    hashes = {n.rpc("eth_getBlockByNumber", [hex(number), False])["hash"] for n in open_cluster}
+    assert len(hashes) == 1
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_new_heads_over_websocket_on_every_node(
+    open_cluster: list[ClusterNode], index: int
+) -> None:
+    """Each node announces blocks it did not propose (round-robin proposers)."""
+    from websockets.sync.client import connect
+
+    node = open_cluster[index]
+    me = node.rpc("coco_nodeStatus")["address"].lower()
+    with connect(node.url.replace("http", "ws", 1), open_timeout=30) as ws:
+        ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+                            "params": ["newHeads"]}))  # fmt: skip
+        json.loads(ws.recv(timeout=30))["result"]
+        heads: list[dict[str, Any]] = []
+        while len(heads) < 3 or all(h["miner"].lower() == me for h in heads):
+            heads.append(json.loads(ws.recv(timeout=60))["params"]["result"])
+            assert len(heads) < 12
+    numbers = [int(h["number"], 16) for h in heads]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    assert any(h["miner"].lower() != me for h in heads)
+
+
+def _client_proxy(node: ClusterNode) -> Any:
+    from rpc_proxy import CheckingProxy
+
+    return CheckingProxy(node.url).start()
+
+
+@pytest.mark.parametrize(
+    ("script", "scenarios"),
+    [
+        ("ethers.mjs", ["deploy_transfer", "fee_types", "nonce_manager", "websocket"]),
+        ("viem.mjs", ["http_contracts", "ws_contracts", "fees"]),
+    ],
+    ids=["ethers", "viem"],
+)
+def test_js_clients_on_a_non_first_node(
+    open_cluster: list[ClusterNode], script: str, scenarios: list[str]
+) -> None:
+    from clients_support import ensure_npm_packages, run_client_script
+
+    ensure_npm_packages()
+    proxy = _client_proxy(open_cluster[1 if script == "ethers.mjs" else 2])
+    try:
+        run_client_script(script, scenarios, proxy, timeout=300)
+        proxy.assert_clean()
+    finally:
+        proxy.stop()
+
+
+def test_foundry_deploys_through_one_node_and_reads_through_another(
+    open_cluster: list[ClusterNode],
+) -> None:
+    """cast send --create and cast send through node A; cast reads through node D."""
+    from foundry_support import Foundry, ensure_installed, first_number
+
+    ensure_installed()
+    a, d = open_cluster[0], open_cluster[3]
+    through_a, through_d = Foundry(a.url), Foundry(d.url)
+    art = load_artifact("Counter")
+    deployed = through_a.cast_json(
+        "send", "--private-key", DEV_KEYS[1], "--create", art["bytecode"]
+    )
+    assert int(str(deployed["status"]), 0) == 1
+    address = str(deployed["contractAddress"])
+    set_number = through_a.cast_json(
+        "send", "--private-key", DEV_KEYS[1], address, "setNumber(uint256)", "4711"
+    )
+    assert int(str(set_number["status"]), 0) == 1
+    wait_height(open_cluster, int(str(set_number["blockNumber"]), 0))
+    assert through_d.cast("code", address).lower() == art["deployedBytecode"].lower()
+    assert first_number(through_d.cast("call", address, "number()(uint256)")) == 4711
+    receipt = through_d.cast_json("receipt", str(set_number["transactionHash"]))
+    assert receipt["blockHash"] == set_number["blockHash"]
+
+
+def test_metamask_wallet_flows_on_another_node(open_cluster: list[ClusterNode]) -> None:
+    """MetaMask's own controllers (tests/clients/metamask) on node C: add the network,
+    EIP-1559 detection, the polling block tracker, fees from eth_gasPrice, type-2 and legacy
+    sends with receipt polling, and a transaction seen while pending."""
+    from clients_support import ensure_npm_packages, run_client_script
+
+    mm_dir = Path(__file__).resolve().parent / "clients" / "metamask"
+    ensure_npm_packages(mm_dir, timeout=600)
+    proxy = _client_proxy(open_cluster[2])
+    scenarios = ["add_network", "eip1559", "block_tracker", "fees", "send_eip1559", "send_legacy",
+                 "pending"]  # fmt: skip
+    try:
+        run_client_script(str(mm_dir / "metamask.mjs"), scenarios, proxy, timeout=300)
+        proxy.assert_clean()
+    finally:
+        proxy.stop()
 
 
 # ------------------------------------------------------------------ strict consortium
@@ -373,8 +500,8 @@ def test_the_sdk_deploys_sealed_through_one_node_and_reads_through_another(
     wait_height(strict, receipt.blockNumber)
     w3b = confidential_web3(personal(b, token), OWNER, allow_virtual=True)
     on_b = w3b.eth.contract(address=receipt.contractAddress, abi=art["abi"])
-    assert on_b.functions.balanceOf(OWNER.address).rpc() == 4242
-    assert on_b.functions.symbol().rpc() == "SEAL"
+    assert on_b.functions.balanceOf(OWNER.address).call() == 4242
+    assert on_b.functions.symbol().call() == "SEAL"
     # a sealed transfer through C, read back through B
     w3c = confidential_web3(personal(c, token), OWNER, allow_virtual=True)
     on_c = w3c.eth.contract(address=receipt.contractAddress, abi=art["abi"])
@@ -382,7 +509,7 @@ def test_the_sdk_deploys_sealed_through_one_node_and_reads_through_another(
     mined = w3b.eth.wait_for_transaction_receipt(sent, timeout=90, poll_latency=0.1)
     assert mined.status == 1
     wait_height(strict, mined.blockNumber)
-    assert on_b.functions.balanceOf(OWNER.address).rpc() == 4200
+    assert on_b.functions.balanceOf(OWNER.address).call() == 4200
 
     # one envelope for the whole consortium: sealed to A's attested key, opened by B and C
     key = reports[0].tx_keys[-1]
@@ -423,169 +550,8 @@ def test_the_sdk_deploys_sealed_through_one_node_and_reads_through_another(
     done = wait_result(strict, personal(a, token), "eth_getTransactionReceipt", [tx_hash])
     assert done["status"] == "0x1"
     wait_height(strict, int(done["blockNumber"], 16))
-    assert on_b.functions.balanceOf(OWNER.address).rpc() == 4000
+    assert on_b.functions.balanceOf(OWNER.address).call() == 4000
 
 
 def _tx_keys(report: Report) -> list[Any]:
     return [[k.epoch, k.public_key.hex()] for k in report.tx_keys]
-
-
-# ------------------------------------------------------------------ open consortium, clients
-
-
-def test_pending_nonce_with_two_nodes(open_cluster: list[ClusterNode]) -> None:
-    a, b = open_cluster[0], open_cluster[1]
-    sender = Account.from_key(DEV_ACCOUNTS[6].private_key)
-    nonce = int(a.rpc("eth_getTransactionCount", [sender.address, "pending"]), 16)
-    first = send(a.url, sender, nonce, OPEN_CHAIN, to=TO, value=1)
-    second = send(b.url, sender, nonce + 1, OPEN_CHAIN, to=TO, value=2)
-
-    def counted(node: ClusterNode) -> Any:
-        return int(node.rpc("eth_getTransactionCount", [sender.address, "pending"]), 16)
-
-    # once forwarded, each node counts both (or both are mined already)
-    for node in open_cluster:
-        wait_until(lambda node=node: counted(node) == nonce + 2, 60, "pending nonce")
-    receipts = [
-        wait_result(open_cluster, n.url, "eth_getTransactionReceipt", [h])
-        for n, h in ((open_cluster[2], first), (open_cluster[3], second))
-    ]
-    assert [r["status"] for r in receipts] == ["0x1", "0x1"]
-    top = max(int(r["blockNumber"], 16) for r in receipts)
-    wait_height(open_cluster, top)
-    latest = {n.rpc("eth_getTransactionCount", [sender.address, hex(top)]) for n in open_cluster}
-    assert latest == {hex(nonce + 2)}
-
-
-def test_web3py_and_metamask_like_flows(open_cluster: list[ClusterNode]) -> None:
-    a, b, c, d = open_cluster
-    account = Account.from_key(DEV_ACCOUNTS[7].private_key)
-    w3a = Web3(HTTPProvider(a.url, request_kwargs={"timeout": 60}))
-    w3b = Web3(HTTPProvider(b.url, request_kwargs={"timeout": 60}))
-    assert w3a.eth.chain_id == w3b.eth.chain_id == OPEN_CHAIN
-    art = load_artifact("Token")
-    factory = w3a.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    tx = factory.constructor("Web3", "W3", 10**6).build_transaction(
-        {
-            "from": account.address,
-            "nonce": w3a.eth.get_transaction_count(account.address, "pending"),
-            "gasPrice": w3a.eth.gas_price,
-        }
-    )
-    tx_hash = w3a.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
-    # a wallet polls the receipt on another node (as MetaMask polls its RPC)
-    receipt = w3b.eth.wait_for_transaction_receipt(tx_hash, timeout=90, poll_latency=0.2)
-    assert receipt.status == 1
-    wait_height(open_cluster, receipt.blockNumber)
-    for node in (c, d):
-        w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": 60}))
-        token = w3.eth.contract(address=receipt.contractAddress, abi=art["abi"])
-        assert token.functions.balanceOf(account.address).rpc() == 10**6
-        assert w3.eth.get_transaction_receipt(tx_hash).blockHash == receipt.blockHash
-        history = w3.eth.fee_history(4, "latest", [25, 75])
-        blocks = len(history["reward"])  # four, or fewer on a young chain
-        assert len(history["baseFeePerGas"]) == blocks + 1 and 1 <= blocks <= 4
-        assert history["oldestBlock"] + blocks - 1 >= receipt.blockNumber
-        assert w3.eth.gas_price > 0 and w3.eth.max_priority_fee >= 0
-        for tag in ("safe", "finalized"):  # every committed block has its quorum of seals
-            block = w3.eth.get_block(tag)
-            assert receipt.blockNumber <= block.number <= w3.eth.block_number
-    # safe/finalized are final everywhere: the same hash at their height on every node
-    number = min(int(n.rpc("eth_getBlockByNumber", ["finalized", False])["number"], 16)
-                 for n in open_cluster)  # fmt: skip
-    hashes = {n.rpc("eth_getBlockByNumber", [hex(number), False])["hash"] for n in open_cluster}
-    assert len(hashes) == 1
-
-
-@pytest.mark.parametrize("index", [0, 1, 2, 3])
-def test_new_heads_over_websocket_on_every_node(
-    open_cluster: list[ClusterNode], index: int
-) -> None:
-    """Each node announces blocks it did not propose (round-robin proposers)."""
-    from websockets.sync.client import connect
-
-    node = open_cluster[index]
-    me = node.rpc("coco_nodeStatus")["address"].lower()
-    with connect(node.url.replace("http", "ws", 1), open_timeout=30) as ws:
-        ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
-                            "params": ["newHeads"]}))  # fmt: skip
-        json.loads(ws.recv(timeout=30))["result"]
-        heads: list[dict[str, Any]] = []
-        while len(heads) < 3 or all(h["miner"].lower() == me for h in heads):
-            heads.append(json.loads(ws.recv(timeout=60))["params"]["result"])
-            assert len(heads) < 12
-    numbers = [int(h["number"], 16) for h in heads]
-    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
-    assert any(h["miner"].lower() != me for h in heads)
-
-
-def _client_proxy(node: ClusterNode) -> Any:
-    from rpc_proxy import CheckingProxy
-
-    return CheckingProxy(node.url).start()
-
-
-@pytest.mark.parametrize(
-    ("script", "scenarios"),
-    [
-        ("ethers.mjs", ["deploy_transfer", "fee_types", "nonce_manager", "websocket"]),
-        ("viem.mjs", ["http_contracts", "ws_contracts", "fees"]),
-    ],
-    ids=["ethers", "viem"],
-)
-def test_js_clients_on_a_non_first_node(
-    open_cluster: list[ClusterNode], script: str, scenarios: list[str]
-) -> None:
-    from clients_support import ensure_npm_packages, run_client_script
-
-    ensure_npm_packages()
-    proxy = _client_proxy(open_cluster[1 if script == "ethers.mjs" else 2])
-    try:
-        run_client_script(script, scenarios, proxy, timeout=300)
-        proxy.assert_clean()
-    finally:
-        proxy.stop()
-
-
-def test_foundry_deploys_through_one_node_and_reads_through_another(
-    open_cluster: list[ClusterNode],
-) -> None:
-    """cast send --create and cast send through node A; cast reads through node D."""
-    from foundry_support import Foundry, ensure_installed, first_number
-
-    ensure_installed()
-    a, d = open_cluster[0], open_cluster[3]
-    through_a, through_d = Foundry(a.url), Foundry(d.url)
-    art = load_artifact("Counter")
-    deployed = through_a.cast_json(
-        "send", "--private-key", DEV_KEYS[1], "--create", art["bytecode"]
-    )
-    assert int(str(deployed["status"]), 0) == 1
-    address = str(deployed["contractAddress"])
-    set_number = through_a.cast_json(
-        "send", "--private-key", DEV_KEYS[1], address, "setNumber(uint256)", "4711"
-    )
-    assert int(str(set_number["status"]), 0) == 1
-    wait_height(open_cluster, int(str(set_number["blockNumber"]), 0))
-    assert through_d.cast("code", address).lower() == art["deployedBytecode"].lower()
-    assert first_number(through_d.cast("call", address, "number()(uint256)")) == 4711
-    receipt = through_d.cast_json("receipt", str(set_number["transactionHash"]))
-    assert receipt["blockHash"] == set_number["blockHash"]
-
-
-def test_metamask_wallet_flows_on_another_node(open_cluster: list[ClusterNode]) -> None:
-    """MetaMask's own controllers (tests/clients/metamask) on node C: add the network,
-    EIP-1559 detection, the polling block tracker, fees from eth_gasPrice, type-2 and legacy
-    sends with receipt polling, and a transaction seen while pending."""
-    from clients_support import ensure_npm_packages, run_client_script
-
-    mm_dir = Path(__file__).resolve().parent / "clients" / "metamask"
-    ensure_npm_packages(mm_dir, timeout=600)
-    proxy = _client_proxy(open_cluster[2])
-    scenarios = ["add_network", "eip1559", "block_tracker", "fees", "send_eip1559", "send_legacy",
-                 "pending"]  # fmt: skip
-    try:
-        run_client_script(str(mm_dir / "metamask.mjs"), scenarios, proxy, timeout=300)
-        proxy.assert_clean()
-    finally:
-        proxy.stop()

@@ -1,12 +1,14 @@
 """Faults a real consortium survives: four validator processes on loopback (issue 8, item 12).
 
-The tests share two consortia made with ``coco-gateway init`` (the dev mnemonic's accounts
-funded, one block a second), one running at a time: node4's links through fault proxies, or
-through p2p relays. Each node runs as ``coco-gateway node --config`` (host and enclave
-processes), through ``tests/cluster_harness.py``; each test gets its consortium whole and it
-is restored after the test (nodes started again, links healed, rules dropped, all caught up). Transactions flow from dev accounts
-while validators are killed (``kill -9`` of the node and its enclave), stopped, partitioned
-through a fault proxy, fed changed frames through a p2p relay, or run with a clock 30 s ahead.
+The tests share two consortia (the session's ``cluster_pool``) made with ``coco-gateway
+init`` (the dev mnemonic's accounts funded, one block a second), one running at a time:
+node4's links through fault proxies, or through p2p relays. Each node runs as ``coco-gateway
+node --config`` (host and enclave processes), through ``tests/cluster_harness.py``; each test
+gets its consortium whole and it is restored after the test (nodes started again, links
+healed, rules dropped, all caught up).
+Transactions flow from dev accounts while validators are killed (``kill -9`` of the node and
+its enclave), stopped, partitioned through a fault proxy, fed changed frames through a p2p
+relay, or run with a clock 30 s ahead.
 Every test ends with the two checks that matter: every transaction a node accepted has a
 receipt on every node and every receipt a client saw is unchanged (``check_nothing_lost``),
 and all nodes hold the same block hashes up to the common finalized height
@@ -29,6 +31,7 @@ from cluster_harness import (
     CLOCK_OFFSET_ENV,
     Cluster,
     ClusterNode,
+    ClusterPool,
     Traffic,
     consortium_secret,
     failed_in,
@@ -92,66 +95,20 @@ def make_cluster(
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-class Shared:
-    """The module's shared consortia, one running at a time (the machine has two cores):
-    four validators with node4's links through ``FaultProxy``s ("proxy") or through
-    ``P2pRelay``s ("relay"). Asking for the other kind closes this one. Each test gets it
-    whole (every node up with no environment of its own, every link healed, no rules, no
-    traffic) and the fixture restores it after the test (``Cluster.restore``)."""
-
-    def __init__(self, request: pytest.FixtureRequest, factory: pytest.TempPathFactory) -> None:
-        self.request = request
-        self.factory = factory
-        self.kind: str | None = None
-        self.cluster: Cluster | None = None
-
-    def get(self, kind: str) -> Cluster:
-        if kind != self.kind or self.cluster is None:
-            self.close()
-            cluster = Cluster(self.factory.mktemp(f"faults-{kind}"), validators=4)
-            self.cluster, self.kind = cluster, kind
-            cluster.route_through(["node4"], kind)
-            cluster.start()
-            cluster.wait_progress(2)
-        damage = self.cluster.damage()
-        assert not damage, f"the shared cluster is not whole: {damage}"
-        return self.cluster
-
-    def close(self) -> None:
-        cluster, self.cluster, self.kind = self.cluster, None, None
-        if cluster is not None:
-            cluster.finish(self.request)
-
-
-@pytest.fixture(scope="module")
-def shared(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Shared]:
-    clusters = Shared(request, tmp_path_factory)
-    try:
-        yield clusters
-    finally:
-        clusters.close()
-
-
-def _lend(shared: Shared, kind: str, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    cluster = shared.get(kind)
-    yield cluster
-    if failed_in(request):
-        print(f"\n===== shared cluster {cluster.root}\n{cluster.report()}")
-    cluster.restore()
+def _route_node4(kind: str) -> Callable[[Cluster], None]:
+    return lambda cluster: cluster.route_through(["node4"], kind)
 
 
 @pytest.fixture
-def proxied(shared: Shared, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """The shared consortium with node4's links through fault proxies."""
-    yield from _lend(shared, "proxy", request)
+def proxied(cluster_pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The shared consortium of four validators with node4's links through fault proxies."""
+    yield from cluster_pool.lend(request, "faults-proxy", setup=_route_node4("proxy"), validators=4)
 
 
 @pytest.fixture
-def relayed(shared: Shared, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """The shared consortium with node4's links through p2p relays."""
-    yield from _lend(shared, "relay", request)
+def relayed(cluster_pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The shared consortium of four validators with node4's links through p2p relays."""
+    yield from cluster_pool.lend(request, "faults-relay", setup=_route_node4("relay"), validators=4)
 
 
 def finish(cluster: Cluster, traffic: Traffic) -> None:
