@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import REPO, any_failed, stop_process
+from conftest import REPO, any_failed, stop_process, stop_processes
 from fault_proxy import DOWNSTREAM, UPSTREAM, FaultProxy, P2pRelay, Rule
 
 T = TypeVar("T")
@@ -538,14 +538,15 @@ class Cluster:
         nodes' exit codes (None: it was not running)."""
         for traffic in self.traffic:
             traffic.stop()
-        codes: dict[str, int | None] = {}
-        for node in self.nodes.values():
-            try:
-                codes[node.name] = node.stop(timeout=20)
-            except Exception as exc:
-                codes[node.name] = -1
-                print(f"{node.name}: stop failed: {type(exc).__name__}: {exc}")
-                node.kill9()
+        nodes = list(self.nodes.values())
+        try:
+            exits = stop_processes([n.proc for n in nodes], signal.SIGTERM, timeout=30)
+        finally:
+            for node in nodes:
+                if node.proc is not None and node.proc.poll() is None:
+                    node.kill9()
+                node.proc = None
+        codes: dict[str, int | None] = {n.name: code for n, code in zip(nodes, exits, strict=True)}
         for tool in self.proxies.values():
             tool.stop()
         return codes

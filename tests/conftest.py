@@ -58,18 +58,22 @@ def wait_receipt(url: str, tx_hash: str, timeout: float = 60, what: str = "") ->
 
 
 def stop_process(
-    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 30
+    proc: subprocess.Popen[bytes] | None,
+    sig: int = signal.SIGTERM,
+    timeout: float = 30,
+    signalled: bool = False,
 ) -> int | None:
     """Stop a node process started with ``start_new_session=True`` (its own process group:
     the host and its enclave child): send ``sig`` (SIGKILL goes to the whole group), wait up
     to ``timeout`` s, then SIGKILL the group. Once the node has exited, whatever is left of
-    its group (an orphaned enclave) is killed too. Returns its exit code (None: no process)."""
+    its group (an orphaned enclave) is killed too. Returns its exit code (None: no process).
+    ``signalled``: ``sig`` was sent already (``stop_processes``); only wait."""
     if proc is None:
         return None
     if proc.poll() is None:
         if sig == signal.SIGKILL:
             _kill_group(proc.pid)
-        else:
+        elif not signalled:
             proc.send_signal(sig)
         try:
             proc.wait(timeout)
@@ -78,6 +82,23 @@ def stop_process(
             proc.wait()
     _kill_group(proc.pid)
     return proc.returncode
+
+
+def stop_processes(
+    procs: list[subprocess.Popen[bytes] | None], sig: int = signal.SIGTERM, timeout: float = 30
+) -> list[int | None]:
+    """``stop_process`` for several nodes at once: all get ``sig`` first, then each is
+    waited for (within one shared ``timeout``), so they shut down side by side."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None and sig != signal.SIGKILL:
+            proc.send_signal(sig)
+    deadline = time.monotonic() + timeout
+    return [
+        stop_process(proc, sig, max(0.0, deadline - time.monotonic()), signalled=True)
+        if proc
+        else None
+        for proc in procs
+    ]
 
 
 def _kill_group(pgid: int) -> None:
