@@ -29,6 +29,11 @@ from eth_account import Account
 
 from gateway.devaccounts import derive
 
+# pytest-timeout bounds each test's own call: the shared cluster it may start first is made
+# in its set-up, under the harness's own deadlines (init 300 s, each node answering 120 s),
+# and on a loaded machine that set-up alone can take minutes
+pytestmark = pytest.mark.timeout(300, func_only=True)
+
 MARKER = b"coco-p2p-plaintext-marker-7f3a"
 SENDER = derive(count=9)[8]  # funded by init --dev-alloc; the client tests use 0..7
 

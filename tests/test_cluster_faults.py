@@ -64,13 +64,17 @@ def _consortium_cli() -> bool:
     return " init" in out and " node" in out
 
 
-pytestmark = pytest.mark.xfail(
-    not _consortium_cli(),
-    reason="needs `coco-gateway init` and `coco-gateway node --config` (the operator and "
-    "p2p-node branches) and QBFT in the enclave (e-consortium), not merged yet",
-    run=False,
-    strict=True,
-)
+pytestmark = [
+    pytest.mark.xfail(
+        not _consortium_cli(),
+        reason="needs `coco-gateway init` and `coco-gateway node --config` (the operator and "
+        "p2p-node branches) and QBFT in the enclave (e-consortium), not merged yet",
+        run=False,
+        strict=True,
+    ),
+    # see tests/test_cluster_basic.py: the timeout bounds each test's own call
+    pytest.mark.timeout(300, func_only=True),
+]
 
 
 @pytest.fixture

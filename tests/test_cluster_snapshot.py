@@ -25,6 +25,11 @@ from gateway.devaccounts import derive
 from gateway.enclave.keys import SEALING_KEY_FILE
 from gateway.ledger import LEDGER_FILE, Ledger, read_meta
 
+# pytest-timeout bounds each test's own call: the shared cluster it may start first is made
+# in its set-up, under the harness's own deadlines (init 300 s, each node answering 120 s),
+# and on a loaded machine that set-up alone can take minutes
+pytestmark = pytest.mark.timeout(300, func_only=True)
+
 THRESHOLD = 12  # blocks behind from which a node starts from a snapshot
 BLOCK_PERIOD = 1  # header timestamps are whole seconds: no consortium runs faster
 SENDER = derive(count=1)[0]  # funded by init --dev-alloc
