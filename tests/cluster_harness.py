@@ -16,26 +16,34 @@ final check that nothing was lost (``Cluster.check_nothing_lost``) and that all 
 the chain up to the common finalized height (``Cluster.check_agreement``).
 
 ``wait_until(cond, timeout, what)`` polls a condition and fails naming ``what`` and the last
-value it saw.
+value it saw. ``Cluster.finish(request)`` is a fixture's teardown: it prints the report when
+a test that used the cluster failed, closes it, and with ``clean_exit`` checks that every
+node exited with 0. Node ports are chosen below the kernel's ephemeral range
+(``node_port``), so a node started late still finds its port free; ``make_identity`` makes
+an outsider's identity in an enclave. Stopping a node is tests/conftest.py's
+``stop_process``, shared with the dev node fixtures.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from conftest import REPO, free_port
+import pytest
+from conftest import REPO, any_failed, stop_process, stop_processes
 from fault_proxy import DOWNSTREAM, UPSTREAM, FaultProxy, P2pRelay, Rule
 
 T = TypeVar("T")
@@ -46,6 +54,52 @@ LOG_TAIL = 40
 
 class ClusterError(AssertionError):
     pass
+
+
+_PORTS_TAKEN: set[int] = set()  # handed out in this process: never twice
+
+
+def node_port() -> int:
+    """A free 127.0.0.1 port below Linux's ephemeral range (32768 up): a node started
+    minutes after ``init`` (a late member, a restart) must not find its port taken by the
+    local end of some outgoing connection meanwhile, as a port the kernel handed out (bind
+    to port 0) can be."""
+    rng = random.Random()
+    for _ in range(2000):
+        port = rng.randrange(20000, 32700)
+        if port in _PORTS_TAKEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_TAKEN.add(port)
+        return port
+    raise ClusterError("no free port in 20000..32700")
+
+
+def make_identity(data_dir: Path) -> dict[str, Any]:
+    """A node identity made in a fresh enclave process for ``data_dir`` (an outsider's)."""
+    import asyncio
+
+    from gateway.enclave import messages as m
+    from gateway.enclave.runtime import ProcessEnclave
+
+    async def make() -> dict[str, Any]:
+        enclave = ProcessEnclave()
+        try:
+            return dict(await enclave.start_identity(m.MakeIdentity(str(data_dir))))
+        finally:
+            await enclave.close()
+
+    return asyncio.run(make())
+
+
+def failed_in(request: pytest.FixtureRequest) -> bool:
+    """In a fixture's teardown: whether a test that used it failed in its set-up or call
+    (a function fixture: that test; a module or session one: any test under its node)."""
+    return any_failed(request.node.nodeid)
 
 
 def wait_until(
@@ -189,43 +243,16 @@ class ClusterNode:
             )
         return self
 
-    def stop(self, timeout: float = 30) -> int | None:
-        """SIGTERM, then wait; SIGKILL the group if it does not exit in ``timeout``."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._killpg()
-        code = self.proc.returncode
-        self._reap_group()
+    def stop(self, timeout: float = 30, sig: int = signal.SIGTERM) -> int | None:
+        """``sig`` (default SIGTERM), then wait; SIGKILL the group if it does not exit in
+        ``timeout``; nothing of its group (an orphaned enclave) lingers. Its exit code."""
+        code = stop_process(self.proc, sig, timeout)
         self.proc = None
         return code
 
     def kill9(self) -> None:
         """kill -9 of the node and its enclave process (the whole process group)."""
-        if self.proc is None:
-            return
-        self._killpg()
-        self.proc = None
-
-    def _killpg(self) -> None:
-        assert self.proc is not None
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-
-    def _reap_group(self) -> None:
-        """After the node exits, nothing of its group may linger (an orphaned enclave)."""
-        assert self.proc is not None
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        self.stop(sig=signal.SIGKILL)
 
     # -- reading it ----------------------------------------------------------------------
     def rpc(self, method: str, params: list[Any] | None = None, timeout: float = 10) -> Any:
@@ -291,6 +318,7 @@ class Cluster:
         members: int = 0,
         observers: int = 0,
         block_period: float = 1,
+        dev_alloc: bool = True,
         init_args: Sequence[str] = (),
     ) -> None:
         self.root = root
@@ -303,7 +331,7 @@ class Cluster:
             sys.executable, "-m", "gateway.cli", "init",
             "--dir", str(root),
             "--validators", str(validators),
-            "--dev-alloc",
+            *(["--dev-alloc"] if dev_alloc else []),
             "--block-period", f"{block_period:g}",
         ]  # fmt: skip
         if members:
@@ -357,7 +385,7 @@ class Cluster:
         rpc and p2p) and every node.json (own rpc and p2p, and peers), before any start."""
         old_p2p = {n.p2p: n.name for n in self.nodes.values()}
         for node in self.nodes.values():
-            node.rpc_port, node.p2p_port = free_port(), free_port()
+            node.rpc_port, node.p2p_port = node_port(), node_port()
         terms = self.terms()
         for entry in terms.get("nodes", []):
             node = self.nodes.get(entry["name"])
@@ -505,18 +533,77 @@ class Cluster:
         self.traffic.append(traffic)
         return traffic
 
-    def close(self) -> None:
-        """Stop the traffic, every node (SIGTERM, then SIGKILL) and every fault tool."""
+    def close(self) -> dict[str, int | None]:
+        """Stop the traffic, every node (SIGTERM, then SIGKILL) and every fault tool; the
+        nodes' exit codes (None: it was not running)."""
         for traffic in self.traffic:
             traffic.stop()
-        for node in self.nodes.values():
-            try:
-                node.stop(timeout=20)
-            except Exception:
-                if node.proc is not None:
+        nodes = list(self.nodes.values())
+        try:
+            exits = stop_processes([n.proc for n in nodes], signal.SIGTERM, timeout=30)
+        finally:
+            for node in nodes:
+                if node.proc is not None and node.proc.poll() is None:
                     node.kill9()
+                node.proc = None
+        codes: dict[str, int | None] = {n.name: code for n, code in zip(nodes, exits, strict=True)}
         for tool in self.proxies.values():
             tool.stop()
+        return codes
+
+    def finish(self, request: pytest.FixtureRequest, *, clean_exit: bool = False) -> None:
+        """A fixture's teardown: when a test that used it failed, print each node's status
+        and last log lines; then ``close()``. ``clean_exit``: every node that ran must have
+        exited with 0 on SIGTERM."""
+        if failed_in(request):
+            print(f"\n===== cluster {self.root}\n{self.report()}")
+        codes = self.close()
+        if clean_exit:
+            unclean = {n: c for n, c in codes.items() if c not in (0, None)}
+            assert not unclean, f"unclean exits {unclean}\n{self.report()}"
+
+    # -- sharing one cluster between tests ----------------------------------------------
+    def damage(self) -> list[str]:
+        """What a test left broken: nodes down or run with their own environment (a clock
+        offset), fault tools partitioned or with rules, traffic still running. Empty when
+        the cluster is whole again."""
+        out = [f"{n.name} is down" for n in self.nodes.values() if not n.running]
+        out += [f"{n.name} runs with {n.env}" for n in self.nodes.values() if n.running and n.env]
+        for (a, b), tool in self.proxies.items():
+            cut = tool.cut_off if isinstance(tool, P2pRelay) else tool.mode != "pass"
+            if cut:
+                out.append(f"the link {a}->{b} is partitioned")
+            if isinstance(tool, FaultProxy) and tool.delay_seconds:
+                out.append(f"the link {a}->{b} is delayed")
+            if isinstance(tool, P2pRelay) and tool.rules:
+                out.append(f"the relay {a}->{b} has rules {[r.name for r in tool.rules]}")
+        out += [f"traffic {i} still runs" for i, t in enumerate(self.traffic) if t.running]
+        return out
+
+    def restore(self, timeout: float = 120) -> None:
+        """Undo what a test broke (see ``damage``): stop its traffic, heal every link and
+        drop every rule, start again the nodes that are down or run with an environment of
+        their own; then wait until every node holds the head node1 had, and check."""
+        for traffic in self.traffic:
+            traffic.stop()
+        self.traffic.clear()
+        for (_a, _b), tool in self.proxies.items():
+            tool.heal()
+            if isinstance(tool, FaultProxy):
+                tool.delay(0)
+            if isinstance(tool, P2pRelay):
+                for rule in list(tool.rules):
+                    tool.remove_rule(rule)
+        odd = [n.name for n in self.nodes.values() if n.running and n.env]
+        for name in odd:
+            self.nodes[name].stop()
+        down = [n.name for n in self.nodes.values() if not n.running]
+        if down:
+            self.start(down, env={name: {} for name in down}, timeout=timeout)
+        up = [n for n in self.nodes.values() if n.role != "observer"]
+        self.wait_height(max(n.height() for n in up), timeout=timeout)
+        left = self.damage()
+        assert not left, f"could not restore the cluster: {left}"
 
     # -- waiting and checking ------------------------------------------------------------
     def wait_until(self, cond: Callable[[], T], timeout: float, what: str) -> T:
@@ -623,6 +710,87 @@ class Cluster:
             )
 
 
+OPEN_CHAIN = 31337  # tests/clients/js/lib.mjs and the Foundry scripts expect the dev chain id
+
+
+def lend_open(pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The shared "open" consortium: node1..node4 (validators), node5 (a member) and
+    observer1, the dev accounts funded, chain 31337; its nodes must exit cleanly on SIGTERM
+    at the end."""
+    yield from pool.lend(
+        request, "open", clean_exit=True, validators=4, members=1, observers=1,
+        init_args=["--chain-id", str(OPEN_CHAIN)],
+    )  # fmt: skip
+
+
+class ClusterPool:
+    """Clusters shared between tests, across modules, one running at a time (the machine
+    has two cores): ``lend`` gives a test the cluster of its ``kind``, made and started on
+    first use (``setup`` runs before the start, e.g. to route links through fault tools),
+    closing the cluster of another kind that ran before. The test gets it whole (no
+    ``damage``) and it is restored after the test (``Cluster.restore``); a cluster that
+    cannot be restored is closed and the next test of its kind gets a new one. Session
+    fixture ``cluster_pool`` (tests/conftest.py)."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self.factory = factory
+        self.kind: str | None = None
+        self.cluster: Cluster | None = None
+        self.clean_exit = False
+        self.failed = False  # a test that used the running cluster failed
+
+    def get(
+        self,
+        kind: str,
+        setup: Callable[[Cluster], None] | None = None,
+        clean_exit: bool = False,
+        **options: Any,
+    ) -> Cluster:
+        if kind != self.kind or self.cluster is None:
+            self.close()
+            cluster = Cluster(self.factory.mktemp(kind), **options)
+            self.cluster, self.kind, self.clean_exit = cluster, kind, clean_exit
+            if setup is not None:
+                setup(cluster)
+            cluster.start()
+            cluster.wait_height(1, timeout=120)
+        damage = self.cluster.damage()
+        assert not damage, f"the shared {kind} cluster is not whole: {damage}"
+        return self.cluster
+
+    def lend(
+        self,
+        request: pytest.FixtureRequest,
+        kind: str,
+        setup: Callable[[Cluster], None] | None = None,
+        clean_exit: bool = False,
+        **options: Any,
+    ) -> Iterator[Cluster]:
+        """A function fixture's body: ``yield from pool.lend(request, "kind", ...)``."""
+        cluster = self.get(kind, setup, clean_exit, **options)
+        yield cluster
+        if failed_in(request):
+            self.failed = True
+            print(f"\n===== shared cluster {cluster.root}\n{cluster.report()}")
+        try:
+            cluster.restore()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        cluster, self.cluster, self.kind = self.cluster, None, None
+        failed, self.failed = self.failed, False
+        if cluster is None:
+            return
+        if failed:
+            print(f"\n===== shared cluster {cluster.root}, closing\n{cluster.report()}")
+        codes = cluster.close()
+        if self.clean_exit:
+            unclean = {n: c for n, c in codes.items() if c not in (0, None)}
+            assert not unclean, f"unclean exits {unclean}\n{cluster.report()}"
+
+
 def _receipt_key(receipt: dict[str, Any]) -> tuple[str, str, str, str]:
     return (
         receipt["blockHash"],
@@ -686,6 +854,10 @@ class Traffic:
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
 
     def __enter__(self) -> Traffic:
         return self.start()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -13,6 +15,7 @@ import time
 import urllib.request
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,57 @@ def wait_receipt(url: str, tx_hash: str, timeout: float = 60, what: str = "") ->
         assert time.monotonic() < deadline, f"{what}no receipt for {tx_hash} within {timeout:g} s"
         time.sleep(0.05)
     return dict(receipt)
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes] | None,
+    sig: int = signal.SIGTERM,
+    timeout: float = 30,
+    signalled: bool = False,
+) -> int | None:
+    """Stop a node process started with ``start_new_session=True`` (its own process group:
+    the host and its enclave child): send ``sig`` (SIGKILL goes to the whole group), wait up
+    to ``timeout`` s, then SIGKILL the group. Once the node has exited, whatever is left of
+    its group (an orphaned enclave) is killed too. Returns its exit code (None: no process).
+    ``signalled``: ``sig`` was sent already (``stop_processes``); only wait."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        if sig == signal.SIGKILL:
+            _kill_group(proc.pid)
+        elif not signalled:
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+    _kill_group(proc.pid)
+    return proc.returncode
+
+
+def stop_processes(
+    procs: list[subprocess.Popen[bytes] | None], sig: int = signal.SIGTERM, timeout: float = 30
+) -> list[int | None]:
+    """``stop_process`` for several nodes at once: all get ``sig`` first, then each is
+    waited for (within one shared ``timeout``), so they shut down side by side."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None and sig != signal.SIGKILL:
+            proc.send_signal(sig)
+    deadline = time.monotonic() + timeout
+    return [
+        stop_process(proc, sig, max(0.0, deadline - time.monotonic()), signalled=True)
+        if proc
+        else None
+        for proc in procs
+    ]
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class NodeProcess:
@@ -102,24 +156,72 @@ class NodeProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            if sig == signal.SIGKILL:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the host and its enclave child
-            else:
-                self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        code = self.proc.returncode
+        code = stop_process(self.proc, sig, timeout)
         self.proc = None
         return code
 
     def kill9(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@dataclass
+class TerminalProgress:
+    """Catch-up and snapshot progress as an operator at a terminal sees it: ``start()``
+    (in the test itself: pytest's capture puts its own stderr back between phases) puts a
+    fake terminal in place of stderr and returns a new ``gateway.consortium_node.Progress``;
+    ``terminal`` holds the bar output, ``lines()`` the log lines."""
+
+    monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture
+    terminal: io.StringIO = field(default_factory=_Terminal)
+
+    def start(self) -> Any:
+        from gateway.consortium_node import Progress
+
+        self.monkeypatch.setattr(sys, "stderr", self.terminal)
+        self.caplog.set_level(logging.INFO, logger="gateway.consortium")
+        return Progress()
+
+    def lines(self) -> list[str]:
+        return [r.getMessage() for r in self.caplog.records]
+
+
+@pytest.fixture
+def terminal_progress(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> TerminalProgress:
+    return TerminalProgress(monkeypatch, caplog)
+
+
+@pytest.fixture(scope="session")
+def cluster_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Consortia shared between tests and modules, one running at a time
+    (tests/cluster_harness.py ``ClusterPool``)."""
+    from cluster_harness import ClusterPool
+
+    pool = ClusterPool(tmp_path_factory)
+    _POOLS.append(pool)
+    try:
+        yield pool
+    finally:
+        _POOLS.remove(pool)
+        pool.close()
+
+
+_POOLS: list[Any] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that does not use the shared clusters gets the machine without them: the
+    pool's cluster is closed first (tests that share one run next to each other)."""
+    if _POOLS and "cluster_pool" not in getattr(item, "fixturenames", ()):
+        _POOLS[0].close()
 
 
 @pytest.fixture(scope="session")
@@ -224,3 +326,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+    if report.failed and report.when in ("setup", "call"):
+        _FAILED.add(item.nodeid)
+
+
+_FAILED: set[str] = set()  # node ids of the tests that failed in set-up or call
+
+
+def any_failed(prefix: str) -> bool:
+    """Whether a test whose node id starts with ``prefix`` (a test's, a module's: "" for
+    all) failed in its set-up or call so far."""
+    return any(nodeid.startswith(prefix) for nodeid in _FAILED)

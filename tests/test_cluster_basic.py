@@ -1,62 +1,100 @@
-"""Four validators and an observer as real `coco-gateway node --config` processes.
+"""Four validators, a member and an observer as real `coco-gateway node --config` processes
+(the session's shared "open" consortium, tests/cluster_harness.py ``lend_open``).
 
 The chain advances by QBFT inside the enclaves; a transaction sent to one node has its
-receipt on another; every node returns the same block hashes; the observer checks finality
-from headers and seals itself and its data directory holds no plaintext of the calldata.
+receipt on another, one sent to the member is forwarded to the validators; every node
+returns the same block hashes; the observer checks finality from headers and seals itself
+and its data directory holds no plaintext of the calldata.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import (
-    CHAIN_ID,
-    FUNDED_KEY,
+from cluster_harness import (
+    Cluster,
     ClusterNode,
-    make_consortium,
+    ClusterPool,
+    lend_open,
     make_identity,
-    wait_for,
+    node_port,
+    wait_until,
 )
-from conftest import free_port, rpc
+from conftest import rpc
 from eth_account import Account
 
+from gateway.devaccounts import derive
+
+# pytest-timeout bounds each test's own call: the shared cluster it may start first is made
+# in its set-up, under the harness's own deadlines (init 300 s, each node answering 120 s),
+# and on a loaded machine that set-up alone can take minutes
+pytestmark = pytest.mark.timeout(300, func_only=True)
+
 MARKER = b"coco-p2p-plaintext-marker-7f3a"
+SENDER = derive(count=9)[8]  # funded by init --dev-alloc; the client tests use 0..7
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ClusterNode]]:
-    root = tmp_path_factory.mktemp("cluster")
-    nodes = [ClusterNode(config) for config in make_consortium(root)]
-    try:
-        for node in nodes:
-            node.start()
-        wait_for(lambda: all(n.ready() for n in nodes), 120, "every node answers RPC", nodes)
-        yield nodes
-    finally:
-        codes = [node.stop(signal.SIGTERM) for node in nodes]
-        assert codes == [0] * len(nodes), [n.log()[-3000:] for n in nodes]
+@pytest.fixture
+def consortium(cluster_pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The shared "open" consortium (also tests/test_cluster_clients.py's): node1..node4
+    (validators) and observer1, all running; restored after each test (a node a test
+    stopped is started again, and all catch up)."""
+    yield from lend_open(cluster_pool, request)
+
+
+@pytest.fixture
+def cluster(consortium: Cluster) -> list[ClusterNode]:
+    """node1..node4 (the validators), then observer1."""
+    return [*consortium.validators(), consortium["observer1"]]
 
 
 def height(node: ClusterNode) -> int:
-    return int(node.call("eth_blockNumber"), 16)
+    return node.height()
+
+
+def test_a_member_forwards_and_follows(consortium: Cluster) -> None:
+    """A transaction sent to the member (node5) is forwarded sealed to a validator, decided
+    there, pushed back, and its receipt read on the member."""
+    member = consortium["node5"]
+    assert member.status()["role"] == "member"
+    sender = derive()[9]  # used by no other test
+    nonce = int(member.rpc("eth_getTransactionCount", [sender.address, "latest"]), 16)
+    tx = {
+        "chainId": consortium.chain_id, "nonce": nonce, "to": "0x" + "78" * 20, "value": 7,
+        "gas": 21_000, "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9,
+    }  # fmt: skip
+    raw = Account.sign_transaction(tx, sender.private_key).raw_transaction
+    tx_hash = member.rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
+
+    def receipt(node: ClusterNode) -> Any:
+        return node.rpc("eth_getTransactionReceipt", [tx_hash])
+
+    on_member = consortium.wait_until(lambda: receipt(member), 90, "the receipt on the member")
+    for validator in consortium.validators():
+        assert consortium.wait_until(lambda v=validator: receipt(v), 60, "the receipt") == on_member
+    assert member.rpc("eth_getTransactionCount", [sender.address, "latest"]) == hex(nonce + 1)
+    number = int(on_member["blockNumber"], 16)
+    finality = member.rpc("coco_getFinality", [hex(number)])
+    assert finality["final"] is True and finality["quorum"] == 3
+    assert set(finality["signers"]) <= set(finality["validators"])
+    assert len(finality["signers"]) >= finality["quorum"]
 
 
 def test_the_chain_advances_and_every_node_agrees(cluster: list[ClusterNode]) -> None:
     validators = cluster[:4]
-    wait_for(lambda: min(height(n) for n in validators) >= 3, 90, "height 3 everywhere", cluster)
+    wait_until(lambda: min(height(n) for n in validators) >= 3, 90, "height 3 everywhere")
     top = min(height(n) for n in validators)
     for number in range(0, top + 1):
-        hashes = {n.call("eth_getBlockByNumber", [hex(number), False])["hash"] for n in validators}
+        hashes = {n.rpc("eth_getBlockByNumber", [hex(number), False])["hash"] for n in validators}
         assert len(hashes) == 1, f"block {number}: {hashes}"
-    status = validators[1].call("coco_nodeStatus")
+    status = validators[1].rpc("coco_nodeStatus")
     assert status["role"] == "validator" and status["state"] == "ready"
     assert len(status["validators"]) == 4 and len(status["peers"]) >= 3
-    assert validators[0].call("eth_getBlockByNumber", ["finalized", False]) is not None
+    assert validators[0].rpc("eth_getBlockByNumber", ["finalized", False]) is not None
 
 
 @pytest.mark.parametrize("index", [1, 4], ids=["validator", "observer"])
@@ -77,12 +115,12 @@ def test_new_heads_are_announced(cluster: list[ClusterNode], index: int) -> None
     assert seen[0] >= before and seen[1] > seen[0]
     assert (
         note["params"]["result"]["hash"]
-        == node.call("eth_getBlockByNumber", [hex(seen[1]), False])["hash"]
+        == node.rpc("eth_getBlockByNumber", [hex(seen[1]), False])["hash"]
     )
 
 
 def test_net_peer_count_counts_links(cluster: list[ClusterNode]) -> None:
-    assert int(cluster[0].call("net_peerCount"), 16) >= 3
+    assert int(cluster[0].rpc("net_peerCount"), 16) >= 3
 
 
 def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
@@ -90,9 +128,8 @@ def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
 ) -> None:
     a, b = cluster[0], cluster[2]
     tx = {
-        "chainId": CHAIN_ID,
-        "nonce": int(a.call("eth_getTransactionCount", [Account.from_key(FUNDED_KEY).address,
-                                                         "latest"]), 16),
+        "chainId": int(a.rpc("eth_chainId"), 16),
+        "nonce": int(a.rpc("eth_getTransactionCount", [SENDER.address, "latest"]), 16),
         "to": "0x" + "77" * 20,
         "value": 12345,
         "gas": 100_000,
@@ -100,30 +137,30 @@ def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
         "maxPriorityFeePerGas": 10**9,
         "data": "0x" + MARKER.hex(),
     }  # fmt: skip
-    raw = Account.sign_transaction(tx, FUNDED_KEY).raw_transaction
-    tx_hash = a.call("eth_sendRawTransaction", ["0x" + raw.hex()])
+    raw = Account.sign_transaction(tx, SENDER.private_key).raw_transaction
+    tx_hash = a.rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
 
     def receipt_on_b() -> Any:
         return rpc(b.url, "eth_getTransactionReceipt", [tx_hash]).get("result")
 
-    receipt = wait_for(receipt_on_b, 90, "the receipt on node3", cluster)
+    receipt = wait_until(receipt_on_b, 90, "the receipt on node3")
     assert receipt["status"] == "0x1"
     number = int(receipt["blockNumber"], 16)
     hashes = {
-        n.call("eth_getBlockByNumber", [hex(number), False])["hash"]
+        n.rpc("eth_getBlockByNumber", [hex(number), False])["hash"]
         for n in cluster[:4]
-        if height(n) >= number or wait_for(lambda n=n: height(n) >= number, 60, "height", cluster)
+        if height(n) >= number or wait_until(lambda n=n: height(n) >= number, 60, "height")
     }
     assert hashes == {receipt["blockHash"]}
-    balance = int(b.call("eth_getBalance", ["0x" + "77" * 20, "latest"]), 16)
+    balance = int(b.rpc("eth_getBalance", ["0x" + "77" * 20, "latest"]), 16)
     assert balance >= 12345
 
     # the observer follows, checks the block's seals itself, and holds no plaintext
     observer = cluster[4]
-    wait_for(lambda: height(observer) >= number, 90, "the observer reaches the block", cluster)
-    header = observer.call("eth_getBlockByNumber", [hex(number), False])
+    wait_until(lambda: height(observer) >= number, 90, "the observer reaches the block")
+    header = observer.rpc("eth_getBlockByNumber", [hex(number), False])
     assert header["hash"] == receipt["blockHash"] and header["transactions"] == []
-    finality = observer.call("coco_getFinality", [hex(number)])
+    finality = observer.rpc("coco_getFinality", [hex(number)])
     assert finality["final"] is True and len(finality["signers"]) >= finality["quorum"] == 3
     refused = rpc(observer.url, "eth_getBalance", ["0x" + "77" * 20, "latest"])
     assert "observer" in refused["error"]["message"]
@@ -131,7 +168,7 @@ def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
     assert (
         "observer" in rpc(observer.url, "eth_getTransactionReceipt", [tx_hash])["error"]["message"]
     )
-    status = observer.call("coco_nodeStatus")
+    status = observer.rpc("coco_nodeStatus")
     assert status["role"] == "observer" and status["height"] >= number
     leaked = [
         path
@@ -147,82 +184,46 @@ def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
 
 def test_an_unlisted_node_is_refused_on_both_sides(cluster: list[ClusterNode]) -> None:
     node1 = cluster[0]
-    root = node1.config.parent.parent
-    here = root / "intruder"
+    here = node1.directory.parent / "intruder"
     here.mkdir()
     identity = make_identity(here / "data")
     doc = json.loads(node1.config.read_text())
+    intruder = ClusterNode("intruder", here, "validator", node_port(), node_port())
     doc.update(
-        name="intruder",
-        rpc={"host": "127.0.0.1", "port": free_port()},
-        p2p={"host": "127.0.0.1", "port": free_port()},
-        peers=[json.loads(n.config.read_text())["peers"][0] for n in cluster[1:2]],
+        name=intruder.name,
+        rpc={"host": "127.0.0.1", "port": intruder.rpc_port},
+        p2p={"host": "127.0.0.1", "port": intruder.p2p_port},
+        peers=[node1.p2p],
     )
-    (here / "node.json").write_text(json.dumps(doc))
-    intruder = ClusterNode(here / "node.json").start()
+    intruder.config.write_text(json.dumps(doc))
+    intruder.start()
     try:
         address = identity["address"].hex()
-        wait_for(
-            lambda: "unlisted-node" in intruder.log() and f"0x{address}" in cluster[0].log(),
+        wait_until(
+            lambda: "unlisted-node" in intruder.log() and f"0x{address}" in node1.log(),
             60,
             "both sides log the refusal",
-            [intruder, cluster[0]],
         )
         assert "refused the link" in intruder.log()
         assert f"refused a link from 127.0.0.1: unlisted-node: node 0x{address}" in node1.log()
-        assert not intruder.ready()  # it never got the secret, so it serves nothing
+        assert not intruder.answers()  # it never got the secret, so it serves nothing
     finally:
         intruder.stop()
 
 
-def test_a_validator_that_was_down_catches_up(cluster: list[ClusterNode]) -> None:
-    node4 = cluster[3]
-    node4.stop(signal.SIGKILL)
-    start = height(cluster[0])
+def test_a_validator_that_was_down_catches_up(
+    consortium: Cluster, cluster: list[ClusterNode]
+) -> None:
+    node1, node4 = consortium["node1"], consortium["node4"]
+    mark = node4.log_mark()
+    node4.kill9()
+    start = node1.height()
     # three of four validators are a quorum: the chain goes on
-    wait_for(lambda: height(cluster[0]) >= start + 12, 90, "12 blocks without node4", cluster)
-    node4.start()
-    wait_for(node4.ready, 60, "node4 back", cluster)
-    target = height(cluster[0])
-    wait_for(lambda: height(node4) >= target, 90, "node4 caught up", cluster)
-    assert "catch-up:" in node4.log()
-    number = target
-    assert (
-        node4.call("eth_getBlockByNumber", [hex(number), False])["hash"]
-        == cluster[0].call("eth_getBlockByNumber", [hex(number), False])["hash"]
-    )
+    consortium.wait_height(start + 12, ["node1"], timeout=90)
+    consortium.start(["node4"], timeout=60)
+    target = node1.height()
+    consortium.wait_height(target, ["node4"], timeout=90)
+    assert "catch-up:" in node4.log_since(mark)
+    assert node4.block_hashes(target, target) == node1.block_hashes(target, target)
     # and it takes part again: the chain still advances with all four
-    wait_for(lambda: height(node4) >= target + 3, 60, "node4 follows the chain", cluster)
-
-
-def test_a_member_forwards_and_follows(tmp_path: Path) -> None:
-    """One validator and one member: a transaction sent to the member is forwarded sealed to
-    the validator, decided there, pushed back, and its receipt read on the member."""
-    configs = make_consortium(tmp_path, validators=1, members=1, observers=0)
-    nodes = [ClusterNode(config) for config in configs]
-    try:
-        for node in nodes:
-            node.start()
-        wait_for(lambda: all(n.ready() for n in nodes), 120, "both nodes answer RPC", nodes)
-        validator, member = nodes
-        assert member.call("coco_nodeStatus")["role"] == "member"
-        sender = Account.from_key(FUNDED_KEY).address
-        tx = {
-            "chainId": CHAIN_ID, "nonce": 0, "to": "0x" + "78" * 20, "value": 7, "gas": 21_000,
-            "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9,
-        }  # fmt: skip
-        raw = Account.sign_transaction(tx, FUNDED_KEY).raw_transaction
-        tx_hash = member.call("eth_sendRawTransaction", ["0x" + raw.hex()])
-
-        def receipt(node: ClusterNode) -> Any:
-            return rpc(node.url, "eth_getTransactionReceipt", [tx_hash]).get("result")
-
-        on_member = wait_for(lambda: receipt(member), 90, "the receipt on the member", nodes)
-        assert on_member == receipt(validator)
-        assert member.call("eth_getTransactionCount", [sender, "latest"]) == "0x1"
-        number = int(on_member["blockNumber"], 16)
-        finality = member.call("coco_getFinality", [hex(number)])
-        assert finality["final"] is True and finality["signers"] == finality["validators"]
-    finally:
-        codes = [node.stop() for node in nodes]
-    assert codes == [0, 0], [n.log()[-3000:] for n in nodes]
+    consortium.wait_height(target + 3, ["node4"], timeout=60)

@@ -19,11 +19,6 @@ two cores; a module-scoped manager stops one before it starts the other):
 from __future__ import annotations
 
 import json
-import random
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,8 +26,8 @@ from typing import Any
 
 import pytest
 from artifacts import load_artifact
-from cluster_support import ClusterNode, wait_for
-from conftest import DEV_KEYS, REPO, rpc
+from cluster_harness import OPEN_CHAIN, Cluster, ClusterNode, ClusterPool, lend_open, wait_until
+from conftest import DEV_KEYS, rpc
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from web3 import Web3
@@ -46,10 +41,12 @@ from gateway.protocol import query
 from gateway.protocol.attestation import Report
 from gateway.protocol.envelope import Kind, Purpose, open_response, seal_request
 
-pytestmark = pytest.mark.timeout(600)
+# pytest-timeout bounds each test's own call: the shared cluster it may start first is made
+# in its set-up, under the harness's own deadlines (init 300 s, each node answering 120 s),
+# and on a loaded machine that set-up alone can take minutes
+pytestmark = pytest.mark.timeout(600, func_only=True)
 
 STRICT_CHAIN = 4344
-OPEN_CHAIN = 31337  # tests/clients/js/lib.mjs and the Foundry scripts expect the dev chain id
 OWNER = Account.from_key("0x" + "51" * 32)
 OTHER = Account.from_key("0x" + "52" * 32)
 TO = "0x" + "77" * 20
@@ -59,107 +56,38 @@ DEV_ACCOUNTS = derive()  # funded by init --dev-alloc; the client scripts use th
 # ------------------------------------------------------------------ the clusters
 
 
-def port_range(count: int, taken: set[int]) -> int:
-    """A base of ``count`` consecutive free ports below the kernel's ephemeral range (32768
-    up), so no outbound connection of this machine takes one between init and start."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20000, 32768 - count)
-        ports = range(base, base + count)
-        if taken.intersection(ports):
-            continue
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        taken.update(ports)
-        return base
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
-def init(root: Path, validators: int, *extra: str) -> list[Path]:
-    """`coco-gateway init` a consortium of ``validators`` validators and no observer."""
-    taken: set[int] = set()
-    rpc_base = port_range(validators, taken)
-    p2p_base = port_range(validators, taken)
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "gateway.cli", "init", "--dir", str(root),
-            "--validators", str(validators), "--observers", "0",
-            "--base-rpc-port", str(rpc_base), "--base-p2p-port", str(p2p_base), *extra,
-        ],
-        capture_output=True, text=True, cwd=str(REPO), timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, f"init failed:\n{done.stdout}\n{done.stderr}"
-    return [root / f"node{i + 1}" / "node.json" for i in range(validators)]
-
-
-KINDS: dict[str, tuple[int, list[str]]] = {
-    "strict": (
-        3,
-        [
+def _strict(pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    yield from pool.lend(
+        request, "strict", clean_exit=True, validators=3, dev_alloc=False,
+        init_args=[
             "--privacy", "strict", "--chain-id", str(STRICT_CHAIN),
             "--alloc", f"{OWNER.address}={10**24}", "--alloc", f"{OTHER.address}={10**24}",
         ],
-    ),
-    "open": (4, ["--chain-id", str(OPEN_CHAIN), "--dev-alloc"]),
-}  # fmt: skip
-
-
-class Clusters:
-    """One running consortium at a time: asking for the other kind stops this one."""
-
-    def __init__(self, factory: pytest.TempPathFactory) -> None:
-        self.factory = factory
-        self.kind: str | None = None
-        self.nodes: list[ClusterNode] = []
-
-    def get(self, kind: str) -> list[ClusterNode]:
-        if kind == self.kind:
-            return self.nodes
-        self.stop()
-        count, extra = KINDS[kind]
-        configs = init(self.factory.mktemp(kind), count, *extra)
-        self.nodes = [ClusterNode(c) for c in configs]
-        self.kind = kind
-        for node in self.nodes:
-            node.start()
-        wait_for(lambda: all(n.ready() for n in self.nodes), 120, "every node answers", self.nodes)
-        wait_for(lambda: min(height(n) for n in self.nodes) >= 1, 90, "block 1", self.nodes)
-        return self.nodes
-
-    def stop(self) -> None:
-        nodes, self.nodes, self.kind = self.nodes, [], None
-        codes = [node.stop(signal.SIGTERM) for node in nodes]
-        assert codes == [0] * len(nodes), [n.log()[-3000:] for n in nodes]
-
-
-@pytest.fixture(scope="module")
-def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
-    manager = Clusters(tmp_path_factory)
-    try:
-        yield manager
-    finally:
-        manager.stop()
+    )  # fmt: skip
 
 
 @pytest.fixture
-def strict(clusters: Clusters) -> list[ClusterNode]:
-    return clusters.get("strict")
+def strict(
+    cluster_pool: ClusterPool, request: pytest.FixtureRequest
+) -> Iterator[list[ClusterNode]]:
+    for cluster in _strict(cluster_pool, request):
+        yield list(cluster.nodes.values())
 
 
 @pytest.fixture
-def open_cluster(clusters: Clusters) -> list[ClusterNode]:
-    return clusters.get("open")
+def open_cluster(
+    cluster_pool: ClusterPool, request: pytest.FixtureRequest
+) -> Iterator[list[ClusterNode]]:
+    """The validators of the shared "open" consortium (tests/test_cluster_basic.py's too)."""
+    for cluster in lend_open(cluster_pool, request):
+        yield cluster.validators()
 
 
 # ------------------------------------------------------------------ helpers
 
 
 def height(node: ClusterNode) -> int:
-    return int(node.call("eth_blockNumber"), 16)
+    return node.height()
 
 
 def result(url: str, method: str, params: list[Any] | None = None) -> Any:
@@ -187,11 +115,11 @@ def wait_result(
         answer = rpc(url, method, params)
         return answer.get("result")
 
-    return wait_for(fetch, timeout, f"{method} on {url}", nodes)
+    return wait_until(fetch, timeout, f"{method} on {url}")
 
 
 def wait_height(nodes: list[ClusterNode], number: int) -> None:
-    wait_for(lambda: all(height(n) >= number for n in nodes), 90, f"height {number}", nodes)
+    wait_until(lambda: all(height(n) >= number for n in nodes), 90, f"height {number}")
 
 
 def send(url: str, account: Any, nonce: int, chain_id: int, **fields: Any) -> str:
@@ -218,6 +146,167 @@ def token_call(fn: str, *args: Any) -> str:
     art = load_artifact("Token")
     contract = Web3().eth.contract(address="0x" + "00" * 20, abi=art["abi"])
     return str(getattr(contract.functions, fn)(*args)._encode_transaction_data())
+
+
+# ------------------------------------------------------------------ open consortium, clients
+
+
+def test_pending_nonce_with_two_nodes(open_cluster: list[ClusterNode]) -> None:
+    a, b = open_cluster[0], open_cluster[1]
+    sender = Account.from_key(DEV_ACCOUNTS[6].private_key)
+    nonce = int(a.rpc("eth_getTransactionCount", [sender.address, "pending"]), 16)
+    first = send(a.url, sender, nonce, OPEN_CHAIN, to=TO, value=1)
+    second = send(b.url, sender, nonce + 1, OPEN_CHAIN, to=TO, value=2)
+
+    def counted(node: ClusterNode) -> Any:
+        return int(node.rpc("eth_getTransactionCount", [sender.address, "pending"]), 16)
+
+    # once forwarded, each node counts both (or both are mined already)
+    for node in open_cluster:
+        wait_until(lambda node=node: counted(node) == nonce + 2, 60, "pending nonce")
+    receipts = [
+        wait_result(open_cluster, n.url, "eth_getTransactionReceipt", [h])
+        for n, h in ((open_cluster[2], first), (open_cluster[3], second))
+    ]
+    assert [r["status"] for r in receipts] == ["0x1", "0x1"]
+    top = max(int(r["blockNumber"], 16) for r in receipts)
+    wait_height(open_cluster, top)
+    latest = {n.rpc("eth_getTransactionCount", [sender.address, hex(top)]) for n in open_cluster}
+    assert latest == {hex(nonce + 2)}
+
+
+def test_web3py_and_metamask_like_flows(open_cluster: list[ClusterNode]) -> None:
+    a, b, c, d = open_cluster
+    account = Account.from_key(DEV_ACCOUNTS[7].private_key)
+    w3a = Web3(HTTPProvider(a.url, request_kwargs={"timeout": 60}))
+    w3b = Web3(HTTPProvider(b.url, request_kwargs={"timeout": 60}))
+    assert w3a.eth.chain_id == w3b.eth.chain_id == OPEN_CHAIN
+    art = load_artifact("Token")
+    factory = w3a.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    tx = factory.constructor("Web3", "W3", 10**6).build_transaction(
+        {
+            "from": account.address,
+            "nonce": w3a.eth.get_transaction_count(account.address, "pending"),
+            "gasPrice": w3a.eth.gas_price,
+        }
+    )
+    tx_hash = w3a.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+    # a wallet polls the receipt on another node (as MetaMask polls its RPC)
+    receipt = w3b.eth.wait_for_transaction_receipt(tx_hash, timeout=90, poll_latency=0.2)
+    assert receipt.status == 1
+    wait_height(open_cluster, receipt.blockNumber)
+    for node in (c, d):
+        w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": 60}))
+        token = w3.eth.contract(address=receipt.contractAddress, abi=art["abi"])
+        assert token.functions.balanceOf(account.address).call() == 10**6
+        assert w3.eth.get_transaction_receipt(tx_hash).blockHash == receipt.blockHash
+        history = w3.eth.fee_history(4, "latest", [25, 75])
+        blocks = len(history["reward"])  # four, or fewer on a young chain
+        assert len(history["baseFeePerGas"]) == blocks + 1 and 1 <= blocks <= 4
+        assert history["oldestBlock"] + blocks - 1 >= receipt.blockNumber
+        assert w3.eth.gas_price > 0 and w3.eth.max_priority_fee >= 0
+        for tag in ("safe", "finalized"):  # every committed block has its quorum of seals
+            block = w3.eth.get_block(tag)
+            assert receipt.blockNumber <= block.number <= w3.eth.block_number
+    # safe/finalized are final everywhere: the same hash at their height on every node
+    number = min(int(n.rpc("eth_getBlockByNumber", ["finalized", False])["number"], 16)
+                 for n in open_cluster)  # fmt: skip
+    hashes = {n.rpc("eth_getBlockByNumber", [hex(number), False])["hash"] for n in open_cluster}
+    assert len(hashes) == 1
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_new_heads_over_websocket_on_every_node(
+    open_cluster: list[ClusterNode], index: int
+) -> None:
+    """Each node announces blocks it did not propose (round-robin proposers)."""
+    from websockets.sync.client import connect
+
+    node = open_cluster[index]
+    me = node.rpc("coco_nodeStatus")["address"].lower()
+    with connect(node.url.replace("http", "ws", 1), open_timeout=30) as ws:
+        ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+                            "params": ["newHeads"]}))  # fmt: skip
+        json.loads(ws.recv(timeout=30))["result"]
+        heads: list[dict[str, Any]] = []
+        while len(heads) < 3 or all(h["miner"].lower() == me for h in heads):
+            heads.append(json.loads(ws.recv(timeout=60))["params"]["result"])
+            assert len(heads) < 12
+    numbers = [int(h["number"], 16) for h in heads]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    assert any(h["miner"].lower() != me for h in heads)
+
+
+def _client_proxy(node: ClusterNode) -> Any:
+    from rpc_proxy import CheckingProxy
+
+    return CheckingProxy(node.url).start()
+
+
+@pytest.mark.parametrize(
+    ("script", "scenarios"),
+    [
+        ("ethers.mjs", ["deploy_transfer", "fee_types", "nonce_manager", "websocket"]),
+        ("viem.mjs", ["http_contracts", "ws_contracts", "fees"]),
+    ],
+    ids=["ethers", "viem"],
+)
+def test_js_clients_on_a_non_first_node(
+    open_cluster: list[ClusterNode], script: str, scenarios: list[str]
+) -> None:
+    from clients_support import ensure_npm_packages, run_client_script
+
+    ensure_npm_packages()
+    proxy = _client_proxy(open_cluster[1 if script == "ethers.mjs" else 2])
+    try:
+        run_client_script(script, scenarios, proxy, timeout=300)
+        proxy.assert_clean()
+    finally:
+        proxy.stop()
+
+
+def test_foundry_deploys_through_one_node_and_reads_through_another(
+    open_cluster: list[ClusterNode],
+) -> None:
+    """cast send --create and cast send through node A; cast reads through node D."""
+    from foundry_support import Foundry, ensure_installed, first_number
+
+    ensure_installed()
+    a, d = open_cluster[0], open_cluster[3]
+    through_a, through_d = Foundry(a.url), Foundry(d.url)
+    art = load_artifact("Counter")
+    deployed = through_a.cast_json(
+        "send", "--private-key", DEV_KEYS[1], "--create", art["bytecode"]
+    )
+    assert int(str(deployed["status"]), 0) == 1
+    address = str(deployed["contractAddress"])
+    set_number = through_a.cast_json(
+        "send", "--private-key", DEV_KEYS[1], address, "setNumber(uint256)", "4711"
+    )
+    assert int(str(set_number["status"]), 0) == 1
+    wait_height(open_cluster, int(str(set_number["blockNumber"]), 0))
+    assert through_d.cast("code", address).lower() == art["deployedBytecode"].lower()
+    assert first_number(through_d.cast("call", address, "number()(uint256)")) == 4711
+    receipt = through_d.cast_json("receipt", str(set_number["transactionHash"]))
+    assert receipt["blockHash"] == set_number["blockHash"]
+
+
+def test_metamask_wallet_flows_on_another_node(open_cluster: list[ClusterNode]) -> None:
+    """MetaMask's own controllers (tests/clients/metamask) on node C: add the network,
+    EIP-1559 detection, the polling block tracker, fees from eth_gasPrice, type-2 and legacy
+    sends with receipt polling, and a transaction seen while pending."""
+    from clients_support import ensure_npm_packages, run_client_script
+
+    mm_dir = Path(__file__).resolve().parent / "clients" / "metamask"
+    ensure_npm_packages(mm_dir, timeout=600)
+    proxy = _client_proxy(open_cluster[2])
+    scenarios = ["add_network", "eip1559", "block_tracker", "fees", "send_eip1559", "send_legacy",
+                 "pending"]  # fmt: skip
+    try:
+        run_client_script(str(mm_dir / "metamask.mjs"), scenarios, proxy, timeout=300)
+        proxy.assert_clean()
+    finally:
+        proxy.stop()
 
 
 # ------------------------------------------------------------------ strict consortium
@@ -312,7 +401,7 @@ def test_a_session_from_one_node_reads_the_same_everywhere(strict: list[ClusterN
     assert result(urls[0], "coco_signOut") is True
     assert "error" in rpc(urls[0], "coco_whoami")
     for url in urls[1:]:
-        wait_for(lambda u=url: "error" in rpc(u, "coco_whoami"), 10, "signed out", strict)
+        wait_until(lambda u=url: "error" in rpc(u, "coco_whoami"), 10, "signed out")
 
 
 def outcome(url: str, method: str, params: list[Any]) -> tuple[Any, ...]:
@@ -334,8 +423,8 @@ def _signed_call(
 ) -> tuple[dict[str, Any], str]:
     """A signed query (version 3) for the node ``answerer``, made with ``node``'s facts."""
     head = height(node)
-    info = node.call("coco_nodeInfo")
-    answering = answerer.call("coco_getAttestation")["report"]["nodeAddress"]
+    info = node.rpc("coco_nodeInfo")
+    answering = answerer.rpc("coco_getAttestation")["report"]["nodeAddress"]
     data = token_call("balanceOf", OWNER.address)
     leash = {
         "nonce": nonce,
@@ -369,7 +458,7 @@ def _signed_call(
 
 def test_signed_query_answers_only_on_the_node_it_names(strict: list[ClusterNode]) -> None:
     a, b, c = strict
-    infos = [n.call("coco_nodeInfo") for n in strict]
+    infos = [n.rpc("coco_nodeInfo") for n in strict]
     assert len({(i["chainId"], i["genesisHash"]) for i in infos}) == 1
     token = sign_in(a.url, OWNER.key)["token"]
     nonce = int(
@@ -471,164 +560,3 @@ def test_the_sdk_deploys_sealed_through_one_node_and_reads_through_another(
 
 def _tx_keys(report: Report) -> list[Any]:
     return [[k.epoch, k.public_key.hex()] for k in report.tx_keys]
-
-
-# ------------------------------------------------------------------ open consortium, clients
-
-
-def test_pending_nonce_with_two_nodes(open_cluster: list[ClusterNode]) -> None:
-    a, b = open_cluster[0], open_cluster[1]
-    sender = Account.from_key(DEV_ACCOUNTS[6].private_key)
-    nonce = int(a.call("eth_getTransactionCount", [sender.address, "pending"]), 16)
-    first = send(a.url, sender, nonce, OPEN_CHAIN, to=TO, value=1)
-    second = send(b.url, sender, nonce + 1, OPEN_CHAIN, to=TO, value=2)
-
-    def counted(node: ClusterNode) -> Any:
-        return int(node.call("eth_getTransactionCount", [sender.address, "pending"]), 16)
-
-    # once forwarded, each node counts both (or both are mined already)
-    for node in open_cluster:
-        wait_for(lambda node=node: counted(node) == nonce + 2, 60, "pending nonce", open_cluster)
-    receipts = [
-        wait_result(open_cluster, n.url, "eth_getTransactionReceipt", [h])
-        for n, h in ((open_cluster[2], first), (open_cluster[3], second))
-    ]
-    assert [r["status"] for r in receipts] == ["0x1", "0x1"]
-    top = max(int(r["blockNumber"], 16) for r in receipts)
-    wait_height(open_cluster, top)
-    latest = {n.call("eth_getTransactionCount", [sender.address, hex(top)]) for n in open_cluster}
-    assert latest == {hex(nonce + 2)}
-
-
-def test_web3py_and_metamask_like_flows(open_cluster: list[ClusterNode]) -> None:
-    a, b, c, d = open_cluster
-    account = Account.from_key(DEV_ACCOUNTS[7].private_key)
-    w3a = Web3(HTTPProvider(a.url, request_kwargs={"timeout": 60}))
-    w3b = Web3(HTTPProvider(b.url, request_kwargs={"timeout": 60}))
-    assert w3a.eth.chain_id == w3b.eth.chain_id == OPEN_CHAIN
-    art = load_artifact("Token")
-    factory = w3a.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    tx = factory.constructor("Web3", "W3", 10**6).build_transaction(
-        {
-            "from": account.address,
-            "nonce": w3a.eth.get_transaction_count(account.address, "pending"),
-            "gasPrice": w3a.eth.gas_price,
-        }
-    )
-    tx_hash = w3a.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
-    # a wallet polls the receipt on another node (as MetaMask polls its RPC)
-    receipt = w3b.eth.wait_for_transaction_receipt(tx_hash, timeout=90, poll_latency=0.2)
-    assert receipt.status == 1
-    wait_height(open_cluster, receipt.blockNumber)
-    for node in (c, d):
-        w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": 60}))
-        token = w3.eth.contract(address=receipt.contractAddress, abi=art["abi"])
-        assert token.functions.balanceOf(account.address).call() == 10**6
-        assert w3.eth.get_transaction_receipt(tx_hash).blockHash == receipt.blockHash
-        history = w3.eth.fee_history(4, "latest", [25, 75])
-        blocks = len(history["reward"])  # four, or fewer on a young chain
-        assert len(history["baseFeePerGas"]) == blocks + 1 and 1 <= blocks <= 4
-        assert history["oldestBlock"] + blocks - 1 >= receipt.blockNumber
-        assert w3.eth.gas_price > 0 and w3.eth.max_priority_fee >= 0
-        for tag in ("safe", "finalized"):  # every committed block has its quorum of seals
-            block = w3.eth.get_block(tag)
-            assert receipt.blockNumber <= block.number <= w3.eth.block_number
-    # safe/finalized are final everywhere: the same hash at their height on every node
-    number = min(int(n.call("eth_getBlockByNumber", ["finalized", False])["number"], 16)
-                 for n in open_cluster)  # fmt: skip
-    hashes = {n.call("eth_getBlockByNumber", [hex(number), False])["hash"] for n in open_cluster}
-    assert len(hashes) == 1
-
-
-@pytest.mark.parametrize("index", [0, 1, 2, 3])
-def test_new_heads_over_websocket_on_every_node(
-    open_cluster: list[ClusterNode], index: int
-) -> None:
-    """Each node announces blocks it did not propose (round-robin proposers)."""
-    from websockets.sync.client import connect
-
-    node = open_cluster[index]
-    me = node.call("coco_nodeStatus")["address"].lower()
-    with connect(node.url.replace("http", "ws", 1), open_timeout=30) as ws:
-        ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
-                            "params": ["newHeads"]}))  # fmt: skip
-        json.loads(ws.recv(timeout=30))["result"]
-        heads: list[dict[str, Any]] = []
-        while len(heads) < 3 or all(h["miner"].lower() == me for h in heads):
-            heads.append(json.loads(ws.recv(timeout=60))["params"]["result"])
-            assert len(heads) < 12
-    numbers = [int(h["number"], 16) for h in heads]
-    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
-    assert any(h["miner"].lower() != me for h in heads)
-
-
-def _client_proxy(node: ClusterNode) -> Any:
-    from rpc_proxy import CheckingProxy
-
-    return CheckingProxy(node.url).start()
-
-
-@pytest.mark.parametrize(
-    ("script", "scenarios"),
-    [
-        ("ethers.mjs", ["deploy_transfer", "fee_types", "nonce_manager", "websocket"]),
-        ("viem.mjs", ["http_contracts", "ws_contracts", "fees"]),
-    ],
-    ids=["ethers", "viem"],
-)
-def test_js_clients_on_a_non_first_node(
-    open_cluster: list[ClusterNode], script: str, scenarios: list[str]
-) -> None:
-    from clients_support import ensure_npm_packages, run_client_script
-
-    ensure_npm_packages()
-    proxy = _client_proxy(open_cluster[1 if script == "ethers.mjs" else 2])
-    try:
-        run_client_script(script, scenarios, proxy, timeout=300)
-        proxy.assert_clean()
-    finally:
-        proxy.stop()
-
-
-def test_foundry_deploys_through_one_node_and_reads_through_another(
-    open_cluster: list[ClusterNode],
-) -> None:
-    """cast send --create and cast send through node A; cast reads through node D."""
-    from foundry_support import Foundry, ensure_installed, first_number
-
-    ensure_installed()
-    a, d = open_cluster[0], open_cluster[3]
-    through_a, through_d = Foundry(a.url), Foundry(d.url)
-    art = load_artifact("Counter")
-    deployed = through_a.cast_json(
-        "send", "--private-key", DEV_KEYS[1], "--create", art["bytecode"]
-    )
-    assert int(str(deployed["status"]), 0) == 1
-    address = str(deployed["contractAddress"])
-    set_number = through_a.cast_json(
-        "send", "--private-key", DEV_KEYS[1], address, "setNumber(uint256)", "4711"
-    )
-    assert int(str(set_number["status"]), 0) == 1
-    wait_height(open_cluster, int(str(set_number["blockNumber"]), 0))
-    assert through_d.cast("code", address).lower() == art["deployedBytecode"].lower()
-    assert first_number(through_d.cast("call", address, "number()(uint256)")) == 4711
-    receipt = through_d.cast_json("receipt", str(set_number["transactionHash"]))
-    assert receipt["blockHash"] == set_number["blockHash"]
-
-
-def test_metamask_wallet_flows_on_another_node(open_cluster: list[ClusterNode]) -> None:
-    """MetaMask's own controllers (tests/clients/metamask) on node C: add the network,
-    EIP-1559 detection, the polling block tracker, fees from eth_gasPrice, type-2 and legacy
-    sends with receipt polling, and a transaction seen while pending."""
-    from clients_support import ensure_npm_packages, run_client_script
-
-    mm_dir = Path(__file__).resolve().parent / "clients" / "metamask"
-    ensure_npm_packages(mm_dir, timeout=600)
-    proxy = _client_proxy(open_cluster[2])
-    scenarios = ["add_network", "eip1559", "block_tracker", "fees", "send_eip1559", "send_legacy",
-                 "pending"]  # fmt: skip
-    try:
-        run_client_script(str(mm_dir / "metamask.mjs"), scenarios, proxy, timeout=300)
-        proxy.assert_clean()
-    finally:
-        proxy.stop()

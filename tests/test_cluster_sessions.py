@@ -13,13 +13,12 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_support import ClusterNode, make_consortium, wait_for
+from cluster_harness import Cluster, ClusterNode, ClusterPool, lend_open, wait_until
 from conftest import rpc
 from eth_account import Account
 from web3.providers.rpc import HTTPProvider
@@ -27,30 +26,31 @@ from web3.providers.rpc import HTTPProvider
 from gateway.client.session import sign_in, sign_out
 from gateway.client.web3 import confidential_web3
 
-pytestmark = pytest.mark.timeout(600)
+# the shared open consortium may be made in a test's set-up, under the harness's deadlines
+pytestmark = pytest.mark.timeout(600, func_only=True)
 
 UNAUTHORIZED = -32002
 PROMPTLY = 10.0  # seconds a sign-out may take to reach the other nodes (typically < 0.1)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ClusterNode]]:
-    root = tmp_path_factory.mktemp("sessions")
-    nodes = [ClusterNode(c) for c in make_consortium(root, validators=4, observers=0)]
-    try:
-        for node in nodes:
-            node.start()
-        # generous: the machine's two cores may be shared with other clusters
-        wait_for(lambda: all(n.ready() for n in nodes), 180, "every node answers", nodes)
-        wait_for(lambda: min(height(n) for n in nodes) >= 1, 180, "block 1", nodes)
-        yield nodes
-    finally:
-        codes = [node.stop(signal.SIGTERM) for node in nodes]
-        assert codes == [0] * len(nodes), [n.log()[-3000:] for n in nodes]
+@pytest.fixture
+def consortium(cluster_pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The session's shared open consortium (four validators, a member, an observer),
+    restored after each test."""
+    yield from lend_open(cluster_pool, request)
+
+
+@pytest.fixture
+def cluster(consortium: Cluster) -> list[ClusterNode]:
+    return [consortium[f"node{i}"] for i in range(1, 5)]
+
+
+def wait_for(condition: Any, timeout: float, what: str, nodes: list[ClusterNode]) -> Any:
+    return wait_until(condition, timeout, what)
 
 
 def height(node: ClusterNode) -> int:
-    return int(node.call("eth_blockNumber"), 16)
+    return int(node.rpc("eth_blockNumber"), 16)
 
 
 def personal(node: ClusterNode, token: str) -> str:
@@ -115,7 +115,7 @@ def test_a_node_down_during_the_sign_out_refuses_the_token_when_it_is_back(
     other = Account.create()
     kept = sign_in(node3.url, other.key)["token"]
 
-    assert node4.stop(signal.SIGTERM) == 0
+    assert node4.stop() == 0
     try:
         assert sign_out(personal(node2, token)) is True
         for node in (node1, node2, node3):
@@ -126,7 +126,7 @@ def test_a_node_down_during_the_sign_out_refuses_the_token_when_it_is_back(
     finally:
         logged = len(node4.log())
         node4.start()
-    wait_for(node4.ready, 120, "node4 answers again", cluster)
+    wait_for(node4.answers, 120, "node4 answers again", cluster)
     wait_for(lambda: signed_out(node4, token), 60, "node4 refuses the token", cluster)
     assert whoami(node4, kept) == ("ok", other.address)
     # it learnt it from a peer when their link came up
@@ -194,7 +194,7 @@ def test_the_sdk_signs_again_for_the_node_a_url_reaches_now(cluster: list[Cluste
 
 def identity(node: ClusterNode) -> str:
     """The attested identity address of ``node`` (lower-case 0x hex)."""
-    return str(node.call("coco_getAttestation")["report"]["nodeAddress"]).lower()
+    return str(node.rpc("coco_getAttestation")["report"]["nodeAddress"]).lower()
 
 
 def _session_id(token: str) -> bytes:

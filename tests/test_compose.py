@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,20 +114,38 @@ def _run_init(command: list[str], cluster: Path) -> subprocess.CompletedProcess[
     )
 
 
-@pytest.mark.skipif(
-    not enclave_makes_identities(), reason="the enclave does not answer MakeIdentity yet"
-)
-def test_consortium_compose_init_matches_the_services(tmp_path: Path) -> None:
-    services = _compose()["services"]
-    cluster = tmp_path / "cluster"
-    first = _run_init(services["init"]["command"], cluster)
+@dataclass
+class InitRuns:
+    cluster: Path
+    first: subprocess.CompletedProcess[str]
+    made: dict[Path, bytes]  # every JSON file the first run wrote
+    again: subprocess.CompletedProcess[str]  # a restarted compose project's init
+    after: dict[Path, bytes]
+
+
+@pytest.fixture(scope="module")
+def compose_init(tmp_path_factory: pytest.TempPathFactory) -> InitRuns:
+    """The consortium compose file's ``init`` service run twice into one volume (its
+    identities are made in enclaves: the slow part), for both consortium tests."""
+    if not enclave_makes_identities():
+        pytest.skip("the enclave does not answer MakeIdentity yet")
+    command = _compose()["services"]["init"]["command"]
+    cluster = tmp_path_factory.mktemp("compose") / "cluster"
+    first = _run_init(command, cluster)
     assert first.returncode == 0, first.stdout + first.stderr
     made = {p: p.read_bytes() for p in sorted(cluster.rglob("*.json"))}
-    again = _run_init(services["init"]["command"], cluster)  # a restarted compose project
+    again = _run_init(command, cluster)
+    after = {p: p.read_bytes() for p in sorted(cluster.rglob("*.json"))}
+    return InitRuns(cluster, first, made, again, after)
+
+
+def test_consortium_compose_init_matches_the_services(compose_init: InitRuns) -> None:
+    services = _compose()["services"]
+    again = compose_init.again
     assert again.returncode == 0, again.stdout + again.stderr
     assert "leaving it as it is" in again.stdout
-    assert {p: p.read_bytes() for p in sorted(cluster.rglob("*.json"))} == made
-    _check_init_output(services, cluster)
+    assert compose_init.made and compose_init.after == compose_init.made
+    _check_init_output(services, compose_init.cluster)
 
 
 def _check_init_output(services: dict[str, Any], cluster: Path) -> dict[str, NodeFile]:
@@ -152,11 +171,9 @@ def _check_init_output(services: dict[str, Any], cluster: Path) -> dict[str, Nod
     not (has_node_command() and enclave_makes_identities()),
     reason="`coco-gateway node` (or the enclave's MakeIdentity) is not in this build yet",
 )
-def test_consortium_compose_runs_as_local_processes(tmp_path: Path) -> None:
+def test_consortium_compose_runs_as_local_processes(compose_init: InitRuns, tmp_path: Path) -> None:
     services = _compose()["services"]
-    cluster = tmp_path / "cluster"
-    done = _run_init(services["init"]["command"], cluster)
-    assert done.returncode == 0, done.stdout + done.stderr
+    cluster = compose_init.cluster
     nodes = _check_init_output(services, cluster)
     busy = [
         port
@@ -284,17 +301,25 @@ def test_dev_compose_services_run_as_local_processes(tmp_path: Path) -> None:
     local[local.index("--data-dir") + 1] = str(tmp_path / "data")
     log = open(tmp_path / "node.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", *local], stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "gateway.cli", *local],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),  # its log is there to read on a failure
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
+        # the harness's bound for a node to answer (tests/cluster_harness.py): its start is
+        # CPU-bound, and the CI machine's two cores are shared
+        deadline = time.monotonic() + 120
         while True:
             try:
                 assert rpc(url, "eth_chainId")["result"] == hex(31337)
                 break
             except OSError:
-                assert time.time() < deadline, (tmp_path / "node.log").read_text()
+                assert proc.poll() is None, (
+                    "the node exited:\n" + (tmp_path / "node.log").read_text()
+                )
+                assert time.monotonic() < deadline, (tmp_path / "node.log").read_text()
                 time.sleep(0.2)
         # the compose healthcheck, pointed at the mapped port
         argv = [a.replace("127.0.0.1:8545", f"127.0.0.1:{port}") for a in _healthcheck(service)]

@@ -20,6 +20,7 @@ from typing import Any
 import msgpack
 import pytest
 from aiohttp import web
+from conftest import TerminalProgress
 from eth_keys import keys
 from eth_utils import keccak
 
@@ -475,31 +476,16 @@ async def test_two_links_between_two_nodes_count_once() -> None:
         assert a.links.broadcast(wire.frame("status", height=1, finalized=1, state="x")) == 1
 
 
-def test_catch_up_progress_lines_and_bar(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    import io
-    import logging
-    import sys
-
-    from gateway.consortium_node import Progress
-
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    terminal = Terminal()
-    monkeypatch.setattr(sys, "stderr", terminal)
-    caplog.set_level(logging.INFO, logger="gateway.consortium")
-    progress = Progress()
+def test_catch_up_progress_lines_and_bar(terminal_progress: TerminalProgress) -> None:
+    progress, terminal = terminal_progress.start(), terminal_progress.terminal
     for done in (64, 128, 200):
         progress.update(done, 200, 1)
     assert "catch-up [" in terminal.getvalue() and terminal.getvalue().endswith("200/200 blocks\n")
-    lines = [r.getMessage() for r in caplog.records]
+    lines = terminal_progress.lines()
     assert lines[0] == "catch-up: 64/200 blocks" and lines[-1] == "catch-up: 200/200 blocks"
-    caplog.clear()
+    terminal_progress.caplog.clear()
     progress.update(5, 5, 4)  # a block or two behind: neither a bar nor a line
-    assert caplog.records == []
+    assert terminal_progress.lines() == []
 
 
 @on_loop

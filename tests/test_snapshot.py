@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TerminalProgress
 from test_block_replication import ACCOUNTS, _open, _seed_secret, seals_for, wire
 
 from gateway.enclave import messages as m
@@ -331,28 +332,13 @@ def test_snapshot_frames_are_checked_strictly() -> None:
     assert "getSnapshot" not in wire.PUBLIC_FRAMES and "snapshot" not in wire.PUBLIC_FRAMES
 
 
-def test_snapshot_progress_lines_and_bar(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    import io
-    import logging
-    import sys
-
-    from gateway.consortium_node import Progress
-
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    terminal = Terminal()
-    monkeypatch.setattr(sys, "stderr", terminal)
-    caplog.set_level(logging.INFO, logger="gateway.consortium")
-    progress = Progress()
+def test_snapshot_progress_lines_and_bar(terminal_progress: TerminalProgress) -> None:
+    progress, terminal = terminal_progress.start(), terminal_progress.terminal
     for done in (12_300_000, 40_000_000, 80_000_000, 80_000_000):
         progress.snapshot(done, 80_000_000, 4096)
     assert "snapshot of block 4096 [" in terminal.getvalue()
     assert terminal.getvalue().endswith("80.0/80.0 MB\n")
-    lines = [r.getMessage() for r in caplog.records]
+    lines = terminal_progress.lines()
     assert lines[0] == "snapshot: 12.3/80.0 MB, 15% (block 4096)"
     assert lines[-1] == "snapshot: 80.0/80.0 MB, 100% (block 4096)"
     assert len(lines) == 2  # a line every 2 s, the last one once
