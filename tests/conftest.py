@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from web3.providers.rpc import HTTPProvider
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -337,3 +338,20 @@ def any_failed(prefix: str) -> bool:
     """Whether a test whose node id starts with ``prefix`` (a test's, a module's: "" for
     all) failed in its set-up or call so far."""
     return any(nodeid.startswith(prefix) for nodeid in _FAILED)
+
+
+class RecordingProvider(HTTPProvider):  # type: ignore[misc]
+    """A web3 HTTPProvider that keeps every (method, params, response) it carried, for tests
+    that look at what the SDK sent: ``.log`` and ``.sent(method)``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, request_kwargs={"timeout": 60})
+        self.log: list[tuple[str, Any, Any]] = []
+
+    def make_request(self, method: Any, params: Any) -> Any:
+        response = super().make_request(method, params)
+        self.log.append((str(method), params, response))
+        return response
+
+    def sent(self, method: str) -> list[tuple[Any, Any]]:
+        return [(params, response) for m, params, response in self.log if m == method]

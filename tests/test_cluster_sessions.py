@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from cluster_harness import Cluster, ClusterNode, ClusterPool, lend_open, wait_until
-from conftest import rpc
+from conftest import RecordingProvider, rpc
 from eth_account import Account
 from web3.providers.rpc import HTTPProvider
 
@@ -138,7 +138,7 @@ def test_a_signed_query_answers_only_at_the_node_it_was_signed_for(
 ) -> None:
     node1, node2, node3, node4 = cluster
     reader = Account.create()
-    wire = Recording(node1.url)
+    wire = RecordingProvider(node1.url)
     w3 = confidential_web3(wire, reader, allow_virtual=True)
     call = {"from": reader.address, "to": reader.address, "data": "0x"}
     assert w3.eth.call(call) == b""  # a signed query (the SDK holds the reader's key)
@@ -204,23 +204,7 @@ def _session_id(token: str) -> bytes:
     return raw[29:45]
 
 
-class Recording(HTTPProvider):
-    """An HTTPProvider that keeps every (method, params, response) it carried."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url, request_kwargs={"timeout": 60})
-        self.log: list[tuple[str, Any, Any]] = []
-
-    def make_request(self, method: Any, params: Any) -> Any:
-        response = super().make_request(method, params)
-        self.log.append((str(method), params, response))
-        return response
-
-    def sent(self, method: str) -> list[tuple[Any, Any]]:
-        return [(params, response) for m, params, response in self.log if m == method]
-
-
-class Switching(Recording):
+class Switching(RecordingProvider):
     """One URL in front of two nodes: the first attestation comes from ``first``, every
     other request goes to ``then`` (so a query signed for ``first`` reaches ``then``)."""
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from artifacts import load_artifact
-from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, rpc
+from conftest import CHAIN_ID, DEV_KEYS, NodeProcess, RecordingProvider, rpc
 from eth_abi import encode
 from eth_account import Account
 from web3 import Web3
@@ -51,22 +51,6 @@ ZERO = "0x0000000000000000000000000000000000000000"
 UNAUTHORIZED = -32002
 INVALID_PARAMS = -32602
 POLL = 0.05
-
-
-class Wire(HTTPProvider):
-    """HTTPProvider that keeps every (method, params, response) it carried."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url, request_kwargs={"timeout": 60})
-        self.log: list[tuple[str, Any, Any]] = []
-
-    def make_request(self, method: Any, params: Any) -> Any:
-        response = super().make_request(method, params)
-        self.log.append((str(method), params, response))
-        return response
-
-    def sent(self, method: str) -> list[tuple[Any, Any]]:
-        return [(params, response) for m, params, response in self.log if m == method]
 
 
 class AsyncWire(AsyncHTTPProvider):
@@ -200,7 +184,7 @@ def reason_of(response: Any) -> str:
 
 
 def test_owner_reads_its_balance_on_the_public_url(chain: Chain) -> None:
-    wire = Wire(chain.url)
+    wire = RecordingProvider(chain.url)
     w3 = confidential_web3(wire, chain.owner, allow_virtual=True)
     token = chain.contract(w3)
     head = chain.head()
@@ -238,7 +222,7 @@ def test_owner_reads_its_balance_on_the_public_url(chain: Chain) -> None:
 
 
 def test_without_signing_the_read_runs_as_nobody(chain: Chain) -> None:
-    wire = Wire(chain.url)
+    wire = RecordingProvider(chain.url)
     w3 = confidential_web3(wire, chain.owner, allow_virtual=True, sign_queries=False)
     from gateway.client.web3 import session_of
 
@@ -267,7 +251,7 @@ def test_without_signing_the_read_runs_as_nobody(chain: Chain) -> None:
 
 def test_value_transfer_estimate_is_signed_too(chain: Chain) -> None:
     """No data to seal, but the estimate still needs the sender's balance."""
-    wire = Wire(chain.url)
+    wire = RecordingProvider(chain.url)
     w3 = confidential_web3(wire, chain.owner, allow_virtual=True)
     assert w3.eth.estimate_gas({"to": chain.bob.address, "value": 1}) == 21_000
     ((params, _),) = wire.sent("eth_estimateGas")
@@ -282,7 +266,7 @@ def test_value_transfer_estimate_is_signed_too(chain: Chain) -> None:
 
 
 def test_transact_on_the_public_url(chain: Chain) -> None:
-    wire = Wire(chain.url)
+    wire = RecordingProvider(chain.url)
     w3 = confidential_web3(wire, chain.owner, allow_virtual=True)
     token = chain.contract(w3)
     before = token.functions.balanceOf(chain.owner.address).call()
@@ -318,7 +302,7 @@ def test_transact_on_the_public_url(chain: Chain) -> None:
 
 
 def test_a_signed_query_is_bound_to_its_signer_and_leash(chain: Chain) -> None:
-    wire = Wire(chain.url)
+    wire = RecordingProvider(chain.url)
     w3 = confidential_web3(wire, chain.owner, allow_virtual=True)
     assert chain.contract(w3).functions.balanceOf(chain.owner.address).call() == (
         chain.contract(w3).functions.balanceOf(chain.owner.address).call()
@@ -510,7 +494,7 @@ def test_an_expired_leash_is_refused(chain: Chain) -> None:
     session = ConfidentialSession(
         Policy(allow_virtual=True), clock=lambda: time.time() - 3600, query_signers=[chain.owner]
     )
-    wire = Wire(chain.url)
+    wire = RecordingProvider(chain.url)
     w3 = Web3(wire)
     w3.middleware_onion.add(confidential(session=session))
     w3.eth.default_account = chain.owner.address
@@ -530,7 +514,7 @@ def test_the_sdk_signs_again_when_the_chain_moved_past_the_leash(chain: Chain) -
         Policy(allow_virtual=True, leash_blocks=8, head_ttl=60), clock=lambda: frozen
     )
     assert session.add_query_signer(chain.owner.key) == chain.owner.address  # a raw key
-    wire = Wire(chain.url)
+    wire = RecordingProvider(chain.url)
     w3 = Web3(wire)
     w3.middleware_onion.add(confidential(session=session))
     token = chain.contract(w3)
