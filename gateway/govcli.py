@@ -232,7 +232,9 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     gov = sub.add_parser("gov", help="governance: propose, vote, withdraw, list, show")
-    gsub = gov.add_subparsers(dest="gov_command", required=True, metavar="ACTION")
+    gsub = gov.add_subparsers(
+        dest="gov_command", required=True, metavar="ACTION", help="what to do"
+    )
 
     def common(p: argparse.ArgumentParser, signs: bool) -> None:
         p.add_argument("--rpc", default="http://127.0.0.1:8545", help="a node's RPC URL")
@@ -253,12 +255,16 @@ def add_parser(sub: Any) -> None:
     common(p, True)
     p.add_argument("proposal", help="the proposal id (0x…)")
     way = p.add_mutually_exclusive_group(required=True)
-    way.add_argument("--approve", dest="approve", action="store_true")
-    way.add_argument("--reject", dest="approve", action="store_false")
+    way.add_argument(
+        "--approve", dest="approve", action="store_true", help="a ballot for the proposal"
+    )
+    way.add_argument(
+        "--reject", dest="approve", action="store_false", help="a ballot against the proposal"
+    )
     p.add_argument("--revision", type=int, default=None, help="default: one above your last ballot")
     p = gsub.add_parser("withdraw", help="withdraw your open proposal")
     common(p, True)
-    p.add_argument("proposal")
+    p.add_argument("proposal", help="the id (0x…) of your open proposal")
     p = gsub.add_parser("list", help="the proposals, with ballots and tally")
     common(p, False)
     p.add_argument("--status", default=None, help="only those with this status (e.g. open)")
