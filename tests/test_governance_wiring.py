@@ -185,3 +185,24 @@ def test_sealed_body_carries_the_section() -> None:
     assert open_body_full(key, 1337, block_hash, blob) == ([b"tx"], {b"k": b"v"}, [b'{"r":1}'])
     plain = seal_body(key, 1337, block_hash, [b"tx"], {b"k": b"v"}, [])
     assert open_body_full(key, 1337, block_hash, plain)[2] == []
+
+
+# ----------------------------------------------------------------------------- coco_govSubmit's form
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        ['{"version":1,"x":"\ud83d"}'],  # a lone surrogate, as the JSON escape "\ud83d" decodes
+        [{"version": 1, "x": "\ud83d"}],
+        [{"types": {}, "message": {"x": "\ud83d"}}, "0x" + "11" * 65],
+    ],
+)
+def test_submit_refuses_text_that_is_not_utf8(params: list[Any]) -> None:
+    """A record or typed data holding a lone surrogate (valid JSON, not valid UTF-8) is a
+    named refusal, never an internal error (found by the fuzz, seed 3729758603)."""
+    from gateway.api.gov import record_from_params
+
+    with pytest.raises((GovernanceError, RpcError)) as caught:
+        typed.decode_record(record_from_params(params))  # what coco_govSubmit does first
+    assert not isinstance(caught.value, UnicodeError)

@@ -26,6 +26,15 @@ from gateway.governance.errors import GovernanceError
 MAX_RECORD_TEXT = typed.MAX_RECORD_BYTES
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; JSON may carry a lone surrogate escape (``"\\ud83d"``), which no
+    UTF-8 record can hold."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise GovernanceError("bad-record", "the record is not valid UTF-8 text") from None
+
+
 def record_from_params(params: list[Any]) -> bytes:
     """The canonical record bytes of coco_govSubmit's parameters (GovernanceError or
     InvalidParams on a malformed one)."""
@@ -35,13 +44,13 @@ def record_from_params(params: list[Any]) -> bytes:
         if isinstance(first, str):
             if len(first) > MAX_RECORD_TEXT:
                 raise GovernanceError("bad-record", "the record is too long")
-            return first.encode()
+            return _utf8(first)
         if isinstance(first, dict):
             try:
                 text = typed.canonical_json(first)
             except (TypeError, ValueError):
                 raise GovernanceError("bad-record", "the record is not plain JSON") from None
-            return text.encode()
+            return _utf8(text)
         raise p.bad("record", 0, "expected the signed record (an object or its JSON text)")
     signature = p.data(params[1], "signature", 1, size=65)
     if not isinstance(first, dict):
