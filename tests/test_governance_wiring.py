@@ -187,7 +187,7 @@ def test_sealed_body_carries_the_section() -> None:
     assert open_body_full(key, 1337, block_hash, plain)[2] == []
 
 
-# ----------------------------------------------------------------------------- coco_govSubmit's form
+# -------------------------------------------------------------- coco_govSubmit's form
 
 
 @pytest.mark.parametrize(

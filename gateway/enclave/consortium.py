@@ -611,6 +611,10 @@ class QbftDriver:
             out["timer"] = self.timer
         else:
             timer = self._align_block_timer(node, now, out)
+            if timer is None and self._prebuild_height == node.height:
+                # the build ahead is still owed (this step carried messages, not the tick the
+                # at-once timer asked for): ask again, or the block is built only at its timer
+                timer = now
             out["timer"] = self.timer if timer is None else min(timer, self.timer or timer)
         out["status"] = self.status()
         return out
