@@ -303,6 +303,12 @@ def test_remove_a_validator_by_vote(cluster: Cluster) -> None:
             gone not in [v.lower() for v in proof["validators"]] and len(proof["validators"]) == 3
         )
         assert proof["final"]
+        # the removed validator no longer votes or proposes: every seal of a later block is a
+        # remaining validator's (its QBFT instance moved to the new set, as the others' did)
+        for number in range(effective, effective + 4):
+            later = cluster[name].rpc("coco_getFinality", [hex(number)])
+            assert len(later["seals"]) == len(later["signers"]), (number, later)
+            assert later["proposer"].lower() != gone, number
         before = cluster[name].rpc("coco_getFinality", [hex(effective - 1)])
         assert len(before["validators"]) == 4 and before["final"]
     # the removed validator's node follows the chain

@@ -687,10 +687,17 @@ class QbftDriver:
     def _node(self, now: float, out: dict[str, Any]) -> QbftNode | None:
         head = self.host.head_info()
         node = self.node
-        if node is not None and node.height == head.number + 1:
-            return node
         # the validator set of this height (governance may change it: docs/GOVERNANCE.md)
         validators = self.host.validators_for(head.number + 1)
+        if (
+            node is not None
+            and node.height == head.number + 1
+            and node.config.validators == tuple(sorted(validators))
+        ):
+            return node
+        # a new height the QBFT node has not reached, or one it moved to itself after deciding
+        # the previous block but with the previous height's set: start it afresh with this
+        # height's set (a node removed by vote stops voting; an added one is counted)
         if self.key.public_key.to_canonical_address() not in validators:
             self.node = None
             return None
