@@ -259,7 +259,9 @@ class ConsortiumTerms:
     privacy: str = "open"
     validation: str = "attested-diff"
     block_period: float = 1
-    round_timeout: float = 2.0
+    # QBFT's round-0 timer (Besu's QBFT examples use a 4 s request timeout): it bounds the
+    # proposer's build budget (docs/qbft.md, "Block size and the round timer")
+    round_timeout: float = 4.0
     max_round_timeout: float = 30.0
     epoch_period: int = 86_400
     platforms: list[str] = field(default_factory=lambda: ["virtual"])

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import pytest
 from cluster_harness import Cluster, consortium_secret, wait_until
 from eth_account import Account
+from test_enclave_consortium import make_terms
 
 from gateway.enclave import messages as m
 from gateway.enclave.keys import NODE_KEY_FILE, SEALING_KEY_FILE, SECRET_FILE
@@ -65,26 +66,9 @@ async def identity(data_dir: Path, terms: dict[str, Any] | None = None) -> dict[
 
 
 def terms_for(addresses: list[bytes], measurement: bytes) -> dict[str, Any]:
-    listed = ["0x" + a.hex() for a in addresses]
-    return {
-        "version": 1,
-        "chainId": CHAIN_ID,
-        "fork": "osaka",
-        "gasLimit": 30_000_000,
-        "genesisTimestamp": 1_764_000_000,
-        "alloc": {FUNDED: str(10**24)},
-        "privacy": "open",
-        "validation": "attested-diff",
-        "blockPeriod": 1,
-        "validators": listed,
-        "genesisNode": listed[0],
-        "nodes": [
-            {"name": f"n{i}", "address": a, "role": "validator"} for i, a in enumerate(listed)
-        ],
-        "measurements": ["0x" + measurement.hex()],
-        "platforms": ["virtual"],
-        "allowVirtual": True,
-    }
+    """test_enclave_consortium's terms for these nodes, on this file's chain and account."""
+    idents = [{"address": a, "measurement": measurement} for a in addresses]
+    return make_terms(idents, chainId=CHAIN_ID, alloc={FUNDED: str(10**24)})
 
 
 async def opened(data_dir: Path, terms: dict[str, Any]) -> InProcessEnclave:

@@ -187,7 +187,7 @@ def parse_terms(raw: Any) -> Terms:
         allowed = frozenset(bytes.fromhex(str(x).removeprefix("0x")) for x in measurements)
     except ValueError:
         raise _bad_terms('"measurements" must be 0x-hex sha256 values') from None
-    round_timeout = _number(raw, "roundTimeout", float, 2.0)
+    round_timeout = _number(raw, "roundTimeout", float, 4.0)  # as config.ConsortiumTerms
     max_round_timeout = _number(raw, "maxRoundTimeout", float, 30.0)
     if not 0 < round_timeout <= max_round_timeout:
         raise _bad_terms("need 0 < roundTimeout <= maxRoundTimeout")
