@@ -978,6 +978,14 @@ PUBLIC_METHODS = (
     "eth_getBlockByHash",
     "coco_getFinality",
     "coco_nodeStatus",
+    # governance is public (docs/GOVERNANCE.md): an observer follows it from the blocks
+    "coco_govState",
+    "coco_govMembers",
+    "coco_govNodes",
+    "coco_govConstitution",
+    "coco_govProposals",
+    "coco_govProposal",
+    "coco_govBlock",
 )
 
 
@@ -987,7 +995,9 @@ class ObserverNode(_P2pShell, Node):
 
     def __init__(self, config: NodeConfig, settings: NodeSettings) -> None:
         self.settings = settings
-        self.store = HeaderStore(settings.data_dir, settings.chain_id, settings.validators)
+        self.store = HeaderStore(
+            settings.data_dir, settings.chain_id, settings.validators, settings.terms
+        )
         super().__init__(config)
         self.api.node_status = self.node_status
         self.links = None

@@ -4,11 +4,15 @@ An observer has no enclave and no consortium secret. It receives finalized block
 public form (header, QBFT round, proposer, commit seals; never the sealed body), checks each
 one itself with the pure QBFT code (a quorum of distinct validators' commit seals over
 ``Block(number, proposer, header_rlp).digest`` and the round; the parent hash links it to the
-block before) and stores the header and seals in its own SQLite file. Nothing in that file is
+block before) and stores the header and seals in its own SQLite file. On a chain with
+governance each block also brings its governance section in the clear: the observer checks it
+against the header's extraData, applies it as every node does (``gateway.governance``), and
+takes each height's validator set from the resulting state. Nothing in that file is
 confidential: it is what any member could publish.
 
 ``HeaderStore`` is the file; ``ObserverBackend`` answers the few enclave requests the public
-RPC methods make (GetStatus, GetBlock, GetFinality) from it, so the same ``Api`` serves them,
+RPC methods make (GetStatus, GetBlock, GetFinality, and the coco_gov* reads' GovQuery on a
+chain with governance) from it, so the same ``Api`` serves them,
 and refuses every other request with a clear error.
 """
 
@@ -25,10 +29,13 @@ from eth_utils import keccak
 from gateway.consensus.qbft import Block, commit_seal_digest, quorum, recover_signer
 from gateway.consensus.qbft.messages import rlp_decode
 from gateway.enclave import messages as m
-from gateway.errors import RpcError, ServerError
+from gateway.errors import InvalidParams, RpcError, ServerError
+from gateway.governance import section as gsec
+from gateway.governance import state as gs
 
 OBSERVER_REFUSAL = "this node is an observer: it serves public block headers and finality only"
 FILE_NAME = "observer.sqlite"
+GOVERNANCE_STATE_META = "governance.state"
 HEADER_FIELDS = (
     ("parentHash", "data"),
     ("sha3Uncles", "data"),
@@ -94,9 +101,17 @@ def decode_header(header: bytes) -> dict[str, Any]:
 
 
 class HeaderStore:
-    """The observer's SQLite file: verified headers and seals by number, nothing else."""
+    """The observer's SQLite file: verified headers and seals by number; on a chain with
+    governance also each block's governance section and the state digest after it, and the
+    latest governance state (all public: docs/GOVERNANCE.md, "In the ledger")."""
 
-    def __init__(self, data_dir: Path, chain_id: int, validators: list[bytes]) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        chain_id: int,
+        validators: list[bytes],
+        terms: dict[str, Any] | None = None,
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / FILE_NAME
         self.db = sqlite3.connect(self.path)
@@ -106,12 +121,54 @@ class HeaderStore:
                 header BLOB NOT NULL, round INTEGER NOT NULL, proposer BLOB NOT NULL,
                 seals BLOB NOT NULL);
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
+            CREATE TABLE IF NOT EXISTS governance (number INTEGER PRIMARY KEY, hash BLOB NOT NULL,
+                section BLOB NOT NULL, state_digest BLOB NOT NULL);
             """
         )
         self.chain_id = chain_id
         self.validators = validators
         row = self.db.execute("SELECT value FROM meta WHERE key = 'genesis'").fetchone()
         self.genesis: bytes | None = None if row is None else bytes(row[0])
+        # governance: the terms name members (else the validators are the terms' fixed set)
+        self.terms = terms if terms is not None and "members" in terms else None
+        self._governance: gs.GovernanceState | None = None
+        stored = self._meta(GOVERNANCE_STATE_META)
+        if self.terms is not None and stored is not None:
+            self._governance = gs.decode(stored)
+        # what check() worked out for the block add() then stores: (number, hash, section,
+        # state after it)
+        self._checked: tuple[int, bytes, bytes, gs.GovernanceState] | None = None
+
+    def _meta(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    @property
+    def governed(self) -> bool:
+        return self.terms is not None
+
+    def governance(self) -> gs.GovernanceState | None:
+        """The governance state at the stored head (block 0's from the terms until a block
+        changes it); None on a chain without governance or before the genesis is known."""
+        if self.terms is None:
+            return None
+        if self._governance is None and self.genesis is not None:
+            self._governance = gs.genesis_from_terms(self.terms, self.genesis)
+        return self._governance
+
+    def validators_for(self, number: int) -> list[bytes]:
+        """The validators whose commit seals finalize block ``number`` (the head's governance
+        schedule on a governed chain, else the terms' set)."""
+        state = self.governance()
+        if state is None:
+            return self.validators
+        return list(state.validators_at(number))
+
+    def governance_row(self, number: int) -> tuple[bytes, bytes, bytes] | None:
+        row = self.db.execute(
+            "SELECT hash, section, state_digest FROM governance WHERE number = ?", (number,)
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]), bytes(row[2]))
 
     def pin_genesis(self, genesis: bytes) -> None:
         """The consortium's genesis hash, as its first authenticated member told it."""
@@ -162,17 +219,61 @@ class HeaderStore:
             raise BlockRefused("bad-parent", f"block {number} does not extend block {number - 1}")
         digest = Block(number, bytes(block["proposer"]), header).digest
         seal_digest = commit_seal_digest(digest, int(block["round"]))
+        validators = self.validators_for(number)
         signers = {recover_signer(seal_digest, bytes(seal)) for seal in block["seals"]}
-        valid = signers & set(self.validators)
-        need = quorum(len(self.validators))
+        valid = signers & set(validators)
+        need = quorum(len(validators))
         if len(valid) < need:
             raise BlockRefused(
                 "no-quorum",
                 f"block {number}: {len(valid)} valid commit seal(s) of validators, {need} needed",
             )
+        state = self.governance()
+        if state is not None:
+            self._checked = (number, bytes(block["hash"]), *self._apply(block, fields, state))
+
+    def _apply(
+        self, block: dict[str, Any], fields: dict[str, Any], before: gs.GovernanceState
+    ) -> tuple[bytes, gs.GovernanceState]:
+        """The block's governance section, checked against its header's extraData and
+        applied to the state before it, as every node applies it ("bad-governance")."""
+        number = int(block["number"])
+        section = block.get("gov")
+        if not isinstance(section, bytes):
+            raise BlockRefused(
+                "bad-governance", f"block {number} came without its governance section"
+            )
+        extra = bytes.fromhex(fields["extraData"][2:])
+        try:
+            records = gsec.records_of(section)
+            after, _ = gsec.apply_section(
+                before, records, number, int(fields["timestamp"], 16), extra
+            )
+        except gsec.SectionRefused as exc:
+            raise BlockRefused("bad-governance", f"block {number}: {exc}") from None
+        return section, after
 
     def add(self, block: dict[str, Any]) -> None:
+        number, block_hash = int(block["number"]), bytes(block["hash"])
+        checked, self._checked = self._checked, None
+        if (
+            self.governed
+            and number > 0
+            and (checked is None or checked[:2] != (number, block_hash))
+        ):
+            raise BlockRefused("bad-governance", f"block {number} was not checked")
         with self.db:
+            if checked is not None and number > 0:
+                _, _, section, after = checked
+                self.db.execute(
+                    "INSERT OR REPLACE INTO governance VALUES (?, ?, ?, ?)",
+                    (number, block_hash, section, gs.state_digest(after)),
+                )
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    (GOVERNANCE_STATE_META, gs.encode(after)),
+                )
+                self._governance = after
             self.db.execute(
                 "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -191,7 +292,11 @@ class HeaderStore:
             "WHERE number >= ? ORDER BY number LIMIT ?",
             (start, count),
         ).fetchall()
-        return [_exported(row) for row in rows]
+        out = [_exported(row) for row in rows]
+        for block in out:
+            gov = self.governance_row(block["number"]) if self.governed else None
+            block["gov"] = None if gov is None else gov[1]
+        return out
 
     def close(self) -> None:
         self.db.close()
@@ -206,6 +311,7 @@ def _exported(row: tuple[Any, ...]) -> dict[str, Any]:
         "round": int(row[3]),
         "proposer": bytes(row[4]),
         "seals": list(msgpack.unpackb(row[5], raw=False)),
+        "gov": None,  # HeaderStore.exported fills it in on a chain with governance
     }
 
 
@@ -224,8 +330,8 @@ def block_summary(block: dict[str, Any]) -> dict[str, Any]:
 
 
 class ObserverBackend:
-    """Stands where an enclave would: answers GetStatus, GetBlock and GetFinality from the
-    header store, and refuses everything else (``ObserverRefusal``)."""
+    """Stands where an enclave would: answers GetStatus, GetBlock, GetFinality and GovQuery
+    from the header store, and refuses everything else (``ObserverRefusal``)."""
 
     def __init__(self, store: HeaderStore, terms: dict[str, Any]) -> None:
         self.store = store
@@ -267,15 +373,34 @@ class ObserverBackend:
             if row is None:
                 return None
             block = _exported(row)
+            validators = self.store.validators_for(block["number"])
             digest = Block(block["number"], block["proposer"], block["header"]).digest
             return {
                 **{k: block[k] for k in ("number", "hash", "header", "round", "proposer")},
                 "scheme": "qbft-commit-seal-v1",
                 "digest": commit_seal_digest(digest, block["round"]),
                 "seals": block["seals"],
-                "validators": self.store.validators,
-                "quorum": quorum(len(self.store.validators)),
+                "validators": validators,
+                "quorum": quorum(len(validators)),
             }
+        if isinstance(message, m.GovQuery):
+            state = self.store.governance()
+            if state is None:
+                raise ServerError(
+                    "this consortium has no governance: its terms name no members "
+                    "(docs/GOVERNANCE.md)",
+                    reason="no-governance",
+                )
+            try:
+                return gsec.query(
+                    state,
+                    max(self.store.head, 0),
+                    message.what,
+                    message.arg,
+                    self.store.governance_row,
+                )
+            except gsec.BadQuery as exc:
+                raise InvalidParams(str(exc), reason="bad-params") from None
         raise ObserverRefusal()
 
     def _resolve(self, ref: m.BlockRef) -> tuple[Any, ...] | None:

@@ -36,7 +36,7 @@ LONG = 3600  # the other proposals: closed by their ballots, however slow the ma
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root: Path = tmp_path_factory.mktemp("gov")
-    c = Cluster(root, init_args=["--dev-members", "3"])
+    c = Cluster(root, observers=1, init_args=["--dev-members", "3"])
     terms = json.loads(c.terms_path.read_text())
     assert [m["address"] for m in terms["members"]] == [a.address.lower() for a in MEMBERS]
     # set_node_policy proposals stay open OPEN_FOR seconds, the others LONG (before the
@@ -313,6 +313,19 @@ def test_remove_a_validator_by_vote(cluster: Cluster) -> None:
         assert len(before["validators"]) == 4 and before["final"]
     # the removed validator's node follows the chain
     cluster.wait_until(lambda: cluster["node4"].height() >= effective + 3, 90, "node4 follows")
+    # so does the observer, which has no secret: it checks each block's seals against the
+    # validator set of the governance state it follows from the public sections
+    observer = cluster[cluster.names("observer")[0]]
+    cluster.wait_until(lambda: observer.height() >= effective + 3, 90, "the observer follows")
+    seen = observer.rpc("coco_getFinality", [hex(effective + 1)])
+    assert seen["final"] and gone not in [v.lower() for v in seen["validators"]]
+    assert len(seen["validators"]) == 3
+    assert observer.rpc("coco_govProposal", [pid])["status"] == "accepted"
+    number = observer.rpc("coco_govState")["height"]
+    assert (
+        observer.rpc("coco_govBlock", [hex(number)])["stateDigest"]
+        == cluster["node1"].rpc("coco_govBlock", [hex(number)])["stateDigest"]
+    )
     hashes = {
         cluster[n].rpc("eth_getBlockByNumber", [hex(effective + 2), False])["hash"]
         for n in cluster.names()

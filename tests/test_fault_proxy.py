@@ -420,6 +420,7 @@ def test_relay_replaces_commit_seals_in_new_block_and_blocks_frames(relayed: Any
         "round": 1,
         "proposer": block.proposer,
         "seals": seals,
+        "gov": None,
     }
     assert exported_block_digest(item) == block.digest
     assert seal_signers(block.digest, 1, seals) <= VALIDATORS

@@ -146,3 +146,120 @@ def test_the_backend_serves_headers_and_finality_only(
         assert "observer" in caught.value.message
 
     asyncio.run(scenario())
+
+
+# ----------------------------------------------------------------------------- governance
+
+
+def governed_terms() -> dict[str, Any]:
+    """Terms with members (so with governance) whose validators are this file's four."""
+    from eth_account import Account
+
+    addrs = ["0x" + v.hex() for v in VALIDATORS]
+    return {
+        **TERMS,
+        "validators": addrs,
+        "nodes": [
+            {"name": f"n{i}", "address": a, "role": "validator"} for i, a in enumerate(addrs)
+        ],
+        "measurements": ["0x" + "00" * 32],
+        "platforms": ["virtual"],
+        "allowVirtual": True,
+        "privacy": "open",
+        "members": [{"address": Account.from_key(k).address.lower()} for k in MEMBER_KEYS],
+    }
+
+
+MEMBER_KEYS = [keccak(b"observer test member %d" % i) for i in range(3)]
+
+
+def test_an_observer_follows_governance_from_the_public_sections(tmp_path: Path) -> None:
+    """On a chain with governance each block brings its section in the clear: the observer
+    checks it against the header's extraData and applies it as a node does, so its validator
+    set follows the votes (here a validator removed by two of three members), it serves the
+    coco_gov* reads, and it keeps the state across a restart. A missing, altered or
+    uncommitted section is refused as ``bad-governance``."""
+    from gateway.governance import section as gsec
+    from gateway.governance import state as gs
+    from gateway.governance import typed
+
+    terms = governed_terms()
+    store = HeaderStore(tmp_path, 1337, VALIDATORS, terms)
+    genesis = block(0, b"\x00" * 32, [], extra=terms_digest(terms))
+    store.pin_genesis(genesis["hash"])
+    store.check(genesis, terms_digest(terms))
+    store.add(genesis)
+    domain = typed.Domain(1337, genesis["hash"])
+    gone = VALIDATORS[3]
+    proposal = typed.Proposal(
+        bytes.fromhex(typed_address(MEMBER_KEYS[0])),
+        1_764_000_001,
+        (typed.Action.make("remove_validator", {"address": "0x" + gone.hex()}),),
+    )
+    pid = typed.proposal_id(proposal)
+    first = [
+        typed.encode_record(typed.sign(MEMBER_KEYS[0], domain, proposal)),
+        typed.encode_record(typed.sign(MEMBER_KEYS[0], domain, typed.Ballot(pid, True, 0))),
+    ]
+    second = [typed.encode_record(typed.sign(MEMBER_KEYS[1], domain, typed.Ballot(pid, True, 0)))]
+
+    def governed(number: int, parent: bytes, records: list[bytes], signers: list[int]) -> dict:
+        made = block(number, parent, signers, extra=gsec.commitment(records))
+        return {**made, "gov": gsec.section_bytes(records)}
+
+    one = governed(1, genesis["hash"], first, [0, 1, 2])
+    for bad, what in [
+        ({**one, "gov": None}, "no section"),
+        ({**one, "gov": gsec.section_bytes(second)}, "another section"),
+        ({**one, "gov": gsec.section_bytes(first) + b" "}, "not canonical"),
+        ({**block(1, genesis["hash"], [0, 1, 2]), "gov": one["gov"]}, "not committed"),
+    ]:
+        with pytest.raises(BlockRefused) as refused:
+            store.check(bad, None)
+        assert refused.value.reason == "bad-governance", what
+    store.check(one, None)
+    store.add(one)
+    two = governed(2, one["hash"], second, [0, 1, 2])
+    store.check(two, None)
+    store.add(two)
+    state = store.governance()
+    assert state is not None and state.proposals[pid].status == "accepted"
+    effective = next(h for h, vals in state.validators if gone not in vals)
+    assert effective > 2
+    # blocks up to the change are sealed by the four; from it on by the three left
+    parent, number = two, 3
+    while number < effective:
+        nxt = governed(number, parent["hash"], [], [0, 1, 3])
+        store.check(nxt, None)
+        store.add(nxt)
+        parent, number = nxt, number + 1
+    with_gone = governed(number, parent["hash"], [], [0, 3])  # one of three, and the removed
+    with pytest.raises(BlockRefused) as refused:
+        store.check(with_gone, None)
+    assert refused.value.reason == "no-quorum"
+    after = governed(number, parent["hash"], [], [0, 1])
+    store.check(after, None)
+    store.add(after)
+
+    backend = ObserverBackend(store, terms)
+    view = asyncio.run(backend.request(m.GovQuery("proposal", "0x" + pid.hex())))
+    assert view["status"] == "accepted"
+    proof = asyncio.run(backend.request(m.GetFinality(number)))
+    assert gone not in proof["validators"] and proof["quorum"] == 2
+    row = asyncio.run(backend.request(m.GovQuery("block", 1)))
+    assert [typed.canonical_json(r).encode() for r in row["records"]] == first
+    head_row = store.governance_row(number)
+    store.close()
+    again = HeaderStore(tmp_path, 1337, VALIDATORS, terms)
+    reopened = again.governance()
+    assert reopened is not None and head_row is not None
+    assert again.head == number and gs.state_digest(reopened) == head_row[2]
+    assert again.validators_for(number + 1) == list(reopened.validators_at(number + 1))
+    assert gone not in again.validators_for(number + 1)
+    again.close()
+
+
+def typed_address(key: bytes) -> str:
+    from eth_account import Account
+
+    return str(Account.from_key(key).address[2:])

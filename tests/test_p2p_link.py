@@ -162,6 +162,7 @@ def test_frames_round_trip_and_schema() -> None:
         "round": 0,
         "proposer": ADDRS[0],
         "seals": [b"\x03" * 65],
+        "gov": b'[{"version":1}]',
     }
     assert wire.decode(wire.encode(wire.frame("blocks", items=[block])))["items"] == [block]
 
@@ -343,6 +344,7 @@ async def test_observer_gets_public_frames_only() -> None:
                 "round": 0,
                 "proposer": ADDRS[0],
                 "seals": [],
+                "gov": None,
             }
             assert seen_by_a.send(wire.frame("blocks", items=[block]))
             (blocks,) = await observer.frames("blocks")

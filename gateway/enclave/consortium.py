@@ -963,6 +963,9 @@ class QbftDriver:
                 "round": fb.round,
                 "proposer": fb.block.proposer,
                 "seals": seals,
+                # public: the governance records it carried (None without governance), so
+                # that an observer can follow the governance state (docs/PROTOCOL.md)
+                "gov": None if candidate.governance is None else candidate.governance.section,
                 "summary": summary,
             }
         )

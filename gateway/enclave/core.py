@@ -1182,6 +1182,7 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
         return {"imported": len(decided), "head": head, "decided": decided}
 
     def _exported(self, block: CommittedBlock, public: bool) -> dict[str, Any]:
+        row = self.ledger.governance_row(block.number) if self.governance is not None else None
         return {
             "number": block.number,
             "hash": block.hash,
@@ -1190,6 +1191,7 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
             "round": block.round,
             "proposer": block.proposer,
             "seals": list(block.seals),
+            "gov": None if row is None else row[1],  # public governance records
         }
 
     def _on_ExportBlocks(self, msg: m.ExportBlocks) -> list[dict[str, Any]]:

@@ -28,21 +28,24 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak
-
 from gateway.errors import BlockRefused, InvalidParams, ServerError
+from gateway.governance import section as gsec
 from gateway.governance import state as gs
 from gateway.governance.errors import GovernanceError
+from gateway.governance.section import (  # noqa: F401 (the section's rules, named here too)
+    EMPTY_EXTRA,
+    MAX_SECTION,
+    MAX_SECTION_BYTES,
+    SECTION_DOMAIN,
+    SECTION_VERSION,
+    commitment,
+    section_bytes,
+)
 from gateway.governance.typed import SignedRecord, decode_record, record_hash
 
 log = logging.getLogger("gateway.enclave.govern")
 
-SECTION_VERSION = 1
-SECTION_DOMAIN = b"coco-gateway/governance-section/v1"
-EMPTY_EXTRA = b"coco-gateway"  # extraData of a block without governance records
 MAX_POOL = 256  # records waiting for a block
-MAX_SECTION = 64  # records per block
-MAX_SECTION_BYTES = 1024 * 1024
 # a governance record forwarded in a `txs` frame: public, so not sealed ("G"; a sealed
 # transaction's blob starts 0x01 or 0x02)
 RECORD_BLOB = b"\x47"
@@ -56,17 +59,6 @@ def check_genesis_terms(raw: dict[str, Any]) -> None:
         raise InvalidParams(
             f"invalid consortium terms: governance: {exc}", reason="bad-terms"
         ) from None
-
-
-def section_bytes(records: list[bytes]) -> bytes:
-    return b"[" + b",".join(records) + b"]"
-
-
-def commitment(records: list[bytes]) -> bytes:
-    """What the header's extraData must be for a block carrying ``records``."""
-    if not records:
-        return EMPTY_EXTRA
-    return keccak(SECTION_DOMAIN + section_bytes(records))
 
 
 @dataclass
@@ -154,23 +146,10 @@ class Governance:
         extraData and every record must apply ("bad-governance")."""
         if not isinstance(records, list) or not all(isinstance(r, bytes) for r in records):
             raise BlockRefused("bad-governance", "the governance section is not a list of records")
-        if len(records) > MAX_SECTION or len(section_bytes(records)) > MAX_SECTION_BYTES:
-            raise BlockRefused("bad-governance", "the governance section is too large")
-        if commitment(records) != extra_data:
-            raise BlockRefused(
-                "bad-governance",
-                "the header's extraData does not commit to the block's governance section",
-            )
-        state, events = gs.tick(self.state, height, timestamp)
-        for i, raw in enumerate(records):
-            try:
-                state, more = gs.apply(state, raw, height, timestamp)
-            except GovernanceError as exc:
-                raise BlockRefused(
-                    "bad-governance",
-                    f"governance record {i} of block {height} is refused: {exc.reason}",
-                ) from None
-            events.extend(more)
+        try:
+            state, events = gsec.apply_section(self.state, records, height, timestamp, extra_data)
+        except gsec.SectionRefused as exc:
+            raise BlockRefused("bad-governance", str(exc)) from None
         return Outcome(list(records), state, events)
 
     def committed(self, outcome: Outcome) -> None:
@@ -226,15 +205,6 @@ def _no_governance() -> ServerError:
     )
 
 
-def _hexid(arg: Any, what: str) -> bytes:
-    if not isinstance(arg, str) or not arg.startswith("0x") or len(arg) != 66:
-        raise InvalidParams(f"{what} is a 0x-prefixed 32-byte hex id", reason="bad-params")
-    try:
-        return bytes.fromhex(arg[2:])
-    except ValueError:
-        raise InvalidParams(f"{what} is not hex", reason="bad-params") from None
-
-
 class GovernanceMethods:
     """The enclave's governance messages (mixed into ``gateway.enclave.core.Enclave``)."""
 
@@ -262,61 +232,17 @@ class GovernanceMethods:
         gov = self.governance
         if gov is None:
             raise _no_governance()
-        s = gov.state
-        full = gs.to_json(s)
-        what = msg.what
-        if what == "state":
-            head = int(self.engine.head.block_number)
-            return {
-                "height": head,
-                "stateDigest": "0x" + gs.state_digest(s).hex(),
-                "service": full["service"],
-                "members": full["members"],
-                "nodes": full["nodes"],
-                "validators": full["validators"],
-                "validatorsNext": ["0x" + v.hex() for v in s.validators_at(head + 1)],
-                "recoveryThreshold": full["recoveryThreshold"],
-                "policies": full["policies"],
-                "measurements": full["measurements"],
-                "platforms": full["platforms"],
-                "allowVirtual": full["allowVirtual"],
-                "ledgerGeneration": full["ledgerGeneration"],
-                "sharesGeneration": full["sharesGeneration"],
-                "openProposals": ["0x" + p.hex() for p in s.open_proposals()],
-                "pooled": len(gov.pool),
-            }
-        if what in ("members", "nodes", "constitution", "validators"):
-            return full[what]
-        if what == "proposals":
-            status = msg.arg
-            if status is not None and status not in gs.STATUSES:
-                raise InvalidParams(
-                    f"status is one of {', '.join(gs.STATUSES)}", reason="bad-params"
-                )
-            ordered = sorted(s.proposals.items(), key=lambda kv: kv[1].seq)
-            return [
-                gs.proposal_view(s, pid)
-                for pid, p in ordered
-                if status is None or p.status == status
-            ]
-        if what == "proposal":
-            return gs.proposal_view(s, _hexid(msg.arg, "the proposal"))
-        if what == "block":
-            if isinstance(msg.arg, bool) or not isinstance(msg.arg, int) or msg.arg < 0:
-                raise InvalidParams("a block number", reason="bad-params")
-            row = self.ledger.governance_row(msg.arg)
-            if row is None:
-                return None
-            block_hash, section, digest = row
-            import json
-
-            return {
-                "number": msg.arg,
-                "hash": "0x" + block_hash.hex(),
-                "records": json.loads(section),
-                "stateDigest": "0x" + digest.hex(),
-            }
-        raise InvalidParams(f"unknown governance query {what!r}", reason="bad-params")
+        try:
+            return gsec.query(
+                gov.state,
+                int(self.engine.head.block_number),
+                msg.what,
+                msg.arg,
+                self.ledger.governance_row,
+                pooled=len(gov.pool),
+            )
+        except gsec.BadQuery as exc:
+            raise InvalidParams(str(exc), reason="bad-params") from None
 
     def _export_governance(self, hashes: list[bytes]) -> list[bytes]:
         """Pooled records to forward: public, so not sealed (prefix 0x47, "G")."""

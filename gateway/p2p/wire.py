@@ -1,4 +1,4 @@
-"""The node-to-node wire, version 3: frame types, msgpack encoding, strict schema checks.
+"""The node-to-node wire, version 4: frame types, msgpack encoding, strict schema checks.
 
 Every frame is one binary WebSocket message holding a msgpack map with a type ``"t"``. A frame
 is checked field by field against its type's schema before anything acts on it; a frame that
@@ -16,9 +16,10 @@ from typing import Any
 import msgpack
 from eth_utils import keccak
 
-# 3: version 2 and the ``revoked`` frame (sealed session revocations); the link (TLS, the
-# handshake, this path) is version 2's, so a version-2 peer is refused as wrong-version
-WIRE_VERSION = 3
+# 3: version 2 and the ``revoked`` frame (sealed session revocations); 4: a block carries its
+# governance section in the clear (``gov``). The link (TLS, the handshake, this path) is
+# version 2's, so a peer of another version is refused as wrong-version
+WIRE_VERSION = 4
 PATH = "/p2p/v2"  # over TLS (wss://); version 1 (plain ws://) is gone
 MAX_FRAME = 16 * 1024 * 1024  # bytes of one encoded frame
 MAX_BATCH = 64  # blocks per getBlocks/blocks frame
@@ -28,6 +29,7 @@ MAX_REVOCATION_BLOBS = 64  # sealed revocation blobs per revoked frame
 MAX_REVOCATION_BLOB = 128 * 1024  # one (gateway.enclave.sessions: 4096 entries, 98 333 bytes)
 MAX_QBFT = 5 * 1024 * 1024  # one QBFT message (gateway.consensus.qbft MAX_MESSAGE_BYTES < this)
 MAX_SEALS = 256
+MAX_GOV_SECTION = 1024 * 1024  # gateway.governance.section.MAX_SECTION_BYTES
 MAX_SNAPSHOT_CHUNK = MAX_FRAME - 4096  # one sealed snapshot chunk, with the frame's fields
 MAX_SNAPSHOT_LIMIT = 8 * 1024 * 1024  # bytes of rows a getSnapshot may ask for
 MAX_CURSOR = 1 + 1024
@@ -159,6 +161,9 @@ BLOCK = record(
         "round": uint(2**31 - 1),
         "proposer": address_or_empty,
         "seals": seq(data(65), MAX_SEALS),
+        # v4: the block's governance section in the clear (public records; None on a chain
+        # without governance): observers follow the governance state from it
+        "gov": optional(data(limit=MAX_GOV_SECTION)),
     }
 )
 
