@@ -143,7 +143,8 @@ class SnapshotRefused(InvalidParams):
     "bad-snapshot-row", "snapshot-out-of-order", "snapshot-incomplete", "no-snapshot",
     "wrong-genesis", "broken-chain", "bad-seals", "state-root-missing",
     "snapshot-not-ahead", "snapshot-expired", "snapshot-busy", "bad-cursor",
-    "not-a-consortium", "governance-not-in-snapshot"."""
+    "not-a-consortium", "bad-governance" (a snapshot block's governance section does not fit
+    its header)."""
 
     def __init__(self, reason: str, message: str, **fields: Any) -> None:
         super().__init__(message, reason=reason, **fields)

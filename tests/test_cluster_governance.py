@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -362,3 +363,42 @@ def test_a_removed_member_can_no_longer_vote(cluster: Cluster) -> None:
         )
         == "removed-member"
     )
+
+
+def test_a_follower_with_an_emptied_data_directory_starts_from_a_snapshot(
+    cluster: Cluster,
+) -> None:
+    """A sealed snapshot of a governed chain: node4 (a follower since its removal as a
+    validator) loses its data directory but keeps its identity, starts from a peer's
+    snapshot, and has the same governance state and history as the validators (replayed from
+    the snapshot's sealed bodies, each section checked against its header)."""
+    from gateway.enclave.keys import NODE_KEY_FILE, SEALING_KEY_FILE
+
+    node4, node1 = cluster["node4"], cluster["node1"]
+    assert node4.stop() == 0
+    kept = node4.data_dir.parent / "kept"
+    kept.mkdir()
+    for name in (SEALING_KEY_FILE, NODE_KEY_FILE):
+        shutil.copyfile(node4.data_dir / name, kept / name)
+    shutil.rmtree(node4.data_dir)
+    kept.rename(node4.data_dir)
+    doc = json.loads(node4.config.read_text())
+    doc["snapshotThreshold"] = 8
+    node4.config.write_text(json.dumps(doc, indent=2))
+    cluster.wait_until(lambda: node1.height() >= 10, 120, "ten blocks")
+    cluster.start(["node4"])
+    cluster.wait_until(
+        lambda: "snapshot: opened block" in node4.log(), 120, "node4 opened a snapshot"
+    )
+    cluster.wait_until(lambda: node4.height() >= node1.height() - 1, 120, "node4 caught up")
+    number = min(node4.height(), node1.height())
+    ours, theirs = (n.rpc("coco_govBlock", [hex(number)])["stateDigest"] for n in (node4, node1))
+    assert ours == theirs
+    # the blocks that carried records read the same on both
+    with_records = [
+        n for n in range(1, number + 1) if node1.rpc("coco_govBlock", [hex(n)])["records"]
+    ]
+    assert with_records
+    for n in with_records:
+        assert node4.rpc("coco_govBlock", [hex(n)]) == node1.rpc("coco_govBlock", [hex(n)])
+    assert node4.rpc("coco_govState")["validators"] == node1.rpc("coco_govState")["validators"]

@@ -617,12 +617,20 @@ class BlockLifecycle:
 
     # ------------------------------------------------------------------ import
     def check_seals(
-        self, number: int, proposer: bytes, header_rlp: bytes, round_: int, seals: list[bytes]
+        self,
+        number: int,
+        proposer: bytes,
+        header_rlp: bytes,
+        round_: int,
+        seals: list[bytes],
+        validators: tuple[bytes, ...] | None = None,
     ) -> list[bytes]:
         """The signers of ``seals``, checked: each a commit seal over Block(number,
-        proposer, header) at ``round_`` by a distinct validator, and a quorum of them;
-        else ``BlockRefused("bad-seals")``."""
-        validators = self.validators_for(number)
+        proposer, header) at ``round_`` by a distinct validator (of ``validators``, default
+        this node's set for ``number``), and a quorum of them; else
+        ``BlockRefused("bad-seals")``."""
+        if validators is None:
+            validators = self.validators_for(number)
         need = quorum(len(validators))
         if not isinstance(seals, list) or len(seals) > len(validators):
             raise BlockRefused("bad-seals", "more commit seals than validators")

@@ -36,7 +36,13 @@ from gateway.consensus.seal import SEAL_VERSION, seal_digest, sign_seal
 from gateway.devaccounts import derive
 from gateway.enclave import consortium, govern, snapshot
 from gateway.enclave import messages as m
-from gateway.enclave.blocks import VALIDATION_RULES, BlockLifecycle, Candidate, decode_header
+from gateway.enclave.blocks import (
+    VALIDATION_RULES,
+    BlockLifecycle,
+    Candidate,
+    decode_header,
+    open_body_full,
+)
 from gateway.enclave.keys import (
     NODE_KEY_FILE,
     SECRET_FILE,
@@ -73,6 +79,8 @@ from gateway.execution.chain import (
 from gateway.execution.engine import Engine
 from gateway.execution.logs import LogFilter, topic_bytes
 from gateway.execution.views import sender_of
+from gateway.governance import section as gsec
+from gateway.governance import state as gs
 from gateway.ledger import LEDGER_FILE, SNAPSHOT_META, CommittedBlock, Ledger, SealedValueError
 from gateway.protocol import attestation, envelope, query
 
@@ -575,12 +583,6 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
             raise SnapshotRefused(
                 "not-a-consortium", "a dev node is a consortium of one: it has no snapshots"
             )
-        if self.governance is not None:  # a snapshot does not carry the governance state yet
-            raise SnapshotRefused(
-                "governance-not-in-snapshot",
-                "this consortium has governance, which sealed snapshots do not carry yet: "
-                "catch up block by block",
-            )
 
     def _on_ExportSnapshot(self, msg: m.ExportSnapshot) -> dict[str, Any]:
         self._snapshots_allowed()
@@ -665,7 +667,7 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
         if state is None:
             raise SnapshotRefused("no-snapshot", "no snapshot is staged here")
         try:
-            header = self._check_snapshot(state)
+            header, governance = self._check_snapshot(state)
         except SnapshotRefused as exc:
             log.warning(
                 "refused the snapshot of block %s: %s: %s",
@@ -676,7 +678,11 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
             self.ledger.drop_snapshot()
             raise
         with self._lock:
-            self.ledger.open_snapshot()
+            self.ledger.open_snapshot(
+                None if governance is None else (governance[1], gs.encode(governance[0]))
+            )
+            if governance is not None and self.governance is not None:
+                self.governance.state = governance[0]
             stored = self.ledger.get_meta("genesis")
             assert stored is not None
             self.engine = Engine(
@@ -703,8 +709,12 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
             "stateRoot": bytes(header.state_root),
         }
 
-    def _check_snapshot(self, state: dict[str, Any]) -> Any:
-        """The staged snapshot's checks before it is opened; its head header."""
+    def _check_snapshot(
+        self, state: dict[str, Any]
+    ) -> tuple[Any, tuple[gs.GovernanceState, list[tuple[int, bytes, bytes, bytes]]] | None]:
+        """The staged snapshot's checks before it is opened; its head header, and on a chain
+        with governance the governance state at its head and each block's governance row,
+        replayed from the blocks' sealed bodies (``_replay_governance``)."""
         if state.get("next") is not None or state.get("totals") is None:
             raise SnapshotRefused("snapshot-incomplete", "not every chunk has been received")
         rows, block_rows = self.ledger.staged_counts()
@@ -749,8 +759,16 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
         top = blocks[-1]
         if top.hash != head_hash:
             raise SnapshotRefused("broken-chain", "the snapshot's head is not its last block")
+        governance = self._replay_governance(blocks)
         try:
-            self.check_seals(top.number, top.proposer, top.header, top.round, list(top.seals))
+            self.check_seals(
+                top.number,
+                top.proposer,
+                top.header,
+                top.round,
+                list(top.seals),
+                None if governance is None else governance[0].validators_at(top.number),
+            )
         except BlockRefused as exc:
             raise SnapshotRefused("bad-seals", exc.message) from None
         try:
@@ -773,7 +791,46 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
                     )
         except SealedValueError as exc:
             raise SnapshotRefused("bad-snapshot-row", str(exc)) from None
-        return header
+        return header, governance
+
+    def _replay_governance(
+        self, blocks: list[CommittedBlock]
+    ) -> tuple[gs.GovernanceState, list[tuple[int, bytes, bytes, bytes]]] | None:
+        """On a chain with governance, the state at a snapshot's head, replayed from block
+        0's (the terms) through each block's governance section, read from its sealed body
+        and checked against its header's extraData as a validator checks it; and each
+        block's ledger row. A snapshot thus carries its governance without a format change,
+        and a section that does not fit its header is ``bad-governance``."""
+        if self.governance is None or self.terms is None:
+            return None
+        current = gs.genesis_from_terms(self.terms.raw, bytes(self.genesis_hash))
+        rows: list[tuple[int, bytes, bytes, bytes]] = []
+        for block in blocks[1:]:
+            header = decode_header(block.header)
+            if block.body is None:
+                raise SnapshotRefused(
+                    "bad-snapshot-row", f"block {block.number} came without its sealed body"
+                )
+            try:
+                _, _, records = open_body_full(
+                    self.keys.block_body_key, self.chain_id, block.hash, block.body
+                )
+                current, _ = gsec.apply_section(
+                    current, records, block.number, header.timestamp, bytes(header.extra_data)
+                )
+            except BlockRefused as exc:
+                raise SnapshotRefused("bad-snapshot-row", exc.message) from None
+            except gsec.SectionRefused as exc:
+                raise SnapshotRefused("bad-governance", f"block {block.number}: {exc}") from None
+            rows.append(
+                (block.number, block.hash, gsec.section_bytes(records), gs.state_digest(current))
+            )
+        log.info(
+            "replayed the governance of the snapshot's %d blocks (state 0x%s)",
+            len(rows),
+            gs.state_digest(current).hex()[:16],
+        )
+        return current, rows
 
     # ------------------------------------------------------------------ who may see what
     def _viewer(self, auth: str | None) -> bytes | None:

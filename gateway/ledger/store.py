@@ -886,15 +886,31 @@ class Ledger:
         (blocks,) = self._conn.execute("SELECT COUNT(*) FROM snapshot_blocks").fetchone()
         return int(rows), int(blocks)
 
-    def open_snapshot(self) -> None:
+    def open_snapshot(
+        self, governance: tuple[list[tuple[int, bytes, bytes, bytes]], bytes] | None = None
+    ) -> None:
         """Move the staged snapshot into the ledger in one transaction: its kv rows over
         the file's (content-addressed rows are the same; py-evm's lookups become the
         snapshot's), its blocks, and the canonical index replaced by the snapshot's chain.
-        The read cache is emptied (its lookups may be stale); the pool is kept."""
+        ``governance``: the governance rows (number, hash, section, state digest) of the
+        snapshot's blocks and the state at its head, which replace the file's. The read
+        cache is emptied (its lookups may be stale); the pool is kept."""
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
+                if governance is not None:
+                    rows, state = governance
+                    cur.execute("DELETE FROM governance")
+                    cur.executemany(
+                        "INSERT INTO governance (number, hash, section, state_digest) "
+                        "VALUES (?, ?, ?, ?)",
+                        rows,
+                    )
+                    cur.execute(
+                        "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                        (GOVERNANCE_STATE_META, state),
+                    )
                 cur.execute("INSERT OR REPLACE INTO kv (k, v) SELECT k, v FROM snapshot_kv")
                 cur.execute(
                     "INSERT OR REPLACE INTO blocks "
