@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -221,6 +222,25 @@ class ClusterNode:
     def __repr__(self) -> str:
         state = "up" if self.running else "down"
         return f"<{self.role} {self.name} rpc={self.rpc_port} p2p={self.p2p_port} {state}>"
+
+    def edit_config(self, **fields: Any) -> None:
+        """Set fields of this node's node.json (read at its next start)."""
+        doc = json.loads(self.config.read_text())
+        doc.update(fields)
+        self.config.write_text(json.dumps(doc, indent=2))
+
+    def empty_data_dir_keeping_identity(self) -> None:
+        """The stopped node loses its data directory (ledger, sealed consortium secret) but
+        keeps its identity: the sealing key file and its sealed node key."""
+        from gateway.enclave.keys import NODE_KEY_FILE, SEALING_KEY_FILE
+
+        assert not self.running, f"{self.name} is running"
+        kept = self.data_dir.parent / f"{self.data_dir.name}-kept"
+        kept.mkdir()
+        for name in (SEALING_KEY_FILE, NODE_KEY_FILE):
+            shutil.copyfile(self.data_dir / name, kept / name)
+        shutil.rmtree(self.data_dir)
+        kept.rename(self.data_dir)
 
     # -- processes -----------------------------------------------------------------------
     def start(self, env: dict[str, str] | None = None) -> ClusterNode:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -372,19 +371,10 @@ def test_a_follower_with_an_emptied_data_directory_starts_from_a_snapshot(
     validator) loses its data directory but keeps its identity, starts from a peer's
     snapshot, and has the same governance state and history as the validators (replayed from
     the snapshot's sealed bodies, each section checked against its header)."""
-    from gateway.enclave.keys import NODE_KEY_FILE, SEALING_KEY_FILE
-
     node4, node1 = cluster["node4"], cluster["node1"]
     assert node4.stop() == 0
-    kept = node4.data_dir.parent / "kept"
-    kept.mkdir()
-    for name in (SEALING_KEY_FILE, NODE_KEY_FILE):
-        shutil.copyfile(node4.data_dir / name, kept / name)
-    shutil.rmtree(node4.data_dir)
-    kept.rename(node4.data_dir)
-    doc = json.loads(node4.config.read_text())
-    doc["snapshotThreshold"] = 8
-    node4.config.write_text(json.dumps(doc, indent=2))
+    node4.empty_data_dir_keeping_identity()
+    node4.edit_config(snapshotThreshold=8)
     cluster.wait_until(lambda: node1.height() >= 10, 120, "ten blocks")
     cluster.start(["node4"])
     cluster.wait_until(

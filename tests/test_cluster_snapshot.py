@@ -11,8 +11,6 @@ again, and catches up.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +20,6 @@ from eth_account import Account
 from fault_proxy import Rule
 
 from gateway.devaccounts import derive
-from gateway.enclave.keys import NODE_KEY_FILE, SEALING_KEY_FILE
 
 # pytest-timeout bounds each test's own call: the shared cluster it may start first is made
 # in its set-up, under the harness's own deadlines (init 300 s, each node answering 120 s),
@@ -38,12 +35,6 @@ MEMBER, SHY = "node5", "node6"  # members started late; SHY links only through t
 
 def height(node: ClusterNode) -> int:
     return node.height()
-
-
-def _edit(node: ClusterNode, **fields: Any) -> None:
-    doc = json.loads(node.config.read_text())
-    doc.update(fields)
-    node.config.write_text(json.dumps(doc, indent=2))
 
 
 def tampered_snapshot_rule(direction: str) -> Rule:
@@ -76,8 +67,8 @@ def consortium(
         cluster.set_peers(name, [p for p in cluster.peers_of(name) if p != shy.p2p])
     cluster.set_peers(SHY, [cluster["node1"].p2p])
     cluster.route_through([SHY], "relay")
-    _edit(shy, snapshotThreshold=THRESHOLD)
-    _edit(cluster[MEMBER], snapshotThreshold=THRESHOLD)
+    shy.edit_config(snapshotThreshold=THRESHOLD)
+    cluster[MEMBER].edit_config(snapshotThreshold=THRESHOLD)
     try:
         cluster.start(VALIDATORS)
         yield cluster
@@ -157,13 +148,8 @@ def test_a_validator_with_an_emptied_data_directory_starts_from_a_snapshot(
     and votes again."""
     v1, node4 = consortium["node1"], consortium["node4"]
     assert node4.stop() == 0
-    kept = node4.data_dir.parent / "kept"
-    kept.mkdir()
-    for name in (SEALING_KEY_FILE, NODE_KEY_FILE):
-        shutil.copyfile(node4.data_dir / name, kept / name)
-    shutil.rmtree(node4.data_dir)
-    kept.rename(node4.data_dir)
-    _edit(node4, snapshotThreshold=THRESHOLD)
+    node4.empty_data_dir_keeping_identity()
+    node4.edit_config(snapshotThreshold=THRESHOLD)
     consortium.wait_height(height(v1) + THRESHOLD, ["node1"], timeout=120)  # three go on
     consortium.start(["node4"])
     consortium.wait_until(
