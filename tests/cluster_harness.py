@@ -223,8 +223,9 @@ class ClusterNode:
         return f"<{self.role} {self.name} rpc={self.rpc_port} p2p={self.p2p_port} {state}>"
 
     # -- processes -----------------------------------------------------------------------
-    def start(self, env: dict[str, str] | None = None) -> ClusterNode:
-        """Start the node process (not waiting for it: see ``Cluster.start``)."""
+    def start(self, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> ClusterNode:
+        """Start the node process (not waiting for it: see ``Cluster.start``); ``args``:
+        extra ``coco-gateway node`` options (e.g. ``["--recover"]``)."""
         if self.running:
             raise ClusterError(f"{self.name} is already running")
         if env is not None:
@@ -234,7 +235,15 @@ class ClusterNode:
             log.write(f"\n===== start #{self.starts} at {time.strftime('%H:%M:%S')}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "node", "--config", str(self.config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "node",
+                    "--config",
+                    str(self.config),
+                    *args,
+                ],  # fmt: skip
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
