@@ -243,7 +243,7 @@ class ClusterNode:
                     "--config",
                     str(self.config),
                     *args,
-                ],  # fmt: skip
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
