@@ -513,15 +513,20 @@ class ConsortiumNode(_P2pShell, Node):
         in this node's enclave (``coco_govRecoverySubmit``), or until a peer that holds the
         secret admits this node, whichever comes first."""
         join = asyncio.ensure_future(self._join())
-        self.state = "recovering"
         told = None
         try:
-            while not join.done():
+            while True:
                 self.state = "recovering"
                 status = await self.enclave.request(m.GetStatus())
                 if status.get("state") == "ready":
-                    log.info("recovery: the consortium secret is recovered; the node opens")
+                    log.info("recovery: the consortium secret is here; the node opens")
                     break
+                if join.done():
+                    failed = "cancelled" if join.cancelled() else join.exception()
+                    if failed is not None:
+                        log.warning("a join attempt failed (%s); asking again", failed)
+                        join = asyncio.ensure_future(self._join())
+                    continue  # joined: the next status says ready
                 progress = status.get("recovery") or {}
                 seen = (progress.get("submitted"), progress.get("threshold"))
                 if seen != told:
@@ -532,14 +537,15 @@ class ConsortiumNode(_P2pShell, Node):
                         "that holds the secret to admit this one"
                     )
                     log.info("%s", self.last_error)
-                await asyncio.sleep(0.5)
+                await asyncio.wait({join}, timeout=0.5)
         finally:
-            if not join.done():
+            # a cancellation that lands as a join reply arrives can be lost (asyncio.wait_for
+            # in Python 3.11): cancel until the join task is really over
+            while not join.done():
                 join.cancel()
-                try:
-                    await join
-                except (asyncio.CancelledError, Exception):
-                    pass
+                await asyncio.wait({join}, timeout=0.5)
+            if not join.cancelled() and join.exception() is not None:
+                log.debug("the join attempt ended: %s", join.exception())
         self.state = "ready"
         self.last_error = None
 
