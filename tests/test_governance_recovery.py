@@ -469,3 +469,24 @@ def test_the_secret_comes_back_from_the_members_shares_after_every_node_lost_it(
         raise
     finally:
         cluster.close()
+
+
+def test_gov_keygen_makes_a_key_pair_and_never_overwrites(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    out = tmp_path / "member.x25519"
+    done = _cli("gov", "keygen", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    private = bytes.fromhex(out.read_text().strip()[2:])
+    assert out.stat().st_mode & 0o777 == 0o600
+    public = X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+    assert shown == {"encryptionKey": "0x" + public.hex(), "privateKeyFile": str(out)}
+    again = _cli("gov", "keygen", "--out", str(out))
+    assert again.returncode == 1 and "never overwritten" in again.stderr
+    assert bytes.fromhex(out.read_text().strip()[2:]) == private
+    # recovery-share with a malformed encryption key: a clear error, no traceback
+    bad = _cli("gov", "recovery-share", "--rpc", "http://127.0.0.1:1", "--encryption-key-file",
+               str(out) + ".none", env={"COCO_GOV_KEY": "0x" + KEYS[0].hex()})  # fmt: skip
+    assert bad.returncode == 1 and "cannot read the encryption key file" in bad.stderr
+    assert "Traceback" not in bad.stderr
