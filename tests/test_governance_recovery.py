@@ -1,5 +1,15 @@
 """Recovery shares: k-of-n split and combine, commitments that name a wrong share, each share
-sealed to one member, and fewer than k shares telling nothing."""
+sealed to one member, and fewer than k shares telling nothing; the deterministic issue from
+the secret, shares sealed to a recovering enclave, the signed RecoveryShare record and its
+worked example in docs/GOVERNANCE.md; ``gov keygen``.
+
+On real processes (tests/cluster_harness.py, two validators, three members with X25519 keys,
+threshold 2): both nodes record the same share set, again after a vote for new shares; a
+contract is committed; every node loses ``consortium-secret.sealed`` and starts with
+``--recover``; one share (``gov recovery-share``) is not enough; a repeated, wrong (named),
+non-holder's or old-generation share is refused; a kill -9 keeps the accepted share; the
+second share recovers the secret, the history is readable again, the other node joins
+through the recovered one and new blocks follow."""
 
 from __future__ import annotations
 
@@ -8,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -316,18 +327,27 @@ def _member_files(root: Path, i: int) -> tuple[str, str]:
     return str(key_file), str(enc_file)
 
 
-def _submit_share(node: Any, i: int, *, tamper: bool = False, signer: int | None = None) -> str:
-    """Member ``i``'s share, as gov recovery-share makes it, optionally altered (``tamper``)
-    or signed by another account (``signer``: a non-holder submitting as itself)."""
+def _submit_share(
+    node: Any,
+    i: int,
+    *,
+    tamper: bool = False,
+    signer: int | None = None,
+    old: dict[str, Any] | None = None,
+) -> str:
+    """Member ``i``'s share, as gov recovery-share makes it, optionally altered (``tamper``),
+    signed by another account (``signer``: a non-holder submitting as itself) or of an
+    earlier generation (``old``: what coco_govRecoveryShare said then); its refusal."""
     who = i if signer is None else signer
     me = ADDRS[who]
     info = node.rpc("coco_govRecoveryShare", ["0x" + ADDRS[i].hex()])
+    source = old if old is not None else info
     context = r.ShareContext(
-        int(info["chainId"]), bytes.fromhex(info["genesis"][2:]), int(info["generation"])
+        int(info["chainId"]), bytes.fromhex(info["genesis"][2:]), int(source["generation"])
     )
     issued = r.IssuedShare(
-        ADDRS[i], info["share"]["index"], bytes.fromhex(info["share"]["commitment"][2:]),
-        bytes.fromhex(info["share"]["ciphertext"][2:]),
+        ADDRS[i], source["share"]["index"], bytes.fromhex(source["share"]["commitment"][2:]),
+        bytes.fromhex(source["share"]["ciphertext"][2:]),
     )  # fmt: skip
     share = r.decrypt_share(issued, enc_key(i), context)
     if tamper:
@@ -403,6 +423,27 @@ def test_the_secret_comes_back_from_the_members_shares_after_every_node_lost_it(
         assert node1.rpc("eth_getCode", [contract, "latest"]) == "0x" + RUNTIME
         assert int(node1.rpc("eth_getStorageAt", [contract, "0x0", "latest"]), 16) == 42
         cluster.wait_height(int(receipt["blockNumber"], 16) + 1, timeout=60)
+        # the members vote new shares: both nodes record generation 1, the same bytes
+        domain = t.Domain(chain_id, bytes.fromhex(shown[0]["genesis"][2:]))
+        refresh = t.Proposal(
+            ADDRS[0], int(time.time()), (t.Action.make("refresh_recovery_shares"),)
+        )
+        pid = t.proposal_id(refresh)
+        for record in (
+            t.sign(KEYS[0], domain, refresh),
+            t.sign(KEYS[0], domain, t.Ballot(pid, True, 0)),
+            t.sign(KEYS[1], domain, t.Ballot(pid, True, 0)),
+        ):
+            node1.rpc("coco_govSubmit", [t.encode_record(record).decode()])
+
+        def generation_1() -> list[dict[str, Any]] | None:
+            now = [n.rpc("coco_govRecoveryShare", ["0x" + ADDRS[0].hex()]) for n in (node1, node2)]
+            return now if all(x["generation"] == 1 for x in now) else None
+
+        fresh = wait_until(generation_1, 60, "shares of generation 1 on both nodes")
+        assert fresh[0]["share"] == fresh[1]["share"]
+        assert fresh[0]["share"]["ciphertext"] != shown[0]["share"]["ciphertext"]
+        assert "recovery shares of generation 1 recorded" in node2.log()
         # every node loses its sealed secret
         cluster.stop_all()
         for n in (node1, node2):
@@ -435,6 +476,7 @@ def test_the_secret_comes_back_from_the_members_shares_after_every_node_lost_it(
         assert _submit_share(node1, 0) == "duplicate"
         assert _submit_share(node1, 1, tamper=True) == "wrong-share"
         assert _submit_share(node1, 1, signer=3) == "unknown-holder"
+        assert _submit_share(node1, 0, old=shown[0]) == "wrong-generation"  # before the refresh
         assert _locked(node1, tx_hash)
         # kill -9 in the middle of the submissions: the accepted share survives
         node1.kill9()
