@@ -402,6 +402,26 @@ def test_the_secret_comes_back_from_the_members_shares_after_every_node_lost_it(
             False,
         )
         assert shown[0]["holders"] == ["0x" + a.hex() for a in sorted(ADDRS[:3])]
+        with pytest.raises(RpcFailure) as nobody:
+            node1.rpc("coco_govRecoveryShare", ["0x" + ADDRS[3].hex()])
+        assert nobody.value.reason == "unknown-holder"
+        with pytest.raises(RpcFailure) as ready:  # a node that holds the secret takes none
+            node1.rpc(
+                "coco_govRecoverySubmit",
+                [
+                    sr.encode(
+                        sr.sign(
+                            KEYS[0],
+                            DOMAIN,
+                            sr.RecoveryShare(ADDRS[0], 0, WORKED_NODE, WORKED_SHARE),
+                        )
+                    ).decode()
+                ],
+            )
+        assert ready.value.reason == "not-recovering"
+        with pytest.raises(RpcFailure) as garbled:
+            node1.rpc("coco_govRecoverySubmit", ["{}"])
+        assert garbled.value.reason == "bad-record"
         # a contract whose state is confidential, committed
         sender = derive()[0]
         chain_id = int(node1.rpc("eth_chainId"), 16)
