@@ -290,6 +290,7 @@ def _recovery_share(args: argparse.Namespace) -> dict[str, Any]:
         raise GovCliError(f"the node's attestation does not hold: {exc}") from None
     if report.join_key != enclave_key or report.node_address != node:
         raise GovCliError("the node's attestation does not bind its recovery key")
+    _check_node_terms(info, report)
     context = recovery.ShareContext(chain_id, genesis, generation)
     share = recovery.decrypt_share(issued, enc, context)
     recovery.check_share(recovery.ShareSet(context, 1, (issued,)), me, share)
@@ -310,6 +311,22 @@ def _recovery_share(args: argparse.Namespace) -> dict[str, Any]:
         file=sys.stderr,
     )
     return answer
+
+
+def _check_node_terms(info: dict[str, Any], report: Any) -> None:
+    """The recovering node against the governance state its ledger records (which the node
+    reports: pass --measurement for a check that does not rely on it)."""
+    allowed = info.get("measurements") or []
+    if allowed and "0x" + report.measurement.hex() not in allowed:
+        raise GovCliError(
+            f"the node's enclave measurement 0x{report.measurement.hex()} is not one the "
+            "consortium allows: not handing it a share"
+        )
+    if report.platform == "virtual" and not info.get("allowVirtual", False):
+        raise GovCliError("the node runs a virtual enclave, which the consortium does not allow")
+    trusted = info.get("trustedNodes")
+    if trusted is not None and "0x" + report.node_address.hex() not in trusted:
+        raise GovCliError(f"node 0x{report.node_address.hex()} is not a trusted node")
 
 
 def _measurement(text: str | None) -> bytes | None:

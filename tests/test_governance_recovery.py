@@ -481,6 +481,8 @@ def test_the_secret_comes_back_from_the_members_shares_after_every_node_lost_it(
         status = wait_until(lambda: recovering(node1), 120, "node1 in recovery mode")
         wait_until(lambda: recovering(node2), 120, "node2 in recovery mode")
         assert (status["threshold"], status["submitted"]) == (2, [])
+        assert status["trustedNodes"] == sorted([node1.address.lower(), node2.address.lower()])
+        assert status["allowVirtual"] is True and len(status["measurements"]) == 1
         assert "waits for 2 of the 3 members' recovery shares" in node1.log()
         assert _locked(node1, tx_hash)
         # one share: accepted, not enough

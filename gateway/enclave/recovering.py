@@ -31,12 +31,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gateway.enclave import consortium
+from gateway.enclave import consortium, govern
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import open_body
 from gateway.enclave.keys import SECRET_FILE, KeyRing, LocalSealer, write_consortium_secret
 from gateway.errors import BlockRefused, InvalidParams
 from gateway.governance import recovery, share_record
+from gateway.governance import state as gs
 from gateway.governance.errors import GovernanceError
 from gateway.governance.typed import Domain, canonical_json
 from gateway.protocol import attestation
@@ -52,6 +53,7 @@ MAX_SUBMISSIONS = recovery.MAX_HOLDERS
 class Recovering:
     issued: recovery.Issued
     key: X25519PrivateKey
+    terms: dict[str, Any]  # the governance state's measurements, platforms, trusted nodes
     shares: dict[bytes, recovery.Share] = field(default_factory=dict)
     records: dict[bytes, str] = field(default_factory=dict)  # member -> record text
 
@@ -152,7 +154,7 @@ class RecoveryMethods:
         if context.chain_id != self.chain_id or context.genesis_hash != bytes(self.genesis_hash):
             log.error("recovery mode: the recorded share set is of another consortium")
             return
-        rec = Recovering(issued, recovery.enclave_key(self._node_key, context))
+        rec = Recovering(issued, recovery.enclave_key(self._node_key, context), self._gov_terms())
         self._recovery = rec
         self.state = "recovering"
         kept = self.ledger.get_meta(SUBMITTED_META)
@@ -176,6 +178,27 @@ class RecoveryMethods:
         )
         if len(rec.shares) >= issued.share_set.threshold:
             self._complete_recovery()
+
+    def _gov_terms(self) -> dict[str, Any]:
+        """What a member checks the recovering node against, from the governance state at the
+        ledger's head (public, in the clear): allowed measurements and platforms, whether
+        virtual enclaves are allowed, the trusted nodes."""
+        head = self.ledger.head()
+        gov = govern.open_governance(
+            self.ledger,
+            self.terms.raw,
+            bytes(self.genesis_hash),
+            0 if head is None else head.number,
+        )
+        if gov is None:
+            return {}
+        full = gs.to_json(gov.state)
+        return {
+            "measurements": full["measurements"],
+            "platforms": full["platforms"],
+            "allowVirtual": full["allowVirtual"],
+            "trustedNodes": sorted(a for a, n in full["nodes"].items() if n["state"] == "trusted"),
+        }
 
     def _accept_share(self, raw: bytes, *, persist: bool) -> dict[str, Any]:
         rec = self._recovery
@@ -314,6 +337,7 @@ class RecoveryMethods:
                 now=int(time.time()),
             )
             answer["submitted"] = [_h(a) for a in rec.shares]
+            answer.update(rec.terms)
             answer["recoveryKey"] = _h(public)
             answer["attestation"] = {
                 "report": report.to_json(),
