@@ -133,6 +133,7 @@ def _node(args: argparse.Namespace) -> int:
     from gateway.node import Node, NodeConfig
     from gateway.server.app import make_app
 
+    settings.recover = bool(getattr(args, "recover", False))
     config = settings.node_config(lock_fd=None if settings.role == "observer" else lock.fd)
 
     def factory(config: NodeConfig) -> Node:
@@ -552,6 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument(
         "--config", required=True, help="the node's node.json (as coco-gateway init writes it)"
+    )
+    node.add_argument(
+        "--recover",
+        action="store_true",
+        help="recovery mode: without a sealed consortium secret, take the members' recovery "
+        "shares (coco-gateway gov recovery-share) until the threshold, besides waiting to "
+        "join (docs/GOVERNANCE.md, Recovery)",
     )
     node.set_defaults(func=_node)
 

@@ -84,6 +84,7 @@ class NodeSettings:
     enclave: str = "process"
     privacy: str = "open"
     snapshot_threshold: int = DEFAULT_SNAPSHOT_THRESHOLD
+    recover: bool = False  # --recover: take members' recovery shares (docs/GOVERNANCE.md)
 
     @property
     def chain_id(self) -> int:
@@ -127,6 +128,7 @@ class NodeSettings:
             privacy=self.privacy,
             consortium=terms,
             role=self.role,
+            recover=self.recover,
         )
 
 
@@ -375,9 +377,25 @@ class ConsortiumNode(_P2pShell, Node):
             genesis.hex(),
             self.state,
         )
+        if self.state == "recovering":
+            # members submit their shares over RPC: serve it now, open the rest once the
+            # secret is here (recovered, or joined through a peer)
+            await self.api.start()
+            self._spawn(self._recover_then_run(), "recovery")
+            return
         if self.state == "awaiting-secret":
             await self._join()
         await self.api.start()
+        await self._run()
+
+    async def _recover_then_run(self) -> None:
+        await self._recover_or_join()
+        await self.api.start()
+        await self._run()
+
+    async def _run(self) -> None:
+        """The node's loops, once its enclave holds the secret."""
+        settings = self.settings
         status = await self.enclave.request(m.GetStatus())
         self.state = str(status.get("state", "ready"))
         self.head = int(status["head"]["number"])
@@ -489,6 +507,47 @@ class ConsortiumNode(_P2pShell, Node):
                 continue
             await asyncio.sleep(backoff)
             backoff = min(JOIN_BACKOFF_MAX, backoff * 2)
+
+    async def _recover_or_join(self) -> None:
+        """Recovery mode (``--recover``): wait until the members' shares reach the threshold
+        in this node's enclave (``coco_govRecoverySubmit``), or until a peer that holds the
+        secret admits this node, whichever comes first."""
+        join = asyncio.ensure_future(self._join())
+        told = None
+        try:
+            while True:
+                self.state = "recovering"
+                status = await self.enclave.request(m.GetStatus())
+                if status.get("state") == "ready":
+                    log.info("recovery: the consortium secret is here; the node opens")
+                    break
+                if join.done():
+                    failed = "cancelled" if join.cancelled() else join.exception()
+                    if failed is not None:
+                        log.warning("a join attempt failed (%s); asking again", failed)
+                        join = asyncio.ensure_future(self._join())
+                    continue  # joined: the next status says ready
+                progress = status.get("recovery") or {}
+                seen = (progress.get("submitted"), progress.get("threshold"))
+                if seen != told:
+                    told = seen
+                    self.last_error = (
+                        f"recovery mode: {seen[0]} of {seen[1]} members' recovery shares; "
+                        "waiting for more (coco-gateway gov recovery-share), or for a node "
+                        "that holds the secret to admit this one"
+                    )
+                    log.info("%s", self.last_error)
+                await asyncio.wait({join}, timeout=0.5)
+        finally:
+            # a cancellation that lands as a join reply arrives can be lost (asyncio.wait_for
+            # in Python 3.11): cancel until the join task is really over
+            while not join.done():
+                join.cancel()
+                await asyncio.wait({join}, timeout=0.5)
+            if not join.cancelled() and join.exception() is not None:
+                log.debug("the join attempt ended: %s", join.exception())
+        self.state = "ready"
+        self.last_error = None
 
     async def _admit(self, peer: Peer, request: dict[str, Any]) -> None:
         try:

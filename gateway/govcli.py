@@ -23,6 +23,7 @@ from typing import Any
 from gateway.governance import typed
 
 KEY_ENV = "COCO_GOV_KEY"
+ENC_KEY_ENV = "COCO_GOV_ENCRYPTION_KEY"
 
 
 class GovCliError(Exception):
@@ -203,6 +204,139 @@ def _show(args: argparse.Namespace) -> Any:
     return rpc(args.rpc, "coco_govProposal", ["0x" + _proposal_id(args.proposal).hex()])
 
 
+def load_encryption_key(key_file: str | None) -> bytes:
+    """The member's X25519 private key: a file's first line (0x and 64 hex digits, as
+    ``gov keygen`` writes it) or ``$COCO_GOV_ENCRYPTION_KEY``."""
+    if key_file:
+        try:
+            text = Path(key_file).read_text().strip().splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise GovCliError(f"cannot read the encryption key file {key_file}: {exc}") from None
+    else:
+        text = os.environ.get(ENC_KEY_ENV, "").strip()
+        if not text:
+            raise GovCliError(
+                f"give --encryption-key-file FILE or set {ENC_KEY_ENV} to the member's X25519 "
+                "private key"
+            )
+    if not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", text):
+        raise GovCliError("the X25519 private key is 32 bytes of hex (0x optional)")
+    return bytes.fromhex(text.removeprefix("0x"))
+
+
+def _keygen(args: argparse.Namespace) -> dict[str, Any]:
+    """A new X25519 key pair for recovery shares: the private key to a file (mode 0600,
+    never overwritten), the public key printed (``init --member ADDRESS:PUBLIC`` or the
+    ``encryptionKey`` of an ``add_member`` action)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    key = X25519PrivateKey.generate()
+    private = key.private_bytes_raw()
+    public = key.public_key().public_bytes_raw()
+    path = Path(args.out)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise GovCliError(f"cannot create {path}: {exc} (it is never overwritten)") from None
+    with os.fdopen(fd, "w") as f:
+        f.write("0x" + private.hex() + "\n")
+    return {"encryptionKey": "0x" + public.hex(), "privateKeyFile": str(path)}
+
+
+def _recovery_share(args: argparse.Namespace) -> dict[str, Any]:
+    """Fetch this member's encrypted share from a node in recovery mode, open it with the
+    member's X25519 key, check it against its commitment, seal it to the node's attested
+    recovery key, sign it (EIP-712) and submit it."""
+    from eth_account import Account
+
+    from gateway.governance import recovery, share_record
+    from gateway.protocol import attestation
+
+    key = load_key(args.key_file)
+    enc = load_encryption_key(args.encryption_key_file)
+    me = bytes.fromhex(Account.from_key(key).address[2:])
+    info = rpc(args.rpc, "coco_govRecoveryShare", ["0x" + me.hex()])
+    if not info.get("recovering"):
+        raise GovCliError(
+            f"the node at {args.rpc} is not in recovery mode (state {info.get('state')!r}): "
+            "start it with coco-gateway node --recover"
+        )
+    try:
+        chain_id = int(info["chainId"])
+        genesis = bytes.fromhex(info["genesis"][2:])
+        generation = int(info["generation"])
+        node = bytes.fromhex(info["node"][2:])
+        enclave_key = bytes.fromhex(info["recoveryKey"][2:])
+        shown = info["share"]
+        issued = recovery.IssuedShare(
+            me,
+            int(shown["index"]),
+            bytes.fromhex(shown["commitment"][2:]),
+            bytes.fromhex(shown["ciphertext"][2:]),
+        )
+        report = attestation.Report.from_json(info["attestation"]["report"])
+        signature = bytes.fromhex(info["attestation"]["signature"][2:])
+    except (KeyError, TypeError, ValueError, attestation.AttestationError) as exc:
+        raise GovCliError(f"the node's recovery status is malformed: {exc}") from None
+    try:
+        attestation.verify(
+            report,
+            signature,
+            expected_chain_id=chain_id,
+            expected_measurement=_measurement(args.measurement),
+            allow_virtual=True,
+        )
+    except attestation.AttestationError as exc:
+        raise GovCliError(f"the node's attestation does not hold: {exc}") from None
+    if report.join_key != enclave_key or report.node_address != node:
+        raise GovCliError("the node's attestation does not bind its recovery key")
+    _check_node_terms(info, report)
+    context = recovery.ShareContext(chain_id, genesis, generation)
+    share = recovery.decrypt_share(issued, enc, context)
+    recovery.check_share(recovery.ShareSet(context, 1, (issued,)), me, share)
+    sealed = recovery.seal_for_enclave(share, enclave_key, context, me, node)
+    record = share_record.sign(
+        key,
+        typed.Domain(chain_id, genesis),
+        share_record.RecoveryShare(me, generation, node, sealed),
+    )
+    answer: dict[str, Any] = rpc(
+        args.rpc, "coco_govRecoverySubmit", [share_record.encode(record).decode()]
+    )
+    done = "the node recovered the consortium secret" if answer.get("recovered") else "waiting"
+    print(
+        f"share of 0x{me.hex()} (generation {generation}) accepted by node 0x{node.hex()} "
+        f"(measurement 0x{report.measurement.hex()[:16]}…, {report.platform}): "
+        f"{answer.get('submitted')} of {answer.get('threshold')} shares; {done}",
+        file=sys.stderr,
+    )
+    return answer
+
+
+def _check_node_terms(info: dict[str, Any], report: Any) -> None:
+    """The recovering node against the governance state its ledger records (which the node
+    reports: pass --measurement for a check that does not rely on it)."""
+    allowed = info.get("measurements") or []
+    if allowed and "0x" + report.measurement.hex() not in allowed:
+        raise GovCliError(
+            f"the node's enclave measurement 0x{report.measurement.hex()} is not one the "
+            "consortium allows: not handing it a share"
+        )
+    if report.platform == "virtual" and not info.get("allowVirtual", False):
+        raise GovCliError("the node runs a virtual enclave, which the consortium does not allow")
+    trusted = info.get("trustedNodes")
+    if trusted is not None and "0x" + report.node_address.hex() not in trusted:
+        raise GovCliError(f"node 0x{report.node_address.hex()} is not a trusted node")
+
+
+def _measurement(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    if not re.fullmatch(r"0x[0-9a-fA-F]{64}", text):
+        raise GovCliError("--measurement is 0x and 64 hex digits")
+    return bytes.fromhex(text[2:])
+
+
 def _proposal_id(text: str) -> bytes:
     if not re.fullmatch(r"0x[0-9a-fA-F]{64}", text or ""):
         raise GovCliError(f"{text!r} is not a proposal id (0x and 64 hex digits)")
@@ -216,6 +350,8 @@ def run(args: argparse.Namespace) -> int:
         "withdraw": _withdraw,
         "list": _list,
         "show": _show,
+        "keygen": _keygen,
+        "recovery-share": _recovery_share,
     }
     try:
         result = commands[args.gov_command](args)
@@ -231,7 +367,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    gov = sub.add_parser("gov", help="governance: propose, vote, withdraw, list, show")
+    gov = sub.add_parser(
+        "gov", help="governance: propose, vote, withdraw, list, show, keygen, recovery-share"
+    )
     gsub = gov.add_subparsers(
         dest="gov_command", required=True, metavar="ACTION", help="what to do"
     )
@@ -271,4 +409,20 @@ def add_parser(sub: Any) -> None:
     p = gsub.add_parser("show", help="one proposal, or the governance state")
     common(p, False)
     p.add_argument("proposal", nargs="?", default=None, help="a proposal id (default: state)")
+    p = gsub.add_parser("keygen", help="make an X25519 key pair for recovery shares")
+    p.add_argument("--out", required=True, help="the new private key file (mode 0600)")
+    p = gsub.add_parser(
+        "recovery-share",
+        help="open your recovery share and submit it to a node in recovery mode",
+    )
+    common(p, True)
+    p.add_argument(
+        "--encryption-key-file",
+        help=f"your X25519 private key file, as gov keygen writes it (else ${ENC_KEY_ENV})",
+    )
+    p.add_argument(
+        "--measurement",
+        default=None,
+        help="refuse a node whose attested enclave measurement is not this (0x…)",
+    )
     gov.set_defaults(func=run)

@@ -243,8 +243,9 @@ class ClusterNode:
         kept.rename(self.data_dir)
 
     # -- processes -----------------------------------------------------------------------
-    def start(self, env: dict[str, str] | None = None) -> ClusterNode:
-        """Start the node process (not waiting for it: see ``Cluster.start``)."""
+    def start(self, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> ClusterNode:
+        """Start the node process (not waiting for it: see ``Cluster.start``); ``args``:
+        extra ``coco-gateway node`` options (e.g. ``["--recover"]``)."""
         if self.running:
             raise ClusterError(f"{self.name} is already running")
         if env is not None:
@@ -254,7 +255,15 @@ class ClusterNode:
             log.write(f"\n===== start #{self.starts} at {time.strftime('%H:%M:%S')}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "node", "--config", str(self.config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "node",
+                    "--config",
+                    str(self.config),
+                    *args,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},

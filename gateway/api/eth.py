@@ -54,7 +54,7 @@ class Api(CocoMethods, DevMethods, GovMethods):
         self.chain_id = int(status["chainId"])
         self.view.head_number = int(status["head"]["number"])
         self.strict = status.get("privacy") == "strict"
-        self.view.gas_price = int(status["gasPrice"])
+        self.view.gas_price = int(status.get("gasPrice", 0))  # none before the secret is here
 
     def methods(self) -> dict[str, Method]:
         """The handlers by method name. No anvil_* or hardhat_* method is offered: forge and

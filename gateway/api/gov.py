@@ -20,7 +20,7 @@ from gateway.api.base import Handlers
 from gateway.api.params import hexdata
 from gateway.clock import now
 from gateway.enclave import messages as m
-from gateway.governance import typed
+from gateway.governance import share_record, typed
 from gateway.governance.errors import GovernanceError
 
 MAX_RECORD_TEXT = typed.MAX_RECORD_BYTES
@@ -118,6 +118,38 @@ class GovMethods(Handlers):
         number = p.quantity(params[0], "block", 0, bits=63)
         answer = await self._ask(m.GovQuery("block", number))
         return answer
+
+    async def coco_govRecoveryShare(self, params: list[Any], ctx: Any) -> Any:
+        """A member's encrypted recovery share of the newest generation, with the share
+        set's context (chain id, genesis, generation, threshold) and the node's recovery
+        status: public (only the member's X25519 key opens it)."""
+        p.arity(params, 1)
+        member = p.address(params[0], "member", 0)
+        return await self._ask(m.RecoveryInfo(member))
+
+    async def coco_govRecoveryStatus(self, params: list[Any], ctx: Any) -> Any:
+        """The share set's summary and, on a node in recovery mode, the shares submitted so
+        far, its recovery key and the attestation that binds the key to its enclave."""
+        p.arity(params, 0)
+        return await self._ask(m.RecoveryInfo(None))
+
+    async def coco_govRecoverySubmit(self, params: list[Any], ctx: Any) -> Any:
+        """A member's signed recovery share (docs/GOVERNANCE.md, "Recovery"): the record's
+        JSON object or its canonical JSON text."""
+        p.arity(params, 1)
+        first = params[0]
+        if isinstance(first, dict):
+            try:
+                first = typed.canonical_json(first)
+            except (TypeError, ValueError):
+                raise GovernanceError("bad-record", "the record is not plain JSON") from None
+        if not isinstance(first, str):
+            raise p.bad("record", 0, "expected the signed share record (an object or its text)")
+        if len(first) > MAX_RECORD_TEXT:
+            raise GovernanceError("bad-record", "the record is too long")
+        raw = _utf8(first)
+        share_record.decode(raw)  # the form, before the enclave trip
+        return await self._ask(m.RecoverySubmit(raw))
 
 
 def typed_data_for(chain_id: int, genesis: bytes, message: typed.Message) -> dict[str, Any]:

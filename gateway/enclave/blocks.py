@@ -303,6 +303,9 @@ class BlockLifecycle:
     def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:
         raise NotImplementedError  # the enclave's
 
+    def _issue_recovery_shares(self) -> None:
+        raise NotImplementedError  # the enclave's (gateway.enclave.recovering)
+
     def validators_for(self, height: int) -> tuple[bytes, ...]:
         """The validator set that decides block ``height``: the governance state's schedule
         (docs/GOVERNANCE.md), or the terms' static set on a chain without governance."""
@@ -590,6 +593,7 @@ class BlockLifecycle:
                 raise
             if self.governance is not None:
                 self.governance.committed(candidate.governance)
+                self._issue_recovery_shares()  # a new share generation: its set (recovering.py)
             if candidate.prepared is not None:
                 engine.on_committed(candidate.prepared)
             else:

@@ -34,7 +34,7 @@ from gateway.consensus.qbft.messages import commit_seal_digest
 from gateway.consensus.qbft.validation import quorum
 from gateway.consensus.seal import SEAL_VERSION, seal_digest, sign_seal
 from gateway.devaccounts import derive
-from gateway.enclave import consortium, govern, snapshot
+from gateway.enclave import consortium, govern, recovering, snapshot
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import (
     VALIDATION_RULES,
@@ -148,7 +148,7 @@ class _EnvelopeKeys:
         )
 
 
-class Enclave(BlockLifecycle, govern.GovernanceMethods):
+class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMethods):
     """One node's enclave. Opening runs in two parts: the node key, the ledger's meta and
     header chain first; the key ring, sealed storage, engine, sessions and pool once the
     consortium secret is here (at once, except on a consortium node that has not joined yet:
@@ -244,6 +244,8 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
                 self.chain_id,
                 self.genesis_hash.hex(),
             )
+            if opened.recover:
+                self._start_recovery()
             return
         self._finish_open(secret)
 
@@ -341,6 +343,7 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
             self.keys.token_key, self.chain_id, self.ledger, chain_tag=self.genesis_hash
         )
         self._migrate_revocations()
+        self._issue_recovery_shares()
         self._restore_pool()
         if self.terms is not None and self.validator in self.terms.validators:
             self.qbft = consortium.QbftDriver(
@@ -411,7 +414,14 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
 
     # ------------------------------------------------------------------ dispatch
     # messages a node awaiting the consortium secret serves
-    AWAITING_SERVES = (m.GetStatus, m.JoinRequest, m.JoinComplete, m.SignLink)
+    AWAITING_SERVES = (
+        m.GetStatus,
+        m.JoinRequest,
+        m.JoinComplete,
+        m.SignLink,
+        m.RecoveryInfo,
+        m.RecoverySubmit,
+    )
 
     def handle(self, msg: Any) -> Any:
         """Serve one message. Thread-safe: block building may run beside everything else.
@@ -451,6 +461,7 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
                 },
                 "finalized": 0 if committed is None else committed.number,
                 "joinPending": self._join_key is not None,
+                "recovery": None if self._recovery is None else self._recovery_progress(),
             }
         head = self.engine.head
         status: dict[str, Any] = {

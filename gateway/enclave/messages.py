@@ -44,6 +44,9 @@ class Open:
     # and this node's role in it, "validator" or "member". None: the single-node dev chain.
     consortium: dict[str, Any] | None = None
     role: str = "dev"
+    # --recover: without a sealed consortium secret, take members' recovery shares
+    # (docs/GOVERNANCE.md, "Recovery") besides waiting to join
+    recover: bool = False
 
 
 @dataclass(frozen=True)
@@ -481,6 +484,24 @@ class GovQuery:
     arg: Any = None
 
 
+@dataclass(frozen=True)
+class RecoveryInfo:
+    """The recovery share set's summary (generation, threshold, holders) and, on a node in
+    recovery mode, its progress, recovery key and attestation; with ``member``, that
+    member's issued (encrypted) share. Public."""
+
+    member: bytes | None = None
+
+
+@dataclass(frozen=True)
+class RecoverySubmit:
+    """A member's signed recovery share (``gateway.governance.share_record``, canonical
+    JSON) for a node in recovery mode. Answer: {"state", "recovered", "member",
+    "submitted", "threshold"}."""
+
+    record: bytes
+
+
 MESSAGES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
@@ -532,5 +553,7 @@ MESSAGES: dict[str, type] = {
         DropSnapshot,
         GovSubmit,
         GovQuery,
+        RecoveryInfo,
+        RecoverySubmit,
     )
 }

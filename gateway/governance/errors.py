@@ -66,6 +66,11 @@ REASONS: dict[str, tuple[int, str]] = {
     "bad-share": (INVALID_PARAMS, "a share or share set is malformed"),
     "wrong-share": (SERVER_ERROR, "a share is not the one issued to that member"),
     "unknown-holder": (SERVER_ERROR, "the member holds no share of this generation"),
+    "share-signer": (SERVER_ERROR, "a recovery share is signed by another than its member"),
+    "wrong-generation": (SERVER_ERROR, "a recovery share of another share generation"),
+    "wrong-node": (SERVER_ERROR, "a recovery share sealed to another node's enclave"),
+    "not-recovering": (SERVER_ERROR, "the node is not in recovery mode"),
+    "no-recovery-shares": (SERVER_ERROR, "no recovery share set is recorded"),
     "too-few-shares": (SERVER_ERROR, "fewer shares than the recovery threshold"),
     # the constitution
     "bad-constitution": (INVALID_PARAMS, "the constitution does not parse (see the message)"),

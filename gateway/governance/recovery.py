@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from Crypto.Protocol.SecretSharing import Shamir
+from Crypto.Protocol.SecretSharing import Shamir, _Element
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -53,6 +53,29 @@ MAX_HOLDERS = 255  # one byte of index
 DOMAIN = b"coco-gateway/recovery-share/v1"
 WRAP_DOMAIN = b"coco-gateway/ledger-secret-wrap/v1"
 _BLOB = 1 + 32 + 12 + (1 + 32 + 32) + 16
+SUBMIT_DOMAIN = b"coco-gateway/recovery-submit/v1"
+SEALED_SUBMISSION = _BLOB  # a share sealed to a recovering enclave: the same layout
+ISSUE_DOMAIN = b"coco-gateway/recovery-issue/v1"
+ENCLAVE_KEY_DOMAIN = b"coco-gateway/recovery-enclave-key/v1"
+
+Random = Callable[[int], bytes]
+
+
+class DerivedRandom:
+    """Bytes from a 32-byte seed, the same on every node that holds the seed: call ``n``
+    gives SHAKE-256(seed ‖ n as 8 bytes) of the length asked for. Issuing shares with it
+    from a seed derived from the consortium secret makes every node's share set identical
+    (docs/GOVERNANCE.md, "Recovery")."""
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != 32:
+            raise ValueError("the seed is 32 bytes")
+        self._seed = seed
+        self._calls = 0
+
+    def __call__(self, n: int) -> bytes:
+        self._calls += 1
+        return hashlib.shake_256(self._seed + self._calls.to_bytes(8, "big")).digest(n)
 
 
 @dataclass(frozen=True)
@@ -156,20 +179,33 @@ class ShareSet:
 # ----------------------------------------------------------------------------- splitting
 
 
-def split_key(key: bytes, threshold: int, count: int) -> list[tuple[int, bytes]]:
+def _split_half(threshold: int, count: int, half: bytes, rng: Random) -> list[bytes]:
+    """Shamir over GF(2^128) as pycryptodome's ``Shamir.split`` (``ssss=False``) does it,
+    with the coefficients drawn from ``rng``: the shares ``Shamir.combine`` reads."""
+    coeffs = [_Element(rng(16)) for _ in range(threshold - 1)]
+    coeffs.append(_Element(half))
+    out = []
+    for user in range(1, count + 1):
+        idx = _Element(user)
+        share = _Element(0)
+        for coeff in coeffs:
+            share = idx * share + coeff  # type: ignore[operator]
+        out.append(share.encode())
+    return out
+
+
+def split_key(
+    key: bytes, threshold: int, count: int, rng: Random = os.urandom
+) -> list[tuple[int, bytes]]:
     """``count`` shares (index, 32 bytes) of a 32-byte key, any ``threshold`` of which
-    rebuild it."""
+    rebuild it; the polynomials' random coefficients come from ``rng``."""
     if len(key) != KEY_BYTES:
         raise ValueError("the wrapping key is 32 bytes")
     if not 1 <= threshold <= count <= MAX_HOLDERS:
         raise ValueError(f"need 1 <= threshold <= count <= {MAX_HOLDERS}")
-    low = Shamir.split(threshold, count, key[:16], ssss=False)
-    high = Shamir.split(threshold, count, key[16:], ssss=False)
-    out = []
-    for (i, a), (j, b) in zip(low, high, strict=True):
-        assert i == j  # pycryptodome numbers the shares 1..count, in order
-        out.append((i, a + b))
-    return out
+    low = _split_half(threshold, count, key[:16], rng)
+    high = _split_half(threshold, count, key[16:], rng)
+    return [(i + 1, a + b) for i, (a, b) in enumerate(zip(low, high, strict=True))]
 
 
 def combine_key(shares: Sequence[tuple[int, bytes]]) -> bytes:
@@ -207,13 +243,19 @@ def _raw_public(key: X25519PublicKey) -> bytes:
     return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def encrypt_share(share: Share, member: bytes, member_key: bytes, context: ShareContext) -> bytes:
+def encrypt_share(
+    share: Share,
+    member: bytes,
+    member_key: bytes,
+    context: ShareContext,
+    rng: Random = os.urandom,
+) -> bytes:
     """Seal one share to the member's X25519 public key (32 raw bytes)."""
     recipient = X25519PublicKey.from_public_bytes(member_key)
-    ephemeral = X25519PrivateKey.generate()
+    ephemeral = X25519PrivateKey.from_private_bytes(rng(32))
     eph_pub = _raw_public(ephemeral.public_key())
     key = _aead_key(ephemeral.exchange(recipient), eph_pub, member_key)
-    nonce = os.urandom(12)
+    nonce = rng(12)
     sealed = AESGCM(key).encrypt(
         nonce, share.encode(), associated_data(context, member, share.index)
     )
@@ -260,24 +302,26 @@ def issue(
     threshold: int,
     holders: Sequence[tuple[bytes, bytes]],
     context: ShareContext,
+    rng: Random = os.urandom,
 ) -> ShareSet:
     """Split ``key`` among ``holders`` ((address, X25519 public key), in the order given:
-    the state's ``share_holders()``) and seal each share to its holder."""
+    the state's ``share_holders()``) and seal each share to its holder; every random value
+    (coefficients, blinds, ephemeral keys, nonces) comes from ``rng``."""
     if not holders:
         raise ValueError("no share holder")
     if len({a for a, _ in holders}) != len(holders):
         raise ValueError("a holder is listed twice")
     issued = []
     for (index, value), (member, member_key) in zip(
-        split_key(key, threshold, len(holders)), holders, strict=True
+        split_key(key, threshold, len(holders), rng), holders, strict=True
     ):
-        share = Share(index, value, os.urandom(32))
+        share = Share(index, value, rng(32))
         issued.append(
             IssuedShare(
                 member,
                 index,
                 commitment(context, member, share),
-                encrypt_share(share, member, member_key, context),
+                encrypt_share(share, member, member_key, context, rng),
             )
         )
     return ShareSet(context, threshold, tuple(issued))
@@ -315,9 +359,11 @@ def recover(share_set: ShareSet, submitted: Mapping[bytes, Share]) -> bytes:
 # ----------------------------------------------------------------------------- wrapping
 
 
-def wrap_secret(wrapping_key: bytes, secret: bytes, context: ShareContext) -> bytes:
+def wrap_secret(
+    wrapping_key: bytes, secret: bytes, context: ShareContext, rng: Random = os.urandom
+) -> bytes:
     """The ledger secret sealed under the wrapping key (AES-256-GCM): ``nonce ‖ ct+tag``."""
-    nonce = os.urandom(12)
+    nonce = rng(12)
     return nonce + AESGCM(wrapping_key).encrypt(nonce, secret, WRAP_DOMAIN + context.encode())
 
 
@@ -330,3 +376,128 @@ def unwrap_secret(wrapping_key: bytes, wrapped: bytes, context: ShareContext) ->
         raise GovernanceError(
             "wrong-share", "the recovered key does not unwrap the ledger secret"
         ) from None
+
+
+# ----------------------------------------------------------------- issuing from the secret
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What the ledger records for one share generation: the share set and the wrapped
+    secret (all public)."""
+
+    share_set: ShareSet
+    wrapped: bytes
+    ledger_generation: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": SHARE_VERSION,
+            "shareSet": self.share_set.to_json(),
+            "wrapped": "0x" + self.wrapped.hex(),
+            "ledgerGeneration": self.ledger_generation,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Issued:
+        try:
+            if raw["version"] != SHARE_VERSION:
+                raise GovernanceError("bad-share", f"share record version {raw['version']!r}")
+            wrapped = bytes.fromhex(raw["wrapped"][2:])
+            generation = int(raw["ledgerGeneration"])
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise GovernanceError("bad-share", "malformed share record") from None
+        return cls(ShareSet.from_json(raw["shareSet"]), wrapped, generation)
+
+
+def issue_from_secret(
+    secret: bytes,
+    *,
+    context: ShareContext,
+    threshold: int,
+    holders: Sequence[tuple[bytes, bytes]],
+    ledger_generation: int,
+) -> Issued:
+    """The share set of ``context``'s generation, made deterministically from the secret:
+    every node that holds the secret makes the same bytes, so no node has to send its set
+    to the others (docs/GOVERNANCE.md, "Recovery"). The wrapping key, the polynomials'
+    coefficients, the blinds, the ephemeral keys and the nonces all come from
+    ``DerivedRandom(HKDF(secret, ISSUE_DOMAIN ‖ context ‖ threshold ‖ holders))``; the
+    wrapping key is one-way from the secret, so learning it (k shares) tells the secret
+    only through the wrapped copy, as for a random key."""
+    info = ISSUE_DOMAIN + context.encode() + threshold.to_bytes(2, "big")
+    for member, key in holders:
+        info += member + key
+    seed = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=hashlib.sha256(info).digest()
+    ).derive(secret)
+    rng = DerivedRandom(seed)
+    wrapping_key = rng(32)
+    wrapped = wrap_secret(wrapping_key, secret, context, rng)
+    share_set = issue(wrapping_key, threshold=threshold, holders=holders, context=context, rng=rng)
+    return Issued(share_set, wrapped, ledger_generation)
+
+
+# ----------------------------------------------------------------------------- submitting
+
+
+def submission_ad(context: ShareContext, member: bytes, node: bytes) -> bytes:
+    return SUBMIT_DOMAIN + context.encode() + member + node
+
+
+def seal_for_enclave(
+    share: Share, enclave_key: bytes, context: ShareContext, member: bytes, node: bytes
+) -> bytes:
+    """A member's opened share sealed to the recovering enclave's X25519 key (its attested
+    recovery key), so that the host carrying it reads nothing: the layout of an issued
+    share (``01 ‖ ephemeral key ‖ nonce ‖ ct+tag``), associated data ``SUBMIT_DOMAIN ‖
+    context ‖ member ‖ node``."""
+    recipient = X25519PublicKey.from_public_bytes(enclave_key)
+    ephemeral = X25519PrivateKey.generate()
+    eph_pub = _raw_public(ephemeral.public_key())
+    key = _aead_key(ephemeral.exchange(recipient), eph_pub, enclave_key)
+    nonce = os.urandom(12)
+    sealed = AESGCM(key).encrypt(nonce, share.encode(), submission_ad(context, member, node))
+    return bytes([SHARE_VERSION]) + eph_pub + nonce + sealed
+
+
+def open_submission(
+    sealed: bytes,
+    enclave_key: X25519PrivateKey,
+    context: ShareContext,
+    member: bytes,
+    node: bytes,
+) -> Share:
+    """The recovering enclave's side of ``seal_for_enclave``: ``bad-share`` when it does
+    not open (sealed to another enclave, consortium, generation or member, or altered)."""
+    if len(sealed) != SEALED_SUBMISSION or sealed[0] != SHARE_VERSION:
+        raise GovernanceError("bad-share", "a submitted share is 126 bytes of version 1")
+    eph_pub, nonce, body = sealed[1:33], sealed[33:45], sealed[45:]
+    own_pub = _raw_public(enclave_key.public_key())
+    key = _aead_key(
+        enclave_key.exchange(X25519PublicKey.from_public_bytes(eph_pub)), eph_pub, own_pub
+    )
+    try:
+        plain = AESGCM(key).decrypt(nonce, body, submission_ad(context, member, node))
+    except InvalidTag:
+        raise GovernanceError(
+            "bad-share",
+            "the submitted share does not open in this enclave: sealed to another node's "
+            "recovery key, for another generation or member, or altered",
+            member="0x" + member.hex(),
+        ) from None
+    return Share.decode(plain)
+
+
+def enclave_key(node_key: bytes, context: ShareContext) -> X25519PrivateKey:
+    """A recovering enclave's X25519 key for one share generation, derived from its sealed
+    node identity key: the same after a restart (a share submitted before a kill -9 still
+    opens), another for every node and generation."""
+    raw = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=ENCLAVE_KEY_DOMAIN + context.encode()
+    ).derive(node_key)
+    return X25519PrivateKey.from_private_bytes(raw)
+
+
+def public_bytes(key: X25519PrivateKey) -> bytes:
+    return _raw_public(key.public_key())
