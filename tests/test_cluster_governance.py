@@ -201,8 +201,9 @@ def test_refused_records_name_their_reason(cluster: Cluster) -> None:
 def test_accepted_at_one_block_on_every_node(cluster: Cluster) -> None:
     a, b, c = (m.private_key for m in MEMBERS)
     target = MEMBERS[2].address.lower()
-    pid = propose(
-        cluster["node1"],
+    pid = proposed(
+        cluster,
+        "node1",
         a,
         typed.Action.make("set_member_data", {"address": target, "data": {"org": "C"}}),
     )
@@ -219,8 +220,10 @@ def test_rejected_changes_nothing(cluster: Cluster) -> None:
     a, b, c = (m.private_key for m in MEMBERS)
     target = MEMBERS[1].address.lower()
     before = cluster["node1"].rpc("coco_govMembers")[target]
-    pid = propose(
-        cluster["node2"],
+    # recorded everywhere first: a ballot at a node that has not seen it is unknown-proposal
+    pid = proposed(
+        cluster,
+        "node2",
         a,
         typed.Action.make("set_member_data", {"address": target, "data": {"x": 1}}),
     )
