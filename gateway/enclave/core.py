@@ -515,6 +515,20 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
     def _on_SignLink(self, msg: m.SignLink) -> bytes:
         return consortium.sign_link(self._node_key, msg.transcript)
 
+    def _attested_report(self, key: bytes) -> Any:
+        """This enclave's attestation report binding the X25519 public ``key`` (a join key,
+        or the recovery key members seal their shares to)."""
+        return consortium.join_report(
+            chain_id=self.chain_id,
+            measurement=self.measurement,
+            code=self.measured_code,
+            node_address=self.validator,
+            epoch_period=self.epoch_period,
+            grace=self._opened.epoch_grace,
+            join_key=key,
+            now=int(time.time()),
+        )
+
     def _on_JoinRequest(self, msg: m.JoinRequest) -> dict[str, Any]:
         if self.terms is None or self.state == "ready":
             raise InvalidParams(
@@ -523,16 +537,7 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
             )
         self._join_key = X25519PrivateKey.generate()  # kept in memory only
         join_public = self._join_key.public_key().public_bytes_raw()
-        report = consortium.join_report(
-            chain_id=self.chain_id,
-            measurement=self.measurement,
-            code=self.measured_code,
-            node_address=self.validator,
-            epoch_period=self.epoch_period,
-            grace=self._opened.epoch_grace,
-            join_key=join_public,
-            now=int(time.time()),
-        )
+        report = self._attested_report(join_public)
         log.info("join requested: attesting join key 0x%s", join_public.hex()[:16])
         return {
             "report": report.to_json(),

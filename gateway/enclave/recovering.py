@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gateway.enclave import consortium, govern
+from gateway.enclave import govern
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import open_body
 from gateway.enclave.keys import SECRET_FILE, KeyRing, LocalSealer, write_consortium_secret
@@ -79,6 +78,7 @@ class RecoveryMethods:
     measurement: bytes
     measured_code: str
     epoch_period: int
+    _attested_report: Any  # Enclave._attested_report(key): this enclave's report binding key
     terms: Any
     _node_key: bytes
     _data_dir: Path
@@ -326,16 +326,7 @@ class RecoveryMethods:
         }
         if rec is not None:
             public = recovery.public_bytes(rec.key)
-            report = consortium.join_report(
-                chain_id=self.chain_id,
-                measurement=self.measurement,
-                code=self.measured_code,
-                node_address=self.validator,
-                epoch_period=self.epoch_period,
-                grace=self._opened.epoch_grace,
-                join_key=public,
-                now=int(time.time()),
-            )
+            report = self._attested_report(public)
             answer["submitted"] = [_h(a) for a in rec.shares]
             answer.update(rec.terms)
             answer["recoveryKey"] = _h(public)
