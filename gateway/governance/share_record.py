@@ -35,7 +35,7 @@ from gateway.governance.typed import (
     MAX_RECORD_BYTES,
     RECORD_VERSION,
     Domain,
-    canonical_json,
+    record_bytes,
 )
 
 RECORD_TYPE = "recovery-share"
@@ -100,17 +100,9 @@ def sign(private_key: bytes, domain: Domain, message: RecoveryShare) -> ShareRec
 
 
 def encode(record: ShareRecord) -> bytes:
-    return canonical_json(
-        {
-            "version": RECORD_VERSION,
-            "type": RECORD_TYPE,
-            "chainId": record.domain.chain_id,
-            "genesis": "0x" + record.domain.genesis_hash.hex(),
-            "signer": "0x" + record.signer.hex(),
-            "message": message_json(record.message),
-            "signature": "0x" + record.signature.hex(),
-        }
-    ).encode()
+    return record_bytes(
+        RECORD_TYPE, record.domain, record.signer, message_json(record.message), record.signature
+    )
 
 
 def _bad(what: str) -> GovernanceError:

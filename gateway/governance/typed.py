@@ -364,19 +364,29 @@ def from_typed_data(full_message: Any, signature: bytes, signer: bytes) -> Signe
 # ----------------------------------------------------------------------------- encoding
 
 
-def encode_record(record: SignedRecord) -> bytes:
-    """The record's canonical bytes (what the ledger keeps and what hashes it)."""
+def record_bytes(
+    kind: str, domain: Domain, signer: bytes, message: dict[str, Any], signature: bytes
+) -> bytes:
+    """The canonical bytes of a signed record of type ``kind`` (governance records and
+    recovery-share records share this form)."""
     return canonical_json(
         {
             "version": RECORD_VERSION,
-            "type": record.type,
-            "chainId": record.domain.chain_id,
-            "genesis": "0x" + record.domain.genesis_hash.hex(),
-            "signer": "0x" + record.signer.hex(),
-            "message": message_json(record.message),
-            "signature": "0x" + record.signature.hex(),
+            "type": kind,
+            "chainId": domain.chain_id,
+            "genesis": "0x" + domain.genesis_hash.hex(),
+            "signer": "0x" + signer.hex(),
+            "message": message,
+            "signature": "0x" + signature.hex(),
         }
     ).encode()
+
+
+def encode_record(record: SignedRecord) -> bytes:
+    """The record's canonical bytes (what the ledger keeps and what hashes it)."""
+    return record_bytes(
+        record.type, record.domain, record.signer, message_json(record.message), record.signature
+    )
 
 
 def record_hash(record: SignedRecord) -> bytes:
