@@ -6,9 +6,9 @@ tests/test_signin_page.py), with a test EIP-1193 wallet injected per key
 (tests/clients/browser/governance.mjs): member 0 reads the members, nodes and validators,
 proposes an action, approves it, proposes a second one and withdraws it; an account that is
 no member approves the first and the page shows the node's refusal (``not-a-member``);
-member 1 approves it and the page shows it accepted. The outcome is then read over RPC: the
-same proposal, status, closing height, ballots, the member data the action set, and the
-records in the block that closed it.
+member 1 rejects it, changes its mind (revision 1) and the page shows it accepted. The
+outcome is then read over RPC: the same proposal, status, closing height, ballots, the
+member data the action set, and the records in the block that closed it.
 
 Also over RPC: ``coco_govTypedData`` (the exact typed data a wallet signs, as
 ``gateway.governance.typed`` makes it; its refusals with reason codes) and
@@ -157,8 +157,11 @@ def test_governance_page_in_chromium(consortium: Cluster, tmp_path: Path) -> Non
     assert str(view["closedHeight"]) == report["acceptedRow"]["cells"][5]
     assert view["ballots"] == {
         MEMBERS[0]: {"approve": True, "revision": 0},
-        MEMBERS[1]: {"approve": True, "revision": 0},
+        MEMBERS[1]: {"approve": True, "revision": 1},  # it rejected first (revision 0)
     }
+    rejected = report["rejectedRow"]
+    assert rejected["status"] == "open"
+    assert "1 of 2 approvals needed · 1 reject" in rejected["cells"][3]
     assert view["tally"] == {"approve": 2, "reject": 0, "members": 3, "needed": 2}
     assert view["actions"] == [plan["propose"]]
     assert node.rpc("coco_govMembers")[MEMBERS[0]]["data"] == plan["propose"]["args"]["data"]
@@ -166,7 +169,9 @@ def test_governance_page_in_chromium(consortium: Cluster, tmp_path: Path) -> Non
     assert json.loads(after[MEMBERS[0]]) == plan["propose"]["args"]["data"]
     closing = node.rpc("coco_govBlock", [hex(view["closedHeight"])])
     ballots = [r for r in closing["records"] if r["type"] == "ballot"]
-    assert [(r["signer"], r["message"]["proposal"]) for r in ballots] == [(MEMBERS[1], pid)]
+    assert [(r["signer"], r["message"]) for r in ballots] == [
+        (MEMBERS[1], {"proposal": pid, "approve": True, "revision": 1})
+    ]
     assert "accepted" in report["secondMessage"]
 
     withdrawn = node.rpc("coco_govProposal", [report["withdrawnId"]])

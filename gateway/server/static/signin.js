@@ -244,15 +244,18 @@ function renderGovernance() {
   }
   $("gov-none").hidden = true;
   $("gov-body").hidden = false;
-  const shown = JSON.stringify([gov.state, gov.proposals, state.account]);
-  if (shown === gov.shown) return;
-  gov.shown = shown;
   const s = gov.state;
   const open = s.openProposals.length;
   $("gov-summary").textContent =
     `Block ${s.height} · service ${s.service} · ${open} open proposal${open === 1 ? "" : "s"}` +
     (s.pooled ? ` · ${s.pooled} record${s.pooled === 1 ? "" : "s"} waiting for a block` : "") +
     ` · state ${shortHex(s.stateDigest)}`;
+  // the tables change with votes, not with every block: redraw them only then
+  const shown = JSON.stringify([
+    s.members, s.nodes, s.validators, s.validatorsNext, gov.proposals, state.account,
+  ]);
+  if (shown === gov.shown) return;
+  gov.shown = shown;
   renderYou();
   renderMembers(s);
   renderNodes(s);

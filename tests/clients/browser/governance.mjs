@@ -9,7 +9,8 @@
 // 1. the proposer connects, reads members, nodes and validators, proposes `propose` through
 //    the form, approves it, proposes `withdraw` through the draft list and withdraws it;
 // 2. the outsider (no member) connects and approves the first proposal: the node refuses;
-// 3. the second member connects and approves it: the page shows it accepted.
+// 3. the second member connects, rejects it, then approves it (a change of mind): the page
+//    shows it accepted.
 //
 // The injected wallet answers eth_requestAccounts with its key's address, signs
 // eth_signTypedData_v4 requests for that address with the key (ethers) and records every
@@ -157,6 +158,12 @@ try {
   page = second.page;
   await page.waitForSelector(row(id));
   report.secondYou = await connect(page, "active member");
+  // first a rejection, then a change of mind (the page signs revision 1)
+  await page.click(`${row(id)} button[data-do="reject"]`);
+  await page.waitForSelector(`${row(id)} [data-member="${second.address}"][data-ballot="reject"]`, {
+    timeout: BLOCK_WAIT,
+  });
+  report.rejectedRow = (await rows(page, row(id)))[0];
   await page.click(`${row(id)} button[data-do="approve"]`);
   await page.waitForSelector(`${row(id)}[data-status="accepted"]`, { timeout: BLOCK_WAIT });
   report.acceptedRow = (await rows(page, row(id)))[0];
