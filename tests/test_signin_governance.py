@@ -92,6 +92,7 @@ def test_governance_page_in_chromium(consortium: Cluster, tmp_path: Path) -> Non
             "args": {"address": MEMBERS[0], "data": {"org": "Coco page test", "n": 7}},
         },
         "withdraw": {"kind": "open_network", "args": {}},
+        "observer": consortium["observer1"].url,
     }
     screenshot = tmp_path / "governance.png"
     done = subprocess.run(
@@ -180,6 +181,13 @@ def test_governance_page_in_chromium(consortium: Cluster, tmp_path: Path) -> Non
     assert withdrawn["actions"] == [plan["withdraw"]]
     assert str(withdrawn["closedHeight"]) == report["withdrawnRow"]["cells"][5]
     assert screenshot.stat().st_size > 0
+
+    # an observer's page shows the same outcome, and offers no proposing or voting
+    assert report["observerRow"]["cells"][4:6] == report["acceptedRow"]["cells"][4:6]
+    assert report["observerMembers"] == report["membersAfter"]
+    assert not report["observerFormShown"] and report["observerButtons"] == 0
+    assert "takes no proposals or ballots" in report["observerOff"]
+    assert "observer" in report["observerOff"]
 
 
 def test_typed_data_is_what_the_core_signs(consortium: Cluster) -> None:

@@ -208,13 +208,13 @@ async function loadGovernance() {
   if (gov.loading) return gov.loading;
   gov.loading = (async () => {
     try {
-      const [govState, proposals] = await Promise.all([
-        rpc("/", "coco_govState"),
-        rpc("/", "coco_govProposals"),
-      ]);
+      const govState = await rpc("/", "coco_govState");
+      // the state digest covers the proposals: read them again only when it changed
+      if (!gov.state || gov.state.stateDigest !== govState.stateDigest) {
+        gov.proposals = await rpc("/", "coco_govProposals");
+      }
       gov.available = true;
       gov.state = govState;
-      gov.proposals = proposals;
     } catch (error) {
       if (error.reason !== "no-governance" && error.code !== -32601) throw error;
       gov.available = false;
@@ -389,7 +389,7 @@ function proposalRow(s, item) {
   addCell(row, item.closedHeight === null ? "—" : item.closedHeight, "closed");
 
   const buttons = element("div");
-  if (item.status === "open") {
+  if (item.status === "open" && gov.actions) {
     buttons.appendChild(govButton("Approve", "approve", () => vote(item.id, true)));
     buttons.appendChild(govButton("Reject", "reject", () => vote(item.id, false)));
     if (lower(state.account) === item.proposer) {
@@ -588,6 +588,8 @@ async function loadActions() {
   select.textContent = "";
   for (const kind of Object.keys(gov.actions.actions)) select.appendChild(element("option", kind));
   chooseKind();
+  gov.shown = ""; // the proposals get their buttons
+  renderGovernance();
 }
 
 async function initGovernance() {

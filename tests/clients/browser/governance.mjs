@@ -4,13 +4,14 @@
 //     NODE_URL=http://127.0.0.1:8545 PLAN='{...}' node governance.mjs
 //
 // PLAN (JSON): {"proposer": key, "outsider": key, "second": key,
-//               "propose": {"kind", "args"}, "withdraw": {"kind", "args"}}
+//               "propose": {"kind", "args"}, "withdraw": {"kind", "args"}, "observer": url?}
 //
 // 1. the proposer connects, reads members, nodes and validators, proposes `propose` through
 //    the form, approves it, proposes `withdraw` through the draft list and withdraws it;
 // 2. the outsider (no member) connects and approves the first proposal: the node refuses;
 // 3. the second member connects, rejects it, then approves it (a change of mind): the page
-//    shows it accepted.
+//    shows it accepted;
+// 4. (PLAN.observer: an observer's URL) the observer's page shows the outcome, read only.
 //
 // The injected wallet answers eth_requestAccounts with its key's address, signs
 // eth_signTypedData_v4 requests for that address with the key (ethers) and records every
@@ -39,7 +40,7 @@ const browser = await chromium.launch({
 });
 const report = { ok: false, console: [], step: "launch" };
 
-async function openAs(key) {
+async function openAs(key, url = NODE_URL) {
   const wallet = new Wallet(key);
   const context = await browser.newContext();
   await context.exposeFunction("__walletSignTyped", async (json) => {
@@ -66,9 +67,14 @@ async function openAs(key) {
   const page = await context.newPage();
   page.on("console", (msg) => report.console.push(`${msg.type()}: ${msg.text()}`));
   page.on("pageerror", (err) => report.console.push(`pageerror: ${err.message}`));
-  await page.goto(NODE_URL + "/", { waitUntil: "load" });
+  await page.goto(url + "/", { waitUntil: "load" });
   await page.waitForSelector("#gov-body:not([hidden])", { timeout: 30000 });
-  await page.waitForFunction(() => document.querySelectorAll("#gov-kind option").length > 0);
+  // the proposal form is filled (a node that takes submissions), or says why there is none
+  await page.waitForFunction(
+    () =>
+      document.querySelectorAll("#gov-kind option").length > 0 ||
+      !document.getElementById("gov-propose-off").hidden,
+  );
   return { page, address: wallet.address.toLowerCase() };
 }
 
@@ -171,6 +177,18 @@ try {
   report.secondMessage = await page.textContent("#gov-message");
   report.secondError = (await page.isVisible("#gov-error")) ? await page.textContent("#gov-error") : null;
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
+
+  // ---- 4. the same consortium on an observer's page: read only
+  if (PLAN.observer) {
+    report.step = "observer";
+    page = (await openAs(PLAN.second, PLAN.observer)).page;
+    await page.waitForSelector(`${row(id)}[data-status="accepted"]`, { timeout: BLOCK_WAIT });
+    report.observerRow = (await rows(page, row(id)))[0];
+    report.observerMembers = await rows(page, "#gov-members tr");
+    report.observerFormShown = await page.isVisible("#gov-propose-form");
+    report.observerOff = await page.textContent("#gov-propose-off");
+    report.observerButtons = await page.$$eval("#gov-proposals button", (b) => b.length);
+  }
   report.step = "done";
   report.ok = true;
 } catch (error) {
