@@ -171,6 +171,7 @@ const MAX_SCHEDULE_SHOWN = 20;
 const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const lower = (address) => (address ? address.toLowerCase() : null);
 const shortHex = (hex) => (hex.length > 16 ? hex.slice(0, 10) + "…" + hex.slice(-6) : hex);
+const shortAddress = (address) => address.slice(0, 6) + "…" + address.slice(-4);
 
 function element(tag, text, className) {
   const node = document.createElement(tag);
@@ -368,7 +369,7 @@ function proposalRow(s, item) {
     const ballot = item.ballots[address];
     const line = element(
       "div",
-      shortHex(address) + ": " + (ballot ? (ballot.approve ? "approve" : "reject") +
+      shortAddress(address) + ": " + (ballot ? (ballot.approve ? "approve" : "reject") +
         (ballot.revision ? " (revision " + ballot.revision + ")" : "") : "no ballot"),
       ballot ? (ballot.approve ? "yes" : "no") : "mute",
     );
