@@ -161,6 +161,7 @@ const gov = {
   actions: null, // coco_govActions: the action kinds this node accepts
   draft: [], // actions listed for the next proposal
   shown: "", // what the tables show, to redraw only on a change
+  unserved: false, // the node has no coco_gov* methods at all
   loading: null,
 };
 const GOV_REFRESH_MS = 5000;
@@ -219,6 +220,7 @@ async function loadGovernance() {
     } catch (error) {
       if (error.reason !== "no-governance" && error.code !== -32601) throw error;
       gov.available = false;
+      gov.unserved = error.code === -32601; // a node without the coco_gov* methods
     } finally {
       gov.loading = null;
     }
@@ -235,10 +237,11 @@ function renderGovernance() {
   if (gov.available === null) return;
   $("gov-loading").hidden = true;
   if (!gov.available) {
-    $("gov-none").textContent =
-      "This node's consortium has no governance: its terms name no members, so nobody " +
-      "votes on its members, nodes, validators or policies; they are fixed by its " +
-      "consortium file.";
+    $("gov-none").textContent = gov.unserved
+      ? "This node does not serve the governance methods (coco_gov*)."
+      : "This node's consortium has no governance: its terms name no members, so nobody " +
+        "votes on its members, nodes, validators or policies; they are fixed by its " +
+        "consortium file.";
     $("gov-none").hidden = false;
     $("gov-body").hidden = true;
     return;
