@@ -1,6 +1,8 @@
 """The node's sign-in page in a real browser (Debian's headless Chromium, driven by
 playwright-core), with a test EIP-1193 wallet injected into the page that signs with a dev
-key: connect, Sign-In with Ethereum, personal RPC URL, add the network, own activity."""
+key: connect, Sign-In with Ethereum, personal RPC URL, add the network, own activity; the
+governance section says that the dev node has none (tests/test_signin_governance.py: a
+governed consortium)."""
 
 from __future__ import annotations
 
@@ -79,6 +81,9 @@ def test_sign_in_page_in_chromium(tmp_path: Path) -> None:
         assert done.returncode == 0 and report.get("ok"), (report, done.stderr[-3000:])
         assert report["contentType"].startswith("text/html")
         assert "31337" in report["chainText"]
+        # the dev node's consortium has no governance: the page says so, and shows no view
+        assert "has no governance" in report["governanceText"]
+        assert not report["governanceBodyShown"]
         assert account.address in report["accountText"]
         rpc_url = report["rpcUrl"]
         assert rpc_url.startswith(node.url + "/rpc/")

@@ -20,7 +20,9 @@ from gateway.api.base import Handlers
 from gateway.api.params import hexdata
 from gateway.clock import now
 from gateway.enclave import messages as m
-from gateway.governance import share_record, typed
+from gateway.errors import InvalidParams
+from gateway.governance import constitution, share_record, typed
+from gateway.governance.actions import KINDS, POLICIES, parse_args
 from gateway.governance.errors import GovernanceError
 
 MAX_RECORD_TEXT = typed.MAX_RECORD_BYTES
@@ -61,6 +63,80 @@ def record_from_params(params: list[Any]) -> bytes:
         probe = typed.from_typed_data(first, signature, bytes(20))
         signer = typed.recover_signer(probe.domain, probe.message, signature)
     return typed.encode_record(typed.from_typed_data(first, signature, signer))
+
+
+def _bad_message(field: str, what: str) -> InvalidParams:
+    return InvalidParams(
+        f"invalid argument 0 (message): {field} {what}", reason="bad-params", field=field
+    )
+
+
+def _fields(raw: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    missing = [name for name in required if name not in raw]
+    if missing:
+        raise _bad_message(missing[0], "is missing")
+    unknown = sorted(set(raw) - set(required) - set(optional))
+    if unknown:
+        raise _bad_message(unknown[0], "is not a field of this message")
+
+
+def _checked(check: Callable[[Any, str, int], Any], raw: dict[str, Any], name: str) -> Any:
+    """``check`` (a gateway.api.params reader) on field ``name``, its refusal a bad-params."""
+    try:
+        return check(raw[name], f"message.{name}", 0)
+    except InvalidParams as exc:
+        raise InvalidParams(exc.message, reason="bad-params", field=name) from None
+
+
+def _uint64(raw: dict[str, Any], name: str, default: int) -> int:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= typed.UINT64_MAX:
+        raise _bad_message(name, "must be an integer in [0, 2^64 - 1]")
+    return value
+
+
+def message_from_description(raw: Any, clock: int) -> typed.Message:
+    """The message coco_govTypedData describes (docs/GOVERNANCE.md, "Over RPC"): a
+    proposal's actions with their arguments as JSON objects (made canonical here and checked
+    against their kind), a ballot or a withdrawal; ``created`` defaults to ``clock``."""
+    if not isinstance(raw, dict):
+        raise InvalidParams(
+            f"invalid argument 0 (message): expected an object, got {p.json_type(raw)}",
+            reason="bad-params",
+            field="message",
+        )
+    kind = raw.get("type")
+    if kind == "proposal":
+        _fields(raw, ("type", "proposer", "actions"), ("created",))
+        proposer = _checked(p.address, raw, "proposer")
+        actions_raw = raw["actions"]
+        if not isinstance(actions_raw, list) or not 0 < len(actions_raw) <= typed.MAX_ACTIONS:
+            raise _bad_message("actions", f"must be a list of 1 to {typed.MAX_ACTIONS} actions")
+        actions = []
+        for i, item in enumerate(actions_raw):
+            if not isinstance(item, dict) or not isinstance(item.get("kind"), str):
+                raise _bad_message(f"actions[{i}]", 'must be {"kind": "...", "args": {...}}')
+            unknown = sorted(set(item) - {"kind", "args"})
+            if unknown:
+                raise _bad_message(f"actions[{i}].{unknown[0]}", "is not a field of an action")
+            args = item.get("args", {})
+            if not isinstance(args, dict):
+                raise _bad_message(f"actions[{i}].args", "must be a JSON object")
+            action = typed.Action.make(item["kind"], args)  # bad-action
+            parse_args(action.kind, action.params())  # unknown-action, bad-args
+            actions.append(action)
+        return typed.Proposal(proposer, _uint64(raw, "created", clock), tuple(actions))
+    if kind == "ballot":
+        _fields(raw, ("type", "proposal", "approve"), ("revision",))
+        return typed.Ballot(
+            _checked(p.hash32, raw, "proposal"),
+            _checked(p.boolean, raw, "approve"),
+            _uint64(raw, "revision", 0),
+        )
+    if kind == "withdraw":
+        _fields(raw, ("type", "proposal"), ())
+        return typed.Withdraw(_checked(p.hash32, raw, "proposal"))
+    raise _bad_message("type", 'must be "proposal", "ballot" or "withdraw"')
 
 
 class GovMethods(Handlers):
@@ -110,6 +186,40 @@ class GovMethods(Handlers):
         p.arity(params, 1)
         pid = p.hash32(params[0], "proposal", 0)
         return await self._ask(m.GovQuery("proposal", "0x" + pid.hex()))
+
+    async def coco_govTypedData(self, params: list[Any], ctx: Any) -> Any:
+        """What a wallet signs (``eth_signTypedData_v4``) for the proposal, ballot or
+        withdrawal that ``params[0]`` describes, in this consortium's domain, and the
+        proposal id it makes or names. Signs nothing and records nothing."""
+        p.arity(params, 1)
+        message = message_from_description(params[0], int(now()))
+        await self._ask(m.GovQuery("constitution"))  # no-governance before any domain
+        status = await self._ask(m.GetStatus())
+        typed_data = typed_data_for(int(status["chainId"]), bytes(status["genesisHash"]), message)
+        pid = (
+            typed.proposal_id(message) if isinstance(message, typed.Proposal) else message.proposal
+        )
+        return {"typedData": typed_data, "proposal": hexdata(pid)}
+
+    async def coco_govActions(self, params: list[Any], ctx: Any) -> Any:
+        """The action kinds this node's governance accepts: each one's arguments (type,
+        whether required) and the constitution's rule for it; the node policies' values."""
+        p.arity(params, 0)
+        rules = constitution.parse(await self._ask(m.GovQuery("constitution")))
+        return {
+            "actions": {
+                kind: {
+                    "args": {
+                        name: {"type": typ, "required": needed}
+                        for name, (typ, needed) in spec.items()
+                    },
+                    "threshold": rules.rule(kind).threshold,
+                    "openFor": rules.rule(kind).open_for,
+                }
+                for kind, spec in KINDS.items()
+            },
+            "policies": {name: list(values) for name, values in POLICIES.items()},
+        }
 
     async def coco_govBlock(self, params: list[Any], ctx: Any) -> Any:
         """A committed block's governance section (its records) and the state digest after

@@ -55,6 +55,9 @@ try {
   report.contentType = response.headers()["content-type"];
   await page.waitForFunction(() => document.getElementById("chain").textContent.length > 0);
   report.chainText = await page.textContent("#chain");
+  await page.waitForSelector("#gov-none:not([hidden])");
+  report.governanceText = await page.textContent("#gov-none");
+  report.governanceBodyShown = await page.isVisible("#gov-body");
   await page.click("#connect");
   await page.waitForSelector("#step-signin:not([hidden])");
   report.accountText = await page.textContent("#account");
