@@ -334,7 +334,10 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
         )
         self._migrate_revocations()
         self._restore_pool()
-        if self.terms is not None and self.validator in self.terms.validators:
+        if self.terms is not None and (
+            self.validator in self.terms.validators
+            or (self.governance is not None and self.role == "validator")
+        ):  # on a governed chain a validator-role node runs QBFT once a vote adds it
             self.qbft = consortium.QbftDriver(
                 self, consortium.qbft_config(self.terms, self.genesis_hash), self._node_key
             )
@@ -528,9 +531,14 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
                 reason="not-a-consortium",
             )
         try:
-            report = consortium.check_join_request(msg.request, self.terms)
+            if self.governance is None:
+                report = consortium.check_join_request(msg.request, self.terms)
+            else:  # who may join is the governance state's (docs/GOVERNANCE.md, "Joins")
+                report = self._admit_by_governance(msg.request, int(time.time()))
         except RpcError as exc:
-            log.warning("refused a join: %s", exc.message)
+            (log.info if exc.reason_code == "node-pending" else log.warning)(
+                "refused a join: %s", exc.message
+            )
             raise
         assert report.join_key is not None
         wrapped = consortium.wrap_secret(

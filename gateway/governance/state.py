@@ -458,7 +458,7 @@ def add_pending_node(
     state refuses what the terms do not allow."""
     if len(address) != 20 or len(measurement) != 32:
         raise ValueError("a node address is 20 bytes and a measurement 32")
-    _check_node_terms(state, measurement, platform, virtual)
+    check_node_terms(state, measurement, platform, virtual)
     node = state.nodes.get(address)
     if node is not None:
         if node.state == "retired":
@@ -469,9 +469,11 @@ def add_pending_node(
     return s, [NodePending(address)]
 
 
-def _check_node_terms(
+def check_node_terms(
     state: GovernanceState, measurement: bytes | None, platform: str | None, virtual: bool
 ) -> None:
+    """Whether the state allows a node of this measurement, platform and virtualness
+    (``measurement-not-allowed``, ``platform-not-allowed``, ``virtual-not-allowed``)."""
     if measurement is not None and measurement not in state.measurements:
         raise GovernanceError(
             "measurement-not-allowed", f"measurement 0x{measurement.hex()} is not allowed"
@@ -755,7 +757,7 @@ def _trust_node(s, args, height, pid, events, flags) -> None:
     if node.state != "pending":
         raise GovernanceError("node-not-pending", f"node 0x{address.hex()} is {node.state}")
     # the terms may have changed since it attested
-    _check_node_terms(s, node.measurement, node.platform, node.platform == "virtual")
+    check_node_terms(s, node.measurement, node.platform, node.platform == "virtual")
     node.state, node.since = "trusted", height
     events.append(NodeTrusted(address))
 
