@@ -614,7 +614,7 @@ class ConsortiumNode(_P2pShell, Node):
                 self._spawn(self._send_revocations(peer), "p2p-revocations")
             # a validator one block behind is normally just about to decide it itself
             lag = 2 if self.settings.role == "validator" else 1
-            if peer.finalized >= self.head + lag and not peer.public:
+            if peer.finalized >= self.head + lag and not peer.public and peer.trusted:
                 self._want_sync(peer, peer.finalized)
         elif kind == "getBlocks":
             await self._serve_blocks(peer, frame)

@@ -66,6 +66,7 @@ STATE_VERSION = 1
 MAX_CREATED_AGE = 600  # seconds a proposal's created time may lie behind the block time
 MAX_CREATED_SKEW = 30  # ... and ahead of it
 MAX_OPEN_PER_MEMBER = 8
+MAX_PENDING_NODES = 64  # nodes waiting for a trust vote (a join record costs no vote)
 VALIDATOR_DELAY = 2  # a validator change accepted at block h applies from block h + 2
 
 NODE_STATES = ("pending", "trusted", "retired")
@@ -464,6 +465,12 @@ def add_pending_node(
         if node.state == "retired":
             raise GovernanceError("node-retired", f"node 0x{address.hex()} was retired")
         raise GovernanceError("node-exists", f"node 0x{address.hex()} is {node.state} already")
+    if sum(1 for n in state.nodes.values() if n.state == "pending") >= MAX_PENDING_NODES:
+        raise GovernanceError(
+            "too-many-pending",
+            f"{MAX_PENDING_NODES} nodes wait for a trust vote already: the members trust or "
+            "retire some first",
+        )
     s = copy.deepcopy(state)
     s.nodes[address] = Node("pending", measurement, platform, height)
     return s, [NodePending(address)]
