@@ -450,7 +450,8 @@ class ConsortiumNode(_P2pShell, Node):
             if peers:
                 peer = peers[attempt % len(peers)]  # another member on each attempt
                 attempt += 1
-                (log.debug if repr(peer) in unready else log.info)(
+                quiet = repr(peer) in unready or told_pending >= 0
+                (log.debug if quiet else log.info)(
                     "asking %r to admit this node to the consortium", peer
                 )
                 self._join_reply: asyncio.Future[dict[str, Any]] = (
@@ -528,8 +529,11 @@ class ConsortiumNode(_P2pShell, Node):
         except RpcError as exc:
             reason = exc.reason_code or "refused"
             record = exc.data.get("record") if isinstance(exc.data, dict) else None
-            if reason == "node-pending":
-                log.info("%r's join waits for a trust vote (node-pending): %s", peer, exc.message)
+            if reason == "node-pending":  # it asks every few seconds: counted, rate-limited
+                assert self.links is not None
+                self.links.refused.refuse(
+                    "node-pending", "%r's join waits for a trust vote: %s", peer, exc.message
+                )
                 if isinstance(record, str):  # its join record, pooled here: to every node
                     self._on_governance(bytes.fromhex(record[2:]))
             else:
@@ -840,8 +844,8 @@ class ConsortiumNode(_P2pShell, Node):
             return
         try:
             nodes = await self.enclave.request(m.GovQuery("nodes"))
-        except RpcError as exc:
-            log.debug("cannot read the governance nodes: %s", exc.message)
+        except (RpcError, ConnectionError, OSError) as exc:
+            log.debug("cannot read the governance nodes: %s", exc)
             return
         self._gov_nodes = {bytes.fromhex(a[2:]): str(n["state"]) for a, n in dict(nodes).items()}
         self._gov_nodes_at = self.head

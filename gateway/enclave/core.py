@@ -536,7 +536,8 @@ class Enclave(BlockLifecycle, govern.GovernanceMethods):
             else:  # who may join is the governance state's (docs/GOVERNANCE.md, "Joins")
                 report = self._admit_by_governance(msg.request, int(time.time()))
         except RpcError as exc:
-            (log.info if exc.reason_code == "node-pending" else log.warning)(
+            # a pending node asks every few seconds: its host counts those (node-pending)
+            (log.debug if exc.reason_code == "node-pending" else log.warning)(
                 "refused a join: %s", exc.message
             )
             raise
