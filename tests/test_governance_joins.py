@@ -252,3 +252,17 @@ def test_retire_node_refuses_its_links(cluster: Cluster) -> None:
     target = cluster["node1"].height() + 5
     cluster.wait_height(target, nodes=["node1"], timeout=60)
     assert node6.height() == stuck
+
+
+def test_add_node_refuses_a_listed_name_and_an_existing_node(cluster: Cluster) -> None:
+    for name in ("node1", "node5"):  # in the terms; made by the first test
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "add-node", "--dir", str(cluster.root),
+             "--name", name],
+            cwd=str(REPO), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "coco-gateway add-node:" in done.stderr and name in done.stderr
+        assert "Traceback" not in done.stderr
+    # consortium.json is as init wrote it: the new nodes joined without changing the terms
+    assert [n["name"] for n in cluster.terms()["nodes"]] == ["node1", "node2", "node3", "node4"]
