@@ -78,7 +78,8 @@ def test_governed_refusals_use_the_governance_codes(tmp_path: Path) -> None:
         joiner = await start(tmp_path / "n1", governed(idents))
         strict_code = await admitter("strict-code", measurements=["0x" + "ab" * 32])
         no_virtual = await admitter("no-virtual", allowVirtual=False)
-        opened = [joiner, strict_code, no_virtual]
+        no_platform = await admitter("no-platform", platforms=["sev-snp"])
+        opened = [joiner, strict_code, no_virtual, no_platform]
         try:
             request = await joiner.request(m.JoinRequest())
             err = await refusal(strict_code.request(m.JoinAdmit(request)))
@@ -86,8 +87,11 @@ def test_governed_refusals_use_the_governance_codes(tmp_path: Path) -> None:
             assert "0x" + idents[1]["measurement"].hex() in err.message
             err = await refusal(no_virtual.request(m.JoinAdmit(request)))
             assert err.reason_code == "virtual-not-allowed"
+            err = await refusal(no_platform.request(m.JoinAdmit(request)))
+            assert err.reason_code == "platform-not-allowed"
+            assert "virtual" in err.message
             # refused by the terms of the state: nothing was pooled
-            for enclave in (strict_code, no_virtual):
+            for enclave in (strict_code, no_virtual, no_platform):
                 assert (await enclave.request(m.GovQuery("state")))["pooled"] == 0
         finally:
             for enclave in opened:
