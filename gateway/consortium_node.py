@@ -376,6 +376,7 @@ class ConsortiumNode(_P2pShell, Node):
             self._on_frame,
             self._on_up,
         )
+        await self._refresh_gov_nodes()  # before any link: whom the state trusts or retired
         await self._serve_p2p()
         self.links.dial(settings.peers)
         log.info(

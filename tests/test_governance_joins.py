@@ -194,6 +194,32 @@ def test_add_validator_makes_the_new_node_seal(cluster: Cluster) -> None:
     cluster.check_agreement()
 
 
+def test_the_new_validator_and_a_genesis_one_restart_and_the_five_go_on(cluster: Cluster) -> None:
+    """A node outside consortium.json reopens with its sealed secret (no join again), and a
+    restarted genesis node links to it at once, by the state it reads at its head."""
+    node5 = cluster["node5"]
+    assert node5.address is not None
+    for name in ("node5", "node1"):
+        mark = cluster[name].log_mark()
+        cluster.restart(name)
+        assert "awaits the consortium secret" not in cluster[name].log_since(mark)
+        start = cluster["node2"].finalized()
+
+        def sealed_by_node5_again(start: int = start) -> bool:
+            head = cluster["node2"].finalized()
+            for number in range(start + 1, head + 1):
+                proof = cluster["node2"].rpc("coco_getFinality", [hex(number)])
+                if node5.address in [x.lower() for x in proof["signers"]]:
+                    return True
+            return False
+
+        cluster.wait_until(sealed_by_node5_again, 90, f"node5 to seal after {name} restarted")
+    cluster.wait_until(
+        lambda: cluster["node1"].height() >= cluster["node2"].finalized(), 60, "node1 catches up"
+    )
+    cluster.check_agreement()
+
+
 @pytest.fixture(scope="module")
 def other_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the package with one enclave file changed: another measurement."""
