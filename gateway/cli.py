@@ -291,6 +291,45 @@ def _run_init(options: Any) -> int:
     return 0
 
 
+def _add_node(args: argparse.Namespace) -> int:
+    from gateway.scaffold import InitError, add_node
+
+    os.environ.setdefault("COCO_LOG_LEVEL", "WARNING")
+    try:
+        added = add_node(
+            Path(args.dir),
+            args.name,
+            role=args.role,
+            host=args.host,
+            rpc_port=args.rpc_port,
+            p2p_port=args.p2p_port,
+        )
+    except InitError as exc:
+        print(f"coco-gateway add-node: {exc}", file=sys.stderr)
+        return 2
+    address = added.identity.address
+    print(f"node {args.name} ({args.role}): address {address}")
+    print(f"  measurement {added.identity.measurement}, platform {added.identity.platform}")
+    print(f"  config      {added.node_file.path}")
+    print(f"  start it:   coco-gateway node --config {added.node_file.path}")
+    if not added.governed:
+        print(
+            "  warning: this consortium has no governance (no members in consortium.json): "
+            "its nodes admit only the nodes the terms list, so this node cannot join"
+        )
+        return 0
+    trust = '{"address":"' + address + '"}'
+    print("  it waits, pending, until the members vote it in:")
+    print(f"    coco-gateway gov propose --rpc URL --key-file KEY --action 'trust_node={trust}'")
+    if args.role == "validator":
+        print(
+            "  and, once it has joined and caught up, to make it seal blocks:\n"
+            f"    coco-gateway gov propose --rpc URL --key-file KEY "
+            f"--action 'add_validator={trust}'"
+        )
+    return 0
+
+
 def _init(args: argparse.Namespace) -> int:
     from gateway.scaffold import TERMS_FILE
 
@@ -601,6 +640,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="do nothing (and succeed) when DIR already holds a consortium (for containers)",
     )
     init.set_defaults(func=_init)
+
+    add = sub.add_parser(
+        "add-node",
+        help="make a new node for an existing consortium: its identity and node.json "
+        "(consortium.json is not changed; on a governed chain the members trust it by vote)",
+    )
+    add.add_argument("--dir", required=True, help="the consortium's directory (consortium.json)")
+    add.add_argument("--name", required=True, help="the new node's name (its directory in DIR)")
+    add.add_argument(
+        "--role",
+        default="validator",
+        choices=["validator", "member"],
+        help="validator: seals blocks once the members add it as a validator (default); "
+        "member: serves clients and follows the chain",
+    )
+    add.add_argument(
+        "--host", default="127.0.0.1", help="the address it listens on (default 127.0.0.1)"
+    )
+    add.add_argument("--rpc-port", type=_port, default=8545, help="its RPC port (default 8545)")
+    add.add_argument("--p2p-port", type=_port, default=30301, help="its p2p port (default 30301)")
+    add.set_defaults(func=_add_node)
 
     cluster = sub.add_parser("cluster", help="run a local consortium as processes")
     cluster_sub = cluster.add_subparsers(

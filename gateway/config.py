@@ -631,7 +631,8 @@ class NodeFile:
 
     def check_against(self, terms: ConsortiumTerms) -> None:
         """This node's settings agree with the terms: a listed node with the same role and
-        addresses (an observer: not listed), and the consortium's privacy mode."""
+        addresses (an observer: not listed; on a governed chain, a node made by ``add-node``
+        may be unlisted too), and the consortium's privacy mode."""
         file = str(self.path) if self.path is not None else "node.json"
         entry = terms.node(self.name)
         if self.role == "observer":
@@ -639,11 +640,12 @@ class NodeFile:
                 raise ConfigError(
                     file, "name", f"{self.name!r} is a {entry.role} in the terms", "inconsistent"
                 )
-        else:
-            if entry is None:
+        elif entry is None:
+            if not terms.members:  # governed: a new node joins by vote (add-node)
                 raise ConfigError(
                     file, "name", f"{self.name!r} is not in the terms' nodes", "inconsistent"
                 )
+        else:
             if entry.role != self.role:
                 raise ConfigError(
                     file, "role", f"the terms make {self.name!r} a {entry.role}", "inconsistent"

@@ -54,6 +54,7 @@ STATUS_SECONDS = 2.0  # how often a node tells its peers its height
 FORWARD_BATCH = 256  # transactions per forwarded txs frame
 JOIN_BACKOFF_MAX = 30.0
 JOIN_WAIT_LOG = 60.0  # seconds between the "nobody can admit this node" warnings
+JOIN_PENDING_RETRY = 2.0  # seconds between join requests while the node waits for a vote
 SYNC_TIMEOUT = 30.0
 SNAPSHOT_CHUNK = 2 * 1024 * 1024  # bytes of rows asked for per snapshot chunk
 SNAPSHOT_RETRIES = 2  # a refused chunk is asked for again this many times, then block by block
@@ -327,6 +328,9 @@ class ConsortiumNode(_P2pShell, Node):
         self._snapshot_reply: asyncio.Future[dict[str, Any]] | None = None
         self._snapshot_peer: Peer | None = None
         self._snapshot_paused_until = 0.0
+        # the governance state's nodes at this node's head (address -> state), for the links
+        self._gov_nodes: dict[bytes, str] = {}
+        self._gov_nodes_at = -1
 
     # ---------------------------------------------------------------- life cycle
 
@@ -347,10 +351,17 @@ class ConsortiumNode(_P2pShell, Node):
         self.state = str(status.get("state", "ready"))
         genesis = bytes(status["genesisHash"])
         listed = settings.nodes().get(self.address)
-        if listed is None:
+        governed = "members" in settings.terms  # who may link and join: the governance state
+        if listed is None and not governed:
             log.warning(
                 "this node's identity 0x%s is not in consortium.json's node list: peers will "
                 "refuse its links",
+                self.address.hex(),
+            )
+        elif listed is None:
+            log.info(
+                "this node's identity 0x%s is not in consortium.json's node list: it joins as "
+                "a new node, which the members trust by vote (trust_node)",
                 self.address.hex(),
             )
         self.links = Links(
@@ -362,10 +373,12 @@ class ConsortiumNode(_P2pShell, Node):
                 sign=self._sign_link,
                 tls=self._tls_identity(),
                 nodes=settings.nodes(),
+                governed=self._gov_node_state if governed else None,
             ),
             self._on_frame,
             self._on_up,
         )
+        await self._refresh_gov_nodes()  # before any link: whom the state trusts or retired
         await self._serve_p2p()
         self.links.dial(settings.peers)
         log.info(
@@ -450,12 +463,14 @@ class ConsortiumNode(_P2pShell, Node):
         waited = False
         unready: set[str] = set()  # peers that are waiting for the secret themselves
         told_unready = 0.0
+        told_pending = -JOIN_WAIT_LOG
         while True:
             peers = [p for p in self.links.live() if not p.public]
             if peers:
                 peer = peers[attempt % len(peers)]  # another member on each attempt
                 attempt += 1
-                (log.debug if repr(peer) in unready else log.info)(
+                quiet = repr(peer) in unready or told_pending >= 0
+                (log.debug if quiet else log.info)(
                     "asking %r to admit this node to the consortium", peer
                 )
                 self._join_reply: asyncio.Future[dict[str, Any]] = (
@@ -493,6 +508,25 @@ class ConsortiumNode(_P2pShell, Node):
                     continue
                 unready.discard(repr(peer))
                 self.last_error = f"join refused by {peer!r}: {reply['reason']}: {reply['message']}"
+                if reply["reason"] == "node-pending":  # waits for the members' vote
+                    now = time.monotonic()
+                    if now - told_pending >= JOIN_WAIT_LOG:
+                        told_pending = now
+                        log.warning(
+                            "this node 0x%s waits for a trust vote: its attestation checked "
+                            "out and it is pending in the governance state; the members "
+                            "admit it by voting trust_node for it (coco-gateway gov propose "
+                            '--action \'trust_node={"address":"0x%s"}\'). Asking again '
+                            "every %g s (%r: node-pending: %s)",
+                            self.address.hex(),
+                            self.address.hex(),
+                            JOIN_PENDING_RETRY,
+                            peer,
+                            reply["message"],
+                        )
+                    backoff = 1.0
+                    await asyncio.sleep(JOIN_PENDING_RETRY)
+                    continue
                 log.error("%s; retrying in %g s", self.last_error, backoff)
             else:
                 refusals = "; ".join(f"{k}: {v}" for k, v in self.links.last_refusal.items())
@@ -554,7 +588,16 @@ class ConsortiumNode(_P2pShell, Node):
             answer = await self.enclave.request(m.JoinAdmit(request))
         except RpcError as exc:
             reason = exc.reason_code or "refused"
-            log.warning("refused %r's join: %s: %s", peer, reason, exc.message)
+            record = exc.data.get("record") if isinstance(exc.data, dict) else None
+            if reason == "node-pending":  # it asks every few seconds: counted, rate-limited
+                assert self.links is not None
+                self.links.refused.refuse(
+                    "node-pending", "%r's join waits for a trust vote: %s", peer, exc.message
+                )
+                if isinstance(record, str):  # its join record, pooled here: to every node
+                    self._on_governance(bytes.fromhex(record[2:]))
+            else:
+                log.warning("refused %r's join: %s: %s", peer, reason, exc.message)
             peer.send(wire.refused(reason, exc.message))
             return
         log.info("admitted %r to the consortium (sent the secret, wrapped to its enclave)", peer)
@@ -635,7 +678,7 @@ class ConsortiumNode(_P2pShell, Node):
                 self._spawn(self._send_revocations(peer), "p2p-revocations")
             # a validator one block behind is normally just about to decide it itself
             lag = 2 if self.settings.role == "validator" else 1
-            if peer.finalized >= self.head + lag and not peer.public:
+            if peer.finalized >= self.head + lag and not peer.public and peer.trusted:
                 self._want_sync(peer, peer.finalized)
         elif kind == "getBlocks":
             await self._serve_blocks(peer, frame)
@@ -845,8 +888,31 @@ class ConsortiumNode(_P2pShell, Node):
     async def _status_loop(self) -> None:
         assert self.links is not None
         while True:
+            await self._refresh_gov_nodes()
             await asyncio.sleep(STATUS_SECONDS)
             self.links.broadcast(self._status_frame())
+
+    def _gov_node_state(self, address: bytes) -> str | None:
+        return self._gov_nodes.get(address)
+
+    async def _refresh_gov_nodes(self) -> None:
+        """Read the governance state's nodes when the head moved (a governed chain): the
+        links admit and serve by it; a link to a node retired by vote is dropped."""
+        if self.links is None or self.links.config.governed is None or self.state != "ready":
+            return
+        if self._gov_nodes_at == self.head:
+            return
+        try:
+            nodes = await self.enclave.request(m.GovQuery("nodes"))
+        except (RpcError, ConnectionError, OSError) as exc:
+            log.debug("cannot read the governance nodes: %s", exc)
+            return
+        self._gov_nodes = {bytes.fromhex(a[2:]): str(n["state"]) for a, n in dict(nodes).items()}
+        self._gov_nodes_at = self.head
+        for peer in self.links.live():
+            if peer.address is not None and self._gov_nodes.get(peer.address) == "retired":
+                log.warning("dropping the link to %r: the members retired that node", peer)
+                peer.abort()
 
     def _want_sync(self, peer: Peer, target: int) -> None:
         current = self._sync_wanted

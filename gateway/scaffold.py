@@ -406,3 +406,68 @@ def summary(result: InitResult, command: str = "coco-gateway") -> str:
         f"  {command} cluster up --dir {directory}",
     ]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- a new node
+
+
+@dataclass
+class AddedNode:
+    node_file: NodeFile
+    identity: Identity
+    governed: bool
+
+
+def add_node(
+    directory: Path,
+    name: str,
+    *,
+    role: str = "validator",
+    host: str = "127.0.0.1",
+    rpc_port: int = 8545,
+    p2p_port: int = 30301,
+) -> AddedNode:
+    """A node for an existing consortium (docs/GOVERNANCE.md, "Joins"): ``DIR/NAME/data``
+    with its identity key made in its enclave, its p2p TLS identity, and ``DIR/NAME/node.json``
+    dialling every node of ``DIR/consortium.json``, which is left as it is (it fixes the
+    genesis block). On a governed chain the node joins once the members vote ``trust_node``
+    for its address; without governance it cannot join (the node list is the terms')."""
+    terms_path = directory / TERMS_FILE
+    try:
+        terms = ConsortiumTerms.load(terms_path)
+    except ConfigError as exc:
+        raise InitError(str(exc)) from None
+    if role not in ("validator", "member"):
+        raise InitError(f"--role {role!r}: a new node is a validator or a member")
+    if any(n.name == name for n in terms.nodes) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise InitError(f"--name {name!r}: a new name (letters, digits, _ . -) not in the terms")
+    node_dir = directory / name
+    if (node_dir / NODE_FILE).exists():
+        raise InitError(f"{node_dir / NODE_FILE} exists: that node was made already")
+    if rpc_port == p2p_port:
+        raise InitError("--rpc-port and --p2p-port must differ")
+    data = node_dir / DATA_DIR
+    data.mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)
+    try:
+        identity = asyncio.run(make_identity(data))
+    except RpcError as exc:
+        raise InitError(f"cannot make {name}'s identity in its enclave: {exc.message}") from None
+    try:
+        ensure_identity(data, name)
+    except TlsError as exc:
+        raise InitError(str(exc)) from None
+    node_file = NodeFile(
+        name=name,
+        role=role,
+        consortium=f"../{TERMS_FILE}",
+        data_dir=DATA_DIR,
+        rpc=Endpoint(host, rpc_port),
+        p2p=Endpoint(host, p2p_port),
+        peers=[n.p2p for n in terms.nodes],
+        enclave="process",
+        privacy=terms.privacy,
+        path=node_dir / NODE_FILE,
+    )
+    node_file.save()
+    return AddedNode(node_file, identity, bool(terms.members))

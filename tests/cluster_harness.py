@@ -193,6 +193,9 @@ class ClusterNode:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    # where the node runs from: its ``gateway`` package is the one imported (default the
+    # repository; a copy with other code gives another measurement)
+    cwd: Path | None = None
 
     @property
     def config(self) -> Path:
@@ -267,7 +270,7 @@ class ClusterNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-                cwd=str(REPO),
+                cwd=str(self.cwd or REPO),
                 start_new_session=True,  # its own process group: kill -9 takes the enclave too
             )
         return self
@@ -428,6 +431,32 @@ class Cluster:
             raw["p2p"] = {"host": "127.0.0.1", "port": node.p2p_port}
             raw["peers"] = [self.nodes[old_p2p[p]].p2p for p in raw.get("peers", [])]
             node.config.write_text(json.dumps(raw, indent=2) + "\n")
+
+    def add_node(self, name: str, role: str = "validator", cwd: Path | None = None) -> ClusterNode:
+        """A node outside consortium.json, made by ``coco-gateway add-node`` (run from
+        ``cwd``, so its identity is made by that code) on free ports; not started."""
+        rpc, p2p = node_port(), node_port()
+        cmd = [
+            sys.executable, "-m", "gateway.cli", "add-node", "--dir", str(self.root),
+            "--name", name, "--role", role, "--rpc-port", str(rpc), "--p2p-port", str(p2p),
+        ]  # fmt: skip
+        done = subprocess.run(
+            cmd, cwd=str(cwd or REPO), capture_output=True, text=True, timeout=120, check=False
+        )
+        if done.returncode != 0:
+            raise ClusterError(f"add-node failed ({done.returncode}): {done.stdout}{done.stderr}")
+        address = done.stdout.split("address ", 1)[1].split()[0]
+        node = ClusterNode(
+            name=name,
+            directory=self.root / name,
+            role=role,
+            rpc_port=rpc,
+            p2p_port=p2p,
+            address=address,
+            cwd=cwd,
+        )
+        self.nodes[name] = node
+        return node
 
     def peers_of(self, name: str) -> list[str]:
         return list(json.loads(self.nodes[name].config.read_text()).get("peers", []))

@@ -347,10 +347,16 @@ def _refuse(reason: str, message: str, **fields: Any) -> RpcError:
     return Unauthorized(f"join refused: {message}", reason=reason, **fields)
 
 
-def check_join_request(request: Any, terms: Terms) -> attestation.Report:
-    """The joining node's report, if it may have the secret under ``terms``; else RpcError
-    with reason bad-attestation, wrong-chain, unknown-measurement, virtual-not-allowed or
-    unlisted-node (and a message naming the value)."""
+def refuse_join(reason: str, message: str, **fields: Any) -> RpcError:
+    """A join refusal with a stable reason (docs/PROTOCOL.md, "Join handshake")."""
+    return _refuse(reason, message, **fields)
+
+
+def check_join_attestation(request: Any, chain_id: int) -> tuple[attestation.Report, bytes]:
+    """The joining node's report and its signature, if the request is well formed, signed by
+    the node key it names, carries its join key and is for ``chain_id``; else RpcError with
+    reason bad-attestation or wrong-chain. What the node may do is for the caller to judge
+    (the terms: ``check_join_request``; the governance state: gateway.enclave.govern)."""
     if not isinstance(request, dict):
         raise _refuse("bad-attestation", "the join request is not a map")
     signature = request.get("signature")
@@ -364,13 +370,22 @@ def check_join_request(request: Any, terms: Terms) -> attestation.Report:
     if report.join_key is None or request.get("joinKey") != report.join_key:
         raise _refuse("bad-attestation", "the report does not carry the request's join key")
     node = "0x" + report.node_address.hex()
-    if report.chain_id != terms.chain_id:
+    if report.chain_id != chain_id:
         raise _refuse(
             "wrong-chain",
-            f"node {node} attests chain {report.chain_id}, this consortium is chain "
-            f"{terms.chain_id}",
+            f"node {node} attests chain {report.chain_id}, this consortium is chain {chain_id}",
             chainId=report.chain_id,
         )
+    return report, signature
+
+
+def check_join_request(request: Any, terms: Terms) -> attestation.Report:
+    """The joining node's report, if it may have the secret under ``terms`` (a consortium
+    without governance); else RpcError with reason bad-attestation, wrong-chain,
+    unknown-measurement, virtual-not-allowed or unlisted-node (and a message naming the
+    value)."""
+    report, _ = check_join_attestation(request, terms.chain_id)
+    node = "0x" + report.node_address.hex()
     if report.measurement not in terms.measurements:
         raise _refuse(
             "unknown-measurement",

@@ -345,7 +345,10 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
         self._migrate_revocations()
         self._issue_recovery_shares()
         self._restore_pool()
-        if self.terms is not None and self.validator in self.terms.validators:
+        if self.terms is not None and (
+            self.validator in self.terms.validators
+            or (self.governance is not None and self.role == "validator")
+        ):  # on a governed chain a validator-role node runs QBFT once a vote adds it
             self.qbft = consortium.QbftDriver(
                 self, consortium.qbft_config(self.terms, self.genesis_hash), self._node_key
             )
@@ -552,9 +555,15 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
                 reason="not-a-consortium",
             )
         try:
-            report = consortium.check_join_request(msg.request, self.terms)
+            if self.governance is None:
+                report = consortium.check_join_request(msg.request, self.terms)
+            else:  # who may join is the governance state's (docs/GOVERNANCE.md, "Joins")
+                report = self._admit_by_governance(msg.request, int(time.time()))
         except RpcError as exc:
-            log.warning("refused a join: %s", exc.message)
+            # a pending node asks every few seconds: its host counts those (node-pending)
+            (log.debug if exc.reason_code == "node-pending" else log.warning)(
+                "refused a join: %s", exc.message
+            )
             raise
         assert report.join_key is not None
         wrapped = consortium.wrap_secret(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import BlockRefused, InvalidParams, ServerError
+from gateway.governance import joins
 from gateway.governance import section as gsec
 from gateway.governance import state as gs
 from gateway.governance.errors import GovernanceError
@@ -38,10 +39,14 @@ from gateway.governance.section import (  # noqa: F401 (the section's rules, nam
     MAX_SECTION_BYTES,
     SECTION_DOMAIN,
     SECTION_VERSION,
+    Record,
+    apply_any,
     commitment,
+    decode_any,
+    hash_of,
     section_bytes,
 )
-from gateway.governance.typed import SignedRecord, decode_record, record_hash
+from gateway.governance.typed import SignedRecord, decode_record
 
 log = logging.getLogger("gateway.enclave.govern")
 
@@ -83,18 +88,22 @@ class Governance:
 
     def __init__(self, state: gs.GovernanceState) -> None:
         self.state = state
-        self.pool: OrderedDict[bytes, tuple[bytes, SignedRecord]] = OrderedDict()
+        self.pool: OrderedDict[bytes, tuple[bytes, Record]] = OrderedDict()
 
     # ------------------------------------------------------------------ pool
-    def submit(self, raw: bytes, height: int, now: int) -> dict[str, Any]:
+    def submit(
+        self, raw: bytes, height: int, now: int, *, joins_too: bool = False
+    ) -> dict[str, Any]:
         """Check a record against the state at the head with the records already pooled
         applied (so a second identical ballot is a ``duplicate`` at once), as it would be
-        applied at block ``height`` at time ``now``; then pool it. Raises the core's
-        GovernanceError, or ServerError ``governance-pool-full``."""
+        applied at block ``height`` at time ``now``; then pool it. Join records only with
+        ``joins_too`` (from an admitting enclave, or forwarded by another node; clients
+        submit members' records). Raises the core's GovernanceError, or ServerError
+        ``governance-pool-full``."""
         if not isinstance(raw, bytes):
             raise GovernanceError("bad-record", "a signed record is its canonical JSON bytes")
-        record = decode_record(raw)
-        key = record_hash(record)
+        record: Record = decode_any(raw) if joins_too else decode_record(raw)
+        key = hash_of(raw, record)
         if key in self.pool:
             raise GovernanceError("duplicate", "this record is waiting for a block already")
         if len(self.pool) >= MAX_POOL:
@@ -104,15 +113,17 @@ class Governance:
                 reason="governance-pool-full",
             )
         state = self._pooled_state(height, now)
-        gs.apply(state, record, height, now)  # raises the refusal, changes nothing
+        apply_any(state, record, height, now)  # raises the refusal, changes nothing
         self.pool[key] = (raw, record)
+        if isinstance(record, joins.JoinRecord):
+            return {"hash": key, "type": joins.JOIN_TYPE, "signer": record.address}
         return {"hash": key, "type": record.type, "signer": record.signer}
 
     def _pooled_state(self, height: int, now: int) -> gs.GovernanceState:
         state, _ = gs.tick(self.state, height, now)
         for _raw, record in self.pool.values():
             try:
-                state, _ = gs.apply(state, record, height, now)
+                state, _ = apply_any(state, record, height, now)
             except GovernanceError:
                 continue
         return state
@@ -131,7 +142,7 @@ class Governance:
             if len(records) >= MAX_SECTION or size + len(raw) + 1 > MAX_SECTION_BYTES:
                 break
             try:
-                state, more = gs.apply(state, record, height, timestamp)
+                state, more = apply_any(state, record, height, timestamp)
             except GovernanceError as exc:
                 log.info("governance record 0x%s left the pool: %s", key.hex()[:16], exc.reason)
                 del self.pool[key]
@@ -157,7 +168,7 @@ class Governance:
         self.state = outcome.state
         for raw in outcome.records:
             try:
-                self.pool.pop(record_hash(decode_record(raw)), None)
+                self.pool.pop(hash_of(raw, decode_any(raw)), None)
             except GovernanceError:
                 continue
         for event in outcome.events:
@@ -209,6 +220,7 @@ class GovernanceMethods:
     """The enclave's governance messages (mixed into ``gateway.enclave.core.Enclave``)."""
 
     governance: Governance | None
+    chain_id: int
     engine: Any
     ledger: Any
 
@@ -220,6 +232,7 @@ class GovernanceMethods:
         now = max(int(msg.now), int(head.timestamp) + 1)
         answer = gov.submit(msg.record, int(head.block_number) + 1, now)
         record = gov.pool[answer["hash"]][1]
+        assert isinstance(record, SignedRecord)  # clients submit members' records only
         message = record.message
         from gateway.governance.typed import Proposal, proposal_id
 
@@ -244,6 +257,58 @@ class GovernanceMethods:
         except gsec.BadQuery as exc:
             raise InvalidParams(str(exc), reason="bad-params") from None
 
+    def _admit_by_governance(self, request: Any, now: int) -> Any:
+        """A join on a governed chain (docs/GOVERNANCE.md, "Joins"): the joiner's attested
+        report if the governance state trusts it and allows its measurement, platform and
+        virtualness; else a refusal naming why (``node-retired``, ``measurement-not-allowed``,
+        ``platform-not-allowed``, ``virtual-not-allowed``, ``wrong-chain``,
+        ``bad-attestation``, or ``node-pending``: it waits for a ``trust_node`` vote). A node
+        the state does not know is recorded as pending: its join record is pooled here (the
+        refusal's ``record`` names it, for the host to forward) and the next block carries
+        it."""
+        from gateway.enclave import consortium
+
+        gov = self.governance
+        assert gov is not None
+        report, signature = consortium.check_join_attestation(request, self.chain_id)
+        record = joins.JoinRecord(report, signature)
+        node = "0x" + report.node_address.hex()
+        facts = {
+            "address": node,
+            "measurement": "0x" + report.measurement.hex(),
+            "platform": report.platform,
+        }
+        try:
+            joins.check_join(gov.state, record)
+        except GovernanceError as exc:
+            raise consortium.refuse_join(exc.reason, exc.message, **facts) from None
+        known = gov.state.nodes.get(report.node_address)
+        if known is not None and known.state == "trusted":
+            return report
+        waits = (
+            f"node {node} is pending: it attested fine and waits for the members' trust_node "
+            'vote (coco-gateway gov propose --action \'trust_node={"address":"' + node + "\"}')"
+        )
+        if known is not None:
+            raise consortium.refuse_join("node-pending", waits, **facts)
+        raw = joins.encode_join(report, signature)
+        head = self.engine.head  # type: ignore[attr-defined]
+        try:
+            gov.submit(
+                raw, int(head.block_number) + 1, max(now, int(head.timestamp) + 1), joins_too=True
+            )
+            log.info("join of node %s recorded in the pool: pending until trusted", node)
+        except GovernanceError as exc:
+            if exc.reason not in ("duplicate", "node-exists"):
+                raise consortium.refuse_join(exc.reason, exc.message, **facts) from None
+        except ServerError as exc:
+            raise consortium.refuse_join(
+                exc.reason_code or "governance-pool-full", exc.message, **facts
+            ) from None
+        raise consortium.refuse_join(
+            "node-pending", waits, record="0x" + joins.join_hash(raw).hex(), **facts
+        )
+
     def _export_governance(self, hashes: list[bytes]) -> list[bytes]:
         """Pooled records to forward: public, so not sealed (prefix 0x47, "G")."""
         if self.governance is None:
@@ -257,7 +322,10 @@ class GovernanceMethods:
         head = self.engine.head
         try:
             answer = self.governance.submit(
-                blob[1:], int(head.block_number) + 1, max(now, int(head.timestamp) + 1)
+                blob[1:],
+                int(head.block_number) + 1,
+                max(now, int(head.timestamp) + 1),
+                joins_too=True,
             )
         except (GovernanceError, ServerError) as exc:
             log.debug("refused a forwarded governance record: %s", exc.message)

@@ -398,10 +398,13 @@ class JoinRequest:
 @dataclass(frozen=True)
 class JoinAdmit:
     """On a member node: check a joining node's ``JoinRequest`` answer against the
-    consortium's terms (measurements, platforms, node list) and answer the consortium
-    secret encrypted to its join key: {"wrapped": bytes}. Refusals raise with a reason
-    code: "bad-attestation", "unknown-measurement", "virtual-not-allowed",
-    "unlisted-node", "wrong-chain"."""
+    consortium's terms (measurements, platforms, node list; on a governed chain, the
+    governance state's) and answer the consortium secret encrypted to its join key:
+    {"wrapped": bytes}. Refusals raise with a reason code: "bad-attestation",
+    "unknown-measurement", "virtual-not-allowed", "unlisted-node", "wrong-chain"; governed:
+    "measurement-not-allowed", "platform-not-allowed", "virtual-not-allowed",
+    "node-retired", "too-many-pending", "node-pending" (data "record": the hash of the join
+    record it pooled, for the host to forward)."""
 
     request: dict[str, Any]
 

@@ -58,6 +58,8 @@ REASONS: dict[str, tuple[int, str]] = {
     "measurement-not-allowed": (SERVER_ERROR, "the node's measurement is not allowed"),
     "platform-not-allowed": (SERVER_ERROR, "the node's platform is not allowed"),
     "virtual-not-allowed": (SERVER_ERROR, "virtual enclaves may not join"),
+    "bad-attestation": (SERVER_ERROR, "a join record's attestation does not verify"),
+    "too-many-pending": (SERVER_ERROR, "MAX_PENDING_NODES nodes wait for a trust vote already"),
     "already-allowed": (SERVER_ERROR, "the measurement or platform is allowed already"),
     "not-allowed": (SERVER_ERROR, "the measurement or platform is not allowed"),
     "bad-threshold": (SERVER_ERROR, "the recovery threshold is out of range"),

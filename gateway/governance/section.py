@@ -15,14 +15,42 @@ from typing import Any
 
 from eth_utils import keccak
 
+from gateway.governance import joins
 from gateway.governance import state as gs
 from gateway.governance.errors import GovernanceError
+from gateway.governance.typed import SignedRecord, decode_record, record_hash
 
 SECTION_VERSION = 1
 SECTION_DOMAIN = b"coco-gateway/governance-section/v1"
 EMPTY_EXTRA = b"coco-gateway"  # extraData of a block without governance records
 MAX_SECTION = 64  # records per block
 MAX_SECTION_BYTES = 1024 * 1024
+
+
+Record = SignedRecord | joins.JoinRecord
+
+
+def decode_any(raw: bytes) -> Record:
+    """A section's record: a join record (``"type": "join"``) or a member's signed record."""
+    if joins.is_join(raw):
+        return joins.decode_join(raw)
+    return decode_record(raw)
+
+
+def hash_of(raw: bytes, record: Record) -> bytes:
+    if isinstance(record, joins.JoinRecord):
+        return joins.join_hash(raw)
+    return record_hash(record)
+
+
+def apply_any(
+    state: gs.GovernanceState, record: Record, height: int, timestamp: int
+) -> tuple[gs.GovernanceState, list[Any]]:
+    """Apply one record of a section at block ``height`` (time ``timestamp``): a join record
+    records its node as pending; a signed record goes through the core's ``apply``."""
+    if isinstance(record, joins.JoinRecord):
+        return joins.apply_join(state, record, height)
+    return gs.apply(state, record, height, timestamp)
 
 
 class SectionRefused(ValueError):
@@ -80,7 +108,7 @@ def apply_section(
     state, events = gs.tick(before, height, timestamp)
     for i, raw in enumerate(records):
         try:
-            state, more = gs.apply(state, raw, height, timestamp)
+            state, more = apply_any(state, decode_any(raw), height, timestamp)
         except GovernanceError as exc:
             raise SectionRefused(
                 f"governance record {i} of block {height} is refused: {exc.reason}"

@@ -66,6 +66,7 @@ STATE_VERSION = 1
 MAX_CREATED_AGE = 600  # seconds a proposal's created time may lie behind the block time
 MAX_CREATED_SKEW = 30  # ... and ahead of it
 MAX_OPEN_PER_MEMBER = 8
+MAX_PENDING_NODES = 64  # nodes waiting for a trust vote (a join record costs no vote)
 VALIDATOR_DELAY = 2  # a validator change accepted at block h applies from block h + 2
 
 NODE_STATES = ("pending", "trusted", "retired")
@@ -458,20 +459,28 @@ def add_pending_node(
     state refuses what the terms do not allow."""
     if len(address) != 20 or len(measurement) != 32:
         raise ValueError("a node address is 20 bytes and a measurement 32")
-    _check_node_terms(state, measurement, platform, virtual)
+    check_node_terms(state, measurement, platform, virtual)
     node = state.nodes.get(address)
     if node is not None:
         if node.state == "retired":
             raise GovernanceError("node-retired", f"node 0x{address.hex()} was retired")
         raise GovernanceError("node-exists", f"node 0x{address.hex()} is {node.state} already")
+    if sum(1 for n in state.nodes.values() if n.state == "pending") >= MAX_PENDING_NODES:
+        raise GovernanceError(
+            "too-many-pending",
+            f"{MAX_PENDING_NODES} nodes wait for a trust vote already: the members trust or "
+            "retire some first",
+        )
     s = copy.deepcopy(state)
     s.nodes[address] = Node("pending", measurement, platform, height)
     return s, [NodePending(address)]
 
 
-def _check_node_terms(
+def check_node_terms(
     state: GovernanceState, measurement: bytes | None, platform: str | None, virtual: bool
 ) -> None:
+    """Whether the state allows a node of this measurement, platform and virtualness
+    (``measurement-not-allowed``, ``platform-not-allowed``, ``virtual-not-allowed``)."""
     if measurement is not None and measurement not in state.measurements:
         raise GovernanceError(
             "measurement-not-allowed", f"measurement 0x{measurement.hex()} is not allowed"
@@ -755,7 +764,7 @@ def _trust_node(s, args, height, pid, events, flags) -> None:
     if node.state != "pending":
         raise GovernanceError("node-not-pending", f"node 0x{address.hex()} is {node.state}")
     # the terms may have changed since it attested
-    _check_node_terms(s, node.measurement, node.platform, node.platform == "virtual")
+    check_node_terms(s, node.measurement, node.platform, node.platform == "virtual")
     node.state, node.since = "trusted", height
     events.append(NodeTrusted(address))
 

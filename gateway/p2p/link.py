@@ -32,7 +32,7 @@ from aiohttp import WSMsgType, web
 
 from gateway.consensus.qbft import recover_signer
 from gateway.p2p import wire
-from gateway.p2p.refusals import REPLAYED, RefusalLog
+from gateway.p2p.refusals import NOT_TRUSTED, REPLAYED, RefusalLog
 from gateway.p2p.tls import TlsIdentity, client_context, peer_fingerprint
 
 log = logging.getLogger("gateway.p2p")
@@ -43,6 +43,8 @@ QUEUE_BYTES = 64 * 1024 * 1024
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 10.0
 UNKNOWN_GENESIS = bytes(32)  # an observer's hello before it has pinned the genesis
+# what a node that is not (yet) trusted may exchange: its join and its state
+JOIN_FRAMES = frozenset({"join", "joined", "refused", "status"})
 
 Signer = Callable[[bytes], Awaitable[bytes]]
 
@@ -68,6 +70,10 @@ class LinkConfig:
     tls: TlsIdentity  # this node's TLS certificate and key (the host holds them)
     # consortium.json "nodes": address -> {"name", "role", ...}
     nodes: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+    # a governed chain (terms with members): a node's state in the governance state at this
+    # node's head ("pending", "trusted", "retired"), None when the state does not know it.
+    # None: no governance, only the node list counts (docs/GOVERNANCE.md, "Joins")
+    governed: Callable[[bytes], str | None] | None = None
     queue_frames: int = QUEUE_FRAMES
     queue_bytes: int = QUEUE_BYTES
 
@@ -109,9 +115,20 @@ class Peer:
         who = self.name or (f"0x{self.address.hex()}" if self.address else "observer")
         return f"{who} ({self.role}, {self.endpoint})"
 
+    @property
+    def trusted(self) -> bool:
+        """A validator or member listed in consortium.json, or one the governance state
+        trusts; an unlisted node that is pending (or unknown: it comes to join) is not."""
+        if self.address is None or self.address in self._config.nodes:
+            return True
+        governed = self._config.governed
+        return governed is not None and governed(self.address) == "trusted"
+
     def allows(self, kind: str) -> bool:
         """Whether a frame of this type may cross this link."""
         if self.public and kind not in wire.PUBLIC_FRAMES:
+            return False
+        if kind not in JOIN_FRAMES and not self.trusted:
             return False
         if kind == "qbft":
             return self.role == "validator" and self._config.role == "validator"
@@ -444,10 +461,18 @@ class Links:
         if address == self.config.address:
             raise LinkRefused("self", "this is a link to the node itself")
         entry = self.config.nodes.get(address)
+        governed = self.config.governed
+        if governed is not None and governed(address) == "retired":
+            raise LinkRefused("node-retired", f"node 0x{address.hex()} was retired by vote")
         if entry is None:
-            raise LinkRefused(
-                "unlisted-node", f"node 0x{address.hex()} is not in this consortium's node list"
-            )
+            if governed is None:
+                raise LinkRefused(
+                    "unlisted-node",
+                    f"node 0x{address.hex()} is not in this consortium's node list",
+                )
+            # governed: a node the state knows, or one that comes to join (its link carries
+            # only JOIN_FRAMES until the members trust it)
+            return role, address, ""
         if entry.get("role") != role:
             raise LinkRefused(
                 "wrong-role", f"node 0x{address.hex()} is listed as {entry.get('role')}, not {role}"
@@ -552,6 +577,11 @@ class Links:
             if kind in ("hello", "auth"):
                 self._violation(peer, LinkRefused("out-of-order", f"{kind} after the handshake"))
                 return
+            if not peer.trusted and kind not in JOIN_FRAMES:
+                # a joiner the governance state does not trust (yet, at this node's head):
+                # it may have just been trusted at a block this node has not reached
+                self.refused.refuse(NOT_TRUSTED, "a %s frame from %r, not trusted", kind, peer)
+                continue
             if not peer.allows(kind):
                 self._violation(peer, LinkRefused("not-allowed", f"{kind} frames on this link"))
                 return

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 REPLAYED = "replayed-message"  # a QBFT message or transaction batch this node already had
+NOT_TRUSTED = "not-trusted"  # chain traffic from a node governance has not trusted (yet)
 STALE = "stale-height"  # a QBFT message of a height its sender told us it has decided
 
 
