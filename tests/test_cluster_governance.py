@@ -395,3 +395,78 @@ def test_a_follower_with_an_emptied_data_directory_starts_from_a_snapshot(
     for n in with_records:
         assert node4.rpc("coco_govBlock", [hex(n)]) == node1.rpc("coco_govBlock", [hex(n)])
     assert node4.rpc("coco_govState")["validators"] == node1.rpc("coco_govState")["validators"]
+
+
+def test_a_withdrawn_proposal_changes_nothing_and_takes_no_ballot(cluster: Cluster) -> None:
+    a, b = MEMBERS[0].private_key, MEMBERS[1].private_key
+    target = MEMBERS[1].address.lower()
+    before = cluster["node1"].rpc("coco_govMembers")[target]["data"]
+    action = typed.Action.make("set_member_data", {"address": target, "data": {"w": 1}})
+    pid = proposed(cluster, "node2", a, action)
+    vote(cluster["node1"], a, pid, True)
+    # only the proposer may withdraw it
+    other = typed.sign(b, domain(cluster["node3"]), typed.Withdraw(bytes.fromhex(pid[2:])))
+    assert refused(cluster["node3"], [typed.encode_record(other).decode()]) == "not-proposer"
+    mine = typed.sign(a, domain(cluster["node3"]), typed.Withdraw(bytes.fromhex(pid[2:])))
+    submit(cluster["node3"], mine)
+    view = closed_everywhere(cluster, pid)
+    assert view["status"] == "withdrawn"
+    late = typed.sign(b, domain(cluster["node1"]), typed.Ballot(bytes.fromhex(pid[2:]), True, 0))
+    assert refused(cluster["node1"], [typed.encode_record(late).decode()]) == "proposal-not-open"
+    for name in cluster.names("validator"):
+        assert cluster[name].rpc("coco_govMembers")[target]["data"] == before
+
+
+def test_remove_a_validator_that_is_down_while_rounds_change(cluster: Cluster) -> None:
+    """node3, one of the three validators left, is killed: at each height it would propose
+    the others wait out round 0 and change round. The members vote it out meanwhile (two of
+    the two active members: remove_validator needs two thirds); from the effective height the
+    two left decide every block at round 0, and node3, restarted, follows as a non-validator."""
+    a, b = MEMBERS[0].private_key, MEMBERS[1].private_key
+    node1, node2, node3 = cluster["node1"], cluster["node2"], cluster["node3"]
+    assert len(node1.rpc("coco_govState")["validators"][-1][1]) == 3
+    gone = node3.rpc("coco_nodeStatus")["address"].lower()
+    node3.kill9()
+    start = node1.height()
+
+    def round_changed() -> bool:
+        top = node1.height()
+        return any(
+            int(node1.rpc("coco_getFinality", [hex(n)])["round"]) > 0
+            for n in range(start + 1, top + 1)
+        )
+
+    cluster.wait_until(round_changed, 120, "a round change while node3 is down")
+    pid = propose(node1, a, typed.Action.make("remove_validator", {"address": gone}))
+    for node in (node1, node2):
+        cluster.wait_until(
+            lambda node=node: _known(node, pid), 60, f"proposal recorded on {node.name}"
+        )
+    vote(node2, a, pid, True)
+    vote(node1, b, pid, True)
+    view = closed_everywhere(cluster, pid, ["node1", "node2"])
+    assert view["status"] == "accepted"
+    effective = view["closedHeight"] + 2
+    cluster.wait_until(
+        lambda: min(node1.height(), node2.height()) >= effective + 6, 120, "the two go on"
+    )
+    for number in range(effective, effective + 6):
+        proof = node1.rpc("coco_getFinality", [hex(number)])
+        assert proof["final"] and int(proof["round"]) == 0, (number, proof)
+        assert sorted(v.lower() for v in proof["validators"]) == sorted(
+            n.rpc("coco_nodeStatus")["address"].lower() for n in (node1, node2)
+        )
+        assert gone not in [s.lower() for s in proof["signers"]]
+    cluster.start(["node3"])
+    cluster.wait_until(lambda: node3.height() >= effective + 6, 120, "node3 follows")
+    assert node3.rpc("eth_getBlockByNumber", [hex(effective + 5), False])["hash"] == (
+        node1.rpc("eth_getBlockByNumber", [hex(effective + 5), False])["hash"]
+    )
+
+
+def _known(node: Any, pid: str) -> bool:
+    try:
+        node.rpc("coco_govProposal", [pid])
+    except RpcFailure:
+        return False
+    return True
