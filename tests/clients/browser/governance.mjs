@@ -18,55 +18,21 @@
 // request. The script prints a JSON report as its last line.
 
 import { Wallet } from "ethers";
-import { chromium } from "playwright-core";
+import { injectWallet, launchBrowser, recordConsole } from "./wallet.mjs";
 
 const NODE_URL = process.env.NODE_URL;
 const PLAN = JSON.parse(process.env.PLAN);
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const BLOCK_WAIT = 60000; // a record waits for its block: generous on a loaded machine
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchBrowser();
 const report = { ok: false, console: [], step: "launch" };
 
 async function openAs(key, url = NODE_URL) {
   const wallet = new Wallet(key);
   const context = await browser.newContext();
-  await context.exposeFunction("__walletSignTyped", async (json) => {
-    const data = JSON.parse(json);
-    const types = { ...data.types };
-    delete types.EIP712Domain; // ethers derives the domain's type from its fields
-    return wallet.signTypedData(data.domain, types, data.message);
-  });
-  await context.addInitScript((address) => {
-    window.__walletCalls = [];
-    window.ethereum = {
-      isTestWallet: true,
-      async request({ method, params }) {
-        window.__walletCalls.push({ method, params });
-        if (method === "eth_requestAccounts" || method === "eth_accounts") return [address];
-        if (method === "eth_signTypedData_v4") {
-          if (params[0].toLowerCase() !== address.toLowerCase()) throw new Error("wrong account");
-          return window.__walletSignTyped(params[1]);
-        }
-        throw Object.assign(new Error(`unsupported method ${method}`), { code: 4200 });
-      },
-    };
-  }, wallet.address);
+  await injectWallet(context, wallet);
   const page = await context.newPage();
-  page.on("console", (msg) => report.console.push(`${msg.type()}: ${msg.text()}`));
-  page.on("pageerror", (err) => report.console.push(`pageerror: ${err.message}`));
+  recordConsole(page, report);
   await page.goto(url + "/", { waitUntil: "load" });
   await page.waitForSelector("#gov-body:not([hidden])", { timeout: 30000 });
   // the proposal form is filled (a node that takes submissions), or says why there is none

@@ -6,50 +6,18 @@
 // personal_sign requests with the key (through a function exposed from this script), and
 // records wallet_addEthereumChain requests. The script prints a JSON report.
 
-import { Wallet, getBytes } from "ethers";
-import { chromium } from "playwright-core";
+import { Wallet } from "ethers";
+import { injectWallet, launchBrowser, recordConsole } from "./wallet.mjs";
 
 const NODE_URL = process.env.NODE_URL;
 const wallet = new Wallet(process.env.PRIVATE_KEY);
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchBrowser();
 const report = { ok: false, console: [] };
 try {
   const page = await browser.newPage();
-  page.on("console", (msg) => report.console.push(`${msg.type()}: ${msg.text()}`));
-  page.on("pageerror", (err) => report.console.push(`pageerror: ${err.message}`));
-  await page.exposeFunction("__walletSign", async (hexMessage) =>
-    wallet.signMessage(getBytes(hexMessage)),
-  );
-  await page.addInitScript((address) => {
-    window.__walletCalls = [];
-    window.ethereum = {
-      isTestWallet: true,
-      async request({ method, params }) {
-        window.__walletCalls.push({ method, params });
-        if (method === "eth_requestAccounts" || method === "eth_accounts") return [address];
-        if (method === "personal_sign") {
-          if (params[1].toLowerCase() !== address.toLowerCase()) throw new Error("wrong account");
-          return window.__walletSign(params[0]);
-        }
-        if (method === "wallet_addEthereumChain") return null;
-        throw Object.assign(new Error(`unsupported method ${method}`), { code: 4200 });
-      },
-    };
-  }, wallet.address);
+  recordConsole(page, report);
+  await injectWallet(page, wallet);
 
   const response = await page.goto(NODE_URL + "/", { waitUntil: "load" });
   report.contentType = response.headers()["content-type"];
