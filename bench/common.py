@@ -248,8 +248,13 @@ def envelope_sealer(key: TxKey, chain_id: int = CHAIN_ID) -> Sealer:
 
     def seal(sender: bytes, to: bytes, plaintext: bytes) -> bytes:
         return seal_request(
-            plaintext, kind=Kind.CALL, chain_id=chain_id, epoch=key.epoch,
-            enclave_public=key.public_key, sender=sender, to=to,
+            plaintext,
+            kind=Kind.CALL,
+            chain_id=chain_id,
+            epoch=key.epoch,
+            enclave_public=key.public_key,
+            sender=sender,
+            to=to,
         ).envelope
 
     return seal
@@ -267,9 +272,13 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), sep, *(line(r) for r in rows)])
 
@@ -304,16 +313,27 @@ class NodeProcess:
         self.log_path = Path(self._tmp) / "node.log"
         self.port = free_port()
         cmd = [
-            sys.executable, "-m", "gateway.cli", "dev",
-            "--port", str(self.port),
-            "--data-dir", str(self.data_dir),
-            "--accounts", str(self.accounts),
-            "--enclave", self.enclave,
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "dev",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--accounts",
+            str(self.accounts),
+            "--enclave",
+            self.enclave,
         ]
         env = {**os.environ, **self.extra_env}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=REPO,
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
@@ -448,7 +468,7 @@ class Rpc:
 async def apply_setup(rpc: Rpc, txs: Sequence[SignedTx]) -> None:
     """Send the untimed setup transactions (one sender) in windows the pool accepts."""
     for start in range(0, len(txs), POOL_NONCE_WINDOW):
-        chunk = txs[start:start + POOL_NONCE_WINDOW]
+        chunk = txs[start : start + POOL_NONCE_WINDOW]
         for tx in chunk:
             await rpc.send_raw(tx)
         for tx in chunk:
@@ -502,8 +522,10 @@ def evm_mine(chain: Any, raws: Sequence[bytes]) -> Any:
     )
     failed = [i for i, c in enumerate(computations) if c.is_error]
     if failed:
-        raise RuntimeError(f"baseline: {len(failed)} transaction(s) failed, first {failed[0]}: "
-                           f"{computations[failed[0]].error!r}")
+        raise RuntimeError(
+            f"baseline: {len(failed)} transaction(s) failed, first {failed[0]}: "
+            f"{computations[failed[0]].error!r}"
+        )
     return result
 
 
@@ -517,9 +539,21 @@ def find_py_spy(explicit: str | None) -> str | None:
 def start_py_spy(py_spy: str, pid: int, out: Path, rate: int = 200) -> subprocess.Popen[bytes]:
     """Sample ``pid`` until stopped, writing collapsed stacks ("raw" format) to ``out``."""
     return subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-         "--output", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 

@@ -66,8 +66,14 @@ def _check(method: str, result: Any, expected: Any) -> None:
         raise RuntimeError(f"{method} returned {result!r}, expected {expected!r}")
 
 
-async def _phase(rpc: Rpc, method: str, params: list[Any], clients: int, seconds: float,
-                 pids: dict[str, int | None]) -> Phase:
+async def _phase(
+    rpc: Rpc,
+    method: str,
+    params: list[Any],
+    clients: int,
+    seconds: float,
+    pids: dict[str, int | None],
+) -> Phase:
     expected = await rpc.call(method, params)  # warm up, and the answer every call must give
     latencies: list[float] = []
     stop_at = 0.0
@@ -97,14 +103,14 @@ def run_gateway(args: argparse.Namespace) -> tuple[list[Phase], dict[str, Any]]:
     holder = work.senders[0].address
     info: dict[str, Any] = {"token": work.token, "holder": holder, "work": work}
     with NodeProcess(enclave=args.enclave) as node:
+
         async def main() -> list[Phase]:
             async with Rpc(node.url, connections=args.clients + 4) as rpc:
                 await apply_setup(rpc, work.setup)
                 for _ in range(args.blocks):
                     await rpc.call("evm_mine")
                 info["height"] = int(await rpc.call("eth_blockNumber"), 16)
-                pids = {"node": node.proc.pid if node.proc else None,
-                        "enclave": node.enclave_pid()}
+                pids = {"node": node.proc.pid if node.proc else None, "enclave": node.enclave_pid()}
                 phases = []
                 for method in METHODS:
                     params = _params(method, work.token, holder)
@@ -139,15 +145,23 @@ def baseline_reads(work: Any, seconds: float, height: int) -> tuple[dict[str, Ph
         vm = chain.get_vm(chain.get_canonical_head())
         state = vm.state
         computation = vm.execute_bytecode(
-            origin=constants.ZERO_ADDRESS, gas_price=0, gas=CALL_GAS, to=token,
-            sender=constants.ZERO_ADDRESS, value=0, data=data, code=state.get_code(token),
+            origin=constants.ZERO_ADDRESS,
+            gas_price=0,
+            gas=CALL_GAS,
+            to=token,
+            sender=constants.ZERO_ADDRESS,
+            value=0,
+            data=data,
+            code=state.get_code(token),
         )
         if computation.is_error:
             raise RuntimeError(f"baseline balanceOf failed: {computation.error!r}")
         return bytes(computation.output)
 
     fns: dict[str, Callable[[], Any]] = {
-        "eth_blockNumber": block_number, "eth_getBalance": balance, "eth_call": call,
+        "eth_blockNumber": block_number,
+        "eth_getBalance": balance,
+        "eth_call": call,
     }
     out = {}
     for method, fn in fns.items():
@@ -162,23 +176,36 @@ def baseline_reads(work: Any, seconds: float, height: int) -> tuple[dict[str, Ph
             fn()
             latencies.append(time.perf_counter() - t)
         elapsed = time.perf_counter() - t0
-        out[method] = Phase(method, len(latencies), elapsed, latencies,
-                            {"baseline": time.process_time() - cpu0})
+        out[method] = Phase(
+            method, len(latencies), elapsed, latencies, {"baseline": time.process_time() - cpu0}
+        )
     return out, int(chain.get_canonical_head().block_number)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.reads", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.reads",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=10.0,
-                        help="duration of each method's phase")
-    parser.add_argument("--baseline-seconds", type=float, default=3.0,
-                        help="duration of each in-process baseline loop")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="duration of each method's phase"
+    )
+    parser.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=3.0,
+        help="duration of each in-process baseline loop",
+    )
     parser.add_argument("--enclave", choices=["process", "inprocess"], default="process")
-    parser.add_argument("--blocks", type=int, default=300,
-                        help="empty blocks to mine after the setup, so that the chain is longer "
-                        "than the 256 block hashes an EVM call may ask for (default 300)")
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=300,
+        help="empty blocks to mine after the setup, so that the chain is longer "
+        "than the 256 block hashes an EVM call may ask for (default 300)",
+    )
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0:
         parser.error("--clients and --seconds must be positive")
@@ -190,22 +217,38 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for phase in phases:
         b = base[phase.method]
-        rows.append([
-            phase.method,
-            f"{phase.rps:.0f}",
-            f"{percentile(phase.latencies, 50) * ms:.2f}",
-            f"{percentile(phase.latencies, 99) * ms:.2f}",
-            f"{b.rps:.0f}",
-            f"{percentile(b.latencies, 50) * ms:.3f}",
-            f"{phase.rps / b.rps:.2f}",
-        ])
+        rows.append(
+            [
+                phase.method,
+                f"{phase.rps:.0f}",
+                f"{percentile(phase.latencies, 50) * ms:.2f}",
+                f"{percentile(phase.latencies, 99) * ms:.2f}",
+                f"{b.rps:.0f}",
+                f"{percentile(b.latencies, 50) * ms:.3f}",
+                f"{phase.rps / b.rps:.2f}",
+            ]
+        )
     print()
-    print(f"reads: {args.clients} clients, {args.seconds:g} s per method, {args.enclave} enclave, "
-          f"chain height {info['height']} (baseline {base_height}), {os.cpu_count()} CPUs, "
-          f"load average at start {load}")
+    print(
+        f"reads: {args.clients} clients, {args.seconds:g} s per method, {args.enclave} enclave, "
+        f"chain height {info['height']} (baseline {base_height}), {os.cpu_count()} CPUs, "
+        f"load average at start {load}"
+    )
     print()
-    print(table(rows, ["method", "gateway req/s", "p50 ms", "p99 ms", "baseline calls/s",
-                       "baseline p50 ms", "ratio"]))
+    print(
+        table(
+            rows,
+            [
+                "method",
+                "gateway req/s",
+                "p50 ms",
+                "p99 ms",
+                "baseline calls/s",
+                "baseline p50 ms",
+                "ratio",
+            ],
+        )
+    )
     print()
     print("CPU milliseconds per request (gateway processes and this client; baseline):")
     for phase in phases:
