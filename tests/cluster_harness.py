@@ -771,6 +771,33 @@ class Cluster:
 OPEN_CHAIN = 31337  # tests/clients/js/lib.mjs and the Foundry scripts expect the dev chain id
 
 
+def governed(
+    root: Path,
+    constitution: dict[str, Any],
+    *,
+    members: int = 3,
+    init_args: Sequence[str] = (),
+    **options: Any,
+) -> Iterator[Cluster]:
+    """For a module fixture (``yield from governed(...)``): a consortium with ``members``
+    dev members (``init --dev-members``) under ``constitution``, written into the terms
+    before the first start (genesis follows the terms), started and at height 2; its report
+    printed if the fixture fails, closed after."""
+    c = Cluster(root, init_args=["--dev-members", str(members), *init_args], **options)
+    terms = c.terms()
+    terms["constitution"] = constitution
+    c.terms_path.write_text(json.dumps(terms, indent=2))
+    try:
+        c.start()
+        c.wait_height(2, timeout=120)
+        yield c
+    except BaseException:
+        print(c.report())
+        raise
+    finally:
+        c.close()
+
+
 def lend_open(pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """The shared "open" consortium: node1..node4 (validators), node5 (a member) and
     observer1, the dev accounts funded, chain 31337; its nodes must exit cleanly on SIGTERM

@@ -17,11 +17,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_harness import Cluster, RpcFailure
+from cluster_harness import Cluster, RpcFailure, governed
 
 from gateway.devaccounts import derive
 from gateway.governance import typed
@@ -35,31 +34,20 @@ LONG = 3600  # the other proposals: closed by their ballots, however slow the ma
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root: Path = tmp_path_factory.mktemp("gov")
-    c = Cluster(root, observers=1, init_args=["--dev-members", "3"])
-    terms = json.loads(c.terms_path.read_text())
-    assert [m["address"] for m in terms["members"]] == [a.address.lower() for a in MEMBERS]
-    # set_node_policy proposals stay open OPEN_FOR seconds, the others LONG (before the
-    # first start: genesis follows the terms)
-    terms["constitution"] = {
-        "version": 1,
-        "default": {"threshold": "majority", "openFor": LONG},
-        "actions": {
-            "remove_member": {"threshold": "two-thirds"},
-            "remove_validator": {"threshold": "two-thirds"},
-            "set_node_policy": {"openFor": OPEN_FOR},  # the expiry test's action
+    # set_node_policy proposals stay open OPEN_FOR seconds, the others LONG
+    yield from governed(
+        tmp_path_factory.mktemp("gov"),
+        {
+            "version": 1,
+            "default": {"threshold": "majority", "openFor": LONG},
+            "actions": {
+                "remove_member": {"threshold": "two-thirds"},
+                "remove_validator": {"threshold": "two-thirds"},
+                "set_node_policy": {"openFor": OPEN_FOR},  # the expiry test's action
+            },
         },
-    }
-    c.terms_path.write_text(json.dumps(terms, indent=2))
-    try:
-        c.start()
-        c.wait_height(2, timeout=120)
-        yield c
-    except BaseException:
-        print(c.report())
-        raise
-    finally:
-        c.close()
+        observers=1,
+    )
 
 
 def domain(node: Any) -> typed.Domain:
@@ -137,6 +125,9 @@ def closed_everywhere(cluster: Cluster, pid: str, nodes: list[str] | None = None
 
 
 def test_genesis_governance_state(cluster: Cluster) -> None:
+    assert [m["address"] for m in cluster.terms()["members"]] == [
+        a.address.lower() for a in MEMBERS
+    ]
     state = cluster["node1"].rpc("coco_govState")
     assert sorted(state["members"]) == sorted(a.address.lower() for a in MEMBERS)
     assert len(state["validatorsNext"]) == 4
@@ -459,8 +450,9 @@ def test_remove_a_validator_that_is_down_while_rounds_change(cluster: Cluster) -
         assert gone not in [s.lower() for s in proof["signers"]]
     cluster.start(["node3"])
     cluster.wait_until(lambda: node3.height() >= effective + 6, 120, "node3 follows")
-    assert node3.rpc("eth_getBlockByNumber", [hex(effective + 5), False])["hash"] == (
-        node1.rpc("eth_getBlockByNumber", [hex(effective + 5), False])["hash"]
+    assert (
+        node3.rpc("eth_getBlockByNumber", [hex(effective + 5), False])["hash"]
+        == (node1.rpc("eth_getBlockByNumber", [hex(effective + 5), False])["hash"])
     )
 
 

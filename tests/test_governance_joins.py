@@ -13,7 +13,6 @@ the members refuse its links.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_harness import Cluster, ClusterNode, RpcFailure
+from cluster_harness import Cluster, ClusterNode, RpcFailure, governed
 from conftest import REPO
 from test_cluster_governance import domain, submit
 
@@ -36,20 +35,10 @@ LONG = 3600  # proposals are closed by their ballots, however slow the machine
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root: Path = tmp_path_factory.mktemp("joins")
-    c = Cluster(root, init_args=["--dev-members", "3"])
-    terms = json.loads(c.terms_path.read_text())
-    terms["constitution"] = {"version": 1, "default": {"threshold": "majority", "openFor": LONG}}
-    c.terms_path.write_text(json.dumps(terms, indent=2))
-    try:
-        c.start()
-        c.wait_height(2, timeout=120)
-        yield c
-    except BaseException:
-        print(c.report())
-        raise
-    finally:
-        c.close()
+    yield from governed(
+        tmp_path_factory.mktemp("joins"),
+        {"version": 1, "default": {"threshold": "majority", "openFor": LONG}},
+    )
 
 
 def passed(cluster: Cluster, *actions: typed.Action, at: str = "node1") -> dict[str, Any]:
