@@ -38,6 +38,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     yield from governed(
         tmp_path_factory.mktemp("joins"),
         {"version": 1, "default": {"threshold": "majority", "openFor": LONG}},
+        observers=1,
     )
 
 
@@ -181,6 +182,14 @@ def test_add_validator_makes_the_new_node_seal(cluster: Cluster) -> None:
         "the chain to go on with five validators",
     )
     cluster.check_agreement()
+    # the observer (no secret) applied the join record and the vote from the public
+    # sections: it checks node5's seals against the five
+    observer = cluster[cluster.names("observer")[0]]
+    cluster.wait_until(lambda: observer.height() >= number + 3, 90, "the observer follows")
+    seen = observer.rpc("coco_getFinality", [hex(number)])
+    assert seen["final"] and node5.address in [s.lower() for s in seen["signers"]]
+    assert len(seen["validators"]) == 5
+    assert observer.rpc("coco_govNodes")[node5.address]["state"] == "trusted"
 
 
 def test_the_new_validator_and_a_genesis_one_restart_and_the_five_go_on(cluster: Cluster) -> None:
