@@ -4,6 +4,7 @@ a local cluster run as processes with its status view, and a clean stop."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from build_features import enclave_makes_identities, has_node_command
@@ -48,6 +50,20 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         timeout=timeout,
         cwd=REPO,
     )
+
+
+def gov(key: bytes, *args: str) -> Any:
+    """``coco-gateway gov ...`` as a member runs it (its key in $COCO_GOV_KEY); its JSON."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "gov", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "COCO_GOV_KEY": "0x" + key.hex()},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def free_range(count: int, avoid: set[int] | None = None) -> int:
@@ -280,6 +296,8 @@ def test_cluster_up_runs_the_consortium_and_stops_it(tmp_path: Path) -> None:
                 "--base-p2p-port",
                 str(p2p_base),
                 "--dev-alloc",
+                "--dev-members",
+                "3",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -332,6 +350,26 @@ def test_cluster_up_runs_the_consortium_and_stops_it(tmp_path: Path) -> None:
         for name, row in rows.items():
             assert row[1] == ("observer" if name == "observer1" else "validator")
             assert int(row[3]) >= 2, status.stdout  # height
+        # the dev members govern it from a terminal, as the README shows: a proposal at
+        # node1, ballots at node2 and node3, the outcome read from the observer
+        keys = [a.private_key for a in derive()[:2]]
+        target = derive()[0].address.lower()
+        action = "set_member_data=" + json.dumps({"address": target, "data": {"team": "up"}})
+        pid = gov(keys[0], "propose", "--rpc", urls[0], "--action", action)["proposal"]
+        for url, key in ((urls[1], keys[0]), (urls[2], keys[1])):
+            deadline = time.monotonic() + 60
+            while rpc(url, "coco_govProposal", [pid]).get("result") is None:
+                assert time.monotonic() < deadline, f"{pid} not recorded at {url}"
+                time.sleep(0.5)
+            gov(key, "vote", pid, "--approve", "--rpc", url)
+        deadline = time.monotonic() + 90
+        while (rpc(urls[4], "coco_govProposal", [pid]).get("result") or {}).get("status") != (
+            "accepted"
+        ):
+            assert time.monotonic() < deadline, f"{pid} not accepted on the observer"
+            time.sleep(0.5)
+        member = rpc(urls[4], "coco_govMembers")["result"][target]
+        assert member["data"] == {"team": "up"}
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
