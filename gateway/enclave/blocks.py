@@ -299,6 +299,7 @@ class BlockLifecycle:
     keys: KeyRing
     _lock: threading.RLock
     _candidates: OrderedDict[bytes, Candidate]
+    strict: bool
 
     def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:
         raise NotImplementedError  # the enclave's
@@ -593,6 +594,7 @@ class BlockLifecycle:
                 raise
             if self.governance is not None:
                 self.governance.committed(candidate.governance)
+                self._apply_policies()  # type: ignore[attr-defined]  # govern.py: in force now
                 self._issue_recovery_shares()  # a new share generation: its set (recovering.py)
             if candidate.prepared is not None:
                 engine.on_committed(candidate.prepared)
@@ -617,6 +619,7 @@ class BlockLifecycle:
                 "header": shape,
                 "executablePending": engine.executable_count(),
                 "gasPrice": engine.gas_price(),
+                "privacy": "strict" if self.strict else "open",  # the policy in force
             }
 
     # ------------------------------------------------------------------ import
