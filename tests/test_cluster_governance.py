@@ -9,7 +9,7 @@ member, removed member) are refused over RPC with their reason; removing a valid
 vote changes the QBFT validator set two blocks later and the chain goes on with the rest.
 The service starts ``opening``: a transaction is refused (``network-not-open``) until the
 members vote ``open_network``; a ``set_node_policy`` vote (``requireEncryption``) proposed at
-one node is in force on every node from the block that decides it.
+one node is in force on every node from the block that decides it, and so is ``privacy``.
 """
 
 from __future__ import annotations
@@ -223,38 +223,59 @@ def test_a_policy_vote_is_in_force_on_every_node(cluster: Cluster) -> None:
     a, b = MEMBERS[0].private_key, MEMBERS[1].private_key
     node3 = cluster["node3"]  # neither the proposer's node nor a voter's
     nonce = int(node3.rpc("eth_getTransactionCount", [SENDER.address, "pending"]), 16)
-    action = typed.Action.make("set_node_policy", {"name": "requireEncryption", "value": True})
-    pid = proposed(cluster, "node1", a, action)
+    assert node3.rpc("coco_whoami")["privacy"] == "open"
+    strict = (
+        typed.Action.make("set_node_policy", {"name": "requireEncryption", "value": True}),
+        typed.Action.make("set_node_policy", {"name": "privacy", "value": "strict"}),
+    )
+    pid = proposed(cluster, "node1", a, *strict)
     vote(cluster["node1"], a, pid, True)
     vote(cluster["node2"], b, pid, True)
     view = closed_everywhere(cluster, pid)
     assert view["status"] == "accepted"
-    for name in cluster.names("validator"):
-        policies = cluster[name].rpc("coco_govState")["policies"]
-        assert policies["requireEncryption"] is True, name
-    # plain init code is refused on every node (the node's own configuration says nothing)
     plain = signed_tx(node3, nonce, "0x" + INIT)
     for name in cluster.names("validator"):
-        failure = send_refused(cluster[name], plain)
+        node = cluster[name]
+        policies = node.rpc("coco_govState")["policies"]
+        assert (policies["requireEncryption"], policies["privacy"]) == (True, "strict"), name
+        # plain init code is refused on every node (each node.json says neither policy)
+        failure = send_refused(node, plain)
         assert failure.reason == "encryption-required", (name, failure.error)
+        # another account's balance is no longer told to an anonymous caller
+        with pytest.raises(RpcFailure) as hidden:
+            node.rpc("eth_getBalance", [SENDER.address, "latest"])
+        assert hidden.value.reason == "private-account", (name, hidden.value.error)
+        # and the host knows (pending-transaction filters are refused on a strict node)
+        cluster.wait_until(
+            lambda n=node: n.rpc("coco_whoami")["privacy"] == "strict", 30, f"{name} strict"
+        )
+        with pytest.raises(RpcFailure):
+            node.rpc("eth_newPendingTransactionFilter")
     # a plain value transfer still goes in
     transfer = signed_tx(node3, nonce, to=OUTSIDER.address)
     tx_hash = node3.rpc("eth_sendRawTransaction", [transfer])
-    cluster.wait_until(
-        lambda: cluster["node1"].rpc("eth_getTransactionReceipt", [tx_hash]), 60, "the transfer"
+    # and a vote turns both off again, on every node
+    relaxed = (
+        typed.Action.make("set_node_policy", {"name": "requireEncryption", "value": False}),
+        typed.Action.make("set_node_policy", {"name": "privacy", "value": "open"}),
     )
-    # and a vote turns it off again, on every node
-    off = typed.Action.make("set_node_policy", {"name": "requireEncryption", "value": False})
-    pid = proposed(cluster, "node2", b, off)
+    pid = proposed(cluster, "node2", b, *relaxed)
     vote(cluster["node4"], a, pid, True)
     vote(cluster["node4"], b, pid, True)
     assert closed_everywhere(cluster, pid)["status"] == "accepted"
+    cluster.wait_until(
+        lambda: cluster["node1"].rpc("eth_getTransactionReceipt", [tx_hash]), 60, "the transfer"
+    )
+    assert int(node3.rpc("eth_getBalance", [SENDER.address, "latest"]), 16) > 0
     again = signed_tx(node3, nonce + 1, "0x" + INIT)
     tx_hash = cluster["node4"].rpc("eth_sendRawTransaction", [again])
     receipt = cluster.wait_until(
         lambda: node3.rpc("eth_getTransactionReceipt", [tx_hash]), 60, "the plain deploy"
     )
     assert receipt["status"] == "0x1"
+    cluster.wait_until(
+        lambda: node3.rpc("coco_whoami")["privacy"] == "open", 30, "node3 open again"
+    )
 
 
 def test_refused_records_name_their_reason(cluster: Cluster) -> None:
