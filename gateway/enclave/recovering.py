@@ -166,7 +166,11 @@ class RecoveryMethods:
                     joins_too=True,
                 )
         except (GovernanceError, ServerError) as exc:
-            log.error("recovery: the recovery record is refused, dropped: %s", exc.message)
+            log.warning(
+                "recovery: the recovery record is refused (%s), dropped: %s",
+                exc.reason_code,
+                exc.message,
+            )
             self.ledger.delete_meta(RECORD_META)
             return
         self._recovery_pending = True
@@ -309,14 +313,15 @@ class RecoveryMethods:
         key = recovery.recover(rec.issued.share_set, rec.shares)
         secret = recovery.unwrap_secret(key, rec.issued.wrapped, rec.context)
         self._check_recovered(secret)
-        write_consortium_secret(self._data_dir, self._sealer, self.chain_id, secret)
-        # the members' submissions, for every node: back to "opening", new shares
+        # the members' submissions, for every node: back to "opening", new shares (kept
+        # before the secret is sealed: a node that has the secret has its record)
         self.ledger.put_meta(
             RECORD_META,
             recovered.encode_recovery(
                 self.validator, rec.context.generation, [t.encode() for t in rec.records.values()]
             ),
         )
+        write_consortium_secret(self._data_dir, self._sealer, self.chain_id, secret)
         count = len(rec.shares)
         self._recovery = None
         log.info(
