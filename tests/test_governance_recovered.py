@@ -136,3 +136,24 @@ def test_a_recovery_record_in_a_section_applies_alike() -> None:
     assert st.decode(st.encode(one)) == one
     with pytest.raises(gsec.SectionRefused):  # applied twice in one block
         gsec.apply_section(state, [raw, raw], 9, T0 + 100, gsec.commitment([raw, raw]))
+
+
+def test_the_largest_recovery_record_fits_a_forwarded_blob() -> None:
+    from eth_account import Account
+    from eth_utils import keccak
+
+    from gateway.governance.recovery import SEALED_SUBMISSION
+    from gateway.p2p.wire import MAX_TX_BLOB
+
+    keys = [keccak(bytes([i])) for i in range(rc.MAX_RECOVERY_SHARES)]
+    shares = []
+    for key in keys:
+        member = bytes.fromhex(Account.from_key(key).address[2:])
+        message = sr.RecoveryShare(member, 2**64 - 1, NODE, bytes(SEALED_SUBMISSION))
+        shares.append(sr.encode(sr.sign(key, DOMAIN, message)))
+    raw = rc.encode_recovery(NODE, 2**64 - 1, shares)
+    assert len(raw) <= rc.MAX_RECOVERY_RECORD < MAX_TX_BLOB - 1
+    assert len(rc.decode_recovery(raw).shares) == rc.MAX_RECOVERY_SHARES
+    with pytest.raises(GovernanceError) as info:  # one more share is refused by its form
+        rc.decode_recovery(rc.encode_recovery(NODE, 0, [*shares, submission(0)]))
+    assert info.value.reason == "bad-record"

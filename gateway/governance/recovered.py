@@ -38,7 +38,7 @@ from gateway.governance.typed import canonical_json
 RECOVERY_RECORD_VERSION = 1
 RECOVERY_TYPE = "recovered"
 MAX_RECOVERY_SHARES = 255  # recovery.MAX_HOLDERS
-MAX_RECOVERY_RECORD = 512 * 1024
+MAX_RECOVERY_RECORD = 200 * 1024  # 255 shares of 126 bytes fit; so does a forwarded blob (256 KiB)
 
 
 @dataclass(frozen=True)
