@@ -353,6 +353,10 @@ class BlockLifecycle:
                 outcome = self.governance.build(self.engine.head.block_number + 1, timestamp)
                 extra = govern.commitment(outcome.records)
             selection = self.engine.select_block(timestamp, extra_data=extra)
+            if not self._service_open():  # type: ignore[attr-defined]  # govern.py
+                # the service is opening: users' transactions wait in the pool for the
+                # open_network vote (a proposer's choice, not a validity rule)
+                selection.candidates = []
         prepared, writes = self._execute(selection, deadline)
         if prepared.deferred:
             log.info(
