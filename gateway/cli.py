@@ -271,6 +271,7 @@ def _init_options(args: argparse.Namespace, validators: int) -> Any:
         measurements=list(args.measurement),
         gov_members=members_of(args),
         recovery_threshold=args.recovery_threshold,
+        opening=bool(getattr(args, "opening", False)),
     )
 
 

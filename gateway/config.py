@@ -31,6 +31,7 @@ ROLES = ("validator", "member", "observer")
 IDENTITY_ROLES = ("validator", "member")  # the roles with a node identity (and an enclave)
 VALIDATION_RULES = ("attested-diff", "re-execute")
 PRIVACY_MODES = ("open", "strict")
+SERVICE_STATES = ("opening", "open")  # gateway.governance.state.SERVICE_STATES
 ENCLAVE_RUNTIMES = ("process", "inprocess")
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -61,8 +62,8 @@ class ConfigError(ValueError):
 
 def _governance_fields(
     r: _Reader, data: dict[str, Any]
-) -> tuple[list[dict[str, Any]], int | None, dict[str, Any] | None]:
-    """``members``, ``recoveryThreshold`` and ``constitution``, read as strictly as the
+) -> tuple[list[dict[str, Any]], int | None, dict[str, Any] | None, str | None]:
+    """``members``, ``recoveryThreshold``, ``constitution`` and ``service``, read as strictly as the
     governance core reads them at block 0 (``genesis_from_terms``); all optional: terms
     without members run without governance (static validators, docs/GOVERNANCE.md)."""
     from gateway.governance.state import genesis_from_terms
@@ -70,11 +71,16 @@ def _governance_fields(
     members_raw = r.raw("members", None)
     threshold = r.raw("recoveryThreshold", None)
     constitution = r.raw("constitution", None)
+    service = r.raw("service", None)
     if members_raw is None:
-        for key, value in (("recoveryThreshold", threshold), ("constitution", constitution)):
+        for key, value in (
+            ("recoveryThreshold", threshold),
+            ("constitution", constitution),
+            ("service", service),
+        ):
             if value is not None:
                 raise r.fail(key, "needs members (governance is off without them)", "inconsistent")
-        return [], None, None
+        return [], None, None, None
     if not isinstance(members_raw, list) or not members_raw:
         raise r.fail("members", "expected a non-empty list of members")
     members: list[dict[str, Any]] = []
@@ -103,6 +109,8 @@ def _governance_fields(
         )
     if constitution is not None and not isinstance(constitution, dict):
         raise r.fail("constitution", "expected a JSON object (docs/GOVERNANCE.md)")
+    if service is not None and service not in SERVICE_STATES:
+        raise r.fail("service", f"expected one of {', '.join(SERVICE_STATES)}")
     check = dict(data)
     check["members"] = members
     try:  # the core's own checks: keys usable, threshold in range, constitution well formed
@@ -111,7 +119,7 @@ def _governance_fields(
         raise r.fail("members", f"governance terms refused: {exc}", "inconsistent") from None
     except Exception as exc:  # a GovernanceError from a nested check
         raise r.fail("members", f"governance terms refused: {exc}", "inconsistent") from None
-    return members, threshold, constitution
+    return members, threshold, constitution, service
 
 
 class _Reader:
@@ -271,6 +279,8 @@ class ConsortiumTerms:
     members: list[dict[str, Any]] = field(default_factory=list)
     recovery_threshold: int | None = None
     constitution: dict[str, Any] | None = None
+    # "open", or "opening": users may not transact until the members vote open_network
+    service: str | None = None
     version: int = CONFIG_VERSION
 
     # -------------------------------------------------------------- reading
@@ -378,7 +388,7 @@ class ConsortiumTerms:
                 'must be true exactly when platforms lists "virtual"',
                 "inconsistent",
             )
-        members, recovery_threshold, constitution = _governance_fields(r, data)
+        members, recovery_threshold, constitution, service = _governance_fields(r, data)
         r.done()
         return cls(
             version=version,
@@ -402,6 +412,7 @@ class ConsortiumTerms:
             members=members,
             recovery_threshold=recovery_threshold,
             constitution=constitution,
+            service=service,
         )
 
     @classmethod
@@ -442,6 +453,8 @@ class ConsortiumTerms:
             out["recoveryThreshold"] = self.recovery_threshold
         if self.constitution is not None:
             out["constitution"] = self.constitution
+        if self.service is not None:
+            out["service"] = self.service
         return out
 
     def canonical_json(self) -> bytes:

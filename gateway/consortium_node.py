@@ -869,6 +869,8 @@ class ConsortiumNode(_P2pShell, Node):
         self.api.view.head_number = max(self.api.view.head_number, number)
         if "gasPrice" in summary:
             self.api.view.gas_price = int(summary["gasPrice"])
+        if "privacy" in summary:  # a governed chain's privacy policy, as of this block
+            self.api.strict = summary["privacy"] == "strict"
         transactions = summary.get("transactions") or []
         if transactions:
             log.info(

@@ -81,6 +81,12 @@ def add_init_options(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="recovery shares needed (default: a majority of the members with a key)",
     )
+    p.add_argument(
+        "--opening",
+        action="store_true",
+        help="start the service 'opening': users cannot transact until the members vote "
+        "open_network (default: open from genesis; needs members)",
+    )
 
 
 def _member(text: str) -> dict[str, Any]:

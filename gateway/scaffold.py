@@ -63,6 +63,7 @@ class InitOptions:
     genesis_timestamp: int | None = None  # None: now
     gov_members: list[dict[str, Any]] = field(default_factory=list)  # governance members
     recovery_threshold: int | None = None
+    opening: bool = False  # the service starts "opening" (members vote open_network)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,8 @@ def build_files(
         allow_virtual="virtual" in platforms,
         members=list(opts.gov_members),
         recovery_threshold=opts.recovery_threshold if opts.gov_members else None,
+        # a governed consortium says how its service starts: open unless init --opening
+        service=("opening" if opts.opening else "open") if opts.gov_members else None,
     )
     try:  # the loader's checks, on what is about to be written
         terms = ConsortiumTerms.from_dict(terms.to_dict(), TERMS_FILE)
@@ -310,6 +313,11 @@ def init_consortium(opts: InitOptions) -> InitResult:
         parse_hostport(f"{opts.host}:1")
     except ValueError:
         raise InitError(f"--host {opts.host!r} is not a host name or IP address") from None
+    if opts.opening and not opts.gov_members:
+        raise InitError(
+            "--opening needs members (--member or --dev-members): only members can vote "
+            "open_network"
+        )
     planned = plan_nodes(opts)  # node.json files without a consortium.json: an unfinished
     # init, whose files are written again (the identities already made are reopened)
     alloc = dict(opts.alloc)

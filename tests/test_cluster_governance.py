@@ -1,12 +1,15 @@
 """Governance on a real four-validator consortium (docs/GOVERNANCE.md, "In the node").
 
-Three genesis members (dev accounts 0-2, ``init --dev-members 3``) sign proposals and
+Three genesis members (dev accounts 0-2, ``init --dev-members 3 --opening``) sign proposals and
 ballots with eth-account; records go to different nodes over ``coco_govSubmit``, are ordered
 by QBFT in blocks and applied by every node at one block: every node reports the same
 outcome at the same height and the same state digest there. A rejected and an expired
 proposal change nothing; refused records (forged, another chain, duplicate, stale, not a
 member, removed member) are refused over RPC with their reason; removing a validator by
 vote changes the QBFT validator set two blocks later and the chain goes on with the rest.
+The service starts ``opening``: a transaction is refused (``network-not-open``) until the
+members vote ``open_network``; a ``set_node_policy`` vote (``requireEncryption``) proposed at
+one node is in force on every node from the block that decides it, and so is ``privacy``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             },
         },
         observers=1,
+        init_args=["--opening"],
     )
 
 
@@ -132,6 +136,137 @@ def test_genesis_governance_state(cluster: Cluster) -> None:
     assert sorted(state["members"]) == sorted(a.address.lower() for a in MEMBERS)
     assert len(state["validatorsNext"]) == 4
     assert cluster["node2"].rpc("coco_govConstitution")["default"]["openFor"] == LONG
+
+
+# runtime: SLOAD(0) returned; init: SSTORE(0, 42) then return the runtime
+INIT = "602a600055600b6011600039600b6000f3" + "60005460005260206000f3"
+SENDER = ACCOUNTS[4]  # funded by --dev-alloc; not a member
+
+
+def signed_tx(node: Any, nonce: int, data: str = "", to: str | None = None) -> str:
+    from eth_account import Account
+
+    tx: dict[str, Any] = {
+        "chainId": int(node.rpc("eth_chainId"), 16),
+        "nonce": nonce,
+        "gas": 200_000,
+        "gasPrice": 2 * int(node.rpc("eth_gasPrice"), 16),
+        "value": 1 if to else 0,
+        "data": data,
+    }
+    if to:
+        tx["to"] = to
+    return "0x" + bytes(Account.sign_transaction(tx, SENDER.private_key).raw_transaction).hex()
+
+
+def send_refused(node: Any, raw: str) -> RpcFailure:
+    with pytest.raises(RpcFailure) as info:
+        node.rpc("eth_sendRawTransaction", [raw])
+    return info.value
+
+
+def test_the_network_opens_by_vote(cluster: Cluster) -> None:
+    a, b = MEMBERS[0].private_key, MEMBERS[1].private_key
+    for node in cluster.validators():
+        assert node.rpc("coco_govState")["service"] == "opening"
+    deploy = signed_tx(cluster["node2"], 0, "0x" + INIT)
+    # every node refuses it, with the reason (a consortium node unlocks no account: no
+    # eth_sendTransaction); reads and governance go on
+    for name in cluster.names("validator"):
+        failure = send_refused(cluster[name], deploy)
+        assert failure.reason == "network-not-open", failure.error
+        assert failure.error["code"] == -32000 and "open_network" in failure.error["message"]
+        assert failure.error["data"]["service"] == "opening"
+    assert int(cluster["node3"].rpc("eth_getBalance", [SENDER.address, "latest"]), 16) > 0
+    pid = proposed(cluster, "node1", a, typed.Action.make("open_network"))
+    vote(cluster["node3"], a, pid, True)
+    vote(cluster["node4"], b, pid, True)
+    view = closed_everywhere(cluster, pid)
+    assert view["status"] == "accepted"
+    for name in cluster.names("validator"):
+        cluster.wait_until(
+            lambda n=name: cluster[n].rpc("coco_govState")["service"] == "open",
+            60,
+            f"{name} open",
+        )
+    # the same transaction now goes in
+    tx_hash = cluster["node2"].rpc("eth_sendRawTransaction", [deploy])
+    receipt = cluster.wait_until(
+        lambda: cluster["node4"].rpc("eth_getTransactionReceipt", [tx_hash]), 60, "the deploy"
+    )
+    assert receipt["status"] == "0x1"
+    # a second vote to open it is refused when proposed
+    again = typed.Proposal(
+        bytes.fromhex(MEMBERS[0].address[2:]),
+        int(time.time()),
+        (typed.Action.make("open_network"),),
+    )
+    assert (
+        refused(
+            cluster["node1"],
+            [typed.encode_record(typed.sign(a, domain(cluster["node1"]), again)).decode()],
+        )
+        == "already-open"
+    )
+
+
+def test_a_policy_vote_is_in_force_on_every_node(cluster: Cluster) -> None:
+    a, b = MEMBERS[0].private_key, MEMBERS[1].private_key
+    node3 = cluster["node3"]  # neither the proposer's node nor a voter's
+    nonce = int(node3.rpc("eth_getTransactionCount", [SENDER.address, "pending"]), 16)
+    assert node3.rpc("coco_whoami")["privacy"] == "open"
+    strict = (
+        typed.Action.make("set_node_policy", {"name": "requireEncryption", "value": True}),
+        typed.Action.make("set_node_policy", {"name": "privacy", "value": "strict"}),
+    )
+    pid = proposed(cluster, "node1", a, *strict)
+    vote(cluster["node1"], a, pid, True)
+    vote(cluster["node2"], b, pid, True)
+    view = closed_everywhere(cluster, pid)
+    assert view["status"] == "accepted"
+    plain = signed_tx(node3, nonce, "0x" + INIT)
+    for name in cluster.names("validator"):
+        node = cluster[name]
+        policies = node.rpc("coco_govState")["policies"]
+        assert (policies["requireEncryption"], policies["privacy"]) == (True, "strict"), name
+        # plain init code is refused on every node (each node.json says neither policy)
+        failure = send_refused(node, plain)
+        assert failure.reason == "encryption-required", (name, failure.error)
+        # another account's balance is no longer told to an anonymous caller
+        with pytest.raises(RpcFailure) as hidden:
+            node.rpc("eth_getBalance", [SENDER.address, "latest"])
+        assert hidden.value.reason == "private-account", (name, hidden.value.error)
+        # and the host knows (pending-transaction filters are refused on a strict node)
+        cluster.wait_until(
+            lambda n=node: n.rpc("coco_whoami")["privacy"] == "strict", 30, f"{name} strict"
+        )
+        with pytest.raises(RpcFailure):
+            node.rpc("eth_newPendingTransactionFilter")
+    # a plain value transfer still goes in
+    transfer = signed_tx(node3, nonce, to=OUTSIDER.address)
+    tx_hash = node3.rpc("eth_sendRawTransaction", [transfer])
+    # and a vote turns both off again, on every node
+    relaxed = (
+        typed.Action.make("set_node_policy", {"name": "requireEncryption", "value": False}),
+        typed.Action.make("set_node_policy", {"name": "privacy", "value": "open"}),
+    )
+    pid = proposed(cluster, "node2", b, *relaxed)
+    vote(cluster["node4"], a, pid, True)
+    vote(cluster["node4"], b, pid, True)
+    assert closed_everywhere(cluster, pid)["status"] == "accepted"
+    cluster.wait_until(
+        lambda: cluster["node1"].rpc("eth_getTransactionReceipt", [tx_hash]), 60, "the transfer"
+    )
+    assert int(node3.rpc("eth_getBalance", [SENDER.address, "latest"]), 16) > 0
+    again = signed_tx(node3, nonce + 1, "0x" + INIT)
+    tx_hash = cluster["node4"].rpc("eth_sendRawTransaction", [again])
+    receipt = cluster.wait_until(
+        lambda: node3.rpc("eth_getTransactionReceipt", [tx_hash]), 60, "the plain deploy"
+    )
+    assert receipt["status"] == "0x1"
+    cluster.wait_until(
+        lambda: node3.rpc("coco_whoami")["privacy"] == "open", 30, "node3 open again"
+    )
 
 
 def test_refused_records_name_their_reason(cluster: Cluster) -> None:

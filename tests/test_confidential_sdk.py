@@ -728,6 +728,7 @@ def test_require_encryption(tmp_path: Path) -> None:
             "enclave's transaction key (coco_getAttestation) in an envelope; plain value "
             "transfers are accepted"
         )
+        assert error["data"] == {"reason": "encryption-required"}  # programs decide on it
         assert plain.eth.get_transaction_count(OWNER.address, "pending") == nonce
 
         # a plain value transfer passes

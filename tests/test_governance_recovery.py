@@ -9,7 +9,9 @@ contract is committed; every node loses ``consortium-secret.sealed`` and starts 
 ``--recover``; one share (``gov recovery-share``) is not enough; a repeated, wrong (named),
 non-holder's or old-generation share is refused; a kill -9 keeps the accepted share; the
 second share recovers the secret, the history is readable again, the other node joins
-through the recovered one and new blocks follow."""
+through the recovered one and new blocks follow; the recovery record in a block takes the
+service back to ``opening`` with a new share generation on both nodes: a transaction is
+refused (``network-not-open``) until the members vote ``open_network``."""
 
 from __future__ import annotations
 
@@ -520,12 +522,60 @@ def test_the_secret_comes_back_from_the_members_shares_after_every_node_lost_it(
         wait_until(lambda: (node2.data_dir / SECRET_FILE).exists(), 120, "node2 joined")
         top = int(receipt["blockNumber"], 16)
         cluster.wait_height(top + 3, timeout=120)
+
+        # the recovery record went into a block: on both nodes the service is "opening"
+        # again, and the members hold new shares (generation 2, the same bytes everywhere)
+        def reopened(n: Any) -> dict[str, Any] | None:
+            state: dict[str, Any] = n.rpc("coco_govState")
+            return (
+                state if (state["service"], state["sharesGeneration"]) == ("opening", 2) else None
+            )
+
+        for n in (node1, node2):
+            wait_until(lambda n=n: reopened(n), 120, f"{n.name} opening after the recovery")
+
+        def generation_2() -> list[dict[str, Any]] | None:
+            now = [n.rpc("coco_govRecoveryShare", ["0x" + ADDRS[0].hex()]) for n in (node1, node2)]
+            return now if all(x["generation"] == 2 for x in now) else None
+
+        renewed = wait_until(generation_2, 60, "shares of generation 2 on both nodes")
+        assert renewed[0]["share"] == renewed[1]["share"]
+        assert renewed[0]["share"]["ciphertext"] != fresh[0]["share"]["ciphertext"]
+        assert not renewed[0]["recovering"]
+        recorded = [
+            b
+            for b in range(top, node1.height() + 1)
+            if any(
+                r.get("type") == "recovered"
+                for r in node1.rpc("coco_govBlock", [hex(b)])["records"]
+            )
+        ]
+        assert len(recorded) == 1, recorded  # one recovery record, applied once
+        # users cannot transact until the members vote open_network again
         tx2 = Account.sign_transaction(
             {"chainId": chain_id, "nonce": 1, "gas": 21_000, "gasPrice": price(),
              "to": Account.from_key(KEYS[5]).address, "value": 1},
             sender.private_key,
         )  # fmt: skip
-        tx2_hash = node2.rpc("eth_sendRawTransaction", ["0x" + bytes(tx2.raw_transaction).hex()])
+        raw2 = "0x" + bytes(tx2.raw_transaction).hex()
+        for n in (node1, node2):
+            with pytest.raises(RpcFailure) as closed:
+                n.rpc("eth_sendRawTransaction", [raw2])
+            assert closed.value.reason == "network-not-open", closed.value.error
+        assert node2.rpc("eth_getTransactionReceipt", [tx_hash]) == receipt  # reads go on
+        reopen = t.Proposal(ADDRS[0], int(time.time()), (t.Action.make("open_network"),))
+        pid = t.proposal_id(reopen)
+        for record in (
+            t.sign(KEYS[0], domain, reopen),
+            t.sign(KEYS[0], domain, t.Ballot(pid, True, 0)),
+            t.sign(KEYS[1], domain, t.Ballot(pid, True, 0)),
+        ):
+            node1.rpc("coco_govSubmit", [t.encode_record(record).decode()])
+        for n in (node1, node2):
+            wait_until(
+                lambda n=n: n.rpc("coco_govState")["service"] == "open", 60, f"{n.name} open"
+            )
+        tx2_hash = node2.rpc("eth_sendRawTransaction", [raw2])
         wait_until(lambda: node1.rpc("eth_getTransactionReceipt", [tx2_hash]), 60, "a new block")
         assert node2.rpc("eth_getTransactionReceipt", [tx_hash]) == receipt
     except BaseException:

@@ -72,6 +72,8 @@ def test_terms_with_members_round_trip() -> None:
         (lambda d: d.update(constitution=[]), "constitution", "invalid-field"),
         (lambda d: (d.pop("members"), d.update(recoveryThreshold=1)), "recoveryThreshold",
          "inconsistent"),
+        (lambda d: d.update(service="closed"), "service", "invalid-field"),
+        (lambda d: (d.pop("members"), d.update(service="open")), "service", "inconsistent"),
     ],
 )  # fmt: skip
 def test_bad_governance_terms_are_named(change: Any, field: str, code: str) -> None:
@@ -88,6 +90,27 @@ def test_the_enclave_refuses_bad_governance_terms() -> None:
     with pytest.raises(RpcError) as info:
         consortium.parse_terms(data)
     assert info.value.reason_code == "bad-terms"
+
+
+def test_the_terms_say_how_the_service_starts(tmp_path: Any) -> None:
+    from gateway.scaffold import InitError, InitOptions, init_consortium
+
+    # without the field (terms written by hand): "opening", as CCF starts a service
+    assert genesis_state().service == "opening"
+    for service in ("open", "opening"):
+        data = governed()
+        data["service"] = service
+        terms = ConsortiumTerms.from_dict(data)
+        assert terms.service == service and terms.to_dict()["service"] == service
+        open_terms = terms.to_open_terms()
+        consortium.parse_terms(open_terms)  # the enclave reads them too
+        assert gs.genesis_from_terms(open_terms, GENESIS).service == service
+    with pytest.raises(ValueError, match="service"):
+        gs.genesis_from_terms({**governed(), "service": "closed"}, GENESIS)
+    # init --opening needs members (refused before any identity is made)
+    with pytest.raises(InitError, match="--opening needs members"):
+        init_consortium(InitOptions(tmp_path / "c", validators=1, opening=True))
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
 
 
 def test_parse_member() -> None:

@@ -91,7 +91,8 @@ def test_governance_page_in_chromium(consortium: Cluster, tmp_path: Path) -> Non
             "kind": "set_member_data",
             "args": {"address": MEMBERS[0], "data": {"org": "Coco page test", "n": 7}},
         },
-        "withdraw": {"kind": "open_network", "args": {}},
+        # any action the state takes now (the service is open: open_network would be refused)
+        "withdraw": {"kind": "refresh_recovery_shares", "args": {}},
         "observer": consortium["observer1"].url,
     }
     screenshot = tmp_path / "governance.png"

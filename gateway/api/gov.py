@@ -259,7 +259,12 @@ class GovMethods(Handlers):
             raise GovernanceError("bad-record", "the record is too long")
         raw = _utf8(first)
         share_record.decode(raw)  # the form, before the enclave trip
-        return await self._ask(m.RecoverySubmit(raw))
+        answer: dict[str, Any] = await self._ask(m.RecoverySubmit(raw))
+        record = answer.pop("record", None)
+        if record is not None:  # recovered: its recovery record goes to the other nodes
+            self.on_governance(bytes(record))
+            answer["record"] = hexdata(bytes(record))
+        return answer
 
 
 def typed_data_for(chain_id: int, genesis: bytes, message: typed.Message) -> dict[str, Any]:

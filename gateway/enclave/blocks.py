@@ -299,6 +299,7 @@ class BlockLifecycle:
     keys: KeyRing
     _lock: threading.RLock
     _candidates: OrderedDict[bytes, Candidate]
+    strict: bool
 
     def _forget_dropped(self, dropped: list[tuple[bytes, str]]) -> None:
         raise NotImplementedError  # the enclave's
@@ -352,6 +353,10 @@ class BlockLifecycle:
                 outcome = self.governance.build(self.engine.head.block_number + 1, timestamp)
                 extra = govern.commitment(outcome.records)
             selection = self.engine.select_block(timestamp, extra_data=extra)
+            if not self._service_open():  # type: ignore[attr-defined]  # govern.py
+                # the service is opening: users' transactions wait in the pool for the
+                # open_network vote (a proposer's choice, not a validity rule)
+                selection.candidates = []
         prepared, writes = self._execute(selection, deadline)
         if prepared.deferred:
             log.info(
@@ -593,6 +598,7 @@ class BlockLifecycle:
                 raise
             if self.governance is not None:
                 self.governance.committed(candidate.governance)
+                self._apply_policies()  # type: ignore[attr-defined]  # govern.py: in force now
                 self._issue_recovery_shares()  # a new share generation: its set (recovering.py)
             if candidate.prepared is not None:
                 engine.on_committed(candidate.prepared)
@@ -617,6 +623,7 @@ class BlockLifecycle:
                 "header": shape,
                 "executablePending": engine.executable_count(),
                 "gasPrice": engine.gas_price(),
+                "privacy": "strict" if self.strict else "open",  # the policy in force
             }
 
     # ------------------------------------------------------------------ import

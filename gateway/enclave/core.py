@@ -336,6 +336,7 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
             bytes(self.genesis_hash),
             int(self.engine.head.block_number),
         )
+        self._apply_policies()
         self._nonce_key = hmac.new(
             self.keys.token_key, b"coco-gateway/query-nonce/v1", hashlib.sha256
         ).digest()
@@ -717,6 +718,7 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
                 **self._engine_options(self._opened),
             )
             self._check_head()
+            self._apply_policies()
             self._candidates.clear()
             if self.qbft is not None:
                 self.qbft.node = None  # made again at the new head by the next step
@@ -1017,7 +1019,8 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
     def _tell_or_hide(self, exc: AccountStateRefusal, viewer: bytes | None) -> RpcError:
         """The refusal with its balance or nonce for a caller signed in as the account (or
         anyone when balances are not private on this node), without them for everyone else."""
-        if not self._private_balances or (viewer is not None and viewer == exc.account):
+        private = self.strict and not self.public_balances  # the policies in force
+        if not private or (viewer is not None and viewer == exc.account):
             return exc
         return ServerError(exc.private)
 
@@ -1064,6 +1067,7 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
             raise self._tell_or_hide(exc, viewer) from None
 
     def _submit(self, raw: bytes) -> bytes:
+        self._check_service_open()  # network-not-open while the service is opening
         ptx = self.engine.admit(raw)
         # durable before acknowledged: the pool row is committed before the caller hears back
         self.ledger.pool_add(ptx.hash, ptx.raw, ptx.replaces.hash if ptx.replaces else None)
@@ -1072,6 +1076,7 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
 
     def _on_SubmitTx(self, msg: m.SubmitTx) -> bytes:
         viewer = self._viewer(msg.auth)
+        self._check_service_open()
         if self.strict and viewer != msg.sender:
             # the same answer whether or not the account is unlocked here
             raise Unauthorized(

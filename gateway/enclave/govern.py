@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import BlockRefused, InvalidParams, ServerError
-from gateway.governance import joins
+from gateway.governance import joins, recovered
 from gateway.governance import section as gsec
 from gateway.governance import state as gs
 from gateway.governance.errors import GovernanceError
@@ -98,8 +98,8 @@ class Governance:
         applied (so a second identical ballot is a ``duplicate`` at once), as it would be
         applied at block ``height`` at time ``now``; then pool it. Join records only with
         ``joins_too`` (from an admitting enclave, or forwarded by another node; clients
-        submit members' records). Raises the core's GovernanceError, or ServerError
-        ``governance-pool-full``."""
+        submit members' records), recovery records too. Raises the core's GovernanceError,
+        or ServerError ``governance-pool-full``."""
         if not isinstance(raw, bytes):
             raise GovernanceError("bad-record", "a signed record is its canonical JSON bytes")
         record: Record = decode_any(raw) if joins_too else decode_record(raw)
@@ -117,6 +117,8 @@ class Governance:
         self.pool[key] = (raw, record)
         if isinstance(record, joins.JoinRecord):
             return {"hash": key, "type": joins.JOIN_TYPE, "signer": record.address}
+        if isinstance(record, recovered.RecoveryRecord):
+            return {"hash": key, "type": recovered.RECOVERY_TYPE, "signer": record.node}
         return {"hash": key, "type": record.type, "signer": record.signer}
 
     def _pooled_state(self, height: int, now: int) -> gs.GovernanceState:
@@ -223,6 +225,64 @@ class GovernanceMethods:
     chain_id: int
     engine: Any
     ledger: Any
+    strict: bool
+    public_balances: bool
+
+    # ------------------------------------------------------------------ decisions in force
+    def _service_open(self) -> bool:
+        """Whether users may transact: always without governance; on a governed chain when
+        the state at the head says ``open`` and no recovery of this node waits for its
+        record to be committed (recovering.py)."""
+        gov = self.governance
+        if gov is None:
+            return True
+        return gov.state.service == gs.OPEN and not self._recovery_unrecorded()
+
+    def _recovery_unrecorded(self) -> bool:
+        return False  # recovering.RecoveryMethods tells
+
+    def _check_service_open(self) -> None:
+        """Refuse a user's transaction while the service is ``opening`` (docs/GOVERNANCE.md,
+        "The service"): ``network-not-open``."""
+        if self._service_open():
+            return
+        raise ServerError(
+            "network not open: the consortium's service is opening (after its genesis or a "
+            "recovery), so no transaction is accepted until the members vote open_network "
+            "(coco-gateway gov propose --action open_network); reads and governance go on",
+            reason="network-not-open",
+            service="opening",
+        )
+
+    def _apply_policies(self) -> None:
+        """On a governed chain the node policies of the governance state at the head are in
+        force, whatever this node's own configuration says (docs/GOVERNANCE.md, "Node
+        policies"): ``privacy``, ``publicBalances``, ``requireEncryption``. Called when the
+        governance opens and after every committed block, so every node switches at the
+        same height."""
+        gov = self.governance
+        if gov is None:
+            return
+        policies = gov.state.policies
+        strict = policies.get("privacy", "open") == "strict"
+        public = bool(policies.get("publicBalances", False))
+        require = bool(policies.get("requireEncryption", False))
+        engine = getattr(self, "engine", None)
+        before = (
+            getattr(self, "strict", None),
+            getattr(self, "public_balances", None),
+            None if engine is None else engine.admission.require_encryption,
+        )
+        if before != (strict, public, require if engine is not None else None):
+            log.info(
+                "node policies in force: privacy %s, publicBalances %s, requireEncryption %s",
+                "strict" if strict else "open",
+                public,
+                require,
+            )
+        self.strict, self.public_balances = strict, public
+        if engine is not None:
+            engine.set_require_encryption(require)
 
     def _on_GovSubmit(self, msg: Any) -> dict[str, Any]:
         gov = self.governance

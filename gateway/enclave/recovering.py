@@ -18,6 +18,12 @@ sealed to the recovery key, before it is acknowledged: a node killed meanwhile r
 back on its next start in recovery mode. At the threshold the enclave combines the shares,
 unwraps the secret, checks it against the chain (the head block's sealed body must open
 under it), seals it beside the ledger and opens as usual.
+
+**After a recovery.** The recovered enclave keeps a recovery record (``recovered.py``: the
+members' signed submissions it combined) in meta ``recovery.record`` and in its governance
+pool until a block carries it; every node that applies it takes the service back to
+``opening`` and issues the next share generation. Until then this node refuses users'
+transactions too (``network-not-open``).
 """
 
 from __future__ import annotations
@@ -30,12 +36,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from gateway import clock
 from gateway.enclave import govern
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import open_body
 from gateway.enclave.keys import SECRET_FILE, KeyRing, LocalSealer, write_consortium_secret
-from gateway.errors import BlockRefused, InvalidParams
-from gateway.governance import recovery, share_record
+from gateway.errors import BlockRefused, InvalidParams, ServerError
+from gateway.governance import recovered, recovery, share_record
 from gateway.governance import state as gs
 from gateway.governance.errors import GovernanceError
 from gateway.governance.typed import Domain, canonical_json
@@ -45,6 +52,7 @@ log = logging.getLogger("gateway.enclave.recovery")
 
 SHARES_META = "recovery.shares"  # the newest share set and wrapped secret (public JSON)
 SUBMITTED_META = "recovery.submitted"  # accepted submissions (sealed to the recovery key)
+RECORD_META = "recovery.record"  # the recovery record, until a block carries it
 MAX_SUBMISSIONS = recovery.MAX_HOLDERS
 
 
@@ -86,6 +94,7 @@ class RecoveryMethods:
     _opened: m.Open
     _recovery: Recovering | None = None
     _shares_generation: int | None = None
+    _recovery_pending: bool = False  # a recovery record waits for its block
 
     def _finish_open(self, secret: bytes) -> None:
         raise NotImplementedError  # the enclave's
@@ -101,6 +110,7 @@ class RecoveryMethods:
         gov = self.governance
         if gov is None:
             return
+        self._pool_recovery_record()
         s = gov.state
         holders = s.share_holders()
         if not holders or self._shares_generation == s.shares_generation:
@@ -131,6 +141,47 @@ class RecoveryMethods:
             len(holders),
             ", ".join(_h(a)[:10] for a, _ in holders),
         )
+
+    # ------------------------------------------------------------------ after a recovery
+    def _pool_recovery_record(self) -> None:
+        """Keep this node's recovery record in the governance pool until a block applies it
+        (then the state's share generation has moved past the record's, and it is
+        forgotten); a record the state refuses is dropped, with a log line."""
+        raw = self.ledger.get_meta(RECORD_META)
+        self._recovery_pending = False
+        if raw is None:
+            return
+        gov = self.governance
+        try:
+            record = recovered.decode_recovery(raw)
+            if record.generation != gov.state.shares_generation:
+                self.ledger.delete_meta(RECORD_META)  # applied (or overtaken)
+                return
+            if recovered.recovery_hash(raw) not in gov.pool:
+                head = self.engine.head  # type: ignore[attr-defined]
+                gov.submit(
+                    raw,
+                    int(head.block_number) + 1,
+                    max(int(clock.now()), int(head.timestamp) + 1),
+                    joins_too=True,
+                )
+        except (GovernanceError, ServerError) as exc:
+            log.warning(
+                "recovery: the recovery record is refused (%s), dropped: %s",
+                exc.reason_code,
+                exc.message,
+            )
+            self.ledger.delete_meta(RECORD_META)
+            return
+        self._recovery_pending = True
+
+    def _recovery_unrecorded(self) -> bool:
+        """Whether this node recovered the secret and its record waits for a block."""
+        return self._recovery_pending
+
+    def _recovery_record_hash(self) -> bytes | None:
+        raw = self.ledger.get_meta(RECORD_META)
+        return None if raw is None else recovered.recovery_hash(raw)
 
     # ------------------------------------------------------------------ recovery mode
     def _start_recovery(self) -> None:
@@ -262,6 +313,14 @@ class RecoveryMethods:
         key = recovery.recover(rec.issued.share_set, rec.shares)
         secret = recovery.unwrap_secret(key, rec.issued.wrapped, rec.context)
         self._check_recovered(secret)
+        # the members' submissions, for every node: back to "opening", new shares (kept
+        # before the secret is sealed: a node that has the secret has its record)
+        self.ledger.put_meta(
+            RECORD_META,
+            recovered.encode_recovery(
+                self.validator, rec.context.generation, [t.encode() for t in rec.records.values()]
+            ),
+        )
         write_consortium_secret(self._data_dir, self._sealer, self.chain_id, secret)
         count = len(rec.shares)
         self._recovery = None
@@ -301,6 +360,7 @@ class RecoveryMethods:
             self._complete_recovery()
             answer = {**answer, **self._recovery_progress(), "submitted": len(rec.shares)}
             answer["threshold"] = rec.issued.share_set.threshold
+            answer["record"] = self._recovery_record_hash()  # for the host to forward
         return answer
 
     def _on_RecoveryInfo(self, msg: m.RecoveryInfo) -> dict[str, Any]:

@@ -136,7 +136,8 @@ class Admission:
             raise ServerError(
                 "this node requires encrypted call data and init code: seal the data to "
                 "the enclave's transaction key (coco_getAttestation) in an envelope; "
-                "plain value transfers are accepted"
+                "plain value transfers are accepted",
+                reason="encryption-required",
             )
         ptx = _pool_tx(raw, tx, sender, plaintext)
         ptx.vouched = vouched

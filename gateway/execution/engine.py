@@ -11,6 +11,7 @@ hashes) resolved against the head.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
@@ -151,6 +152,13 @@ class Engine:
         )
 
     # ---------------------------------------------------------------- admission
+    def set_require_encryption(self, required: bool) -> None:
+        """Refuse plain call data and init code from now on (or accept it again): on a
+        governed chain the ``requireEncryption`` policy at the head decides."""
+        if self.admission.require_encryption != required:
+            self.require_encryption = required
+            self.admission = dataclasses.replace(self.admission, require_encryption=required)
+
     def admit(self, raw: bytes, *, restoring: bool = False, sender: bytes | None = None) -> PoolTx:
         """Check a signed transaction against the pool's rules and the head state
         (``sender``: vouched for by the attested enclave that forwarded it)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from eth_utils import keccak
 
-from gateway.governance import joins
+from gateway.governance import joins, recovered
 from gateway.governance import state as gs
 from gateway.governance.errors import GovernanceError
 from gateway.governance.typed import SignedRecord, decode_record, record_hash
@@ -27,19 +27,24 @@ MAX_SECTION = 64  # records per block
 MAX_SECTION_BYTES = 1024 * 1024
 
 
-Record = SignedRecord | joins.JoinRecord
+Record = SignedRecord | joins.JoinRecord | recovered.RecoveryRecord
 
 
 def decode_any(raw: bytes) -> Record:
-    """A section's record: a join record (``"type": "join"``) or a member's signed record."""
+    """A section's record: a join record (``"type": "join"``), a recovery record
+    (``"type": "recovered"``) or a member's signed record."""
     if joins.is_join(raw):
         return joins.decode_join(raw)
+    if recovered.is_recovery(raw):
+        return recovered.decode_recovery(raw)
     return decode_record(raw)
 
 
 def hash_of(raw: bytes, record: Record) -> bytes:
     if isinstance(record, joins.JoinRecord):
         return joins.join_hash(raw)
+    if isinstance(record, recovered.RecoveryRecord):
+        return recovered.recovery_hash(raw)
     return record_hash(record)
 
 
@@ -47,9 +52,12 @@ def apply_any(
     state: gs.GovernanceState, record: Record, height: int, timestamp: int
 ) -> tuple[gs.GovernanceState, list[Any]]:
     """Apply one record of a section at block ``height`` (time ``timestamp``): a join record
-    records its node as pending; a signed record goes through the core's ``apply``."""
+    records its node as pending; a recovery record takes the service back to ``opening``
+    with a new share generation; a signed record goes through the core's ``apply``."""
     if isinstance(record, joins.JoinRecord):
         return joins.apply_join(state, record, height)
+    if isinstance(record, recovered.RecoveryRecord):
+        return recovered.apply_recovery(state, record, height)
     return gs.apply(state, record, height, timestamp)
 
 

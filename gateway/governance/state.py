@@ -239,6 +239,15 @@ class NetworkOpened:
     pass
 
 
+@dataclass(frozen=True)
+class ServiceRecovered:
+    """A recovery record was applied: the service is ``opening`` again."""
+
+    node: bytes  # the node that recovered the secret
+    members: tuple[bytes, ...]  # whose shares it combined
+    generation: int  # the share generation the shares were of
+
+
 Event = (
     ProposalOpened
     | BallotRecorded
@@ -251,6 +260,7 @@ Event = (
     | RefreshRecoveryShares
     | PolicyChanged
     | NetworkOpened
+    | ServiceRecovered
 )
 
 
@@ -326,7 +336,10 @@ def genesis_from_terms(terms: dict[str, Any], genesis_hash: bytes) -> Governance
     * ``members``: a non-empty list of ``{"address", "encryptionKey" (optional), "data"
       (optional)}``;
     * ``recoveryThreshold`` (optional): default a majority of the share holders;
-    * ``constitution`` (optional): default ``constitution.DEFAULT``.
+    * ``constitution`` (optional): default ``constitution.DEFAULT``;
+    * ``service`` (optional): ``"open"`` or ``"opening"`` (users may not transact until the
+      members vote ``open_network``); default ``"opening"``. ``coco-gateway init`` writes
+      ``"open"`` unless given ``--opening``.
 
     Raises ``ValueError`` naming the field."""
 
@@ -361,6 +374,9 @@ def genesis_from_terms(terms: dict[str, Any], genesis_hash: bytes) -> Governance
         rules = const.parse(terms["constitution"]) if "constitution" in terms else const.DEFAULT
     except GovernanceError as exc:
         raise ValueError(f'"constitution": {exc.message}') from None
+    service = terms.get("service", "opening")
+    if service not in SERVICE_STATES:
+        raise ValueError(f'"service" must be one of {", ".join(SERVICE_STATES)}, not {service!r}')
     validators = [hex_bytes(v, 20, "a validator") for v in terms.get("validators", [])]
     nodes = [
         hex_bytes(n.get("address"), 20, "a node address")
@@ -386,6 +402,7 @@ def genesis_from_terms(terms: dict[str, Any], genesis_hash: bytes) -> Governance
         recovery_threshold=threshold if holders else 1,
         constitution=rules,
         policies=policies,
+        service=service,
     )
 
 
@@ -474,6 +491,29 @@ def add_pending_node(
     s = copy.deepcopy(state)
     s.nodes[address] = Node("pending", measurement, platform, height)
     return s, [NodePending(address)]
+
+
+def recovered(
+    state: GovernanceState, node: bytes, members: tuple[bytes, ...], height: int
+) -> tuple[GovernanceState, list[Event]]:
+    """A recovery (``recovered.py`` checked its record): the service goes back to
+    ``opening`` until the members vote ``open_network``, and the members whose shares were
+    used get new ones: the next share generation, issued by every node that holds the
+    secret (``RefreshRecoveryShares``)."""
+    s = copy.deepcopy(state)
+    events: list[Event] = [ServiceRecovered(node, members, s.shares_generation)]
+    s.service = "opening"
+    if s.share_holders():
+        s.shares_generation += 1
+        events.append(
+            RefreshRecoveryShares(
+                s.shares_generation,
+                s.ledger_generation,
+                s.recovery_threshold,
+                tuple(s.share_holders()),
+            )
+        )
+    return s, events
 
 
 def check_node_terms(

@@ -54,7 +54,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE_FACTORY](config)
     await node.start()
     hub = SubscriptionHub(node.enclave)
-    hub.strict = node.api.strict
+    hub.strict_of = lambda: bool(node.api.strict)  # a policy vote may change it
     node.block_listeners.append(hub.on_block)
     node.tx_listeners.append(hub.on_transaction)
     methods = node.rpc_methods()

@@ -7,7 +7,7 @@ import json
 import logging
 import secrets
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -146,7 +146,7 @@ class SubscriptionHub:
     def __init__(self, enclave: EnclaveClient) -> None:
         self.enclave = enclave
         self.connections: set[Connection] = set()
-        self.strict = False
+        self.strict_of: Callable[[], bool] = lambda: False  # the node's privacy in force
         self._blocks: deque[dict[str, Any]] = deque()
         self._block_wake = asyncio.Event()
         self._announcer: asyncio.Task[None] | None = None
@@ -164,7 +164,7 @@ class SubscriptionHub:
             sub = Subscription("logs", query)
         elif kind == "newPendingTransactions":
             p.arity(params, 1, 1)
-            if self.strict:
+            if self.strict_of():
                 raise Unauthorized(PENDING_HIDDEN)
             sub = Subscription("newPendingTransactions")
         elif kind == "syncing":
