@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from eth_account import Account
 from governance_support import ADDRS, GENESIS, KEYS, MEASUREMENT, T0, enc_pub
@@ -304,3 +305,49 @@ def test_the_join_wrap_and_the_recovered_secret_carry_every_generation() -> None
         consortium.unwrap_secret(bytes([1]) + many[1:], join, ad)  # v1 is one secret
     with pytest.raises(InvalidParams):
         consortium.split_generations(b"\x00" * 33)
+
+
+def test_the_worked_examples_in_the_protocol_doc_are_what_the_code_computes() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md").read_text()
+
+    def shown(name: str, section: str) -> bytes:
+        text = doc[doc.index(section) :]
+        lines = text.split("\n")
+        for i, line in enumerate(lines):
+            value = line[len(name) :].strip()
+            if line.startswith(name + " ") and all(c in "0123456789abcdef" for c in value):
+                for more in lines[i + 1 :]:
+                    if not more.startswith("           "):
+                        break
+                    value += more.strip()
+                return bytes.fromhex(value)
+        raise AssertionError(f"{name} not shown in {section}")
+
+    genesis = bytes(range(32))
+    secret = b"\x44" * 32
+    # the ledger secret record's share
+    section = "### Ledger secret record, version 1"
+    node_key = b"\x61" * 32
+    node = bytes.fromhex(Account.from_key(node_key).address[2:])
+    e = ec.derive_private_key(int.from_bytes(b"\x33" * 32, "big"), ec.SECP256K1())
+    share = rotation.seal_share(
+        secret, chain_id=1337, genesis=genesis, generation=1, height=7, node=node,
+        key=rotation.public_key_of(node_key), ephemeral=e,
+    )  # fmt: skip
+    assert shown("node", section) == node
+    assert shown("key", section) == share.key
+    assert shown("ephemeral", section) == share.ephemeral
+    assert shown("sealed", section) == share.sealed
+    where = {"chain_id": 1337, "genesis": genesis, "generation": 1, "height": 7}
+    assert rotation.open_share(share, node_key, **where) == secret
+    # the sealed body v2
+    section = "## Sealed block body, version 2"
+    keys = ring(secret)
+    assert shown("key", section) == keys.body_key_of(1)
+    blob = shown("blob", section)
+    assert open_body_full(keys.body_key_of, 1337, genesis, blob)[:2] == ([b"\x01\x02"], {})
+    assert shown("plaintext", section) == msgpack.packb(
+        {"txs": [b"\x01\x02"], "diff": []}, use_bin_type=True
+    )
