@@ -2,14 +2,14 @@
 (docs/GOVERNANCE.md, "Ledger secret rotation").
 
 Three members with encryption keys (recovery threshold 2) vote ``rotate_ledger_secret``
-while value transfers flow. The block that accepts the proposal (height h) ends its
-governance section with the ledger secret record (a share for every validator); every
-validator then holds two generations and seals the blocks after h under generation 1
-(sealed body v2, read from the ledger file), blocks up to h stay v1; the recovery shares
-are issued anew and name ledger generation 1. A validator killed with SIGKILL comes back
-with both generations; one that loses its data directory joins again (the join wrap
-carries both generations) and re-imports the whole chain across the rotation. Every
-transaction accepted before, during and after has its receipt on every node.
+while value transfers flow (an observer follows). The block that accepts the proposal
+(height h) ends its governance section with the ledger secret record (a share for every
+validator); every validator then holds two generations and seals the blocks after h under
+generation 1 (sealed body v2, read from the ledger file), blocks up to h stay v1; the
+recovery shares are issued anew and name ledger generation 1. A validator killed with
+SIGKILL comes back with both generations; one that loses its data directory joins again
+(the join wrap carries both generations) and re-imports the whole chain across the
+rotation. Every transaction accepted before, during and after has its receipt on every node.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     members: list[str] = []
     for i in range(3):
         members += ["--member", f"0x{ADDRS[i].hex()}:0x{enc_pub(i).hex()}"]
-    c = Cluster(tmp_path / "c", init_args=[*members, "--recovery-threshold", "2"])
+    c = Cluster(tmp_path / "c", observers=1, init_args=[*members, "--recovery-threshold", "2"])
     try:
         c.start()
         c.wait_height(2, timeout=180)
@@ -100,6 +100,11 @@ def test_rotate_the_ledger_secret_under_load(cluster: Cluster) -> None:
     }
     for n in cluster.validators():  # the same section (so the same record) everywhere
         assert n.rpc("coco_govBlock", [hex(h)]) == node1.rpc("coco_govBlock", [hex(h)])
+    # an observer checks the record in the clear and follows the state past it
+    observer = cluster["observer1"]
+    cluster.wait_until(lambda: observer.height() > h, 120, "the observer past block h")
+    assert observer.rpc("coco_govBlock", [hex(h)]) == node1.rpc("coco_govBlock", [hex(h)])
+    assert observer.rpc("coco_govState")["ledgerGeneration"] == 1
     # the flow goes on after the rotation
     traffic.wait_confirmed(4, timeout=120)
     cluster.wait_height(h + 4, timeout=120)

@@ -351,3 +351,42 @@ def test_the_worked_examples_in_the_protocol_doc_are_what_the_code_computes() ->
     assert shown("plaintext", section) == msgpack.packb(
         {"txs": [b"\x01\x02"], "diff": []}, use_bin_type=True
     )
+
+
+def test_a_join_names_its_nodes_public_key() -> None:
+    from gateway.protocol import attestation
+
+    report = consortium.join_report(
+        chain_id=CHAIN_ID, measurement=MEASUREMENT, code="test", node_address=NODE_ADDRS[4],
+        epoch_period=3600, grace=60, join_key=bytes(32), now=T0,
+    )  # fmt: skip
+    signature = attestation.sign(report, NODE_KEYS[4])
+    assert rotation.public_key_of_attestation(report, signature) == NODE_PUBS[4]
+    # signed by another key than the address it names: no key learned
+    assert (
+        rotation.public_key_of_attestation(report, attestation.sign(report, NODE_KEYS[3])) is None
+    )
+    assert rotation.public_key_of_attestation(report, b"\x00" * 65) is None
+
+
+def test_recovery_shares_wrap_and_give_back_every_generation() -> None:
+    from governance_support import enc_key
+
+    from gateway.governance import recovery as r
+
+    gens = [secrets.token_bytes(32) for _ in range(3)]
+    context = r.ShareContext(CHAIN_ID, GENESIS, 2)
+    holders = [(ADDRS[i], enc_pub(i)) for i in range(3)]
+    issued = r.issue_from_secret(
+        b"".join(gens), context=context, threshold=2, holders=holders, ledger_generation=2
+    )
+    opened = {
+        ADDRS[i]: r.decrypt_share(issued.share_set.shares[i], enc_key(i), context) for i in (0, 2)
+    }
+    blob = r.unwrap_secret(r.recover(issued.share_set, opened), issued.wrapped, context)
+    secret, rotated = consortium.split_generations(blob)
+    assert [secret, rotated[1], rotated[2]] == gens
+    # before any rotation the wrapped secret is the 32-byte consortium secret, as before
+    first = r.issue_from_secret(gens[0], context=context, threshold=2, holders=holders,
+                                ledger_generation=0)  # fmt: skip
+    assert len(first.wrapped) == 12 + 32 + 16

@@ -369,6 +369,9 @@ class BlockLifecycle:
     def _rotated_secret(self, outcome: Any, height: int) -> tuple[int, bytes | None]:
         raise NotImplementedError  # the enclave's: opens this node's share
 
+    def _learn_join_keys(self, records: list[bytes]) -> None:
+        raise NotImplementedError  # the enclave's: node keys for later rotations
+
     def sealing_generation(self) -> int:
         """The ledger secret generation the next block is sealed under: the head's
         governance state's (0 on a chain without governance)."""
@@ -680,6 +683,7 @@ class BlockLifecycle:
                 raise
             if self.governance is not None:
                 self.governance.committed(candidate.governance)
+                self._learn_join_keys(candidate.governance.records)
                 self._issue_recovery_shares()  # a new share generation: its set (recovering.py)
             if candidate.prepared is not None:
                 engine.on_committed(candidate.prepared)

@@ -31,7 +31,7 @@ from eth_utils import keccak, to_checksum_address
 
 from gateway import clock
 from gateway.consensus.qbft.messages import Block as QbftBlock
-from gateway.consensus.qbft.messages import commit_seal_digest
+from gateway.consensus.qbft.messages import commit_seal_digest, seen_public_key
 from gateway.consensus.qbft.validation import quorum
 from gateway.consensus.seal import SEAL_VERSION, seal_digest, sign_seal
 from gateway.devaccounts import derive
@@ -83,6 +83,7 @@ from gateway.execution.chain import (
 from gateway.execution.engine import Engine
 from gateway.execution.logs import LogFilter, topic_bytes
 from gateway.execution.views import sender_of
+from gateway.governance import joins, ledger_secret
 from gateway.governance import section as gsec
 from gateway.governance import state as gs
 from gateway.governance.errors import GovernanceError
@@ -90,6 +91,9 @@ from gateway.ledger import LEDGER_FILE, SNAPSHOT_META, CommittedBlock, Ledger, S
 from gateway.protocol import attestation, envelope, query
 
 log = logging.getLogger("gateway.enclave")
+
+NODE_KEYS_META = "rotation.nodeKeys"  # node public keys learned from joins (public JSON)
+MAX_NODE_KEYS = 4096
 
 # bounds of the consortium's batch messages
 MAX_IMPORT_BLOCKS = 256
@@ -189,6 +193,7 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
         self._node_key = key
         self.validator = bytes.fromhex(Account.from_key(key).address[2:])
         self._own_public = rotation.public_key_of(key)  # a rotated secret's share opens here
+        self._node_keys: dict[bytes, bytes] | None = None  # learned node keys (rotation)
         self.measurement, self.measured_code = measurement()
         log.info(
             "virtual enclave: measurement 0x%s (%s); a software enclave protects nothing "
@@ -585,6 +590,9 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
             )
             raise
         assert report.join_key is not None
+        self._learn_node_key(
+            rotation.public_key_of_attestation(report, bytes(msg.request.get("signature", b"")))
+        )
         wrapped = consortium.wrap_secret(
             b"".join(self.keys.all_generations()),  # every generation: old blocks stay readable
             report.join_key,
@@ -638,9 +646,59 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
                 chain_id=self.chain_id,
                 genesis=bytes(self.genesis_hash),
                 own=(self.validator, self._own_public),
+                key_of=self._node_public_key,
             )
 
         return make
+
+    def _learned_node_keys(self) -> dict[bytes, bytes]:
+        """Node public keys learned from join requests and join records (ledger meta
+        ``rotation.nodeKeys``: public, kept so that a restarted proposer still knows them)."""
+        if self._node_keys is None:
+            raw = self.ledger.get_meta(NODE_KEYS_META)
+            keys: dict[bytes, bytes] = {}
+            if raw is not None:
+                for value in json.loads(raw):
+                    public = bytes.fromhex(value[2:])
+                    keys[ledger_secret.address_of(public)] = public
+            self._node_keys = keys
+        return self._node_keys
+
+    def _learn_node_key(self, public: bytes | None) -> None:
+        if public is None or len(public) != ledger_secret.PUBLIC_KEY_BYTES:
+            return
+        known = self._learned_node_keys()
+        address = ledger_secret.address_of(public)
+        if known.get(address) == public or len(known) >= MAX_NODE_KEYS:
+            return
+        known[address] = public
+        self.ledger.put_meta(
+            NODE_KEYS_META,
+            json.dumps(["0x" + k.hex() for _, k in sorted(known.items())]).encode(),
+        )
+
+    def _learn_join_keys(self, records: list[bytes]) -> None:
+        """A committed block's join records name their nodes' keys (their signatures); the
+        validators' keys seen in their QBFT messages are kept too (a restarted proposer
+        knows them before they speak again)."""
+        known = self._learned_node_keys()
+        for validator in self.validators_for(int(self.engine.head.block_number) + 1):
+            if validator not in known:
+                self._learn_node_key(seen_public_key(validator))
+        for raw in records:
+            if joins.is_join(raw):
+                try:
+                    record = joins.decode_join(raw)
+                except GovernanceError:
+                    continue
+                self._learn_node_key(
+                    rotation.public_key_of_attestation(record.report, record.signature)
+                )
+
+    def _node_public_key(self, address: bytes) -> bytes | None:
+        """A trusted node's identity public key, if known: learned from its join, or seen in
+        a valid signature of it (a validator's QBFT messages)."""
+        return self._learned_node_keys().get(address) or seen_public_key(address)
 
     def _rotated_secret(self, outcome: Any, height: int) -> tuple[int, bytes | None]:
         """This node's share of the ledger secret record that ends ``outcome``'s section

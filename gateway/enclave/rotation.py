@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -52,6 +53,23 @@ def public_key_of(private_key: bytes) -> bytes:
     """The uncompressed secp256k1 public key (65 bytes) of a 32-byte private key."""
     key = ec.derive_private_key(int.from_bytes(private_key, "big"), ec.SECP256K1())
     return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+
+def public_key_of_attestation(report: Any, signature: bytes) -> bytes | None:
+    """The uncompressed public key that signed an attestation report (a join request or a
+    join record), if it is the key of the address the report names."""
+    from eth_keys import keys
+
+    from gateway.protocol import attestation
+
+    try:
+        public = keys.Signature(signature).recover_public_key_from_msg_hash(
+            attestation.digest(report)
+        )
+    except Exception:  # a malformed signature: no key learned
+        return None
+    raw = b"\x04" + public.to_bytes()
+    return raw if ls.address_of(raw) == report.node_address else None
 
 
 def _info(
