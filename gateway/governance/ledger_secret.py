@@ -20,8 +20,8 @@ check in the clear (``check``):
   generation by exactly one (``ledger_generation`` after the block is its ``generation``);
 * its ``height`` is the block's;
 * shares are sorted by node, distinct, each for a node the state after the block trusts,
-  each ``key`` hashes to its ``node`` (an Ethereum address), and every validator of the
-  next block that is trusted has a share (so consensus goes on under g+1).
+  each ``key`` hashes to its ``node`` (an Ethereum address), and every trusted validator
+  of the next block and of the scheduled set has a share (so consensus goes on under g+1).
 
 Blocks from h+1 on are sealed under generation g+1 (a block is sealed under the generation
 of its parent's state); block h itself, which carries the record, under g.
@@ -177,11 +177,8 @@ def check(record: SecretRecord, after: gs.GovernanceState, height: int) -> None:
             raise _refuse(f"the share of 0x{share.node.hex()} names a key that is not its own")
         if share.ephemeral[0] != 4:
             raise _refuse("a share's ephemeral key is not an uncompressed public key")
-    missing = [
-        v
-        for v in after.validators_at(height + 1)
-        if v not in nodes and (n := after.nodes.get(v)) is not None and n.state == "trusted"
-    ]
+    _, needed = trusted_recipients(after, height)
+    missing = [v for v in needed if v not in nodes]
     if missing:
         raise _refuse(
             "the record has no share for validator(s) " + ", ".join("0x" + v.hex() for v in missing)
@@ -189,8 +186,9 @@ def check(record: SecretRecord, after: gs.GovernanceState, height: int) -> None:
 
 
 def trusted_recipients(after: gs.GovernanceState, height: int) -> tuple[list[bytes], list[bytes]]:
-    """(every trusted node, the ones that must have a share: the next block's trusted
-    validators), each sorted."""
+    """(every trusted node, the ones that must have a share: the trusted validators of the
+    next block and of the scheduled set), each sorted."""
     trusted = sorted(a for a, n in after.nodes.items() if n.state == "trusted")
-    needed = sorted(v for v in set(after.validators_at(height + 1)) if v in trusted)
+    validators = {*after.validators_at(height + 1), *after.latest_validators()}
+    needed = sorted(v for v in validators if v in trusted)
     return trusted, needed
