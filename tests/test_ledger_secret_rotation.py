@@ -390,3 +390,19 @@ def test_recovery_shares_wrap_and_give_back_every_generation() -> None:
     first = r.issue_from_secret(gens[0], context=context, threshold=2, holders=holders,
                                 ledger_generation=0)  # fmt: skip
     assert len(first.wrapped) == 12 + 32 + 16
+
+
+def test_a_validator_scheduled_with_the_rotation_needs_a_share_too() -> None:
+    before, ballot, height = rotation_ballots()
+    after, _ = st.apply(before, t.decode_record(ballot), height, T0)
+    scheduled = copy.deepcopy(after)  # the follower becomes a validator at h + 2
+    scheduled.validators.append((height + 2, tuple(NODE_ADDRS)))
+
+    def without_follower(address: bytes) -> bytes | None:
+        return None if address == NODE_ADDRS[4] else known(address)
+
+    with pytest.raises(rotation.CannotRotate, match=NODE_ADDRS[4].hex()):
+        make(scheduled, height, without_follower)
+    raw, _ = make(after, height, without_follower)  # not scheduled: it may go without
+    with pytest.raises(GovernanceError, match="no share for validator"):
+        ls.check(ls.decode(raw), scheduled, height)
