@@ -113,9 +113,11 @@ class RecoveryMethods:
             self.chain_id, bytes(self.genesis_hash), s.shares_generation
         )
         issued = recovery.issue_from_secret(
-            # ledger secret rotation: every generation, 0 first, so that recovery restores
-            # the whole history (gateway.enclave.rotation; 32 bytes before any rotation)
-            b"".join(self.keys.all_generations()),
+            # ledger secret rotation: generations 0..the state's, 0 first, so that recovery
+            # restores the whole history (gateway.enclave.rotation; 32 bytes before any
+            # rotation); the state's, not all held: a node that joined ahead of its head
+            # issues the same bytes as the others
+            b"".join(self.keys.all_generations()[: s.ledger_generation + 1]),
             context=context,
             threshold=s.recovery_threshold,
             holders=holders,
