@@ -449,7 +449,18 @@ class ConsortiumNode(_P2pShell, Node):
             "validators": ["0x" + v.hex() for v in self.settings.validators],
             "lastError": self.last_error,
             "refused": self.links.refused.snapshot() if self.links is not None else {},
+            "ledgerSecret": await self._ledger_secret(),
         }
+
+    async def _ledger_secret(self) -> dict[str, int] | None:
+        """The ledger secret generations this node's enclave holds and the one it seals the
+        next block under (None before it holds the consortium secret)."""
+        try:
+            status = await self.enclave.request(m.GetStatus())
+        except Exception:  # a stopping enclave: the status says what it can
+            return None
+        held = status.get("ledgerSecret") if isinstance(status, dict) else None
+        return dict(held) if isinstance(held, dict) else None
 
     # ---------------------------------------------------------------- the join
 

@@ -26,6 +26,18 @@ Sealed block body, version 1 (docs/PROTOCOL.md, "Sealed block body v1")::
 
 ``diff`` is the block's write set into py-evm's database: trie nodes, code, the header, the
 block's transactions and receipts, and lookups.
+
+Sealed block body, version 2 (a block sealed under ledger secret generation g >= 1, after a
+``rotate_ledger_secret``; docs/PROTOCOL.md, "Sealed block body v2")::
+
+    key       = HKDF-SHA256(generation g's secret, info=b"coco-gateway/block-body/v2")
+    blob      = 0x02 || g (4 bytes, big-endian) || nonce (12) || AES-256-GCM(key, nonce, pt, ad)
+    ad        = b"coco-gateway/block-body/v2" || chain id (32) || g (4) || block hash
+    plaintext = as v1
+
+Block n is sealed under the ledger generation of the governance state after block n - 1
+(generation 0: v1, as before any rotation); a verifier refuses a body of another
+generation ("bad-body").
 """
 
 from __future__ import annotations
@@ -66,6 +78,9 @@ log = logging.getLogger("gateway.enclave.blocks")
 
 BODY_VERSION = 1
 BODY_INFO = b"coco-gateway/block-body/v1"
+BODY_VERSION_2 = 2
+BODY_INFO_2 = b"coco-gateway/block-body/v2"
+MAX_GENERATION = 2**32 - 1
 VALIDATION_RULES = ("attested-diff", "re-execute")
 # the most candidates kept at once (several rounds of one height, a few heights ahead)
 MAX_CANDIDATES = 64
@@ -106,8 +121,10 @@ class Candidate:
 # --------------------------------------------------------------------------- sealed body v1
 
 
-def _body_ad(chain_id: int, block_hash: bytes) -> bytes:
-    return BODY_INFO + chain_id.to_bytes(32, "big") + block_hash
+def _body_ad(chain_id: int, block_hash: bytes, generation: int = 0) -> bytes:
+    if generation == 0:
+        return BODY_INFO + chain_id.to_bytes(32, "big") + block_hash
+    return BODY_INFO_2 + chain_id.to_bytes(32, "big") + generation.to_bytes(4, "big") + block_hash
 
 
 def seal_body(
@@ -117,23 +134,49 @@ def seal_body(
     txs: list[bytes],
     writes: dict[bytes, bytes | None],
     gov: list[bytes] | None = None,
+    generation: int = 0,
 ) -> bytes:
-    """The sealed body v1 of a block (module docstring); ``gov``: the block's governance
-    section (its records), under the key "gov" only when there are any."""
+    """The sealed body of a block (module docstring): v1 under generation 0, v2 (which
+    names its generation) after a rotation; ``key`` is that generation's body key;
+    ``gov``: the block's governance section (its records), under the key "gov" only when
+    there are any."""
     content: dict[str, Any] = {"txs": list(txs), "diff": [[k, v] for k, v in writes.items()]}
     if gov:
         content["gov"] = list(gov)
     plaintext = msgpack.packb(content, use_bin_type=True)
     nonce = secrets.token_bytes(12)
+    ad = _body_ad(chain_id, block_hash, generation)
+    if generation == 0:
+        return bytes([BODY_VERSION]) + nonce + AESGCM(key).encrypt(nonce, plaintext, ad)
+    if not 1 <= generation <= MAX_GENERATION:
+        raise ValueError(f"ledger generation {generation} out of range")
     return (
-        bytes([BODY_VERSION])
+        bytes([BODY_VERSION_2])
+        + generation.to_bytes(4, "big")
         + nonce
-        + AESGCM(key).encrypt(nonce, plaintext, _body_ad(chain_id, block_hash))
+        + AESGCM(key).encrypt(nonce, plaintext, ad)
     )
 
 
+def body_generation(blob: bytes) -> int:
+    """The ledger secret generation a sealed body names (v1: 0); ``BlockRefused`` "bad-body"
+    for an unknown version or a blob too short."""
+    if not isinstance(blob, bytes) or len(blob) < 1 + 12 + 16:
+        raise BlockRefused("bad-body", "the sealed block body is missing or too short")
+    if blob[0] == BODY_VERSION:
+        return 0
+    if blob[0] == BODY_VERSION_2 and len(blob) >= 5 + 12 + 16:
+        generation = int.from_bytes(blob[1:5], "big")
+        if generation >= 1:
+            return generation
+    raise BlockRefused("bad-body", f"unknown sealed block body version {blob[0]}")
+
+
+BodyKey = bytes | Callable[[int], bytes]
+
+
 def open_body(
-    key: bytes, chain_id: int, block_hash: bytes, blob: bytes
+    key: BodyKey, chain_id: int, block_hash: bytes, blob: bytes
 ) -> tuple[list[bytes], dict[bytes, bytes | None]]:
     """The transactions and the write set of a sealed body, or ``BlockRefused("bad-body")``
     when it does not open under this consortium's key for this block, or is malformed."""
@@ -142,15 +185,26 @@ def open_body(
 
 
 def open_body_full(
-    key: bytes, chain_id: int, block_hash: bytes, blob: bytes
+    key: BodyKey, chain_id: int, block_hash: bytes, blob: bytes
 ) -> tuple[list[bytes], dict[bytes, bytes | None], list[bytes]]:
-    """``open_body`` and the body's governance section (records; empty when absent)."""
+    """``open_body`` and the body's governance section (records; empty when absent).
+    ``key``: the body key, or a function from the generation the body names to its key
+    (``KeyRing.body_key_of``)."""
+    from gateway.enclave.keys import MissingGeneration
+
     if not isinstance(blob, bytes) or len(blob) < 1 + 12 + 16 or len(blob) > MAX_BODY_BYTES:
         raise BlockRefused("bad-body", "the sealed block body is missing, too short or too long")
-    if blob[0] != BODY_VERSION:
-        raise BlockRefused("bad-body", f"unknown sealed block body version {blob[0]}")
+    generation = body_generation(blob)
+    if callable(key):
+        try:
+            key = key(generation)
+        except MissingGeneration as exc:
+            raise BlockRefused("bad-body", f"the sealed block body does not open: {exc}") from None
+    start = 1 if generation == 0 else 5
     try:
-        plaintext = AESGCM(key).decrypt(blob[1:13], blob[13:], _body_ad(chain_id, block_hash))
+        plaintext = AESGCM(key).decrypt(
+            blob[start : start + 12], blob[start + 12 :], _body_ad(chain_id, block_hash, generation)
+        )
     except InvalidTag:
         raise BlockRefused(
             "bad-body",
@@ -307,6 +361,23 @@ class BlockLifecycle:
     def _issue_recovery_shares(self) -> None:
         raise NotImplementedError  # the enclave's (gateway.enclave.recovering)
 
+    def _adopt_generation(self, generation: int, secret: bytes) -> None:
+        raise NotImplementedError  # the enclave's (gateway.enclave.core): seal it, key it
+
+    def _rotation_maker(self, height: int) -> Any:
+        raise NotImplementedError  # the enclave's: makes a ledger secret record
+
+    def _rotated_secret(self, outcome: Any, height: int) -> tuple[int, bytes | None]:
+        raise NotImplementedError  # the enclave's: opens this node's share
+
+    def _learn_join_keys(self, records: list[bytes]) -> None:
+        raise NotImplementedError  # the enclave's: node keys for later rotations
+
+    def sealing_generation(self) -> int:
+        """The ledger secret generation the next block is sealed under: the head's
+        governance state's (0 on a chain without governance)."""
+        return 0 if self.governance is None else self.governance.state.ledger_generation
+
     def validators_for(self, height: int) -> tuple[bytes, ...]:
         """The validator set that decides block ``height``: the governance state's schedule
         (docs/GOVERNANCE.md), or the terms' static set on a chain without governance."""
@@ -350,8 +421,10 @@ class BlockLifecycle:
             outcome = None
             extra = EXTRA_DATA
             if self.governance is not None:
-                outcome = self.governance.build(self.engine.head.block_number + 1, timestamp)
+                height = self.engine.head.block_number + 1
+                outcome = self.governance.build(height, timestamp, self._rotation_maker(height))
                 extra = govern.commitment(outcome.records)
+            generation = self.sealing_generation()
             selection = self.engine.select_block(timestamp, extra_data=extra)
             if not self._service_open():  # type: ignore[attr-defined]  # govern.py
                 # the service is opening: users' transactions wait in the pool for the
@@ -379,12 +452,13 @@ class BlockLifecycle:
             parent_hash=bytes(header.parent_hash),
             header_rlp=header_rlp,
             body=seal_body(
-                self.keys.block_body_key,
+                self.keys.body_key_of(generation),
                 self.engine.chain_id,
                 bytes(header.hash),
                 prepared.raws,
                 writes,
                 None if outcome is None else outcome.records,
+                generation,
             ),
             writes=writes,
             included=list(prepared.included),
@@ -401,7 +475,8 @@ class BlockLifecycle:
         """Execute a block into the kv buffer and take its write set out of it: the buffer is
         empty again whatever happens (nothing is committed before the decision)."""
         try:
-            prepared = self.engine.execute_block(selection, self.keys.random_key, deadline)
+            random_key = self.keys.random_key_of(self.sealing_generation())
+            prepared = self.engine.execute_block(selection, random_key, deadline)
         except BaseException:
             with self._lock:
                 self.ledger.kv.discard()
@@ -465,8 +540,15 @@ class BlockLifecycle:
             raise BlockRefused(
                 "bad-header", f"the header is not valid on its parent: {exc}"
             ) from None
+        generation = self.sealing_generation()
+        if body_generation(body_blob) != generation:
+            raise BlockRefused(
+                "bad-body",
+                f"block {header.block_number}'s body is sealed under ledger generation "
+                f"{body_generation(body_blob)}, the block's is {generation}",
+            )
         txs, writes, gov = open_body_full(
-            self.keys.block_body_key, self.engine.chain_id, block_hash, body_blob
+            self.keys.body_key_of, self.engine.chain_id, block_hash, body_blob
         )
         if tx_root(txs) != header.transaction_root:
             raise BlockRefused("bad-body", "the body's transactions are not the header's")
@@ -476,6 +558,8 @@ class BlockLifecycle:
                 outcome = self.governance.verify(
                     gov, header.block_number, header.timestamp, bytes(header.extra_data)
                 )
+            if outcome.state.ledger_generation != generation:
+                outcome.secret = self._rotated_secret(outcome, header.block_number)
         elif gov:
             raise BlockRefused("bad-governance", "this chain has no governance (no members)")
         if self.validation_rule == "re-execute":
@@ -576,6 +660,12 @@ class BlockLifecycle:
             kv = self.ledger.kv
             if self.governance is not None and candidate.governance is None:
                 raise BlockRefused("bad-governance", "the candidate lacks its governance")
+            rotated = None if candidate.governance is None else candidate.governance.secret
+            if rotated is not None and rotated[1] is not None:
+                # sealed beside the ledger before the block commits: a node killed between
+                # the two finds the generation on restart (a block that never commits
+                # leaves a secret that the block finally committed at h overwrites)
+                self._adopt_generation(rotated[0], rotated[1])
             kv.discard()
             kv.restore(candidate.writes)
             try:
@@ -599,6 +689,7 @@ class BlockLifecycle:
             if self.governance is not None:
                 self.governance.committed(candidate.governance)
                 self._apply_policies()  # type: ignore[attr-defined]  # govern.py: in force now
+                self._learn_join_keys(candidate.governance.records)
                 self._issue_recovery_shares()  # a new share generation: its set (recovering.py)
             if candidate.prepared is not None:
                 engine.on_committed(candidate.prepared)

@@ -258,7 +258,9 @@ def qbft_config(terms: Terms, genesis_hash: bytes) -> QbftConfig:
 # ----------------------------------------------------------------------------- join handshake
 
 JOIN_DOMAIN = b"coco-gateway/join/v1"
-WRAP_VERSION = 1
+WRAP_VERSION = 1  # one secret: the consortium secret (generation 0)
+WRAP_VERSION_2 = 2  # every ledger secret generation, 0 first, 32 bytes each (after rotations)
+MAX_WRAPPED_GENERATIONS = 4097
 _WRAP_HEADER = 1 + 32 + 12  # version, ephemeral X25519 key, nonce
 
 
@@ -282,7 +284,9 @@ def wrap_secret(
     nonce: bytes | None = None,
 ) -> bytes:
     """The consortium secret encrypted to ``join_key`` (X25519) with a fresh ephemeral key:
-    ``0x01 || ephemeral public (32) || nonce (12) || AES-256-GCM ciphertext+tag``."""
+    ``0x01 || ephemeral public (32) || nonce (12) || AES-256-GCM ciphertext+tag``; after a
+    ledger secret rotation ``secret`` is every generation's secret concatenated, generation
+    0 first, and the version byte is 0x02."""
     ephemeral = ephemeral or X25519PrivateKey.generate()
     ephemeral_public = ephemeral.public_key().public_bytes_raw()
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(join_key))
@@ -290,15 +294,25 @@ def wrap_secret(
     sealed = AESGCM(_wrap_key(shared, ephemeral_public, join_key)).encrypt(
         nonce, secret, associated_data
     )
-    return bytes([WRAP_VERSION]) + ephemeral_public + nonce + sealed
+    version = WRAP_VERSION if len(secret) == 32 else WRAP_VERSION_2
+    return bytes([version]) + ephemeral_public + nonce + sealed
 
 
 def unwrap_secret(wrapped: bytes, join_key: X25519PrivateKey, associated_data: bytes) -> bytes:
     """Open a wrapped secret with this enclave's pending join key; RpcError if it is not
-    for that key (or for another chain, genesis or node)."""
-    if len(wrapped) != _WRAP_HEADER + 32 + 16 or wrapped[0] != WRAP_VERSION:
+    for that key (or for another chain, genesis or node). Version 2: the generations'
+    secrets concatenated (``split_generations``)."""
+    count, rest = divmod(len(wrapped) - _WRAP_HEADER - 16, 32)
+    if not (
+        rest == 0
+        and (
+            (wrapped[:1] == bytes([WRAP_VERSION]) and count == 1)
+            or (wrapped[:1] == bytes([WRAP_VERSION_2]) and 2 <= count <= MAX_WRAPPED_GENERATIONS)
+        )
+    ):
         raise InvalidParams(
-            f"not a version-{WRAP_VERSION} wrapped consortium secret ({len(wrapped)} bytes)",
+            f"not a version-{WRAP_VERSION} or {WRAP_VERSION_2} wrapped consortium secret "
+            f"({len(wrapped)} bytes)",
             reason="bad-wrapped-secret",
         )
     ephemeral_public, nonce, sealed = wrapped[1:33], wrapped[33:45], wrapped[45:]
@@ -314,6 +328,17 @@ def unwrap_secret(wrapped: bytes, join_key: X25519PrivateKey, associated_data: b
             "enclave's pending join key, or for another chain, genesis or node",
             reason="bad-wrapped-secret",
         ) from None
+
+
+def split_generations(secrets_blob: bytes) -> tuple[bytes, dict[int, bytes]]:
+    """The consortium secret (generation 0) and the rotated generations of a concatenation
+    of 32-byte secrets (a version-2 wrap, or a recovered secret)."""
+    parts = [secrets_blob[i : i + 32] for i in range(0, len(secrets_blob), 32)]
+    if not parts or len(secrets_blob) % 32:
+        raise InvalidParams(
+            "the ledger secrets are not 32-byte secrets", reason="bad-wrapped-secret"
+        )
+    return parts[0], {g: part for g, part in enumerate(parts) if g >= 1}
 
 
 def join_report(

@@ -6,6 +6,7 @@ Both runtimes (separate process, in-process for tests) drive this same object.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -30,16 +31,17 @@ from eth_utils import keccak, to_checksum_address
 
 from gateway import clock
 from gateway.consensus.qbft.messages import Block as QbftBlock
-from gateway.consensus.qbft.messages import commit_seal_digest
+from gateway.consensus.qbft.messages import commit_seal_digest, seen_public_key
 from gateway.consensus.qbft.validation import quorum
 from gateway.consensus.seal import SEAL_VERSION, seal_digest, sign_seal
 from gateway.devaccounts import derive
-from gateway.enclave import consortium, govern, recovering, snapshot
+from gateway.enclave import consortium, govern, recovering, rotation, snapshot
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import (
     VALIDATION_RULES,
     BlockLifecycle,
     Candidate,
+    body_generation,
     decode_header,
     open_body_full,
 )
@@ -51,8 +53,10 @@ from gateway.enclave.keys import (
     SealedKeyError,
     measurement,
     read_consortium_secret,
+    read_generations,
     read_node_key,
     write_consortium_secret,
+    write_generations,
     write_node_key,
 )
 from gateway.enclave.sessions import MAX_REVOCATIONS, SessionBook
@@ -79,12 +83,17 @@ from gateway.execution.chain import (
 from gateway.execution.engine import Engine
 from gateway.execution.logs import LogFilter, topic_bytes
 from gateway.execution.views import sender_of
+from gateway.governance import joins, ledger_secret
 from gateway.governance import section as gsec
 from gateway.governance import state as gs
+from gateway.governance.errors import GovernanceError
 from gateway.ledger import LEDGER_FILE, SNAPSHOT_META, CommittedBlock, Ledger, SealedValueError
 from gateway.protocol import attestation, envelope, query
 
 log = logging.getLogger("gateway.enclave")
+
+NODE_KEYS_META = "rotation.nodeKeys"  # node public keys learned from joins (public JSON)
+MAX_NODE_KEYS = 4096
 
 # bounds of the consortium's batch messages
 MAX_IMPORT_BLOCKS = 256
@@ -183,6 +192,8 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
         assert key is not None
         self._node_key = key
         self.validator = bytes.fromhex(Account.from_key(key).address[2:])
+        self._own_public = rotation.public_key_of(key)  # a rotated secret's share opens here
+        self._node_keys: dict[bytes, bytes] | None = None  # learned node keys (rotation)
         self.measurement, self.measured_code = measurement()
         log.info(
             "virtual enclave: measurement 0x%s (%s); a software enclave protects nothing "
@@ -304,11 +315,19 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
     def _finish_open(self, secret: bytes) -> None:
         """The rest of opening, once the consortium secret is here."""
         opened = self._opened
+        rotated: dict[int, bytes] = {}
+        if self.terms is not None:
+            rotated = read_generations(self._data_dir, self._sealer, self.chain_id)
+        if sorted(rotated) != list(range(1, len(rotated) + 1)):
+            raise SealedKeyError(
+                f"the sealed ledger secret generations {sorted(rotated)} are not 1..n"
+            )
         self.keys = KeyRing(
             node_key=self._node_key,
             secret=secret,
             epoch_period=self.epoch_period,
             grace=opened.epoch_grace,
+            rotated=tuple(rotated[g] for g in sorted(rotated)),
         )
         if opened.seal_storage:
             self.ledger.set_sealer(StorageSealer(self.keys.storage_key))
@@ -485,6 +504,11 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
         }
         if self.qbft is not None:
             status["consensus"] = self.qbft.status()
+        # the ledger secret generations held here and the one the next block is sealed under
+        status["ledgerSecret"] = {
+            "generations": self.keys.generation + 1,
+            "sealing": self.sealing_generation(),
+        }
         staged = snapshot.decode_state(self.ledger.get_meta(SNAPSHOT_META))
         status["snapshot"] = None if staged is None else self._snapshot_progress(staged)
         return status
@@ -567,8 +591,11 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
             )
             raise
         assert report.join_key is not None
+        self._learn_node_key(
+            rotation.public_key_of_attestation(report, bytes(msg.request.get("signature", b"")))
+        )
         wrapped = consortium.wrap_secret(
-            self.keys.secret,
+            b"".join(self.keys.all_generations()),  # every generation: old blocks stay readable
             report.join_key,
             consortium.join_associated_data(self.chain_id, self.genesis_hash, report.node_address),
         )
@@ -592,16 +619,141 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
                     "the join key)",
                     reason="no-pending-join",
                 )
-            secret = consortium.unwrap_secret(
-                msg.wrapped,
-                self._join_key,
-                consortium.join_associated_data(self.chain_id, self.genesis_hash, self.validator),
+            secret, rotated = consortium.split_generations(
+                consortium.unwrap_secret(
+                    msg.wrapped,
+                    self._join_key,
+                    consortium.join_associated_data(
+                        self.chain_id, self.genesis_hash, self.validator
+                    ),
+                )
             )
+            if rotated:
+                write_generations(self._data_dir, self._sealer, self.chain_id, rotated)
             write_consortium_secret(self._data_dir, self._sealer, self.chain_id, secret)
             self._join_key = None
             log.info("joined the consortium: the consortium secret is sealed here")
             self._finish_open(secret)
             return self._on_GetStatus(m.GetStatus())
+
+    # ------------------------------------------------------------------ ledger secret rotation
+    def _rotation_maker(self, height: int) -> Any:
+        """What ``Governance.build`` calls when block ``height`` rotates the ledger secret."""
+
+        def make(state: gs.GovernanceState) -> tuple[bytes, bytes]:
+            return rotation.make_record(
+                state,
+                height,
+                chain_id=self.chain_id,
+                genesis=bytes(self.genesis_hash),
+                own=(self.validator, self._own_public),
+                key_of=self._node_public_key,
+            )
+
+        return make
+
+    def _learned_node_keys(self) -> dict[bytes, bytes]:
+        """Node public keys learned from join requests and join records (ledger meta
+        ``rotation.nodeKeys``: public, kept so that a restarted proposer still knows them)."""
+        if self._node_keys is None:
+            raw = self.ledger.get_meta(NODE_KEYS_META)
+            keys: dict[bytes, bytes] = {}
+            if raw is not None:
+                for value in json.loads(raw):
+                    public = bytes.fromhex(value[2:])
+                    keys[ledger_secret.address_of(public)] = public
+            self._node_keys = keys
+        return self._node_keys
+
+    def _learn_node_key(self, public: bytes | None) -> None:
+        if public is None or len(public) != ledger_secret.PUBLIC_KEY_BYTES:
+            return
+        known = self._learned_node_keys()
+        address = ledger_secret.address_of(public)
+        if known.get(address) == public or len(known) >= MAX_NODE_KEYS:
+            return
+        known[address] = public
+        self.ledger.put_meta(
+            NODE_KEYS_META,
+            json.dumps(["0x" + k.hex() for _, k in sorted(known.items())]).encode(),
+        )
+
+    def _learn_join_keys(self, records: list[bytes]) -> None:
+        """A committed block's join records name their nodes' keys (their signatures); the
+        validators' keys seen in their QBFT messages are kept too (a restarted proposer
+        knows them before they speak again)."""
+        known = self._learned_node_keys()
+        for validator in self.validators_for(int(self.engine.head.block_number) + 1):
+            if validator not in known:
+                self._learn_node_key(seen_public_key(validator))
+        for raw in records:
+            if joins.is_join(raw):
+                try:
+                    record = joins.decode_join(raw)
+                except GovernanceError:
+                    continue
+                self._learn_node_key(
+                    rotation.public_key_of_attestation(record.report, record.signature)
+                )
+
+    def _node_public_key(self, address: bytes) -> bytes | None:
+        """A trusted node's identity public key, if known: learned from its join, or seen in
+        a valid signature of it (a validator's QBFT messages)."""
+        return self._learned_node_keys().get(address) or seen_public_key(address)
+
+    def _rotated_secret(self, outcome: Any, height: int) -> tuple[int, bytes | None]:
+        """This node's share of the ledger secret record that ends ``outcome``'s section
+        (the section's public rules are checked): opened; ``bad-governance`` when it does
+        not open, or when there is none and this node does not hold the generation yet."""
+        try:
+            generation, secret = rotation.take_secret(
+                outcome.records[-1],
+                self._node_key,
+                self.validator,
+                chain_id=self.chain_id,
+                genesis=bytes(self.genesis_hash),
+            )
+        except GovernanceError as exc:
+            raise BlockRefused("bad-governance", exc.message) from None
+        if secret is None and self.keys.generation < generation:
+            raise BlockRefused(
+                "bad-governance",
+                f"block {height} starts ledger secret generation {generation} without a share "
+                f"for this node 0x{self.validator.hex()}: it cannot read the blocks after it "
+                "(a node that is not trusted, or whose key the proposer did not know)",
+            )
+        return generation, secret
+
+    def _adopt_generation(self, generation: int, secret: bytes) -> None:
+        """Keep ledger secret ``generation``: sealed beside the ledger (a consortium node),
+        then in the key ring. A generation made again (another candidate of the rotating
+        height) replaces the one kept."""
+        rotated = list(self.keys.rotated)
+        if generation == len(rotated) + 1:
+            rotated.append(secret)
+        elif 1 <= generation <= len(rotated):
+            if rotated[generation - 1] == secret:
+                return
+            rotated[generation - 1] = secret
+        else:
+            raise BlockRefused(
+                "bad-governance",
+                f"ledger secret generation {generation} follows no generation held here "
+                f"(newest {len(rotated)})",
+            )
+        if self.terms is not None:
+            write_generations(
+                self._data_dir,
+                self._sealer,
+                self.chain_id,
+                {g + 1: s for g, s in enumerate(rotated)},
+            )
+        self.keys = dataclasses.replace(self.keys, rotated=tuple(rotated))
+        log.info(
+            "ledger secret generation %d kept (sealed in the data directory); blocks after the "
+            "rotating block are sealed under it",
+            generation,
+        )
 
     # ------------------------------------------------------------------ sealed snapshots
     def _snapshots_allowed(self) -> None:
@@ -617,7 +769,8 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
         if not isinstance(msg.limit, int) or isinstance(msg.limit, bool) or msg.limit < 0:
             raise SnapshotRefused("bad-cursor", "a chunk limit is a non-negative integer")
         return self._exporter.export(
-            key=self.keys.snapshot_key,
+            key=self.keys.snapshot_key_of(self.keys.generation),
+            generation=self.keys.generation,
             chain_id=self.chain_id,
             genesis=self.genesis_hash,
             head=msg.head,
@@ -638,7 +791,7 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
         self._snapshots_allowed()
         try:
             chunk = snapshot.open_chunk(
-                self.keys.snapshot_key, self.chain_id, self.genesis_hash, msg.chunk
+                self.keys.snapshot_key_of, self.chain_id, self.genesis_hash, msg.chunk
             )
         except SnapshotRefused as exc:
             log.warning("refused a snapshot chunk: %s: %s", exc.reason_code, exc.message)
@@ -839,8 +992,14 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
                     "bad-snapshot-row", f"block {block.number} came without its sealed body"
                 )
             try:
+                if body_generation(block.body) != current.ledger_generation:
+                    raise BlockRefused(
+                        "bad-body",
+                        f"block {block.number}'s body is not sealed under its generation "
+                        f"{current.ledger_generation}",
+                    )
                 _, _, records = open_body_full(
-                    self.keys.block_body_key, self.chain_id, block.hash, block.body
+                    self.keys.body_key_of, self.chain_id, block.hash, block.body
                 )
                 current, _ = gsec.apply_section(
                     current, records, block.number, header.timestamp, bytes(header.extra_data)

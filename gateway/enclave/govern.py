@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,9 @@ class Outcome:
     records: list[bytes]
     state: gs.GovernanceState
     events: list[Any]
+    # a block that rotates the ledger secret: (the new generation, its secret as this
+    # enclave made or opened it; None when the record has no share for this node)
+    secret: tuple[int, bytes | None] | None = None
 
     @property
     def section(self) -> bytes:
@@ -134,25 +138,53 @@ class Governance:
         return [self.pool[h][0] for h in hashes if h in self.pool]
 
     # ------------------------------------------------------------------ blocks
-    def build(self, height: int, timestamp: int) -> Outcome:
+    def build(
+        self,
+        height: int,
+        timestamp: int,
+        rotate: Callable[[gs.GovernanceState], tuple[bytes, bytes]] | None = None,
+    ) -> Outcome:
         """The proposer's section for block ``height``: the pooled records the state takes,
-        in pool order; records it refuses leave the pool."""
-        state, events = gs.tick(self.state, height, timestamp)
-        records: list[bytes] = []
-        size = 2
-        for key, (raw, record) in list(self.pool.items()):
-            if len(records) >= MAX_SECTION or size + len(raw) + 1 > MAX_SECTION_BYTES:
-                break
+        in pool order; records it refuses leave the pool. When the section rotates the
+        ledger secret, ``rotate(state after)`` makes the ledger secret record (and the new
+        secret), appended last (gateway.governance.ledger_secret); if it cannot
+        (``CannotRotate``, or no ``rotate``), the records that would rotate wait in the
+        pool and the section is built without them. A block rotates at most once."""
+        from gateway.enclave.rotation import CannotRotate
+
+        generation = self.state.ledger_generation
+        for allow_rotation in (rotate is not None, False):
+            state, events = gs.tick(self.state, height, timestamp)
+            records: list[bytes] = []
+            size = 2
+            for key, (raw, record) in list(self.pool.items()):
+                # one slot and some room stay free for a ledger secret record
+                if len(records) >= MAX_SECTION - 1 or size + len(raw) + 1 > MAX_SECTION_BYTES // 2:
+                    break
+                try:
+                    after, more = apply_any(state, record, height, timestamp)
+                except GovernanceError as exc:
+                    log.info("governance record 0x%s left the pool: %s", key.hex()[:16], exc.reason)
+                    del self.pool[key]
+                    continue
+                rotates = after.ledger_generation - generation
+                if rotates > 1 or (rotates and not allow_rotation):
+                    continue  # waits for a later block
+                state = after
+                records.append(raw)
+                events.extend(more)
+                size += len(raw) + 1
+            if state.ledger_generation == generation:
+                return Outcome(records, state, events)
+            assert rotate is not None
             try:
-                state, more = apply_any(state, record, height, timestamp)
-            except GovernanceError as exc:
-                log.info("governance record 0x%s left the pool: %s", key.hex()[:16], exc.reason)
-                del self.pool[key]
+                record_raw, secret = rotate(state)
+            except CannotRotate as exc:
+                log.warning("block %d: the ledger secret rotation waits: %s", height, exc)
                 continue
-            records.append(raw)
-            events.extend(more)
-            size += len(raw) + 1
-        return Outcome(records, state, events)
+            records.append(record_raw)
+            return Outcome(records, state, events, (state.ledger_generation, secret))
+        raise AssertionError("unreachable: a section without rotation always builds")
 
     def verify(self, records: Any, height: int, timestamp: int, extra_data: bytes) -> Outcome:
         """Another enclave's section for block ``height``: it must match the header's

@@ -45,6 +45,9 @@ SEALING_KEY_FILE = "sealing.key"
 NODE_KEY_FILE = "node-key.sealed"  # a consortium node's sealed identity key
 SECRET_FILE = "consortium-secret.sealed"  # its sealed consortium secret
 SECRET_FILE_VERSION = 1
+GENERATIONS_FILE = "ledger-secrets.sealed"  # the rotated generations (1, 2, ...), sealed
+GENERATIONS_FILE_VERSION = 1
+MAX_GENERATIONS = 4096  # ledger secret generations an enclave keeps (every one it met)
 _SEALED_PREFIX = b"coco-sealed-v1:"
 
 
@@ -169,12 +172,109 @@ def write_consortium_secret(
     write_private(data_dir / SECRET_FILE, (json.dumps(doc, indent=2) + "\n").encode())
 
 
+def _generation_name(chain_id: int, generation: int) -> str:
+    return f"ledger_secret:chain-{chain_id}:generation-{generation}"
+
+
+def read_generations(data_dir: Path, sealer: LocalSealer, chain_id: int) -> dict[int, bytes]:
+    """The rotated ledger secret generations (1, 2, ...) sealed in
+    ``data_dir/ledger-secrets.sealed``; {} when there is none. Generation 0 is the
+    consortium secret (``consortium-secret.sealed``)."""
+    path = data_dir / GENERATIONS_FILE
+    if not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+        version, stored_chain, rows = doc["version"], doc["chainId"], doc["generations"]
+        sealed = {int(g): bytes.fromhex(str(b).removeprefix("0x")) for g, b in rows.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise SealedKeyError(f"{path} is not a sealed ledger secrets file") from None
+    if version != GENERATIONS_FILE_VERSION or stored_chain != chain_id:
+        raise SealedKeyError(f"{path}: version {version!r} of chain {stored_chain!r}")
+    out: dict[int, bytes] = {}
+    for generation, blob in sorted(sealed.items()):
+        if not 1 <= generation <= MAX_GENERATIONS:
+            raise SealedKeyError(f"{path}: generation {generation} out of range")
+        secret = sealer.open(_generation_name(chain_id, generation), blob)
+        if len(secret) != 32:
+            raise SealedKeyError(f"{path}: generation {generation} is not a 32-byte secret")
+        out[generation] = secret
+    return out
+
+
+def write_generations(
+    data_dir: Path, sealer: LocalSealer, chain_id: int, generations: dict[int, bytes]
+) -> None:
+    """Seal the rotated generations (every one but 0) in ``ledger-secrets.sealed``, whole
+    or not at all (``write_private``)."""
+    doc = {
+        "version": GENERATIONS_FILE_VERSION,
+        "chainId": chain_id,
+        "generations": {
+            str(g): "0x" + sealer.seal(_generation_name(chain_id, g), s).hex()
+            for g, s in sorted(generations.items())
+            if g >= 1
+        },
+    }
+    write_private(data_dir / GENERATIONS_FILE, (json.dumps(doc, indent=2) + "\n").encode())
+
+
+class MissingGeneration(Exception):
+    """This enclave does not hold the ledger secret of a generation."""
+
+    def __init__(self, generation: int) -> None:
+        super().__init__(f"this enclave does not hold ledger secret generation {generation}")
+        self.generation = generation
+
+
 @dataclass(frozen=True)
 class KeyRing:
+    """The enclave's keys. ``secret`` is the consortium secret, ledger secret generation 0;
+    ``rotated`` the later generations (index 0 is generation 1), each made by a
+    ``rotate_ledger_secret`` (gateway.enclave.rotation). The transaction epoch keys, the
+    storage, session-token and forwarded-transaction keys stay on generation 0; block
+    bodies, snapshot chunks and the random precompile use the generation of the block
+    (docs/SECURITY.md, "Ledger secret rotation")."""
+
     node_key: bytes
     secret: bytes
     epoch_period: int
     grace: int
+    rotated: tuple[bytes, ...] = ()
+
+    @property
+    def generation(self) -> int:
+        """The newest generation this enclave holds."""
+        return len(self.rotated)
+
+    def secret_of(self, generation: int) -> bytes:
+        if generation == 0:
+            return self.secret
+        if not 1 <= generation <= len(self.rotated):
+            raise MissingGeneration(generation)
+        return self.rotated[generation - 1]
+
+    def all_generations(self) -> list[bytes]:
+        """Every generation's secret, generation 0 first."""
+        return [self.secret, *self.rotated]
+
+    def body_key_of(self, generation: int) -> bytes:
+        """AES-256-GCM key of the bodies sealed under ``generation`` (v1 for 0, v2 after)."""
+        if generation == 0:
+            return self.block_body_key
+        return _hkdf(self.secret_of(generation), b"coco-gateway/block-body/v2")
+
+    def random_key_of(self, generation: int) -> bytes:
+        """The random precompile's key for blocks sealed under ``generation``."""
+        if generation == 0:
+            return self.random_key
+        return _hkdf(self.secret_of(generation), b"coco-gateway/random/v2")
+
+    def snapshot_key_of(self, generation: int) -> bytes:
+        """AES-256-GCM key of snapshot chunks sealed under ``generation``."""
+        if generation == 0:
+            return self.snapshot_key
+        return _hkdf(self.secret_of(generation), b"coco-gateway/snapshot/v2")
 
     def tx_key(self, epoch: int) -> X25519PrivateKey:
         return derive_epoch_key(self.secret, epoch)

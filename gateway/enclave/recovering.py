@@ -40,7 +40,14 @@ from gateway import clock
 from gateway.enclave import govern
 from gateway.enclave import messages as m
 from gateway.enclave.blocks import open_body
-from gateway.enclave.keys import SECRET_FILE, KeyRing, LocalSealer, write_consortium_secret
+from gateway.enclave.consortium import split_generations
+from gateway.enclave.keys import (
+    SECRET_FILE,
+    KeyRing,
+    LocalSealer,
+    write_consortium_secret,
+    write_generations,
+)
 from gateway.errors import BlockRefused, InvalidParams, ServerError
 from gateway.governance import recovered, recovery, share_record
 from gateway.governance import state as gs
@@ -123,7 +130,11 @@ class RecoveryMethods:
             self.chain_id, bytes(self.genesis_hash), s.shares_generation
         )
         issued = recovery.issue_from_secret(
-            self.keys.secret,
+            # ledger secret rotation: generations 0..the state's, 0 first, so that recovery
+            # restores the whole history (gateway.enclave.rotation; 32 bytes before any
+            # rotation); the state's, not all held: a node that joined ahead of its head
+            # issues the same bytes as the others
+            b"".join(self.keys.all_generations()[: s.ledger_generation + 1]),
             context=context,
             threshold=s.recovery_threshold,
             holders=holders,
@@ -311,8 +322,11 @@ class RecoveryMethods:
         rec = self._recovery
         assert rec is not None
         key = recovery.recover(rec.issued.share_set, rec.shares)
-        secret = recovery.unwrap_secret(key, rec.issued.wrapped, rec.context)
-        self._check_recovered(secret)
+        # the wrapped secret is every generation, 0 first (ledger secret rotation)
+        secret, rotated = split_generations(
+            recovery.unwrap_secret(key, rec.issued.wrapped, rec.context)
+        )
+        self._check_recovered(secret, rotated)
         # the members' submissions, for every node: back to "opening", new shares (kept
         # before the secret is sealed: a node that has the secret has its record)
         self.ledger.put_meta(
@@ -321,6 +335,8 @@ class RecoveryMethods:
                 self.validator, rec.context.generation, [t.encode() for t in rec.records.values()]
             ),
         )
+        if rotated:
+            write_generations(self._data_dir, self._sealer, self.chain_id, rotated)
         write_consortium_secret(self._data_dir, self._sealer, self.chain_id, secret)
         count = len(rec.shares)
         self._recovery = None
@@ -335,17 +351,22 @@ class RecoveryMethods:
         if self.ledger.get_meta(SUBMITTED_META) is not None:
             self.ledger.delete_meta(SUBMITTED_META)
 
-    def _check_recovered(self, secret: bytes) -> None:
-        """The secret must open the head block's sealed body (if there is a block)."""
+    def _check_recovered(self, secret: bytes, rotated: dict[int, bytes] | None = None) -> None:
+        """The secret must open the head block's sealed body (if there is a block); after
+        a rotation, with the generation that sealed it (``rotated``: generations 1..n)."""
         head = self.ledger.head()
         if head is None or head.number == 0:
             return
         block = self.ledger.block_by_number(head.number)
         ring = KeyRing(
-            node_key=self._node_key, secret=secret, epoch_period=self.epoch_period, grace=0
+            node_key=self._node_key,
+            secret=secret,
+            epoch_period=self.epoch_period,
+            grace=0,
+            rotated=tuple(v for _, v in sorted((rotated or {}).items())),
         )
         try:
-            open_body(ring.block_body_key, self.chain_id, block.hash, block.body)
+            open_body(ring.body_key_of, self.chain_id, block.hash, block.body)
         except BlockRefused:
             raise GovernanceError(
                 "wrong-share",

@@ -41,6 +41,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ from gateway.ledger import CommittedBlock, Ledger, LedgerError, SnapshotView
 log = logging.getLogger("gateway.enclave.snapshot")
 
 CHUNK_VERSION = 1
+CHUNK_VERSION_2 = 2  # 0x02 || ledger generation (4) || nonce || ct: after a rotation
 SNAPSHOT_INFO = b"coco-gateway/snapshot/v1"
 STATE_VERSION = 1
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024  # rows per chunk, before sealing
@@ -73,8 +75,9 @@ MAX_SEALS = 256
 CURSOR_START = b""
 
 
-def _ad(chain_id: int, genesis: bytes) -> bytes:
-    return SNAPSHOT_INFO + chain_id.to_bytes(32, "big") + genesis
+def _ad(chain_id: int, genesis: bytes, generation: int = 0) -> bytes:
+    ad = SNAPSHOT_INFO + chain_id.to_bytes(32, "big") + genesis
+    return ad if generation == 0 else ad + generation.to_bytes(4, "big")
 
 
 def block_bytes(block: CommittedBlock) -> int:
@@ -82,14 +85,17 @@ def block_bytes(block: CommittedBlock) -> int:
     return len(block.header) + len(block.body or b"") + 67 * len(block.seals) + 80
 
 
-def seal_chunk(key: bytes, chain_id: int, genesis: bytes, chunk: dict[str, Any]) -> bytes:
+def seal_chunk(
+    key: bytes, chain_id: int, genesis: bytes, chunk: dict[str, Any], generation: int = 0
+) -> bytes:
+    """A sealed chunk: v1 under ledger generation 0's snapshot key; v2, which names its
+    generation (also in the associated data), under a rotated generation's key."""
     plaintext = msgpack.packb(chunk, use_bin_type=True)
     nonce = secrets.token_bytes(12)
-    return (
-        bytes([CHUNK_VERSION])
-        + nonce
-        + AESGCM(key).encrypt(nonce, plaintext, _ad(chain_id, genesis))
-    )
+    sealed = AESGCM(key).encrypt(nonce, plaintext, _ad(chain_id, genesis, generation))
+    if generation == 0:
+        return bytes([CHUNK_VERSION]) + nonce + sealed
+    return bytes([CHUNK_VERSION_2]) + generation.to_bytes(4, "big") + nonce + sealed
 
 
 def _refuse(message: str, reason: str = "bad-snapshot-chunk") -> SnapshotRefused:
@@ -128,16 +134,30 @@ class Chunk:
         return sum(len(k) + len(v) for k, v in self.kv) + sum(block_bytes(b) for b in self.blocks)
 
 
-def open_chunk(key: bytes, chain_id: int, genesis: bytes, blob: Any) -> Chunk:
+def open_chunk(
+    key: bytes | Callable[[int], bytes], chain_id: int, genesis: bytes, blob: Any
+) -> Chunk:
     """Open a sealed chunk and check its shape; ``SnapshotRefused`` ("bad-snapshot-chunk"
     when it does not open or is malformed, "bad-snapshot-row" for a row that cannot be a
     row of a sealed ledger) otherwise."""
     if not isinstance(blob, bytes) or len(blob) < 1 + 12 + 16 or len(blob) > MAX_SEALED_CHUNK:
         raise _refuse("the snapshot chunk is missing, too short or too long")
-    if blob[0] != CHUNK_VERSION:
+    from gateway.enclave.keys import MissingGeneration
+
+    generation, offset = 0, 1
+    if blob[0] == CHUNK_VERSION_2 and len(blob) >= 5 + 12 + 16:
+        generation, offset = int.from_bytes(blob[1:5], "big"), 5
+    elif blob[0] != CHUNK_VERSION:
         raise _refuse(f"unknown snapshot chunk version {blob[0]}")
+    if callable(key):
+        try:
+            key = key(generation)
+        except MissingGeneration as exc:
+            raise _refuse(f"the snapshot chunk does not open: {exc}") from None
     try:
-        plaintext = AESGCM(key).decrypt(blob[1:13], blob[13:], _ad(chain_id, genesis))
+        plaintext = AESGCM(key).decrypt(
+            blob[offset : offset + 12], blob[offset + 12 :], _ad(chain_id, genesis, generation)
+        )
     except InvalidTag:
         raise _refuse(
             "the snapshot chunk does not open: altered on the way, or sealed under another "
@@ -345,6 +365,7 @@ class Exporter:
         self,
         *,
         key: bytes,
+        generation: int = 0,
         chain_id: int,
         genesis: bytes,
         head: bytes | None,
@@ -386,7 +407,7 @@ class Exporter:
             ],
             "totals": totals,
         }
-        blob = seal_chunk(key, chain_id, genesis, chunk)
+        blob = seal_chunk(key, chain_id, genesis, chunk, generation)
         if nxt is None:
             log.info("snapshot export of block %d: last chunk sent", view.height)
         return {

@@ -16,6 +16,10 @@ from gateway.errors import INVALID_PARAMS, SERVER_ERROR, RpcError
 REASONS: dict[str, tuple[int, str]] = {
     # the record itself
     "bad-record": (INVALID_PARAMS, "the signed record does not decode, or is not canonical"),
+    "bad-ledger-secret": (
+        INVALID_PARAMS,
+        "a ledger secret record is malformed, misplaced, or not for the trusted nodes",
+    ),
     "record-version": (INVALID_PARAMS, "the signed record is of a version this node does not read"),
     "bad-action": (INVALID_PARAMS, "an action is malformed (kind, or args not canonical JSON)"),
     "unknown-action": (INVALID_PARAMS, "an action's kind is not one the governance core knows"),

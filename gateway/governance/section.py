@@ -15,7 +15,7 @@ from typing import Any
 
 from eth_utils import keccak
 
-from gateway.governance import joins, recovered
+from gateway.governance import joins, ledger_secret, recovered
 from gateway.governance import state as gs
 from gateway.governance.errors import GovernanceError
 from gateway.governance.typed import SignedRecord, decode_record, record_hash
@@ -32,7 +32,15 @@ Record = SignedRecord | joins.JoinRecord | recovered.RecoveryRecord
 
 def decode_any(raw: bytes) -> Record:
     """A section's record: a join record (``"type": "join"``), a recovery record
-    (``"type": "recovered"``) or a member's signed record."""
+    (``"type": "recovered"``) or a member's signed record. A ledger secret record is not one
+    of these: only ``apply_section`` takes it, as the last record of the block that rotates
+    (gateway.governance.ledger_secret)."""
+    if ledger_secret.is_ledger_secret(raw):
+        raise GovernanceError(
+            "bad-ledger-secret",
+            "a ledger secret record is made by the proposer's enclave in the rotating block; "
+            "it is never submitted or pooled",
+        )
     if joins.is_join(raw):
         return joins.decode_join(raw)
     if recovered.is_recovery(raw):
@@ -116,12 +124,34 @@ def apply_section(
     state, events = gs.tick(before, height, timestamp)
     for i, raw in enumerate(records):
         try:
+            if ledger_secret.is_ledger_secret(raw):
+                if i != len(records) - 1:
+                    raise GovernanceError(
+                        "bad-ledger-secret", "a ledger secret record is the section's last"
+                    )
+                if state.ledger_generation != before.ledger_generation + 1:
+                    raise GovernanceError(
+                        "bad-ledger-secret",
+                        "a ledger secret record in a block that does not rotate",
+                    )
+                ledger_secret.check(ledger_secret.decode(raw), state, height)
+                continue
             state, more = apply_any(state, decode_any(raw), height, timestamp)
+            if state.ledger_generation > before.ledger_generation + 1:
+                raise GovernanceError(
+                    "bad-ledger-secret", "a block rotates the ledger secret at most once"
+                )
         except GovernanceError as exc:
             raise SectionRefused(
                 f"governance record {i} of block {height} is refused: {exc.reason}"
             ) from None
         events.extend(more)
+    if state.ledger_generation != before.ledger_generation and not (
+        records and ledger_secret.is_ledger_secret(records[-1])
+    ):
+        raise SectionRefused(
+            f"block {height} rotates the ledger secret but carries no ledger secret record"
+        )
     return state, events
 
 

@@ -234,6 +234,18 @@ def _coincurve_key(secret: bytes) -> coincurve.PrivateKey:
     return coincurve.PrivateKey(secret)
 
 
+# public keys seen in valid signatures, by address (bounded): the enclave encrypts a rotated
+# ledger secret to each trusted node's identity key (gateway.enclave.rotation), and a
+# validator's key is known from its consensus messages
+MAX_SEEN_KEYS = 4096
+_SEEN_KEYS: dict[bytes, bytes] = {}
+
+
+def seen_public_key(address: bytes) -> bytes | None:
+    """The uncompressed public key (65 bytes) of ``address`` if a signature of it was seen."""
+    return _SEEN_KEYS.get(bytes(address))
+
+
 @functools.lru_cache(maxsize=65536)
 def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
     """The 20-byte address whose key signed ``digest``, or ``None`` if the signature is invalid.
@@ -254,7 +266,11 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
         )
     except (ValueError, TypeError):
         return None
-    return keccak(public_key.format(compressed=False)[1:])[12:]
+    public = public_key.format(compressed=False)
+    address = keccak(public[1:])[12:]
+    if address not in _SEEN_KEYS and len(_SEEN_KEYS) < MAX_SEEN_KEYS:
+        _SEEN_KEYS[address] = public
+    return address
 
 
 def commit_seal_digest(digest: bytes, round_: int) -> bytes:
