@@ -787,9 +787,15 @@ def governed(
     terms = c.terms()
     terms["constitution"] = constitution
     c.terms_path.write_text(json.dumps(terms, indent=2))
+    yield from serve(c)
+
+
+def serve(c: Cluster, height: int = 2, timeout: float = 180) -> Iterator[Cluster]:
+    """For a fixture (``yield from serve(Cluster(...))``): ``c`` started and at ``height``;
+    its report printed if the fixture fails, closed after."""
     try:
         c.start()
-        c.wait_height(2, timeout=120)
+        c.wait_height(height, timeout=timeout)
         yield c
     except BaseException:
         print(c.report())

@@ -45,6 +45,15 @@ def enc_pub(i: int) -> bytes:
     return enc_key(i).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
+def member_args(count: int = 3, threshold: int = 2) -> list[str]:
+    """``coco-gateway init`` arguments making members 0..count-1 (``KEYS``, with their
+    ``enc_pub`` encryption keys, so they hold recovery shares) and the recovery threshold."""
+    out: list[str] = []
+    for i in range(count):
+        out += ["--member", f"0x{ADDRS[i].hex()}:0x{enc_pub(i).hex()}"]
+    return [*out, "--recovery-threshold", str(threshold)]
+
+
 def hx(b: bytes) -> str:
     return "0x" + b.hex()
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_harness import Cluster, RpcFailure
-from governance_support import ADDRS, KEYS, enc_pub
+from cluster_harness import Cluster, RpcFailure, serve
+from governance_support import ADDRS, KEYS, member_args
 
 from gateway.governance import typed as t
 
@@ -32,19 +32,22 @@ ROTATED = {"generations": 2, "sealing": 1}
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    members: list[str] = []
-    for i in range(3):
-        members += ["--member", f"0x{ADDRS[i].hex()}:0x{enc_pub(i).hex()}"]
-    c = Cluster(tmp_path / "c", observers=1, init_args=[*members, "--recovery-threshold", "2"])
-    try:
-        c.start()
-        c.wait_height(2, timeout=180)
-        yield c
-    except BaseException:
-        print(c.report())
-        raise
-    finally:
-        c.close()
+    yield from serve(Cluster(tmp_path / "c", observers=1, init_args=member_args()))
+
+
+def vote_rotation(node: Any) -> str:
+    """Members 0 and 1 (two of three: a majority) propose and accept ``rotate_ledger_secret``
+    at ``node``; returns the proposal id."""
+    info = node.rpc("coco_nodeInfo")
+    domain = t.Domain(int(info["chainId"], 16), bytes.fromhex(info["genesisHash"][2:]))
+    proposal = t.Proposal(ADDRS[0], int(time.time()), (t.Action.make("rotate_ledger_secret"),))
+    for record in (
+        t.sign(KEYS[0], domain, proposal),
+        t.sign(KEYS[0], domain, t.Ballot(t.proposal_id(proposal), True, 0)),
+        t.sign(KEYS[1], domain, t.Ballot(t.proposal_id(proposal), True, 0)),
+    ):
+        node.rpc("coco_govSubmit", [t.encode_record(record).decode()])
+    return "0x" + t.proposal_id(proposal).hex()
 
 
 def ledger_secret(node: Any) -> dict[str, int] | None:
@@ -76,16 +79,7 @@ def test_rotate_the_ledger_secret_under_load(cluster: Cluster) -> None:
     traffic.wait_confirmed(4, timeout=120)
     before = node1.rpc("coco_govRecoveryShare", ["0x" + ADDRS[0].hex()])
     # the members vote the rotation while the transfers flow
-    info = node1.rpc("coco_nodeInfo")
-    domain = t.Domain(int(info["chainId"], 16), bytes.fromhex(info["genesisHash"][2:]))
-    proposal = t.Proposal(ADDRS[0], int(time.time()), (t.Action.make("rotate_ledger_secret"),))
-    pid = "0x" + t.proposal_id(proposal).hex()
-    for record in (
-        t.sign(KEYS[0], domain, proposal),
-        t.sign(KEYS[0], domain, t.Ballot(t.proposal_id(proposal), True, 0)),
-        t.sign(KEYS[1], domain, t.Ballot(t.proposal_id(proposal), True, 0)),
-    ):
-        node1.rpc("coco_govSubmit", [t.encode_record(record).decode()])
+    pid = vote_rotation(node1)
     cluster.wait_until(
         lambda: all(ledger_secret(n) == ROTATED for n in cluster.validators()),
         120,
@@ -168,27 +162,14 @@ def test_recovery_after_a_rotation_brings_back_every_generation(tmp_path: Path) 
 
     from gateway.enclave.keys import GENERATIONS_FILE, SECRET_FILE
 
-    members: list[str] = []
-    for i in range(3):
-        members += ["--member", f"0x{ADDRS[i].hex()}:0x{enc_pub(i).hex()}"]
-    cluster = Cluster(
-        tmp_path / "c", validators=2, init_args=[*members, "--recovery-threshold", "2"]
-    )
+    cluster = Cluster(tmp_path / "c", validators=2, init_args=member_args())
     try:
         cluster.start()
         cluster.wait_height(1, timeout=180)
         node1, node2 = cluster["node1"], cluster["node2"]
         traffic = cluster.flow(senders=1)
         traffic.wait_confirmed(2, timeout=120)
-        info = node1.rpc("coco_nodeInfo")
-        domain = t.Domain(int(info["chainId"], 16), bytes.fromhex(info["genesisHash"][2:]))
-        proposal = t.Proposal(ADDRS[0], int(time.time()), (t.Action.make("rotate_ledger_secret"),))
-        for record in (
-            t.sign(KEYS[0], domain, proposal),
-            t.sign(KEYS[0], domain, t.Ballot(t.proposal_id(proposal), True, 0)),
-            t.sign(KEYS[1], domain, t.Ballot(t.proposal_id(proposal), True, 0)),
-        ):
-            node1.rpc("coco_govSubmit", [t.encode_record(record).decode()])
+        vote_rotation(node1)
         cluster.wait_until(
             lambda: ledger_secret(node1) == ROTATED and ledger_secret(node2) == ROTATED,
             120,

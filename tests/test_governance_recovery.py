@@ -36,6 +36,7 @@ from governance_support import (
     OTHER_GENESIS,
     enc_key,
     enc_pub,
+    member_args,
     refused,
 )
 
@@ -385,12 +386,7 @@ def test_the_secret_comes_back_from_the_members_shares_after_every_node_lost_it(
     from gateway.devaccounts import derive
     from gateway.enclave.keys import SECRET_FILE
 
-    members = []
-    for i in range(3):
-        members += ["--member", f"0x{ADDRS[i].hex()}:0x{enc_pub(i).hex()}"]
-    cluster = Cluster(
-        tmp_path / "c", validators=2, init_args=[*members, "--recovery-threshold", "2"]
-    )
+    cluster = Cluster(tmp_path / "c", validators=2, init_args=member_args())
     try:
         cluster.start()
         cluster.wait_height(1, timeout=120)
