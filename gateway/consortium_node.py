@@ -56,6 +56,7 @@ JOIN_BACKOFF_MAX = 30.0
 JOIN_WAIT_LOG = 60.0  # seconds between the "nobody can admit this node" warnings
 JOIN_PENDING_RETRY = 2.0  # seconds between join requests while the node waits for a vote
 SYNC_TIMEOUT = 30.0
+BEHIND_GRACE = 1.0  # seconds a validator one block behind waits to decide it itself
 SNAPSHOT_CHUNK = 2 * 1024 * 1024  # bytes of rows asked for per snapshot chunk
 SNAPSHOT_RETRIES = 2  # a refused chunk is asked for again this many times, then block by block
 SNAPSHOT_PAUSE = 60.0  # seconds of block-by-block catch-up after a snapshot failed
@@ -323,6 +324,7 @@ class ConsortiumNode(_P2pShell, Node):
         self._forward_wake = asyncio.Event()
         self._sync_lock = asyncio.Lock()
         self._sync_wanted: tuple[Peer, int] | None = None
+        self._behind_at: tuple[int, float] | None = None  # (head, when a peer said it was behind)
         self._sync_wake = asyncio.Event()
         self._progress = Progress()
         self._snapshot_reply: asyncio.Future[dict[str, Any]] | None = None
@@ -666,6 +668,14 @@ class ConsortiumNode(_P2pShell, Node):
                     peer.finalized,
                 )  # fmt: skip
                 return
+            if height is not None and height >= self.head + 2 and peer.trusted and not peer.public:
+                # its sender works on a height after the one this node is deciding: it has
+                # decided ours, whose COMMITs this node missed; they will not come again
+                # (when the others are no quorum without this node, the chain waits for it),
+                # so fetch the decided block now (its status may not say so yet: it is sent
+                # every STATUS_SECONDS; a claim that is not true gets no blocks, and the
+                # imported ones are checked against their commit seals)
+                self._want_sync(peer, max(peer.finalized, self.head + 1))
             if len(self._inbox) >= INBOX_LIMIT:
                 log.warning(
                     "QBFT inbox full (%d messages): dropping one from %r", INBOX_LIMIT, peer
@@ -687,9 +697,19 @@ class ConsortiumNode(_P2pShell, Node):
             if became_ready and not peer.public:
                 # a peer just linked (or joined): it gets every sign-out it may have missed
                 self._spawn(self._send_revocations(peer), "p2p-revocations")
-            # a validator one block behind is normally just about to decide it itself
-            lag = 2 if self.settings.role == "validator" else 1
-            if peer.finalized >= self.head + lag and not peer.public and peer.trusted:
+            # a validator one block behind is normally just about to decide that block itself;
+            # still behind at the same head a second later, it missed the decision (or the
+            # next height's messages said so first: "qbft" above)
+            if (
+                peer.finalized > self.head
+                and not peer.public
+                and peer.trusted
+                and (
+                    self.settings.role != "validator"
+                    or peer.finalized >= self.head + 2
+                    or self._still_behind()
+                )
+            ):
                 self._want_sync(peer, peer.finalized)
         elif kind == "getBlocks":
             await self._serve_blocks(peer, frame)
@@ -926,6 +946,16 @@ class ConsortiumNode(_P2pShell, Node):
             if peer.address is not None and self._gov_nodes.get(peer.address) == "retired":
                 log.warning("dropping the link to %r: the members retired that node", peer)
                 peer.abort()
+
+    def _still_behind(self) -> bool:
+        """Whether a peer's status said this node was behind at this same head at least
+        BEHIND_GRACE seconds ago too (the first such status only starts the clock)."""
+        now = time.monotonic()
+        seen = self._behind_at
+        if seen is None or seen[0] != self.head:
+            self._behind_at = (self.head, now)
+            return False
+        return now - seen[1] >= BEHIND_GRACE
 
     def _want_sync(self, peer: Peer, target: int) -> None:
         current = self._sync_wanted

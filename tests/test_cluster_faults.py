@@ -43,10 +43,15 @@ from cluster_harness import (
 from conftest import REPO
 from fault_proxy import (
     COMMIT,
+    DOWNSTREAM,
+    NEW_BLOCK,
     PREPARE,
     PROPOSAL,
+    UPSTREAM,
+    Rule,
     bad_body_rule,
     bad_seals_rule,
+    drop_rule,
     qbft_code,
     sidecar_rule,
 )
@@ -228,6 +233,54 @@ def test_partition_one_validator_and_heal(proxied: Cluster) -> None:
         assert cluster["node4"].block_hashes(head, head) == cluster["node1"].block_hashes(
             head, head
         )
+    finish(cluster, traffic)
+
+
+def unasked_decisions_dropped(cluster: Cluster, name: str) -> list[Rule]:
+    """On each relay of ``name``'s links: drop every COMMIT and every decided block sent to
+    ``name`` unasked (QBFT NEW_BLOCK, pushed ``blocks``), so that it never decides a height
+    itself; the answer to each of its own catch-up requests (``getBlocks``) still passes.
+    Returns the dropping rules."""
+    rules = []
+    for relay, toward in cluster.relays_into(name):
+        asked = [0]  # this link's getBlocks requests not answered yet
+
+        def count(frame: dict[str, Any], asked: list[int] = asked) -> dict[str, Any]:
+            asked[0] += 1
+            return frame  # passed on unchanged
+
+        def unasked(frame: dict[str, Any], asked: list[int] = asked) -> bool:
+            if frame.get("t") == "blocks" and asked[0] > 0:
+                asked[0] -= 1
+                return False
+            return frame.get("t") == "blocks" or qbft_code(frame) in (COMMIT, NEW_BLOCK)
+
+        away = DOWNSTREAM if toward == UPSTREAM else UPSTREAM
+        relay.add_rule(
+            Rule("count-requests", lambda f: f.get("t") == "getBlocks", count, away, None)
+        )
+        rules.append(relay.add_rule(drop_rule(unasked, toward)))
+    return rules
+
+
+def test_a_validator_that_decides_nothing_itself_keeps_the_chain_going(relayed: Cluster) -> None:
+    """node4 gets neither COMMITs nor decided blocks it did not ask for: it never decides a
+    height itself, and is one block behind each time the others have decided. With node3
+    down, node1 and node2 need node4 for every quorum: it must fetch each decided block when
+    the next height's messages arrive, not wait for what will not come (it used to wait: its
+    status check fetches only when two blocks behind, and the chain stood still)."""
+    cluster = relayed
+    traffic = cluster.flow(only=["node1", "node2"])
+    traffic.wait_confirmed(2)
+    rules = unasked_decisions_dropped(cluster, "node4")
+    try:
+        cluster["node3"].kill9()
+        cluster.wait_progress(4, ["node1", "node2", "node4"], timeout=120)
+        traffic.wait_confirmed(4, timeout=90)
+        assert sum(r.applied for r in rules) > 0, "nothing to node4 was dropped"
+    finally:
+        cluster.clear_rules("node4")
+    cluster.start(["node3"])
     finish(cluster, traffic)
 
 

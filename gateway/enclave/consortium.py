@@ -738,6 +738,7 @@ class QbftDriver:
         # a new height the QBFT node has not reached, or one it moved to itself after deciding
         # the previous block but with the previous height's set: start it afresh with this
         # height's set (a node removed by vote stops voting; an added one is counted)
+        previous = node
         if self.key.public_key.to_canonical_address() not in validators:
             self.node = None
             return None
@@ -768,6 +769,13 @@ class QbftDriver:
         self.node = node
         self._timer_height = 0  # a new node: its block timer is set from the head again
         self._run(node.tick(now), now, out)
+        if previous is not None and previous.height < node.height:
+            # the head moved by catch-up, not by this node's own decision: the messages the
+            # old instance kept for later heights are the new one's (the next height's
+            # proposal has often come already), checked again as they are received
+            node.future = previous.future
+            for message in node.future.take(node.height, None):
+                self._run(node.receive(message, now), now, out)
         return node
 
     def _inbound(self, item: list[Any], out: dict[str, Any]) -> Any:
