@@ -346,13 +346,24 @@ class ObserverBackend:
     async def close(self) -> None:
         self.store.close()
 
+    def _privacy(self) -> str:
+        """The privacy in force at the stored head: on a governed chain the governance
+        state's ``privacy`` policy (members vote it), else the terms'."""
+        default = str(self.terms.get("privacy", "open"))
+        state = self.store.governance()
+        if state is None:
+            return default
+        return str(state.policies.get("privacy", default))
+
     async def request(self, message: Any) -> Any:
         if isinstance(message, m.GetStatus):
             return {
                 "chainId": self.store.chain_id,
                 "head": {"number": max(self.store.head, 0)},
                 "finalized": max(self.store.head, 0),
-                "privacy": self.terms.get("privacy", "open"),
+                "privacy": self._privacy(),
+                "fork": str(self.terms.get("fork", "osaka")),
+                "validators": self.store.validators_for(max(self.store.head, 0) + 1),
                 "gasPrice": 0,
                 "poolSize": 0,
                 "state": "observing",

@@ -170,6 +170,13 @@ def test_a_transaction_sent_to_one_node_has_its_receipt_on_another(
     )
     status = observer.rpc("coco_nodeStatus")
     assert status["role"] == "observer" and status["height"] >= number
+    # the consortium's facts, as a validator tells them: the four validators, not one
+    info, told = observer.rpc("coco_nodeInfo"), cluster[0].rpc("coco_nodeInfo")
+    assert sorted(info["validators"]) == sorted(told["validators"]), (info, told)
+    assert len(told["validators"]) == 4
+    assert (info["chainId"], info["genesisHash"], info["fork"], info["privacy"]) == (
+        told["chainId"], told["genesisHash"], told["fork"], told["privacy"],
+    )  # fmt: skip
     leaked = [
         path
         for path in Path(observer.data_dir).rglob("*")

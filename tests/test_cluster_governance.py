@@ -242,6 +242,11 @@ def test_a_policy_vote_is_in_force_on_every_node(cluster: Cluster) -> None:
         )
         with pytest.raises(RpcFailure):
             node.rpc("eth_newPendingTransactionFilter")
+    # the observer follows the vote too (it reads the policy from the public sections)
+    observer = cluster["observer1"]
+    cluster.wait_until(
+        lambda: observer.rpc("coco_nodeInfo")["privacy"] == "strict", 30, "observer strict"
+    )
     # a plain value transfer still goes in
     transfer = signed_tx(node3, nonce, to=OUTSIDER.address)
     tx_hash = node3.rpc("eth_sendRawTransaction", [transfer])
@@ -266,6 +271,9 @@ def test_a_policy_vote_is_in_force_on_every_node(cluster: Cluster) -> None:
     assert receipt["status"] == "0x1"
     cluster.wait_until(
         lambda: node3.rpc("coco_whoami")["privacy"] == "open", 30, "node3 open again"
+    )
+    cluster.wait_until(
+        lambda: observer.rpc("coco_nodeInfo")["privacy"] == "open", 30, "observer open again"
     )
 
 
