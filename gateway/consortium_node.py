@@ -1146,6 +1146,7 @@ PUBLIC_METHODS = (
     "eth_getBlockByHash",
     "coco_getFinality",
     "coco_nodeStatus",
+    "coco_nodeInfo",  # chain id, genesis hash, validators: what a member's CLI signs against
     # governance is public (docs/GOVERNANCE.md): an observer follows it from the blocks
     "coco_govState",
     "coco_govMembers",

@@ -18,7 +18,7 @@
 // request. The script prints a JSON report as its last line.
 
 import { Wallet } from "ethers";
-import { injectWallet, launchBrowser, recordConsole } from "./wallet.mjs";
+import { injectWallet, launchBrowser, recordConsole, runReport } from "./wallet.mjs";
 
 const NODE_URL = process.env.NODE_URL;
 const PLAN = JSON.parse(process.env.PLAN);
@@ -80,7 +80,7 @@ async function propose(page, viaDraft, { kind, args }) {
   return page.$eval("#gov-message", (el) => el.dataset.proposal);
 }
 
-try {
+await runReport(browser, report, async () => {
   // ---- 1. the proposer
   report.step = "proposer";
   const first = await openAs(PLAN.proposer);
@@ -156,11 +156,4 @@ try {
     report.observerButtons = await page.$$eval("#gov-proposals button", (b) => b.length);
   }
   report.step = "done";
-  report.ok = true;
-} catch (error) {
-  report.error = String(error && error.stack ? error.stack : error);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(report));
-process.exit(report.ok ? 0 : 1);
+});

@@ -7,14 +7,14 @@
 // records wallet_addEthereumChain requests. The script prints a JSON report.
 
 import { Wallet } from "ethers";
-import { injectWallet, launchBrowser, recordConsole } from "./wallet.mjs";
+import { injectWallet, launchBrowser, recordConsole, runReport } from "./wallet.mjs";
 
 const NODE_URL = process.env.NODE_URL;
 const wallet = new Wallet(process.env.PRIVATE_KEY);
 
 const browser = await launchBrowser();
 const report = { ok: false, console: [] };
-try {
+await runReport(browser, report, async () => {
   const page = await browser.newPage();
   recordConsole(page, report);
   await injectWallet(page, wallet);
@@ -44,11 +44,4 @@ try {
   await page.click("#signout");
   await page.waitForSelector("#step-url", { state: "hidden" });
   report.signedOut = true;
-  report.ok = true;
-} catch (error) {
-  report.error = String(error && error.stack ? error.stack : error);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(report));
-process.exit(report.ok ? 0 : 1);
+});

@@ -72,3 +72,19 @@ export function recordConsole(page, report) {
   page.on("console", (msg) => report.console.push(`${msg.type()}: ${msg.text()}`));
   page.on("pageerror", (err) => report.console.push(`pageerror: ${err.message}`));
 }
+
+// Run a script's steps and end it: ``report.ok`` once they all ran, ``report.error`` (the
+// stack) when one threw; the browser closed, the report printed as JSON, exit code 0 only
+// when ok.
+export async function runReport(browser, report, steps) {
+  try {
+    await steps();
+    report.ok = true;
+  } catch (error) {
+    report.error = String(error && error.stack ? error.stack : error);
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(report));
+  process.exit(report.ok ? 0 : 1);
+}
