@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,6 @@ from cluster_harness import (
     seal_body,
     wait_until,
 )
-from conftest import REPO
 from fault_proxy import (
     COMMIT,
     DOWNSTREAM,
@@ -56,27 +53,7 @@ from fault_proxy import (
     sidecar_rule,
 )
 
-
-def _consortium_cli() -> bool:
-    """Whether this tree has the consortium commands (``init`` and ``node --config``)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "--help"],
-        cwd=str(REPO),
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return " init" in out and " node" in out
-
-
 pytestmark = [
-    pytest.mark.xfail(
-        not _consortium_cli(),
-        reason="needs `coco-gateway init` and `coco-gateway node --config` (the operator and "
-        "p2p-node branches) and QBFT in the enclave (e-consortium), not merged yet",
-        run=False,
-        strict=True,
-    ),
     # see tests/test_cluster_basic.py: the timeout bounds each test's own call
     pytest.mark.timeout(300, func_only=True),
 ]
