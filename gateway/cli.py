@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -275,13 +276,28 @@ def _init_options(args: argparse.Namespace, validators: int) -> Any:
     )
 
 
+@contextlib.contextmanager
+def _quiet_enclaves() -> Iterator[None]:
+    """While init or add-node makes keys, the enclaves' own log lines (a sealing key made,
+    ...) are noise: the command reports. Only for them: a node that ``cluster up`` starts
+    after its init inherits this environment and must log as it always does."""
+    before = os.environ.get("COCO_LOG_LEVEL")
+    os.environ.setdefault("COCO_LOG_LEVEL", "WARNING")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("COCO_LOG_LEVEL", None)
+        else:
+            os.environ["COCO_LOG_LEVEL"] = before
+
+
 def _run_init(options: Any) -> int:
     from gateway.scaffold import InitError, init_consortium, summary
 
-    # the enclaves' own log lines (a sealing key made, ...) are noise here; init reports
-    os.environ.setdefault("COCO_LOG_LEVEL", "WARNING")
     try:
-        result = init_consortium(options)
+        with _quiet_enclaves():
+            result = init_consortium(options)
     except InitError as exc:
         print(f"coco-gateway init: {exc}", file=sys.stderr)
         return 2
@@ -295,16 +311,16 @@ def _run_init(options: Any) -> int:
 def _add_node(args: argparse.Namespace) -> int:
     from gateway.scaffold import InitError, add_node
 
-    os.environ.setdefault("COCO_LOG_LEVEL", "WARNING")
     try:
-        added = add_node(
-            Path(args.dir),
-            args.name,
-            role=args.role,
-            host=args.host,
-            rpc_port=args.rpc_port,
-            p2p_port=args.p2p_port,
-        )
+        with _quiet_enclaves():
+            added = add_node(
+                Path(args.dir),
+                args.name,
+                role=args.role,
+                host=args.host,
+                rpc_port=args.rpc_port,
+                p2p_port=args.p2p_port,
+            )
     except InitError as exc:
         print(f"coco-gateway add-node: {exc}", file=sys.stderr)
         return 2

@@ -656,6 +656,10 @@ class ConsortiumNode(_P2pShell, Node):
                 peer.send(wire.refused("not-ready", "this node has not joined the consortium yet"))
             return
         if self.state != "ready":
+            if kind == "getBlocks":
+                # nothing to serve yet; said at once, so the asker tries another peer or
+                # later instead of waiting SYNC_TIMEOUT for an answer that would not come
+                peer.send(wire.frame("blocks", items=[]))
             return  # nothing to do with chain traffic before the secret is here
         if kind == "qbft":
             height = wire.qbft_height(frame["m"])
@@ -1334,6 +1338,7 @@ class ObserverNode(_P2pShell, Node):
                 try:
                     items = await asyncio.wait_for(self._batch, SYNC_TIMEOUT)
                 except TimeoutError:
+                    log.warning("catch-up: %r sent no blocks in %g s", peer, SYNC_TIMEOUT)
                     break
                 if not items or not self._add(peer, items):
                     break

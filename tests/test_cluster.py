@@ -383,6 +383,12 @@ def test_cluster_up_runs_the_consortium_and_stops_it(tmp_path: Path) -> None:
     assert "stopping the nodes (SIGTERM)" in text
     for name in ("node1", "node2", "node3", "node4", "observer1"):
         assert f"{name}: exit code 0" in text, text
+    # each node logged as it does on its own (init, run first, had quieted only the keys'
+    # enclaves), and no catch-up waited out its timeout: a node not ready yet says so at once
+    for log_path in sorted(directory.glob("*/node.log")):
+        log = log_path.read_text(errors="replace")
+        assert "INFO" in log and "stopped cleanly" in log, f"{log_path}:\n{log[-2000:]}"
+        assert "sent no blocks" not in log, f"{log_path}:\n{log[-2000:]}"
     # every node has stopped: nothing answers on their ports
     for i in range(5):
         with socket.socket() as s:
