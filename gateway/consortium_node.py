@@ -438,6 +438,15 @@ class ConsortiumNode(_P2pShell, Node):
     async def node_status(self) -> dict[str, Any]:
         links = self.links.summary() if self.links is not None else []
         consensus = self.consensus
+        try:
+            status = await self.enclave.request(m.GetStatus())
+        except Exception:  # a stopping enclave: the status says what it can
+            status = {}
+        status = status if isinstance(status, dict) else {}
+        # the next height's validators (a governed chain's, as the votes left them); the
+        # terms' set before the enclave holds the secret
+        validators = [bytes(v) for v in status.get("validators") or self.settings.validators]
+        held = status.get("ledgerSecret")
         return {
             "name": self.settings.name,
             "role": self.settings.role,
@@ -445,24 +454,17 @@ class ConsortiumNode(_P2pShell, Node):
             "address": "0x" + self.address.hex(),
             "height": self.head,
             "finalized": self._finalized,
-            "round": consensus.get("round"),
+            # a validator voted out runs no round any more
+            "round": consensus.get("round") if self.address in validators else None,
             "proposer": _hex_or_none(consensus.get("proposer")),
             "peers": links,
-            "validators": ["0x" + v.hex() for v in self.settings.validators],
+            "validators": ["0x" + v.hex() for v in validators],
             "lastError": self.last_error,
             "refused": self.links.refused.snapshot() if self.links is not None else {},
-            "ledgerSecret": await self._ledger_secret(),
+            # the ledger secret generations this node's enclave holds and the one it seals
+            # the next block under (None before it holds the consortium secret)
+            "ledgerSecret": dict(held) if isinstance(held, dict) else None,
         }
-
-    async def _ledger_secret(self) -> dict[str, int] | None:
-        """The ledger secret generations this node's enclave holds and the one it seals the
-        next block under (None before it holds the consortium secret)."""
-        try:
-            status = await self.enclave.request(m.GetStatus())
-        except Exception:  # a stopping enclave: the status says what it can
-            return None
-        held = status.get("ledgerSecret") if isinstance(status, dict) else None
-        return dict(held) if isinstance(held, dict) else None
 
     # ---------------------------------------------------------------- the join
 
@@ -1263,7 +1265,8 @@ class ObserverNode(_P2pShell, Node):
             "round": None,
             "proposer": None,
             "peers": links,
-            "validators": ["0x" + v.hex() for v in self.settings.validators],
+            # the next height's, as the governance sections it follows left them
+            "validators": ["0x" + v.hex() for v in self.store.validators_for(head + 1)],
             "lastError": self.last_error,
             "refused": self.links.refused.snapshot() if self.links is not None else {},
         }

@@ -450,6 +450,12 @@ def test_remove_a_validator_by_vote(cluster: Cluster) -> None:
         assert len(before["validators"]) == 4 and before["final"]
     # the removed validator's node follows the chain
     cluster.wait_until(lambda: cluster["node4"].height() >= effective + 3, 90, "node4 follows")
+    # and every node's status tells the set as the vote left it; node4 runs no round
+    for name in cluster.names():
+        status = cluster[name].rpc("coco_nodeStatus")
+        told = [v.lower() for v in status["validators"]]
+        assert len(told) == 3 and gone not in told, (name, status["validators"])
+    assert cluster["node4"].rpc("coco_nodeStatus")["round"] is None
     # so does the observer, which has no secret: it checks each block's seals against the
     # validator set of the governance state it follows from the public sections
     observer = cluster[cluster.names("observer")[0]]

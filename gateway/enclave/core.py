@@ -501,6 +501,8 @@ class Enclave(recovering.RecoveryMethods, BlockLifecycle, govern.GovernanceMetho
             "baseFee": self.engine.next_base_fee(),
             "devAccounts": list(self.dev_keys),
             "privacy": "strict" if self.strict else "open",
+            # the QBFT set of the next height (a governed chain's, as the votes left it)
+            "validators": list(self.validators_for(head.block_number + 1)),
         }
         if self.qbft is not None:
             status["consensus"] = self.qbft.status()
