@@ -674,3 +674,17 @@ def test_genesis_from_the_consortium_terms() -> None:
     ]:
         with pytest.raises(ValueError, match=re.escape(says)):
             st.genesis_from_terms(broken, GENESIS)
+
+
+def test_events_read_in_a_log_line() -> None:
+    """Log lines name an event's fields with bytes as 0x-hex, not as Python bytes reprs."""
+    pid = bytes(range(32))
+    line = st.describe(st.BallotRecorded(pid, ADDRS[1], True, 2))
+    assert line == (
+        f"BallotRecorded(proposal=0x{pid.hex()}, member=0x{ADDRS[1].hex()}, approve=True, "
+        "revision=2)"
+    )
+    scheduled = st.describe(st.ValidatorsScheduled(7, (NODES[0], NODES[1])))
+    assert scheduled == (
+        f"ValidatorsScheduled(height=7, validators=[0x{NODES[0].hex()}, 0x{NODES[1].hex()}])"
+    )

@@ -206,7 +206,7 @@ class Governance:
             except GovernanceError:
                 continue
         for event in outcome.events:
-            log.info("governance: %s", event)
+            log.info("governance: %s", gs.describe(event))
 
     # ------------------------------------------------------------------ reads
     def validators_at(self, height: int) -> tuple[bytes, ...]:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from eth_utils import keccak
@@ -262,6 +262,20 @@ Event = (
     | NetworkOpened
     | ServiceRecovered
 )
+
+
+def describe(event: Event) -> str:
+    """An event for a log line: its name and fields, bytes as 0x-hex (addresses, ids)."""
+
+    def show(value: Any) -> str:
+        if isinstance(value, bytes | bytearray):
+            return "0x" + bytes(value).hex()
+        if isinstance(value, tuple | list):
+            return "[" + ", ".join(show(v) for v in value) + "]"
+        return repr(value)
+
+    parts = ", ".join(f"{f.name}={show(getattr(event, f.name))}" for f in fields(event))
+    return f"{type(event).__name__}({parts})"
 
 
 # ----------------------------------------------------------------------------- genesis
