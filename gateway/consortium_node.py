@@ -658,10 +658,12 @@ class ConsortiumNode(_P2pShell, Node):
                 peer.send(wire.refused("not-ready", "this node has not joined the consortium yet"))
             return
         if self.state != "ready":
+            # nothing to serve yet; said at once, so the asker tries another peer or later
+            # instead of waiting out its timeout for an answer that would not come
             if kind == "getBlocks":
-                # nothing to serve yet; said at once, so the asker tries another peer or
-                # later instead of waiting SYNC_TIMEOUT for an answer that would not come
                 peer.send(wire.frame("blocks", items=[]))
+            elif kind == "getSnapshot":
+                peer.send(wire.refused("not-ready", "this node has no state to serve yet"))
             return  # nothing to do with chain traffic before the secret is here
         if kind == "qbft":
             height = wire.qbft_height(frame["m"])
