@@ -517,6 +517,13 @@ def recovered(
     s = copy.deepcopy(state)
     events: list[Event] = [ServiceRecovered(node, members, s.shares_generation)]
     s.service = "opening"
+    _next_share_generation(s, events)
+    return s, events
+
+
+def _next_share_generation(s: GovernanceState, events: list[Event]) -> None:
+    """When members hold shares: the next share generation, for every node that holds the
+    secret to issue (``RefreshRecoveryShares``)."""
     if s.share_holders():
         s.shares_generation += 1
         events.append(
@@ -527,7 +534,6 @@ def recovered(
                 tuple(s.share_holders()),
             )
         )
-    return s, events
 
 
 def check_node_terms(
@@ -749,16 +755,8 @@ def _run_actions(
         s.ledger_generation += 1
         events.append(RotateLedgerSecret(s.ledger_generation))
         flags["refresh"] = True  # the shares wrap the newest secret
-    if flags["refresh"] and s.share_holders():
-        s.shares_generation += 1
-        events.append(
-            RefreshRecoveryShares(
-                s.shares_generation,
-                s.ledger_generation,
-                s.recovery_threshold,
-                tuple(s.share_holders()),
-            )
-        )
+    if flags["refresh"]:
+        _next_share_generation(s, events)
 
 
 Flags = dict[str, bool]
