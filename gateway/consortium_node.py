@@ -676,14 +676,15 @@ class ConsortiumNode(_P2pShell, Node):
                     peer.finalized,
                 )  # fmt: skip
                 return
-            if height is not None and height >= self.head + 2 and peer.trusted and not peer.public:
-                # its sender works on a height after the one this node is deciding: it has
+            if height == self.head + 2 and peer.trusted and not peer.public:
+                # its sender works on the height after the one this node is deciding: it has
                 # decided ours, whose COMMITs this node missed; they will not come again
                 # (when the others are no quorum without this node, the chain waits for it),
-                # so fetch the decided block now (its status may not say so yet: it is sent
+                # so fetch that one block now (its status may not say so yet: it is sent
                 # every STATUS_SECONDS; a claim that is not true gets no blocks, and the
-                # imported ones are checked against their commit seals)
-                self._want_sync(peer, max(peer.finalized, self.head + 1))
+                # imported ones are checked against their commit seals). Further behind,
+                # the status decides, between blocks and a sealed snapshot
+                self._want_sync(peer, self.head + 1)
             if len(self._inbox) >= INBOX_LIMIT:
                 log.warning(
                     "QBFT inbox full (%d messages): dropping one from %r", INBOX_LIMIT, peer
