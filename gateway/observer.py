@@ -362,7 +362,7 @@ class ObserverBackend:
                 "head": {"number": max(self.store.head, 0)},
                 "finalized": max(self.store.head, 0),
                 "privacy": self._privacy(),
-                "fork": str(self.terms.get("fork", "osaka")),
+                "fork": str(self.terms.get("fork", m.DEFAULT_FORK)),
                 "validators": self.store.validators_for(max(self.store.head, 0) + 1),
                 "gasPrice": 0,
                 "poolSize": 0,

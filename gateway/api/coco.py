@@ -97,7 +97,8 @@ class CocoMethods(Handlers):
             "client": f"coco-gateway/v{__version__}",
             "chainId": qty(status["chainId"]),
             "fork": status["fork"],
-            "validators": [to_checksum_address(v) for v in _validators(status)],
+            # the QBFT set of the next height (as the votes left it, on a governed chain)
+            "validators": [to_checksum_address(bytes(v)) for v in status["validators"]],
             "head": qty(status["head"]["number"]),
             "finalized": qty(status["finalized"]),
             "pendingTransactions": status["poolSize"],
@@ -185,11 +186,3 @@ class CocoMethods(Handlers):
             "address": None if address is None else to_checksum_address(address),
             "privacy": "strict" if self.strict else "open",
         }
-
-
-def _validators(status: dict[str, Any]) -> list[bytes]:
-    """The validators of the next height: a consortium node's QBFT set, an observer's (it
-    follows the votes), or the dev chain's one."""
-    consensus = status.get("consensus") or {}
-    found = consensus.get("validators") or status.get("validators")
-    return [bytes(v) for v in found] if found else [bytes(status["validator"])]
