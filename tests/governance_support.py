@@ -3,6 +3,7 @@ signs records as a wallet would and applies them block by block."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,20 @@ def member_args(count: int = 3, threshold: int = 2) -> list[str]:
     for i in range(count):
         out += ["--member", f"0x{ADDRS[i].hex()}:0x{enc_pub(i).hex()}"]
     return [*out, "--recovery-threshold", str(threshold)]
+
+
+def vote_through(node: Any, domain: t.Domain, *actions: t.Action) -> bytes:
+    """Members 0 and 1 (a majority of three) propose ``actions`` at ``node`` over
+    ``coco_govSubmit`` and both approve; returns the proposal id."""
+    proposal = t.Proposal(ADDRS[0], int(time.time()), actions)
+    pid = t.proposal_id(proposal)
+    for record in (
+        t.sign(KEYS[0], domain, proposal),
+        t.sign(KEYS[0], domain, t.Ballot(pid, True, 0)),
+        t.sign(KEYS[1], domain, t.Ballot(pid, True, 0)),
+    ):
+        node.rpc("coco_govSubmit", [t.encode_record(record).decode()])
+    return pid
 
 
 def hx(b: bytes) -> str:

@@ -16,14 +16,13 @@ accepted before, during and after has its receipt on every node.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cluster_harness import Cluster, RpcFailure, serve
-from governance_support import ADDRS, KEYS, member_args
+from governance_support import ADDRS, member_args, vote_through
 
 from gateway.governance import typed as t
 
@@ -40,14 +39,7 @@ def vote_rotation(node: Any) -> str:
     at ``node``; returns the proposal id."""
     info = node.rpc("coco_nodeInfo")
     domain = t.Domain(int(info["chainId"], 16), bytes.fromhex(info["genesisHash"][2:]))
-    proposal = t.Proposal(ADDRS[0], int(time.time()), (t.Action.make("rotate_ledger_secret"),))
-    for record in (
-        t.sign(KEYS[0], domain, proposal),
-        t.sign(KEYS[0], domain, t.Ballot(t.proposal_id(proposal), True, 0)),
-        t.sign(KEYS[1], domain, t.Ballot(t.proposal_id(proposal), True, 0)),
-    ):
-        node.rpc("coco_govSubmit", [t.encode_record(record).decode()])
-    return "0x" + t.proposal_id(proposal).hex()
+    return "0x" + vote_through(node, domain, t.Action.make("rotate_ledger_secret")).hex()
 
 
 def ledger_secret(node: Any) -> dict[str, int] | None:

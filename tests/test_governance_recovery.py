@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from governance_support import (
     enc_pub,
     member_args,
     refused,
+    vote_through,
 )
 
 from gateway.governance import recovery as r
@@ -443,22 +443,14 @@ def test_the_secret_comes_back_from_the_members_shares_after_every_node_lost_it(
         cluster.wait_height(int(receipt["blockNumber"], 16) + 1, timeout=60)
         # the members vote new shares: both nodes record generation 1, the same bytes
         domain = t.Domain(chain_id, bytes.fromhex(shown[0]["genesis"][2:]))
-        refresh = t.Proposal(
-            ADDRS[0], int(time.time()), (t.Action.make("refresh_recovery_shares"),)
-        )
-        pid = t.proposal_id(refresh)
-        for record in (
-            t.sign(KEYS[0], domain, refresh),
-            t.sign(KEYS[0], domain, t.Ballot(pid, True, 0)),
-            t.sign(KEYS[1], domain, t.Ballot(pid, True, 0)),
-        ):
-            node1.rpc("coco_govSubmit", [t.encode_record(record).decode()])
+        vote_through(node1, domain, t.Action.make("refresh_recovery_shares"))
 
-        def generation_1() -> list[dict[str, Any]] | None:
+        def shares_of(generation: int) -> list[dict[str, Any]] | None:
+            """Member 0's share on both nodes, once both are at ``generation``."""
             now = [n.rpc("coco_govRecoveryShare", ["0x" + ADDRS[0].hex()]) for n in (node1, node2)]
-            return now if all(x["generation"] == 1 for x in now) else None
+            return now if all(x["generation"] == generation for x in now) else None
 
-        fresh = wait_until(generation_1, 60, "shares of generation 1 on both nodes")
+        fresh = wait_until(lambda: shares_of(1), 60, "shares of generation 1 on both nodes")
         assert fresh[0]["share"] == fresh[1]["share"]
         assert fresh[0]["share"]["ciphertext"] != shown[0]["share"]["ciphertext"]
         assert "recovery shares of generation 1 recorded" in node2.log()
@@ -530,11 +522,7 @@ def test_the_secret_comes_back_from_the_members_shares_after_every_node_lost_it(
         for n in (node1, node2):
             wait_until(lambda n=n: reopened(n), 120, f"{n.name} opening after the recovery")
 
-        def generation_2() -> list[dict[str, Any]] | None:
-            now = [n.rpc("coco_govRecoveryShare", ["0x" + ADDRS[0].hex()]) for n in (node1, node2)]
-            return now if all(x["generation"] == 2 for x in now) else None
-
-        renewed = wait_until(generation_2, 60, "shares of generation 2 on both nodes")
+        renewed = wait_until(lambda: shares_of(2), 60, "shares of generation 2 on both nodes")
         assert renewed[0]["share"] == renewed[1]["share"]
         assert renewed[0]["share"]["ciphertext"] != fresh[0]["share"]["ciphertext"]
         assert not renewed[0]["recovering"]
@@ -559,14 +547,7 @@ def test_the_secret_comes_back_from_the_members_shares_after_every_node_lost_it(
                 n.rpc("eth_sendRawTransaction", [raw2])
             assert closed.value.reason == "network-not-open", closed.value.error
         assert node2.rpc("eth_getTransactionReceipt", [tx_hash]) == receipt  # reads go on
-        reopen = t.Proposal(ADDRS[0], int(time.time()), (t.Action.make("open_network"),))
-        pid = t.proposal_id(reopen)
-        for record in (
-            t.sign(KEYS[0], domain, reopen),
-            t.sign(KEYS[0], domain, t.Ballot(pid, True, 0)),
-            t.sign(KEYS[1], domain, t.Ballot(pid, True, 0)),
-        ):
-            node1.rpc("coco_govSubmit", [t.encode_record(record).decode()])
+        vote_through(node1, domain, t.Action.make("open_network"))
         for n in (node1, node2):
             wait_until(
                 lambda n=n: n.rpc("coco_govState")["service"] == "open", 60, f"{n.name} open"
